@@ -1,0 +1,216 @@
+//! The reference evaluator: [`Policy::decide`].
+//!
+//! Deliberately simple and obviously right; it is the oracle the generated
+//! decision table is tested against. Order of work:
+//! 1. the event's capability selects the rules that apply;
+//! 2. every field those rules test must be present and well typed, or the event
+//!    is denied as malformed (fail closed), naming the first bad field;
+//! 3. the first matching rule in precedence order decides (deny, then
+//!    require_approval, then allow; file order inside a tier);
+//! 4. nothing matches: deny.
+
+use std::fmt;
+
+use crate::event::{Event, Value};
+use crate::policy::{Expr, Field, FieldType, Policy, Risk, Rule, Test};
+
+/// What a policy says about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecisionKind {
+    /// Let the call through.
+    Allow,
+    /// Hold it for a human.
+    RequireApproval,
+    /// Refuse it.
+    Deny,
+}
+
+impl DecisionKind {
+    /// `allow`, `require_approval` or `deny`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allow => "allow",
+            DecisionKind::RequireApproval => "require_approval",
+            DecisionKind::Deny => "deny",
+        }
+    }
+
+    /// Parses `allow`, `require_approval` or `deny`.
+    pub fn parse(text: &str) -> Option<DecisionKind> {
+        match text {
+            "allow" => Some(DecisionKind::Allow),
+            "require_approval" => Some(DecisionKind::RequireApproval),
+            "deny" => Some(DecisionKind::Deny),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decision with the rule that made it and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow, require approval, or deny.
+    pub kind: DecisionKind,
+    /// The deciding rule's id; `None` for default deny and malformed events.
+    pub rule: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The reason of a default deny.
+pub const DEFAULT_DENY_REASON: &str = "no rule matches this event (default deny)";
+
+/// The reason for an event missing `field`.
+pub fn missing_field_reason(field: &Field) -> String {
+    format!("malformed event: missing field `{field}`")
+}
+
+/// The reason for an event whose `field` is not of type `ty`.
+pub fn ill_typed_reason(field: &Field, ty: FieldType) -> String {
+    format!("malformed event: field `{field}` must be {}", ty.describe())
+}
+
+/// A field value borrowed from an event.
+enum Found<'e> {
+    Text(std::borrow::Cow<'e, str>),
+    Payload(&'e Value),
+}
+
+fn lookup<'e>(event: &'e Event, field: &Field) -> Option<Found<'e>> {
+    let text = |s: &'e Option<String>| s.as_deref().map(|s| Found::Text(s.into()));
+    match field {
+        Field::Actor => text(&event.actor),
+        Field::Resource => text(&event.resource),
+        Field::Action => text(&event.action),
+        Field::Environment => text(&event.environment),
+        Field::Risk => text(&event.risk),
+        Field::Capability => event.capability().map(|c| Found::Text(c.into())),
+        Field::Payload(name) => event.payload.get(name).map(Found::Payload),
+    }
+}
+
+fn well_typed(found: &Found<'_>, ty: FieldType) -> bool {
+    match (found, ty) {
+        (Found::Text(_), FieldType::String) => true,
+        (Found::Text(t), FieldType::Risk) => Risk::parse(t).is_some(),
+        (Found::Text(_), FieldType::Number) => false,
+        (Found::Payload(v), FieldType::Number) => v.as_number().is_some(),
+        (Found::Payload(v), FieldType::String) => v.as_str().is_some(),
+        (Found::Payload(_), FieldType::Risk) => false,
+    }
+}
+
+fn holds(expr: &Expr, event: &Event) -> bool {
+    match expr {
+        Expr::And(items) => items.iter().all(|e| holds(e, event)),
+        Expr::Or(items) => items.iter().any(|e| holds(e, event)),
+        Expr::Not(inner) => !holds(inner, event),
+        Expr::Test(test) => test_holds(test, event),
+    }
+}
+
+fn test_holds(test: &Test, event: &Event) -> bool {
+    match (test, lookup(event, test.field())) {
+        (Test::Number { op, value, .. }, Some(Found::Payload(v))) => {
+            v.as_number().is_some_and(|n| op.holds(n.cmp(value)))
+        }
+        (Test::Strings { values, negated, .. }, Some(found)) => {
+            let text = match &found {
+                Found::Text(t) => Some(t.as_ref()),
+                Found::Payload(v) => v.as_str(),
+            };
+            text.is_some_and(|t| values.iter().any(|v| v == t) != *negated)
+        }
+        (Test::Risk { levels }, Some(Found::Text(t))) => {
+            Risk::parse(&t).is_some_and(|r| levels.contains(r))
+        }
+        _ => false,
+    }
+}
+
+impl Rule {
+    /// Whether the rule's capability pattern covers the event's capability.
+    pub fn applies_to(&self, event: &Event) -> bool {
+        match (&event.resource, &event.action) {
+            (Some(r), Some(a)) => self.capability.matches(r, a),
+            _ => false,
+        }
+    }
+
+    /// Whether every condition holds for a well-formed event.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.applies_to(event) && self.conditions.iter().all(|c| holds(&c.expr, event))
+    }
+}
+
+impl Policy {
+    /// Decides `event`: tier precedence, first match in file order, default deny,
+    /// malformed events denied.
+    ///
+    /// ```
+    /// use capfence_compiler::{Policy, event::Event, eval::DecisionKind};
+    /// let policy = Policy::parse(
+    ///     "deny:\n  - capability: payments.transfer\n    amount_gt: 10000\n\
+    ///      allow:\n  - capability: payments.transfer\n",
+    ///     "p.yaml",
+    /// ).unwrap();
+    /// let event = Event::new("bot", "payments", "transfer", "production", "low")
+    ///     .with("amount", "15000.00");
+    /// let decision = policy.decide(&event);
+    /// assert_eq!(decision.kind, DecisionKind::Deny);
+    /// assert_eq!(decision.rule.as_deref(), Some("deny[0]"));
+    /// ```
+    pub fn decide(&self, event: &Event) -> Decision {
+        let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
+        if let Some(reason) = malformed(&applicable, event) {
+            return Decision { kind: DecisionKind::Deny, rule: None, reason };
+        }
+        match applicable.iter().find(|r| r.conditions.iter().all(|c| holds(&c.expr, event))) {
+            Some(rule) => Decision {
+                kind: match rule.tier {
+                    crate::policy::Tier::Deny => DecisionKind::Deny,
+                    crate::policy::Tier::RequireApproval => DecisionKind::RequireApproval,
+                    crate::policy::Tier::Allow => DecisionKind::Allow,
+                },
+                rule: Some(rule.id.clone()),
+                reason: rule.decision_reason(),
+            },
+            None => Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason: DEFAULT_DENY_REASON.to_owned(),
+            },
+        }
+    }
+}
+
+/// The reason the event is malformed for these rules, if it is: the first tested
+/// field (in precedence order) that is missing or of the wrong type.
+fn malformed(rules: &[&Rule], event: &Event) -> Option<String> {
+    let mut reason = None;
+    for rule in rules {
+        rule.for_each_test(&mut |test| {
+            if reason.is_some() {
+                return;
+            }
+            let field = test.field();
+            reason = match lookup(event, field) {
+                None => Some(missing_field_reason(field)),
+                Some(found) if !well_typed(&found, test.field_type()) => {
+                    Some(ill_typed_reason(field, test.field_type()))
+                }
+                Some(_) => None,
+            };
+        });
+        if reason.is_some() {
+            break;
+        }
+    }
+    reason
+}

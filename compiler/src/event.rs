@@ -1,0 +1,421 @@
+//! Events: the tool call to decide, as the evaluator sees it.
+//!
+//! An [`Event`] comes from JSON (`eval`, `decide`, non-Rust callers), from a YAML
+//! test case, or is built in code. Intake folds the case-insensitive names
+//! (resource, action, environment, risk) to lowercase and keeps every payload
+//! number as an exact decimal parsed from its text, or marks it as not a number.
+//! Intake is strict: unknown top-level keys, duplicate keys and wrongly shaped
+//! top-level fields are errors, and an error is a deny at every caller.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+use crate::number::parse_exact;
+use crate::yaml::{Node, NodeKind, Style};
+
+/// A payload value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// A number, exact; `None` when its text cannot be held exactly (too many
+    /// digits, out of range), which makes it "not a number" for every test.
+    Number(Option<Decimal>),
+    /// A string. A string holding a plain decimal (`"2500.00"`) also counts as a number.
+    String(String),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// A list.
+    List,
+    /// An object.
+    Object,
+}
+
+impl Value {
+    /// The value as an exact decimal: a number, or a string holding one.
+    pub fn as_number(&self) -> Option<Decimal> {
+        match self {
+            Value::Number(n) => *n,
+            Value::String(s) => parse_exact(s),
+            _ => None,
+        }
+    }
+
+    /// The value as a string (strings only; numbers are not strings).
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What the value is, for messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Value::Number(Some(_)) => "a number",
+            Value::Number(None) => "a number that cannot be held exactly",
+            Value::String(_) => "a string",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "null",
+            Value::List => "a list",
+            Value::Object => "an object",
+        }
+    }
+
+    /// Writes the value as JSON (numbers as their exact decimal text).
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Number(Some(n)) => out.push_str(&n.to_string()),
+            Value::Number(None) | Value::Null | Value::List | Value::Object => out.push_str("null"),
+            Value::String(s) => out.push_str(&json_string(s)),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        }
+    }
+}
+
+impl From<Decimal> for Value {
+    fn from(value: Decimal) -> Self {
+        Value::Number(Some(value))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::String(value.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::String(value)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Number(Some(Decimal::from(value)))
+    }
+}
+
+/// A tool call to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// Who acts (compared exactly).
+    pub actor: Option<String>,
+    /// The resource, lowercase.
+    pub resource: Option<String>,
+    /// The action, lowercase.
+    pub action: Option<String>,
+    /// The environment, lowercase.
+    pub environment: Option<String>,
+    /// The risk level as given, lowercase (a policy that tests risk requires one of
+    /// low, medium, high, critical).
+    pub risk: Option<String>,
+    /// The payload, by field name.
+    pub payload: BTreeMap<String, Value>,
+}
+
+/// An event that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EventError(pub String);
+
+impl Event {
+    /// An event for `resource.action` with the given fields.
+    ///
+    /// ```
+    /// use capfence_compiler::event::{Event, Value};
+    /// let event = Event::new("treasury-agent", "Payments", "transfer", "production", "low")
+    ///     .with("amount", Value::String("120.00".into()));
+    /// assert_eq!(event.capability().as_deref(), Some("payments.transfer"));
+    /// ```
+    pub fn new(actor: &str, resource: &str, action: &str, environment: &str, risk: &str) -> Event {
+        Event {
+            actor: Some(actor.to_owned()),
+            resource: Some(resource.to_ascii_lowercase()),
+            action: Some(action.to_ascii_lowercase()),
+            environment: Some(environment.to_ascii_lowercase()),
+            risk: Some(risk.to_ascii_lowercase()),
+            payload: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a payload field.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Event {
+        self.payload.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// `resource.action`, if both are present.
+    pub fn capability(&self) -> Option<String> {
+        Some(format!("{}.{}", self.resource.as_ref()?, self.action.as_ref()?))
+    }
+
+    /// Reads an event from JSON (DESIGN §5). Numbers keep their exact text.
+    ///
+    /// ```
+    /// use capfence_compiler::event::{Event, Value};
+    /// let event = Event::from_json(
+    ///     r#"{"actor":"a","capability":"payments.transfer","payload":{"amount":500.0000000000000001}}"#,
+    /// ).unwrap();
+    /// assert!(event.payload["amount"].as_number().unwrap() > 500.into());
+    /// ```
+    pub fn from_json(text: &str) -> Result<Event, EventError> {
+        let raw: RawEvent = serde_json::from_str(text).map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
+        raw.into_event()
+    }
+
+    /// Reads an event from a YAML node (test suites). Plain scalars that read as
+    /// numbers are numbers; quoted scalars are strings.
+    pub fn from_yaml(node: &Node) -> Result<Event, EventError> {
+        let NodeKind::Map(entries) = &node.kind else {
+            return Err(EventError(format!("an event is a mapping, found {}", node.kind_name())));
+        };
+        let mut raw = RawEvent::default();
+        for (key, value) in entries {
+            let name = key.as_scalar().map(|(t, _)| t).unwrap_or_default();
+            let text = || -> Result<String, EventError> {
+                match value.as_scalar() {
+                    Some((t, _)) if !value.is_null() => Ok(t.to_owned()),
+                    _ => Err(EventError(format!("event field `{name}` must be a string"))),
+                }
+            };
+            match name {
+                "actor" => raw.actor = Some(text()?),
+                "resource" => raw.resource = Some(text()?),
+                "action" => raw.action = Some(text()?),
+                "capability" => raw.capability = Some(text()?),
+                "environment" => raw.environment = Some(text()?),
+                "risk" => raw.risk = Some(text()?),
+                "payload" => {
+                    let NodeKind::Map(fields) = &value.kind else {
+                        return Err(EventError("event `payload` must be a mapping".to_owned()));
+                    };
+                    let mut payload = BTreeMap::new();
+                    for (k, v) in fields {
+                        let k = k.as_scalar().map(|(t, _)| t.to_owned()).unwrap_or_default();
+                        payload.insert(k, yaml_value(v));
+                    }
+                    raw.payload = Some(Payload(payload));
+                }
+                other => return Err(unknown_key(other)),
+            }
+        }
+        raw.into_event()
+    }
+
+    /// The event as compact JSON with sorted payload keys and numbers as exact
+    /// decimal text: input for `capfence-compile eval`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        let mut first = true;
+        let mut field = |out: &mut String, name: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&format!("\"{name}\":{}", json_string(v)));
+            }
+        };
+        field(&mut out, "actor", &self.actor);
+        field(&mut out, "resource", &self.resource);
+        field(&mut out, "action", &self.action);
+        field(&mut out, "environment", &self.environment);
+        field(&mut out, "risk", &self.risk);
+        if !first {
+            out.push(',');
+        }
+        out.push_str("\"payload\":{");
+        for (i, (name, value)) in self.payload.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_string(name));
+            out.push(':');
+            value.write_json(&mut out);
+        }
+        out.push_str("}}");
+        out
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+fn unknown_key(key: &str) -> EventError {
+    EventError(format!(
+        "unknown event field `{key}` (an event has actor, resource, action, capability, \
+         environment, risk, payload)"
+    ))
+}
+
+fn yaml_value(node: &Node) -> Value {
+    match &node.kind {
+        NodeKind::Scalar { text, style: Style::Plain } => {
+            if node.is_null() {
+                Value::Null
+            } else if matches!(text.as_str(), "true" | "True" | "TRUE") {
+                Value::Bool(true)
+            } else if matches!(text.as_str(), "false" | "False" | "FALSE") {
+                Value::Bool(false)
+            } else if let Some(n) = parse_exact(text) {
+                Value::Number(Some(n))
+            } else if looks_numeric(text) {
+                Value::Number(None)
+            } else {
+                Value::String(text.clone())
+            }
+        }
+        NodeKind::Scalar { text, .. } => Value::String(text.clone()),
+        NodeKind::Seq(_) => Value::List,
+        NodeKind::Map(_) => Value::Object,
+    }
+}
+
+/// YAML plain scalars that YAML reads as numbers but that are not exact decimals.
+fn looks_numeric(text: &str) -> bool {
+    let t = text.trim_start_matches(['+', '-']);
+    t.parse::<f64>().is_ok() || matches!(t, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN")
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    actor: Option<String>,
+    resource: Option<String>,
+    action: Option<String>,
+    capability: Option<String>,
+    environment: Option<String>,
+    risk: Option<String>,
+    payload: Option<Payload>,
+}
+
+impl RawEvent {
+    fn into_event(self) -> Result<Event, EventError> {
+        let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
+        let (mut resource, mut action) = (lower(self.resource), lower(self.action));
+        if let Some(capability) = lower(self.capability) {
+            let Some((r, a)) = capability.split_once('.').filter(|(r, a)| {
+                !r.is_empty() && !a.is_empty() && !a.contains('.')
+            }) else {
+                return Err(EventError(format!(
+                    "event `capability` must be `resource.action`, found `{capability}`"
+                )));
+            };
+            for (given, part, name) in [(&resource, r, "resource"), (&action, a, "action")] {
+                if given.as_deref().is_some_and(|g| g != part) {
+                    return Err(EventError(format!(
+                        "event `capability` `{capability}` disagrees with `{name}`"
+                    )));
+                }
+            }
+            resource = Some(r.to_owned());
+            action = Some(a.to_owned());
+        }
+        Ok(Event {
+            actor: self.actor,
+            resource,
+            action,
+            environment: lower(self.environment),
+            risk: lower(self.risk),
+            payload: self.payload.map(|p| p.0).unwrap_or_default(),
+        })
+    }
+}
+
+/// A payload object that refuses duplicate keys (a parser differential between
+/// CapFence and the payment API must not be possible).
+#[derive(Default)]
+struct Payload(BTreeMap<String, Value>);
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a payload object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+                let mut fields = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: serde_json::Value = map.next_value()?;
+                    let value = match value {
+                        serde_json::Value::Null => Value::Null,
+                        serde_json::Value::Bool(b) => Value::Bool(b),
+                        serde_json::Value::Number(n) => Value::Number(parse_exact(&n.to_string())),
+                        serde_json::Value::String(s) => Value::String(s),
+                        serde_json::Value::Array(_) => Value::List,
+                        serde_json::Value::Object(_) => Value::Object,
+                    };
+                    if fields.insert(key.clone(), value).is_some() {
+                        return Err(de::Error::custom(format!("duplicate payload field `{key}`")));
+                    }
+                }
+                Ok(Payload(fields))
+            }
+        }
+        deserializer.deserialize_map(PayloadVisitor)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_numbers_keep_their_text() {
+        let e = Event::from_json(r#"{"payload":{"a":500.0000000000000001,"b":5E2,"c":"500.00","d":1e400,"e":true}}"#).unwrap();
+        assert!(e.payload["a"].as_number().unwrap() > Decimal::from(500));
+        assert_eq!(e.payload["b"].as_number(), Some(Decimal::from(500)));
+        assert_eq!(e.payload["c"].as_number(), Some(Decimal::from(500)));
+        assert_eq!(e.payload["d"], Value::Number(None));
+        assert_eq!(e.payload["e"].as_number(), None);
+    }
+
+    #[test]
+    fn intake_is_strict() {
+        assert!(Event::from_json(r#"{"payload":{"a":1,"a":2}}"#).unwrap_err().0.contains("duplicate"));
+        assert!(Event::from_json(r#"{"actor":"x","actor":"y"}"#).unwrap_err().0.contains("duplicate"));
+        assert!(Event::from_json(r#"{"enviroment":"x"}"#).unwrap_err().0.contains("unknown field"));
+        assert!(Event::from_json(r#"{"capability":"payments"}"#).is_err());
+        assert!(Event::from_json(r#"{"capability":"a.b","resource":"c"}"#).is_err());
+        assert!(Event::from_json(r#"{"actor":5}"#).is_err());
+        assert!(Event::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn names_fold_to_lowercase_but_actor_does_not() {
+        let e = Event::from_json(r#"{"actor":"Bot","capability":"Payments.Transfer","environment":"Staging","risk":"HIGH"}"#).unwrap();
+        assert_eq!(e.actor.as_deref(), Some("Bot"));
+        assert_eq!(e.capability().as_deref(), Some("payments.transfer"));
+        assert_eq!(e.environment.as_deref(), Some("staging"));
+        assert_eq!(e.risk.as_deref(), Some("high"));
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let e = Event::new("a", "payments", "transfer", "production", "low")
+            .with("amount", Decimal::new(5000000000000000001, 16))
+            .with("destination", "x\"y");
+        assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
+    }
+}

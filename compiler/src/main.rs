@@ -1,0 +1,120 @@
+//! `capfence-compile`: the policy compiler's command line. Parses arguments and
+//! calls the library; nothing more.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use capfence_compiler::eval::{Decision, DecisionKind};
+use capfence_compiler::event::Event;
+use capfence_compiler::suite::Suite;
+use capfence_compiler::Policy;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// CapFence policy compiler.
+#[derive(Parser)]
+#[command(name = "capfence-compile", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide events read as JSON lines on stdin; print one decision per line.
+    Eval {
+        /// The policy file.
+        policy: PathBuf,
+    },
+    /// Run a policy regression suite.
+    Test {
+        /// The policy file.
+        policy: PathBuf,
+        /// The suite file.
+        tests: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Eval { policy } => eval(&policy),
+        Command::Test { policy, tests, format } => test(&policy, &tests, format),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Policy, ExitCode> {
+    Policy::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn eval(path: &PathBuf) -> ExitCode {
+    let policy = match load(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("error: cannot read stdin: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let decision = match Event::from_json(&line) {
+            Ok(event) => policy.decide(&event),
+            Err(e) => Decision { kind: DecisionKind::Deny, rule: None, reason: e.to_string() },
+        };
+        let out = serde_json::json!({
+            "decision": decision.kind.as_str(),
+            "rule": decision.rule,
+            "reason": decision.reason,
+        });
+        if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn test(policy: &PathBuf, tests: &PathBuf, format: Format) -> ExitCode {
+    let policy = match load(policy) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let suite = match Suite::load(tests) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = suite.run(&policy);
+    match format {
+        Format::Human => print!("{}", report.render_human()),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}

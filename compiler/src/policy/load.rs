@@ -1,0 +1,663 @@
+//! Loading a policy: YAML tree to IR, with an error that names file, line,
+//! column and key for everything a policy author can get wrong.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet, Rule,
+    Test, Tier,
+};
+use crate::number::parse_exact;
+use crate::source::Location;
+use crate::suggest::closest;
+use crate::when::{parse_when, string_set};
+use crate::yaml::{self, Node, NodeKind, Style};
+
+/// What kind of mistake a [`LoadError`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoadErrorKind {
+    /// The file could not be read.
+    Io,
+    /// The file is not valid YAML, or uses a YAML feature policies may not use.
+    Yaml,
+    /// The file holds no policy.
+    Empty,
+    /// A value has the wrong shape (a list where a string belongs, …).
+    WrongType,
+    /// A top-level key that is not a tier.
+    UnknownTier,
+    /// A rule key that is not part of the language.
+    UnknownKey,
+    /// Two rules with the same id.
+    DuplicateId,
+    /// A malformed capability pattern, or a rule without one.
+    BadCapability,
+    /// A threshold that is not an exact decimal.
+    NotANumber,
+    /// A risk level that does not exist.
+    BadRisk,
+    /// A `when` expression that does not parse or type-check.
+    When,
+    /// A field tested as a number in one place and as a string in another.
+    FieldTypeConflict,
+}
+
+impl LoadErrorKind {
+    /// A stable code for the kind, used by diagnostics.
+    pub const fn code(self) -> &'static str {
+        match self {
+            LoadErrorKind::Io => "io-error",
+            LoadErrorKind::Yaml => "yaml-syntax",
+            LoadErrorKind::Empty => "empty-policy",
+            LoadErrorKind::WrongType => "wrong-type",
+            LoadErrorKind::UnknownTier => "unknown-tier",
+            LoadErrorKind::UnknownKey => "unknown-key",
+            LoadErrorKind::DuplicateId => "duplicate-id",
+            LoadErrorKind::BadCapability => "bad-capability",
+            LoadErrorKind::NotANumber => "not-a-number",
+            LoadErrorKind::BadRisk => "bad-risk",
+            LoadErrorKind::When => "when-syntax",
+            LoadErrorKind::FieldTypeConflict => "field-type-conflict",
+        }
+    }
+}
+
+/// A policy that cannot be loaded, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct LoadError {
+    /// The file, as given to the loader.
+    pub file: String,
+    /// Where in it; `None` when the file could not be read at all.
+    pub location: Option<Location>,
+    /// The key involved, if any (`amount_gt`, `when`, `deny`).
+    pub key: Option<String>,
+    /// What kind of mistake it is.
+    pub kind: LoadErrorKind,
+    /// What is wrong.
+    pub message: String,
+    /// A suggestion (`did you mean `amount_gt`?`).
+    pub help: Option<String>,
+}
+
+impl LoadError {
+    fn render(&self) -> String {
+        let mut text = match self.location {
+            Some(at) => format!("{}:{}: {}", self.file, at, self.message),
+            None => format!("{}: {}", self.file, self.message),
+        };
+        if let Some(help) = &self.help {
+            text.push_str("; ");
+            text.push_str(help);
+        }
+        text
+    }
+}
+
+const TOP_KEYS: [&str; 5] = ["policy_name", "version", "deny", "require_approval", "allow"];
+const RULE_KEYS: [&str; 13] = [
+    "id",
+    "capability",
+    "environment",
+    "actor",
+    "risk",
+    "risk_gt",
+    "risk_gte",
+    "risk_lt",
+    "risk_lte",
+    "when",
+    "reason",
+    "environment_in",
+    "actor_in",
+];
+const NUMERIC_SUFFIXES: [(&str, CmpOp); 6] = [
+    ("_gte", CmpOp::Ge),
+    ("_gt", CmpOp::Gt),
+    ("_lte", CmpOp::Le),
+    ("_lt", CmpOp::Lt),
+    ("_eq", CmpOp::Eq),
+    ("_ne", CmpOp::Ne),
+];
+const ALL_SUFFIXES: [&str; 8] = ["_gt", "_gte", "_lt", "_lte", "_eq", "_ne", "_in", "_not_in"];
+
+impl Policy {
+    /// Reads and loads the policy file at `path`.
+    ///
+    /// ```
+    /// let policy = capfence_compiler::Policy::load(
+    ///     concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/fintech_policy.yaml"),
+    /// ).unwrap();
+    /// assert_eq!(policy.rules.len(), 6);
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Policy, LoadError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+            file: file.clone(),
+            location: None,
+            key: None,
+            kind: LoadErrorKind::Io,
+            message: format!("cannot read policy: {e}"),
+            help: None,
+        })?;
+        Policy::parse(&text, &file)
+    }
+
+    /// Loads a policy from its text; `file` names it in errors.
+    ///
+    /// ```
+    /// use capfence_compiler::Policy;
+    /// let err = Policy::parse("allow:\n  - capability: payments.read\n    enviroment: prod\n", "p.yaml")
+    ///     .unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "p.yaml:3:5: unknown key `enviroment` in rule allow[0]; did you mean `environment`?"
+    /// );
+    /// ```
+    pub fn parse(text: &str, file: &str) -> Result<Policy, LoadError> {
+        Loader { file, source: text }.policy()
+    }
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+impl Loader<'_> {
+    fn error(
+        &self,
+        kind: LoadErrorKind,
+        location: Location,
+        key: Option<&str>,
+        message: String,
+    ) -> LoadError {
+        LoadError {
+            file: self.file.to_owned(),
+            location: Some(location),
+            key: key.map(str::to_owned),
+            kind,
+            message,
+            help: None,
+        }
+    }
+
+    fn policy(&self) -> Result<Policy, LoadError> {
+        let root = yaml::parse(self.source)
+            .map_err(|e| self.error(LoadErrorKind::Yaml, e.location, None, e.message))?;
+        let empty = || {
+            self.error(
+                LoadErrorKind::Empty,
+                Location::new(1, 1),
+                None,
+                "the policy file is empty: expected a mapping with `deny`, `require_approval` \
+                 and/or `allow` lists"
+                    .to_owned(),
+            )
+        };
+        let root = root.ok_or_else(empty)?;
+        let NodeKind::Map(entries) = &root.kind else {
+            if root.is_null() {
+                return Err(empty());
+            }
+            return Err(self.error(
+                LoadErrorKind::WrongType,
+                root.location,
+                None,
+                format!(
+                    "a policy is a mapping of tiers (`deny`, `require_approval`, `allow`), found {}",
+                    root.kind_name()
+                ),
+            ));
+        };
+        let mut name = None;
+        let mut version = None;
+        let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for (key_node, value) in entries {
+            let key = self.key_text(key_node)?;
+            match key {
+                "policy_name" => name = Some(self.string(value, key)?),
+                "version" => version = Some(self.string(value, key)?),
+                "deny" | "require_approval" | "allow" => {
+                    let (slot, tier) = match key {
+                        "deny" => (0, Tier::Deny),
+                        "require_approval" => (1, Tier::RequireApproval),
+                        _ => (2, Tier::Allow),
+                    };
+                    if let Some(rules) = tiers.get_mut(slot) {
+                        *rules = self.tier(tier, value)?;
+                    }
+                }
+                other => {
+                    let mut err = self.error(
+                        LoadErrorKind::UnknownTier,
+                        key_node.location,
+                        Some(other),
+                        format!(
+                            "unknown top-level key `{other}`: a policy has `policy_name`, \
+                             `version`, `deny`, `require_approval` and `allow`"
+                        ),
+                    );
+                    err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
+                    return Err(err);
+                }
+            }
+        }
+        let rules: Vec<Rule> = tiers.into_iter().flatten().collect();
+        self.check_ids(&rules)?;
+        let field_types = self.field_types(&rules)?;
+        let digest = Sha256::digest(self.source.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Policy { file: self.file.to_owned(), name, version, rules, digest, field_types })
+    }
+
+    fn key_text<'n>(&self, key: &'n Node) -> Result<&'n str, LoadError> {
+        match key.as_scalar() {
+            Some((text, _)) => Ok(text),
+            None => Err(self.error(
+                LoadErrorKind::WrongType,
+                key.location,
+                None,
+                "keys must be plain words".to_owned(),
+            )),
+        }
+    }
+
+    fn string(&self, node: &Node, key: &str) -> Result<String, LoadError> {
+        match node.as_scalar() {
+            Some((text, _)) if !node.is_null() => Ok(text.to_owned()),
+            _ => Err(self.error(
+                LoadErrorKind::WrongType,
+                node.location,
+                Some(key),
+                format!("`{key}` expects a string, found {}", node.kind_name()),
+            )),
+        }
+    }
+
+    fn strings(&self, node: &Node, key: &str) -> Result<Vec<String>, LoadError> {
+        let wrong = |found: &Node| {
+            self.error(
+                LoadErrorKind::WrongType,
+                found.location,
+                Some(key),
+                format!("`{key}` expects a string or a list of strings, found {}", found.kind_name()),
+            )
+        };
+        match &node.kind {
+            NodeKind::Scalar { text, .. } if !node.is_null() => Ok(vec![text.clone()]),
+            NodeKind::Seq(items) => {
+                if items.is_empty() {
+                    return Err(self.error(
+                        LoadErrorKind::WrongType,
+                        node.location,
+                        Some(key),
+                        format!("`{key}` is an empty list, which matches nothing"),
+                    ));
+                }
+                items
+                    .iter()
+                    .map(|item| match item.as_scalar() {
+                        Some((text, _)) if !item.is_null() => Ok(text.to_owned()),
+                        _ => Err(wrong(item)),
+                    })
+                    .collect()
+            }
+            _ => Err(wrong(node)),
+        }
+    }
+
+    fn tier(&self, tier: Tier, node: &Node) -> Result<Vec<Rule>, LoadError> {
+        match &node.kind {
+            _ if node.is_null() => Ok(Vec::new()),
+            NodeKind::Seq(items) => {
+                items.iter().enumerate().map(|(index, item)| self.rule(tier, index, item)).collect()
+            }
+            _ => Err(self.error(
+                LoadErrorKind::WrongType,
+                node.location,
+                Some(tier.key()),
+                format!("`{}` expects a list of rules, found {}", tier.key(), node.kind_name()),
+            )),
+        }
+    }
+
+    fn rule(&self, tier: Tier, index: usize, node: &Node) -> Result<Rule, LoadError> {
+        let default_id = format!("{}[{index}]", tier.key());
+        let NodeKind::Map(entries) = &node.kind else {
+            return Err(self.error(
+                LoadErrorKind::WrongType,
+                node.location,
+                Some(tier.key()),
+                format!(
+                    "rule {default_id} must be a mapping of conditions (`capability: …`), found {}",
+                    node.kind_name()
+                ),
+            ));
+        };
+        let mut id = None;
+        for (key, value) in entries {
+            if self.key_text(key)? == "id" {
+                let text = self.string(value, "id")?;
+                if text.trim().is_empty() {
+                    return Err(self.error(
+                        LoadErrorKind::WrongType,
+                        value.location,
+                        Some("id"),
+                        "`id` must not be empty".to_owned(),
+                    ));
+                }
+                id = Some(text);
+            }
+        }
+        let id = id.unwrap_or(default_id);
+        let mut capability = None;
+        let mut conditions = Vec::new();
+        let mut reason = None;
+        for (key_node, value) in entries {
+            let key = self.key_text(key_node)?;
+            let at = key_node.location;
+            match key {
+                "id" => {}
+                "capability" => {
+                    let text = self.string(value, key)?;
+                    capability = Some((self.capability(&text, value.location)?, at));
+                }
+                "reason" => reason = Some(self.string(value, key)?),
+                "when" => conditions.push(self.when(value, at)?),
+                "risk" | "risk_in" | "risk_not_in" => {
+                    let mut set = RiskSet::default();
+                    let names = self.strings(value, key)?;
+                    for name in &names {
+                        set.0 |= self.risk(name, value, key)?.bit();
+                    }
+                    if key == "risk_not_in" {
+                        set = RiskSet(RiskSet::ALL.0 & !set.0);
+                    }
+                    let text = format!("risk in [{}]", set.levels().map(Risk::name).collect::<Vec<_>>().join(", "));
+                    conditions.push(condition(key, at, Expr::Test(Test::Risk { levels: set }), text));
+                }
+                "risk_gt" | "risk_gte" | "risk_lt" | "risk_lte" | "risk_eq" | "risk_ne" => {
+                    let op = numeric_suffix(key).map(|(_, op)| op).unwrap_or(CmpOp::Eq);
+                    let name = self.string(value, key)?;
+                    let level = self.risk(&name, value, key)?;
+                    let levels = RiskSet::compare(op, level);
+                    let text = format!("risk {} {level}", op.symbol());
+                    conditions.push(condition(key, at, Expr::Test(Test::Risk { levels }), text));
+                }
+                _ => conditions.push(self.keyed_condition(key, at, value, &id)?),
+            }
+        }
+        let Some((capability, capability_location)) = capability else {
+            return Err(self.error(
+                LoadErrorKind::BadCapability,
+                node.location,
+                Some("capability"),
+                format!("rule {id} has no `capability` (e.g. `capability: payments.transfer`)"),
+            ));
+        };
+        Ok(Rule {
+            id,
+            tier,
+            index,
+            capability,
+            capability_location,
+            conditions,
+            reason,
+            location: node.location,
+        })
+    }
+
+    /// A key of the `<field>…` family: `environment`, `actor`, `<field>_gt`, `<field>_in`, ….
+    fn keyed_condition(
+        &self,
+        key: &str,
+        at: Location,
+        value: &Node,
+        rule_id: &str,
+    ) -> Result<Condition, LoadError> {
+        if matches!(key, "environment" | "actor") {
+            let field = Field::from_name(key);
+            let values = self.strings(value, key)?;
+            let text = set_text(&field, "in", &values);
+            return Ok(condition(key, at, Expr::Test(string_set(&field, values, false)), text));
+        }
+        if let Some(base) = key.strip_suffix("_not_in").or_else(|| key.strip_suffix("_in")) {
+            if is_field_name(base) {
+                let negated = key.ends_with("_not_in");
+                let field = Field::from_name(base);
+                let values = self.strings(value, key)?;
+                let text = set_text(&field, if negated { "not in" } else { "in" }, &values);
+                let test = string_set(&field, values, negated);
+                return Ok(condition(key, at, Expr::Test(test), text));
+            }
+        }
+        if let Some((base, op)) = numeric_suffix(key) {
+            if is_field_name(base) {
+                let field = Field::from_name(base);
+                if !matches!(field, Field::Payload(_)) {
+                    return Err(self.error(
+                        LoadErrorKind::UnknownKey,
+                        at,
+                        Some(key),
+                        format!("`{key}`: `{base}` is not a numeric field"),
+                    ));
+                }
+                let (text, _) = value.as_scalar().filter(|_| !value.is_null()).ok_or_else(|| {
+                    self.error(
+                        LoadErrorKind::NotANumber,
+                        value.location,
+                        Some(key),
+                        format!("`{key}` expects a number, found {}", value.kind_name()),
+                    )
+                })?;
+                let number = parse_exact(text).ok_or_else(|| {
+                    self.error(
+                        LoadErrorKind::NotANumber,
+                        value.location,
+                        Some(key),
+                        format!(
+                            "`{key}` expects an exact decimal number, found `{text}`{}",
+                            if text.chars().any(|c| c.is_ascii_digit()) {
+                                " (it cannot be held exactly in 28 digits)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                })?;
+                let rendered = format!("{base} {} {text}", op.symbol());
+                let test = Test::Number { field, op, value: number };
+                return Ok(condition(key, at, Expr::Test(test), rendered));
+            }
+        }
+        let mut err = self.error(
+            LoadErrorKind::UnknownKey,
+            at,
+            Some(key),
+            format!("unknown key `{key}` in rule {rule_id}"),
+        );
+        err.help = suggest_key(key).map(|s| format!("did you mean `{s}`?"));
+        Err(err)
+    }
+
+    fn risk(&self, name: &str, node: &Node, key: &str) -> Result<Risk, LoadError> {
+        Risk::parse(name).ok_or_else(|| {
+            let mut err = self.error(
+                LoadErrorKind::BadRisk,
+                node.location,
+                Some(key),
+                format!("`{key}`: unknown risk level `{name}` (low, medium, high, critical)"),
+            );
+            err.help = closest(&name.to_ascii_lowercase(), Risk::ALL.map(Risk::name))
+                .map(|s| format!("did you mean `{s}`?"));
+            err
+        })
+    }
+
+    fn capability(&self, text: &str, at: Location) -> Result<CapabilityPattern, LoadError> {
+        let lower = text.trim().to_ascii_lowercase();
+        if lower == "*" {
+            return Ok(CapabilityPattern::Any);
+        }
+        let segment = |s: &str| -> Option<Option<String>> {
+            if s == "*" {
+                Some(None)
+            } else if !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                Some(Some(s.to_owned()))
+            } else {
+                None
+            }
+        };
+        let mut parts = lower.split('.');
+        let parsed = match (parts.next(), parts.next(), parts.next()) {
+            (Some(r), Some(a), None) => segment(r).zip(segment(a)),
+            _ => None,
+        };
+        let (resource, action) = parsed.ok_or_else(|| {
+            self.error(
+                LoadErrorKind::BadCapability,
+                at,
+                Some("capability"),
+                format!(
+                    "bad capability pattern `{text}`: expected `resource.action` (letters, digits, \
+                     `_`, `-`), where a segment may be `*`, or a lone `*`"
+                ),
+            )
+        })?;
+        Ok(CapabilityPattern::Segments { resource, action })
+    }
+
+    fn when(&self, node: &Node, at: Location) -> Result<Condition, LoadError> {
+        let Some((text, style)) = node.as_scalar().filter(|_| !node.is_null()) else {
+            return Err(self.error(
+                LoadErrorKind::WrongType,
+                node.location,
+                Some("when"),
+                format!("`when` expects an expression string, found {}", node.kind_name()),
+            ));
+        };
+        let expr = parse_when(text).map_err(|e| {
+            let location = self.when_location(node.location, style, e.line, e.column);
+            self.error(LoadErrorKind::When, location, Some("when"), format!("`when`: {}", e.message))
+        })?;
+        Ok(condition("when", at, expr, text.trim().to_owned()))
+    }
+
+    /// Maps a position inside a `when` expression to the file.
+    fn when_location(&self, start: Location, style: Style, line: usize, column: usize) -> Location {
+        match style {
+            Style::Plain if line == 1 => Location::new(start.line, start.column + column - 1),
+            Style::Quoted if line == 1 => Location::new(start.line, start.column + column),
+            Style::Block => {
+                // Content starts on the line after the `|` or `>` indicator.
+                let file_line = start.line + line;
+                let indent = self
+                    .source
+                    .lines()
+                    .nth(file_line.saturating_sub(1))
+                    .map(|l| l.len() - l.trim_start().len())
+                    .unwrap_or(0);
+                Location::new(file_line, indent + column)
+            }
+            _ => Location::new(start.line + line - 1, column),
+        }
+    }
+
+    fn check_ids(&self, rules: &[Rule]) -> Result<(), LoadError> {
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(first) = rules.iter().take(i).find(|r| r.id == rule.id) {
+                return Err(self.error(
+                    LoadErrorKind::DuplicateId,
+                    rule.location,
+                    Some("id"),
+                    format!(
+                        "duplicate rule id `{}` (also used by the rule at line {})",
+                        rule.id, first.location.line
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn field_types(&self, rules: &[Rule]) -> Result<Vec<(Field, FieldType)>, LoadError> {
+        let mut types: Vec<(Field, FieldType, Location)> = Vec::new();
+        for rule in rules {
+            for condition in &rule.conditions {
+                let mut conflict = None;
+                condition.expr.for_each_test(&mut |test| {
+                    let (field, ty) = (test.field(), test.field_type());
+                    match types.iter().find(|(f, _, _)| f == field) {
+                        Some((_, seen, first)) if *seen != ty && conflict.is_none() => {
+                            conflict = Some((field.clone(), *seen, *first, ty));
+                        }
+                        Some(_) => {}
+                        None => types.push((field.clone(), ty, condition.location)),
+                    }
+                });
+                if let Some((field, seen, first, ty)) = conflict {
+                    return Err(self.error(
+                        LoadErrorKind::FieldTypeConflict,
+                        condition.location,
+                        Some(&condition.key),
+                        format!(
+                            "`{field}` is tested as {} here but as {} at line {}; a field has one type",
+                            ty.describe(),
+                            seen.describe(),
+                            first.line
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(types.into_iter().map(|(f, t, _)| (f, t)).collect())
+    }
+}
+
+fn condition(key: &str, location: Location, expr: Expr, text: String) -> Condition {
+    Condition { key: key.to_owned(), location, expr, text }
+}
+
+fn set_text(field: &Field, op: &str, values: &[String]) -> String {
+    match values {
+        [one] if op == "in" => format!("{field} = {one}"),
+        [one] => format!("{field} != {one}"),
+        _ => format!("{field} {op} [{}]", values.join(", ")),
+    }
+}
+
+fn numeric_suffix(key: &str) -> Option<(&str, CmpOp)> {
+    NUMERIC_SUFFIXES
+        .iter()
+        .find_map(|(suffix, op)| key.strip_suffix(suffix).map(|base| (base, *op)))
+}
+
+fn is_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A plausible intended key for a misspelled `key`.
+fn suggest_key(key: &str) -> Option<String> {
+    let mut candidates: Vec<String> = RULE_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    // `amount_gtt` → `amount_gt`; `amount` → `amount_eq`.
+    let bases = key
+        .char_indices()
+        .filter(|(_, c)| *c == '_' || *c == '-')
+        .map(|(i, _)| key.get(..i).unwrap_or_default())
+        .chain(std::iter::once(key));
+    for base in bases.filter(|b| is_field_name(b)) {
+        for suffix in ALL_SUFFIXES {
+            candidates.push(format!("{base}{suffix}"));
+        }
+    }
+    closest(key, candidates.iter().map(String::as_str)).map(str::to_owned)
+}

@@ -1,0 +1,2 @@
+//! Cross-crate integration tests (one binary: link time matters on small machines).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
