@@ -63,6 +63,28 @@ pub struct Decision {
     pub reason: String,
 }
 
+impl Decision {
+    /// The decision as one JSON line, keys in this order:
+    /// `{"decision":"allow","rule":"allow[0]","reason":"…"}` (`rule` is `null`
+    /// when no rule decided).
+    pub fn to_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            decision: &'a str,
+            rule: Option<&'a str>,
+            reason: &'a str,
+        }
+        let line = Line {
+            decision: self.kind.as_str(),
+            rule: self.rule.as_deref(),
+            reason: &self.reason,
+        };
+        serde_json::to_string(&line).unwrap_or_else(|_| {
+            r#"{"decision":"deny","rule":null,"reason":"cannot encode decision"}"#.to_owned()
+        })
+    }
+}
+
 /// The reason of a default deny.
 pub const DEFAULT_DENY_REASON: &str = "no rule matches this event (default deny)";
 
@@ -120,7 +142,12 @@ fn test_holds(test: &Test, event: &Event) -> bool {
         (Test::Number { op, value, .. }, Some(Found::Payload(v))) => {
             v.as_number().is_some_and(|n| op.holds(n.cmp(value)))
         }
-        (Test::Strings { values, negated, .. }, Some(found)) => {
+        (
+            Test::Strings {
+                values, negated, ..
+            },
+            Some(found),
+        ) => {
             let text = match &found {
                 Found::Text(t) => Some(t.as_ref()),
                 Found::Payload(v) => v.as_str(),
@@ -169,9 +196,16 @@ impl Policy {
     pub fn decide(&self, event: &Event) -> Decision {
         let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
         if let Some(reason) = malformed(&applicable, event) {
-            return Decision { kind: DecisionKind::Deny, rule: None, reason };
+            return Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason,
+            };
         }
-        match applicable.iter().find(|r| r.conditions.iter().all(|c| holds(&c.expr, event))) {
+        match applicable
+            .iter()
+            .find(|r| r.conditions.iter().all(|c| holds(&c.expr, event)))
+        {
             Some(rule) => Decision {
                 kind: match rule.tier {
                     crate::policy::Tier::Deny => DecisionKind::Deny,

@@ -157,7 +157,11 @@ impl Event {
 
     /// `resource.action`, if both are present.
     pub fn capability(&self) -> Option<String> {
-        Some(format!("{}.{}", self.resource.as_ref()?, self.action.as_ref()?))
+        Some(format!(
+            "{}.{}",
+            self.resource.as_ref()?,
+            self.action.as_ref()?
+        ))
     }
 
     /// Reads an event from JSON (DESIGN §5). Numbers keep their exact text.
@@ -170,7 +174,8 @@ impl Event {
     /// assert!(event.payload["amount"].as_number().unwrap() > 500.into());
     /// ```
     pub fn from_json(text: &str) -> Result<Event, EventError> {
-        let raw: RawEvent = serde_json::from_str(text).map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
+        let raw: RawEvent = serde_json::from_str(text)
+            .map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
         raw.into_event()
     }
 
@@ -178,7 +183,10 @@ impl Event {
     /// numbers are numbers; quoted scalars are strings.
     pub fn from_yaml(node: &Node) -> Result<Event, EventError> {
         let NodeKind::Map(entries) = &node.kind else {
-            return Err(EventError(format!("an event is a mapping, found {}", node.kind_name())));
+            return Err(EventError(format!(
+                "an event is a mapping, found {}",
+                node.kind_name()
+            )));
         };
         let mut raw = RawEvent::default();
         for (key, value) in entries {
@@ -268,7 +276,10 @@ fn unknown_key(key: &str) -> EventError {
 
 fn yaml_value(node: &Node) -> Value {
     match &node.kind {
-        NodeKind::Scalar { text, style: Style::Plain } => {
+        NodeKind::Scalar {
+            text,
+            style: Style::Plain,
+        } => {
             if node.is_null() {
                 Value::Null
             } else if matches!(text.as_str(), "true" | "True" | "TRUE") {
@@ -312,9 +323,10 @@ impl RawEvent {
         let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
         let (mut resource, mut action) = (lower(self.resource), lower(self.action));
         if let Some(capability) = lower(self.capability) {
-            let Some((r, a)) = capability.split_once('.').filter(|(r, a)| {
-                !r.is_empty() && !a.is_empty() && !a.contains('.')
-            }) else {
+            let Some((r, a)) = capability
+                .split_once('.')
+                .filter(|(r, a)| !r.is_empty() && !a.is_empty() && !a.contains('.'))
+            else {
                 return Err(EventError(format!(
                     "event `capability` must be `resource.action`, found `{capability}`"
                 )));
@@ -366,7 +378,9 @@ impl<'de> Deserialize<'de> for Payload {
                         serde_json::Value::Object(_) => Value::Object,
                     };
                     if fields.insert(key.clone(), value).is_some() {
-                        return Err(de::Error::custom(format!("duplicate payload field `{key}`")));
+                        return Err(de::Error::custom(format!(
+                            "duplicate payload field `{key}`"
+                        )));
                     }
                 }
                 Ok(Payload(fields))
@@ -383,7 +397,10 @@ mod tests {
 
     #[test]
     fn json_numbers_keep_their_text() {
-        let e = Event::from_json(r#"{"payload":{"a":500.0000000000000001,"b":5E2,"c":"500.00","d":1e400,"e":true}}"#).unwrap();
+        let e = Event::from_json(
+            r#"{"payload":{"a":500.0000000000000001,"b":5E2,"c":"500.00","d":1e400,"e":true}}"#,
+        )
+        .unwrap();
         assert!(e.payload["a"].as_number().unwrap() > Decimal::from(500));
         assert_eq!(e.payload["b"].as_number(), Some(Decimal::from(500)));
         assert_eq!(e.payload["c"].as_number(), Some(Decimal::from(500)));
@@ -393,9 +410,24 @@ mod tests {
 
     #[test]
     fn intake_is_strict() {
-        assert!(Event::from_json(r#"{"payload":{"a":1,"a":2}}"#).unwrap_err().0.contains("duplicate"));
-        assert!(Event::from_json(r#"{"actor":"x","actor":"y"}"#).unwrap_err().0.contains("duplicate"));
-        assert!(Event::from_json(r#"{"enviroment":"x"}"#).unwrap_err().0.contains("unknown field"));
+        assert!(
+            Event::from_json(r#"{"payload":{"a":1,"a":2}}"#)
+                .unwrap_err()
+                .0
+                .contains("duplicate")
+        );
+        assert!(
+            Event::from_json(r#"{"actor":"x","actor":"y"}"#)
+                .unwrap_err()
+                .0
+                .contains("duplicate")
+        );
+        assert!(
+            Event::from_json(r#"{"enviroment":"x"}"#)
+                .unwrap_err()
+                .0
+                .contains("unknown field")
+        );
         assert!(Event::from_json(r#"{"capability":"payments"}"#).is_err());
         assert!(Event::from_json(r#"{"capability":"a.b","resource":"c"}"#).is_err());
         assert!(Event::from_json(r#"{"actor":5}"#).is_err());

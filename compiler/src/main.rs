@@ -5,10 +5,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use capfence_compiler::Policy;
 use capfence_compiler::eval::{Decision, DecisionKind};
 use capfence_compiler::event::Event;
 use capfence_compiler::suite::Suite;
-use capfence_compiler::Policy;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// CapFence policy compiler.
@@ -49,12 +49,20 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
         Command::Eval { policy } => eval(&policy),
-        Command::Test { policy, tests, format } => test(&policy, &tests, format),
+        Command::Test {
+            policy,
+            tests,
+            format,
+        } => test(&policy, &tests, format),
     }
 }
 
@@ -85,14 +93,16 @@ fn eval(path: &PathBuf) -> ExitCode {
         }
         let decision = match Event::from_json(&line) {
             Ok(event) => policy.decide(&event),
-            Err(e) => Decision { kind: DecisionKind::Deny, rule: None, reason: e.to_string() },
+            Err(e) => Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason: e.to_string(),
+            },
         };
-        let out = serde_json::json!({
-            "decision": decision.kind.as_str(),
-            "rule": decision.rule,
-            "reason": decision.reason,
-        });
-        if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{}", decision.to_json())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             return ExitCode::from(2);
         }
     }
@@ -116,5 +126,9 @@ fn test(policy: &PathBuf, tests: &PathBuf, format: Format) -> ExitCode {
         Format::Human => print!("{}", report.render_human()),
         Format::Json => println!("{}", report.to_json()),
     }
-    if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

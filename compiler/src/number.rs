@@ -61,7 +61,9 @@ pub fn parse_exact(text: &str) -> Option<Decimal> {
     // Drop leading zeros; count trailing zeros to fold them into the exponent.
     let significant: Vec<u8> = digits.skip_while(|d| *d == b'0').collect();
     let trailing = significant.iter().rev().take_while(|d| **d == b'0').count();
-    let kept = significant.get(..significant.len() - trailing).unwrap_or(&[]);
+    let kept = significant
+        .get(..significant.len() - trailing)
+        .unwrap_or(&[]);
     if kept.is_empty() {
         return Some(Decimal::ZERO);
     }
@@ -123,7 +125,9 @@ mod tests {
 
     #[test]
     fn equal_spellings_are_equal() {
-        for text in ["500", "500.0", "500.00", "5E2", "5e+2", "0.5e3", "+500", "50000e-2"] {
+        for text in [
+            "500", "500.0", "500.00", "5E2", "5e+2", "0.5e3", "+500", "50000e-2",
+        ] {
             assert_eq!(parse_exact(text), Some(d("500")), "{text}");
         }
     }
@@ -132,7 +136,12 @@ mod tests {
     fn small_steps_are_kept() {
         let above = parse_exact("500.0000000000000001").unwrap();
         assert!(above > d("500"));
-        assert_eq!(parse_exact("0.0000000000000000000000000001").unwrap().scale(), 28);
+        assert_eq!(
+            parse_exact("0.0000000000000000000000000001")
+                .unwrap()
+                .scale(),
+            28
+        );
     }
 
     #[test]
@@ -147,9 +156,18 @@ mod tests {
 
     #[test]
     fn limits_are_accepted() {
-        assert_eq!(parse_exact("79228162514264337593543950335"), Some(Decimal::MAX));
-        assert_eq!(parse_exact("-79228162514264337593543950335"), Some(Decimal::MIN));
-        assert_eq!(parse_exact("1e28"), Some(d("10000000000000000000000000000")));
+        assert_eq!(
+            parse_exact("79228162514264337593543950335"),
+            Some(Decimal::MAX)
+        );
+        assert_eq!(
+            parse_exact("-79228162514264337593543950335"),
+            Some(Decimal::MIN)
+        );
+        assert_eq!(
+            parse_exact("1e28"),
+            Some(d("10000000000000000000000000000"))
+        );
         assert_eq!(parse_exact("0e99999"), None); // exponent too large to bother with
         assert_eq!(parse_exact("0.000"), Some(Decimal::ZERO));
         assert_eq!(parse_exact("-0"), Some(Decimal::ZERO));

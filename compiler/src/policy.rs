@@ -64,7 +64,9 @@ impl Risk {
 
     /// Parses a level, ASCII case-insensitively.
     pub fn parse(text: &str) -> Option<Risk> {
-        Risk::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(text))
+        Risk::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(text))
     }
 
     /// The level's lowercase name.
@@ -339,8 +341,12 @@ impl CapabilityPattern {
     pub fn matches(&self, resource: &str, action: &str) -> bool {
         match self {
             CapabilityPattern::Any => true,
-            CapabilityPattern::Segments { resource: r, action: a } => {
-                r.as_deref().is_none_or(|r| r == resource) && a.as_deref().is_none_or(|a| a == action)
+            CapabilityPattern::Segments {
+                resource: r,
+                action: a,
+            } => {
+                r.as_deref().is_none_or(|r| r == resource)
+                    && a.as_deref().is_none_or(|a| a == action)
             }
         }
     }
@@ -448,6 +454,9 @@ impl Policy {
 
     /// The type the policy's tests give `field`, if any rule tests it.
     pub fn field_type(&self, field: &Field) -> Option<FieldType> {
-        self.field_types.iter().find(|(f, _)| f == field).map(|(_, t)| *t)
+        self.field_types
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, t)| *t)
     }
 }

@@ -30,7 +30,11 @@ pub fn distance(a: &str, b: &str) -> usize {
         }
         for (j, cb) in b.iter().enumerate() {
             let substitution = previous + usize::from(ca != *cb);
-            let deletion = row.get(j + 1).copied().unwrap_or(usize::MAX).saturating_add(1);
+            let deletion = row
+                .get(j + 1)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
             let insertion = row.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
             previous = row.get(j + 1).copied().unwrap_or(0);
             if let Some(cell) = row.get_mut(j + 1) {

@@ -188,16 +188,27 @@ impl Suite {
         };
         let root = yaml::parse(text)
             .map_err(|e| error(e.location, e.message))?
-            .ok_or_else(|| error(Location::new(1, 1), "the test suite is empty: expected `cases:`".to_owned()))?;
+            .ok_or_else(|| {
+                error(
+                    Location::new(1, 1),
+                    "the test suite is empty: expected `cases:`".to_owned(),
+                )
+            })?;
         let NodeKind::Map(entries) = &root.kind else {
-            return Err(error(root.location, "a test suite is a mapping with `cases:`".to_owned()));
+            return Err(error(
+                root.location,
+                "a test suite is a mapping with `cases:`".to_owned(),
+            ));
         };
         let mut cases = Vec::new();
         for (key, value) in entries {
             match key.as_scalar().map(|(t, _)| t) {
                 Some("cases") => {
                     let NodeKind::Seq(items) = &value.kind else {
-                        return Err(error(value.location, "`cases` expects a list of cases".to_owned()));
+                        return Err(error(
+                            value.location,
+                            "`cases` expects a list of cases".to_owned(),
+                        ));
                     };
                     for item in items {
                         cases.push(case(item, &error)?);
@@ -205,12 +216,20 @@ impl Suite {
                 }
                 other => {
                     let other = other.unwrap_or_default();
-                    let hint = closest(other, ["cases"]).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                    return Err(error(key.location, format!("unknown key `{other}` in test suite{hint}")));
+                    let hint = closest(other, ["cases"])
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    return Err(error(
+                        key.location,
+                        format!("unknown key `{other}` in test suite{hint}"),
+                    ));
                 }
             }
         }
-        Ok(Suite { file: file.to_owned(), cases })
+        Ok(Suite {
+            file: file.to_owned(),
+            cases,
+        })
     }
 
     /// Runs every case against `policy`.
@@ -242,27 +261,46 @@ impl Suite {
                 }
             })
             .collect();
-        Report { file: self.file.clone(), results }
+        Report {
+            file: self.file.clone(),
+            results,
+        }
     }
 }
 
 fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<Case, SuiteError> {
     let NodeKind::Map(entries) = &node.kind else {
-        return Err(error(node.location, "a case is a mapping with `name`, `event` and `expect`".to_owned()));
+        return Err(error(
+            node.location,
+            "a case is a mapping with `name`, `event` and `expect`".to_owned(),
+        ));
     };
     let mut name = None;
     let mut event = None;
     let mut expect = None;
     let mut rule = ExpectedRule::Any;
     for (key, value) in entries {
-        let text = || value.as_scalar().filter(|_| !value.is_null()).map(|(t, _)| t.to_owned());
+        let text = || {
+            value
+                .as_scalar()
+                .filter(|_| !value.is_null())
+                .map(|(t, _)| t.to_owned())
+        };
         match key.as_scalar().map(|(t, _)| t).unwrap_or_default() {
-            "name" => name = Some(text().ok_or_else(|| error(value.location, "`name` expects a string".to_owned()))?),
+            "name" => {
+                name =
+                    Some(text().ok_or_else(|| {
+                        error(value.location, "`name` expects a string".to_owned())
+                    })?)
+            }
             "event" => event = Some(Event::from_yaml(value).map_err(|e| e.0)),
             "expect" => {
                 let t = text().unwrap_or_default();
                 expect = Some(DecisionKind::parse(&t).ok_or_else(|| {
-                    error(value.location, format!("`expect` must be allow, require_approval or deny, found `{t}`"))
+                    error(
+                        value.location,
+                        format!("`expect` must be allow, require_approval or deny, found `{t}`"),
+                    )
                 })?);
             }
             "rule" => rule = text().map_or(ExpectedRule::NoRule, ExpectedRule::Id),
@@ -270,7 +308,10 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
                 let hint = closest(other, ["name", "event", "expect", "rule"])
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                return Err(error(key.location, format!("unknown key `{other}` in test case{hint}")));
+                return Err(error(
+                    key.location,
+                    format!("unknown key `{other}` in test case{hint}"),
+                ));
             }
         }
     }

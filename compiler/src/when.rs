@@ -45,12 +45,19 @@ pub struct WhenError {
 pub fn parse_when(text: &str) -> Result<Expr, WhenError> {
     let mut pairs = WhenParser::parse(Rule::when, text).map_err(|e| syntax_error(&e))?;
     let root = pairs.next().ok_or_else(|| at(1, 1, "empty expression"))?;
-    let or_expr = root.into_inner().next().ok_or_else(|| at(1, 1, "empty expression"))?;
+    let or_expr = root
+        .into_inner()
+        .next()
+        .ok_or_else(|| at(1, 1, "empty expression"))?;
     lower(or_expr)
 }
 
 fn at(line: usize, column: usize, message: impl Into<String>) -> WhenError {
-    WhenError { line, column, message: message.into() }
+    WhenError {
+        line,
+        column,
+        message: message.into(),
+    }
 }
 
 fn error_at(pair: &Pair<'_, Rule>, message: impl Into<String>) -> WhenError {
@@ -70,7 +77,10 @@ fn syntax_error(error: &pest::error::Error<Rule>) -> WhenError {
             if wanted.is_empty() {
                 "syntax error in `when` expression".to_owned()
             } else {
-                format!("syntax error in `when` expression: expected {}", wanted.join(" or "))
+                format!(
+                    "syntax error in `when` expression: expected {}",
+                    wanted.join(" or ")
+                )
             }
         }
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
@@ -110,7 +120,10 @@ fn lower(pair: Pair<'_, Rule>) -> Result<Expr, WhenError> {
             })
         }
         Rule::unary => {
-            let inner = pair.into_inner().next().ok_or_else(|| at(1, 1, "empty condition"))?;
+            let inner = pair
+                .into_inner()
+                .next()
+                .ok_or_else(|| at(1, 1, "empty condition"))?;
             lower(inner)
         }
         Rule::negation => {
@@ -133,13 +146,25 @@ enum Literal {
 }
 
 fn literal(pair: Pair<'_, Rule>) -> Result<Literal, WhenError> {
-    let inner = pair.into_inner().next().ok_or_else(|| at(1, 1, "empty value"))?;
+    let inner = pair
+        .into_inner()
+        .next()
+        .ok_or_else(|| at(1, 1, "empty value"))?;
     match inner.as_rule() {
-        Rule::number => parse_exact(inner.as_str()).map(Literal::Number).ok_or_else(|| {
-            error_at(&inner, format!("`{}` cannot be held exactly as a decimal", inner.as_str()))
-        }),
+        Rule::number => parse_exact(inner.as_str())
+            .map(Literal::Number)
+            .ok_or_else(|| {
+                error_at(
+                    &inner,
+                    format!("`{}` cannot be held exactly as a decimal", inner.as_str()),
+                )
+            }),
         Rule::string => {
-            let body = inner.into_inner().next().map(|p| p.as_str()).unwrap_or_default();
+            let body = inner
+                .into_inner()
+                .next()
+                .map(|p| p.as_str())
+                .unwrap_or_default();
             Ok(Literal::String(unescape(body)))
         }
         _ => Ok(Literal::Word(inner.as_str().to_owned())),
@@ -168,7 +193,9 @@ fn lower_comparison(pair: Pair<'_, Rule>) -> Result<Expr, WhenError> {
     let mut parts = pair.into_inner();
     let field_pair = parts.next().ok_or_else(|| at(1, 1, "missing field"))?;
     let field = Field::from_name(field_pair.as_str());
-    let rest = parts.next().ok_or_else(|| error_at(&field_pair, "missing operator"))?;
+    let rest = parts
+        .next()
+        .ok_or_else(|| error_at(&field_pair, "missing operator"))?;
     match rest.as_rule() {
         Rule::compare => {
             let mut inner = rest.into_inner();
@@ -181,7 +208,9 @@ fn lower_comparison(pair: Pair<'_, Rule>) -> Result<Expr, WhenError> {
                 ">" => CmpOp::Gt,
                 _ => CmpOp::Ge,
             };
-            let value_pair = inner.next().ok_or_else(|| error_at(&op_pair, "missing value"))?;
+            let value_pair = inner
+                .next()
+                .ok_or_else(|| error_at(&op_pair, "missing value"))?;
             let value = literal(value_pair.clone())?;
             compare(&field, op, value, &value_pair)
         }
@@ -210,12 +239,16 @@ fn compare(
     match field {
         Field::Risk => {
             let level = risk_level(&value, at_pair)?;
-            Ok(Expr::Test(Test::Risk { levels: RiskSet::compare(op, level) }))
+            Ok(Expr::Test(Test::Risk {
+                levels: RiskSet::compare(op, level),
+            }))
         }
         Field::Payload(_) => match value {
-            Literal::Number(n) => {
-                Ok(Expr::Test(Test::Number { field: field.clone(), op, value: n }))
-            }
+            Literal::Number(n) => Ok(Expr::Test(Test::Number {
+                field: field.clone(),
+                op,
+                value: n,
+            })),
             Literal::String(s) | Literal::Word(s) => string_test(field, op, s, at_pair),
         },
         _ => match value {
@@ -257,17 +290,25 @@ pub(crate) fn string_set(field: &Field, mut values: Vec<String>, negated: bool) 
     }
     values.sort();
     values.dedup();
-    Test::Strings { field: field.clone(), values, negated }
+    Test::Strings {
+        field: field.clone(),
+        values,
+        negated,
+    }
 }
 
 fn risk_level(value: &Literal, at_pair: &Pair<'_, Rule>) -> Result<Risk, WhenError> {
     match value {
         Literal::String(s) | Literal::Word(s) => Risk::parse(s).ok_or_else(|| {
-            error_at(at_pair, format!("unknown risk level `{s}` (low, medium, high, critical)"))
+            error_at(
+                at_pair,
+                format!("unknown risk level `{s}` (low, medium, high, critical)"),
+            )
         }),
-        Literal::Number(_) => {
-            Err(error_at(at_pair, "risk is a level (low, medium, high, critical), not a number"))
-        }
+        Literal::Number(_) => Err(error_at(
+            at_pair,
+            "risk is a level (low, medium, high, critical), not a number",
+        )),
     }
 }
 
@@ -278,27 +319,45 @@ fn membership(
     at_pair: &Pair<'_, Rule>,
 ) -> Result<Expr, WhenError> {
     if values.is_empty() {
-        return Err(error_at(at_pair, "an empty list matches nothing; remove the condition"));
+        return Err(error_at(
+            at_pair,
+            "an empty list matches nothing; remove the condition",
+        ));
     }
     if *field == Field::Risk {
         let mut set = RiskSet::default();
         for (value, pair) in &values {
             set.0 |= risk_level(value, pair)?.bit();
         }
-        let levels = if negated { RiskSet(RiskSet::ALL.0 & !set.0) } else { set };
+        let levels = if negated {
+            RiskSet(RiskSet::ALL.0 & !set.0)
+        } else {
+            set
+        };
         return Ok(Expr::Test(Test::Risk { levels }));
     }
-    let numeric = values.iter().filter(|(v, _)| matches!(v, Literal::Number(_))).count();
+    let numeric = values
+        .iter()
+        .filter(|(v, _)| matches!(v, Literal::Number(_)))
+        .count();
     if numeric == values.len() && matches!(field, Field::Payload(_)) {
         let op = if negated { CmpOp::Ne } else { CmpOp::Eq };
         let tests = values
             .into_iter()
             .filter_map(|(v, _)| match v {
-                Literal::Number(n) => Some(Expr::Test(Test::Number { field: field.clone(), op, value: n })),
+                Literal::Number(n) => Some(Expr::Test(Test::Number {
+                    field: field.clone(),
+                    op,
+                    value: n,
+                })),
                 _ => None,
             })
             .collect();
-        return Ok(if negated { Expr::And(tests) } else { Expr::Or(tests) });
+        return Ok(if negated {
+            Expr::And(tests)
+        } else {
+            Expr::Or(tests)
+        });
     }
     let mut strings = Vec::with_capacity(values.len());
     for (value, pair) in values {
@@ -307,7 +366,9 @@ fn membership(
             Literal::Number(_) => {
                 return Err(error_at(
                     &pair,
-                    format!("list mixes numbers and strings; `{field}` needs one kind (quote the number)"),
+                    format!(
+                        "list mixes numbers and strings; `{field}` needs one kind (quote the number)"
+                    ),
                 ));
             }
         }
@@ -323,7 +384,9 @@ mod tests {
     #[test]
     fn precedence_and_binds_tighter_than_or() {
         let expr = parse_when("a > 1 or b > 2 and c > 3").unwrap();
-        let Expr::Or(items) = expr else { unreachable!() };
+        let Expr::Or(items) = expr else {
+            unreachable!()
+        };
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1], Expr::And(_)));
     }
@@ -331,22 +394,39 @@ mod tests {
     #[test]
     fn not_in_and_negation() {
         let expr = parse_when(r#"not (destination not in ["x", "y"])"#).unwrap();
-        let Expr::Not(inner) = expr else { unreachable!() };
-        assert!(matches!(*inner, Expr::Test(Test::Strings { negated: true, .. })));
+        let Expr::Not(inner) = expr else {
+            unreachable!()
+        };
+        assert!(matches!(
+            *inner,
+            Expr::Test(Test::Strings { negated: true, .. })
+        ));
     }
 
     #[test]
     fn risk_comparisons_become_sets() {
         let expr = parse_when("risk >= high").unwrap();
-        assert_eq!(expr, Expr::Test(Test::Risk { levels: RiskSet(0b1100) }));
+        assert_eq!(
+            expr,
+            Expr::Test(Test::Risk {
+                levels: RiskSet(0b1100)
+            })
+        );
         let expr = parse_when("risk not in [low]").unwrap();
-        assert_eq!(expr, Expr::Test(Test::Risk { levels: RiskSet(0b1110) }));
+        assert_eq!(
+            expr,
+            Expr::Test(Test::Risk {
+                levels: RiskSet(0b1110)
+            })
+        );
     }
 
     #[test]
     fn case_insensitive_fields_fold_literals() {
         let expr = parse_when(r#"environment == "Staging""#).unwrap();
-        let Expr::Test(Test::Strings { values, .. }) = expr else { unreachable!() };
+        let Expr::Test(Test::Strings { values, .. }) = expr else {
+            unreachable!()
+        };
         assert_eq!(values, ["staging"]);
     }
 
@@ -366,6 +446,9 @@ mod tests {
 
     #[test]
     fn payload_prefix_is_the_same_field() {
-        assert_eq!(parse_when("payload.amount > 1").unwrap(), parse_when("amount > 1").unwrap());
+        assert_eq!(
+            parse_when("payload.amount > 1").unwrap(),
+            parse_when("amount > 1").unwrap()
+        );
     }
 }

@@ -63,7 +63,10 @@ impl Node {
     /// A short name of the node's kind for error messages.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
-            NodeKind::Scalar { style: Style::Plain, text } if is_null(text) => "nothing",
+            NodeKind::Scalar {
+                style: Style::Plain,
+                text,
+            } if is_null(text) => "nothing",
             NodeKind::Scalar { .. } => "a scalar",
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
@@ -91,7 +94,11 @@ fn is_null(text: &str) -> bool {
 /// Parses `text` into at most one document. `Ok(None)` means the file holds no
 /// document (empty, or only comments).
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
-    let mut builder = Builder { stack: Vec::new(), root: None, documents: 0 };
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        documents: 0,
+    };
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(scan_error)?;
         let location = Location::new(span.start.line(), span.start.col() + 1);
@@ -121,7 +128,12 @@ struct Builder {
 
 impl Builder {
     fn event(&mut self, event: Event<'_>, location: Location) -> Result<(), YamlError> {
-        let refuse = |message: &str| Err(YamlError { location, message: message.to_owned() });
+        let refuse = |message: &str| {
+            Err(YamlError {
+                location,
+                message: message.to_owned(),
+            })
+        };
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => Ok(()),
             Event::DocumentStart(..) => {
@@ -144,7 +156,10 @@ impl Builder {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
                     _ => Style::Block,
                 };
-                let kind = NodeKind::Scalar { text: text.into_owned(), style };
+                let kind = NodeKind::Scalar {
+                    text: text.into_owned(),
+                    style,
+                };
                 self.value(Node { location, kind })
             }
             Event::SequenceStart(_, _, tag) | Event::MappingStart(_, _, tag) if tag.is_some() => {
@@ -159,12 +174,14 @@ impl Builder {
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Open::Seq(start, items)) => {
-                    self.value(Node { location: start, kind: NodeKind::Seq(items) })
-                }
-                Some(Open::Map(start, entries, _)) => {
-                    self.value(Node { location: start, kind: NodeKind::Map(entries) })
-                }
+                Some(Open::Seq(start, items)) => self.value(Node {
+                    location: start,
+                    kind: NodeKind::Seq(items),
+                }),
+                Some(Open::Map(start, entries, _)) => self.value(Node {
+                    location: start,
+                    kind: NodeKind::Map(entries),
+                }),
                 None => refuse("unbalanced YAML structure"),
             },
             #[allow(unreachable_patterns)]
@@ -190,8 +207,9 @@ impl Builder {
                             message: "mapping keys must be plain words".to_owned(),
                         });
                     }
-                    if let Some((first, _)) =
-                        entries.iter().find(|(key, _)| key.as_scalar() == node.as_scalar())
+                    if let Some((first, _)) = entries
+                        .iter()
+                        .find(|(key, _)| key.as_scalar() == node.as_scalar())
                     {
                         let name = node.as_scalar().map(|(t, _)| t).unwrap_or_default();
                         return Err(YamlError {
@@ -221,32 +239,58 @@ mod tests {
 
     #[test]
     fn keeps_number_text_and_locations() {
-        let root = parse("deny:\n  - amount_gt: 500.0000000000000001\n").unwrap().unwrap();
-        let NodeKind::Map(entries) = &root.kind else { panic!("map") };
+        let root = parse("deny:\n  - amount_gt: 500.0000000000000001\n")
+            .unwrap()
+            .unwrap();
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("map")
+        };
         let (_, rules) = &entries[0];
-        let NodeKind::Seq(items) = &rules.kind else { panic!("seq") };
-        let NodeKind::Map(keys) = &items[0].kind else { panic!("map") };
+        let NodeKind::Seq(items) = &rules.kind else {
+            panic!("seq")
+        };
+        let NodeKind::Map(keys) = &items[0].kind else {
+            panic!("map")
+        };
         let (key, value) = &keys[0];
         assert_eq!(key.location, Location::new(2, 5));
-        assert_eq!(value.as_scalar(), Some(("500.0000000000000001", Style::Plain)));
+        assert_eq!(
+            value.as_scalar(),
+            Some(("500.0000000000000001", Style::Plain))
+        );
         assert_eq!(value.location, Location::new(2, 16));
     }
 
     #[test]
     fn quoted_scalars_are_marked() {
         let root = parse("a: '5'\nb: \"6\"\nc: 7\n").unwrap().unwrap();
-        let NodeKind::Map(entries) = &root.kind else { panic!("map") };
-        let styles: Vec<_> = entries.iter().map(|(_, v)| v.as_scalar().unwrap().1).collect();
+        let NodeKind::Map(entries) = &root.kind else {
+            panic!("map")
+        };
+        let styles: Vec<_> = entries
+            .iter()
+            .map(|(_, v)| v.as_scalar().unwrap().1)
+            .collect();
         assert_eq!(styles, [Style::Quoted, Style::Quoted, Style::Plain]);
     }
 
     #[test]
     fn refuses_aliases_duplicates_and_second_documents() {
-        assert!(parse("a: &x 1\nb: *x\n").unwrap_err().message.contains("aliases"));
+        assert!(
+            parse("a: &x 1\nb: *x\n")
+                .unwrap_err()
+                .message
+                .contains("aliases")
+        );
         let dup = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(dup.location, Location::new(3, 1));
         assert!(dup.message.contains("duplicate key `a`"));
-        assert!(parse("a: 1\n---\nb: 2\n").unwrap_err().message.contains("one YAML document"));
+        assert!(
+            parse("a: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .message
+                .contains("one YAML document")
+        );
         assert!(parse("a: !!str 1\n").unwrap_err().message.contains("tags"));
     }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet, Rule,
-    Test, Tier,
+    CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet, Rule, Test,
+    Tier,
 };
 use crate::number::parse_exact;
 use crate::source::Location;
@@ -96,7 +96,13 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 5] = ["policy_name", "version", "deny", "require_approval", "allow"];
+const TOP_KEYS: [&str; 5] = [
+    "policy_name",
+    "version",
+    "deny",
+    "require_approval",
+    "allow",
+];
 const RULE_KEYS: [&str; 13] = [
     "id",
     "capability",
@@ -252,7 +258,14 @@ impl Loader<'_> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(Policy { file: self.file.to_owned(), name, version, rules, digest, field_types })
+        Ok(Policy {
+            file: self.file.to_owned(),
+            name,
+            version,
+            rules,
+            digest,
+            field_types,
+        })
     }
 
     fn key_text<'n>(&self, key: &'n Node) -> Result<&'n str, LoadError> {
@@ -285,7 +298,10 @@ impl Loader<'_> {
                 LoadErrorKind::WrongType,
                 found.location,
                 Some(key),
-                format!("`{key}` expects a string or a list of strings, found {}", found.kind_name()),
+                format!(
+                    "`{key}` expects a string or a list of strings, found {}",
+                    found.kind_name()
+                ),
             )
         };
         match &node.kind {
@@ -314,14 +330,20 @@ impl Loader<'_> {
     fn tier(&self, tier: Tier, node: &Node) -> Result<Vec<Rule>, LoadError> {
         match &node.kind {
             _ if node.is_null() => Ok(Vec::new()),
-            NodeKind::Seq(items) => {
-                items.iter().enumerate().map(|(index, item)| self.rule(tier, index, item)).collect()
-            }
+            NodeKind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| self.rule(tier, index, item))
+                .collect(),
             _ => Err(self.error(
                 LoadErrorKind::WrongType,
                 node.location,
                 Some(tier.key()),
-                format!("`{}` expects a list of rules, found {}", tier.key(), node.kind_name()),
+                format!(
+                    "`{}` expects a list of rules, found {}",
+                    tier.key(),
+                    node.kind_name()
+                ),
             )),
         }
     }
@@ -378,8 +400,16 @@ impl Loader<'_> {
                     if key == "risk_not_in" {
                         set = RiskSet(RiskSet::ALL.0 & !set.0);
                     }
-                    let text = format!("risk in [{}]", set.levels().map(Risk::name).collect::<Vec<_>>().join(", "));
-                    conditions.push(condition(key, at, Expr::Test(Test::Risk { levels: set }), text));
+                    let text = format!(
+                        "risk in [{}]",
+                        set.levels().map(Risk::name).collect::<Vec<_>>().join(", ")
+                    );
+                    conditions.push(condition(
+                        key,
+                        at,
+                        Expr::Test(Test::Risk { levels: set }),
+                        text,
+                    ));
                 }
                 "risk_gt" | "risk_gte" | "risk_lt" | "risk_lte" | "risk_eq" | "risk_ne" => {
                     let op = numeric_suffix(key).map(|(_, op)| op).unwrap_or(CmpOp::Eq);
@@ -424,9 +454,17 @@ impl Loader<'_> {
             let field = Field::from_name(key);
             let values = self.strings(value, key)?;
             let text = set_text(&field, "in", &values);
-            return Ok(condition(key, at, Expr::Test(string_set(&field, values, false)), text));
+            return Ok(condition(
+                key,
+                at,
+                Expr::Test(string_set(&field, values, false)),
+                text,
+            ));
         }
-        if let Some(base) = key.strip_suffix("_not_in").or_else(|| key.strip_suffix("_in")) {
+        if let Some(base) = key
+            .strip_suffix("_not_in")
+            .or_else(|| key.strip_suffix("_in"))
+        {
             if is_field_name(base) {
                 let negated = key.ends_with("_not_in");
                 let field = Field::from_name(base);
@@ -447,14 +485,18 @@ impl Loader<'_> {
                         format!("`{key}`: `{base}` is not a numeric field"),
                     ));
                 }
-                let (text, _) = value.as_scalar().filter(|_| !value.is_null()).ok_or_else(|| {
-                    self.error(
-                        LoadErrorKind::NotANumber,
-                        value.location,
-                        Some(key),
-                        format!("`{key}` expects a number, found {}", value.kind_name()),
-                    )
-                })?;
+                let (text, _) =
+                    value
+                        .as_scalar()
+                        .filter(|_| !value.is_null())
+                        .ok_or_else(|| {
+                            self.error(
+                                LoadErrorKind::NotANumber,
+                                value.location,
+                                Some(key),
+                                format!("`{key}` expects a number, found {}", value.kind_name()),
+                            )
+                        })?;
                 let number = parse_exact(text).ok_or_else(|| {
                     self.error(
                         LoadErrorKind::NotANumber,
@@ -471,7 +513,11 @@ impl Loader<'_> {
                     )
                 })?;
                 let rendered = format!("{base} {} {text}", op.symbol());
-                let test = Test::Number { field, op, value: number };
+                let test = Test::Number {
+                    field,
+                    op,
+                    value: number,
+                };
                 return Ok(condition(key, at, Expr::Test(test), rendered));
             }
         }
@@ -481,7 +527,16 @@ impl Loader<'_> {
             Some(key),
             format!("unknown key `{key}` in rule {rule_id}"),
         );
-        err.help = suggest_key(key).map(|s| format!("did you mean `{s}`?"));
+        err.help = suggest_key(key)
+            .map(|s| format!("did you mean `{s}`?"))
+            .or_else(|| {
+                is_field_name(key).then(|| {
+                    format!(
+                        "a payload field needs an operator suffix: {}",
+                        ALL_SUFFIXES.map(|s| format!("`{key}{s}`")).join(", ")
+                    )
+                })
+            });
         Err(err)
     }
 
@@ -508,7 +563,8 @@ impl Loader<'_> {
             if s == "*" {
                 Some(None)
             } else if !s.is_empty()
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 Some(Some(s.to_owned()))
             } else {
@@ -540,12 +596,20 @@ impl Loader<'_> {
                 LoadErrorKind::WrongType,
                 node.location,
                 Some("when"),
-                format!("`when` expects an expression string, found {}", node.kind_name()),
+                format!(
+                    "`when` expects an expression string, found {}",
+                    node.kind_name()
+                ),
             ));
         };
         let expr = parse_when(text).map_err(|e| {
             let location = self.when_location(node.location, style, e.line, e.column);
-            self.error(LoadErrorKind::When, location, Some("when"), format!("`when`: {}", e.message))
+            self.error(
+                LoadErrorKind::When,
+                location,
+                Some("when"),
+                format!("`when`: {}", e.message),
+            )
         })?;
         Ok(condition("when", at, expr, text.trim().to_owned()))
     }
@@ -555,17 +619,8 @@ impl Loader<'_> {
         match style {
             Style::Plain if line == 1 => Location::new(start.line, start.column + column - 1),
             Style::Quoted if line == 1 => Location::new(start.line, start.column + column),
-            Style::Block => {
-                // Content starts on the line after the `|` or `>` indicator.
-                let file_line = start.line + line;
-                let indent = self
-                    .source
-                    .lines()
-                    .nth(file_line.saturating_sub(1))
-                    .map(|l| l.len() - l.trim_start().len())
-                    .unwrap_or(0);
-                Location::new(file_line, indent + column)
-            }
+            // A block scalar's location is its first content line and column.
+            Style::Block => Location::new(start.line + line - 1, start.column + column - 1),
             _ => Location::new(start.line + line - 1, column),
         }
     }
@@ -622,7 +677,12 @@ impl Loader<'_> {
 }
 
 fn condition(key: &str, location: Location, expr: Expr, text: String) -> Condition {
-    Condition { key: key.to_owned(), location, expr, text }
+    Condition {
+        key: key.to_owned(),
+        location,
+        expr,
+        text,
+    }
 }
 
 fn set_text(field: &Field, op: &str, values: &[String]) -> String {
@@ -641,7 +701,9 @@ fn numeric_suffix(key: &str) -> Option<(&str, CmpOp)> {
 
 fn is_field_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

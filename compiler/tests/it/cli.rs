@@ -1,0 +1,133 @@
+//! `capfence-compile` as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use super::root;
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence-compile"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn eval_prints_one_decision_per_line_and_survives_bad_lines() {
+    let input = concat!(
+        r#"{"actor":"a","resource":"payments","action":"transfer","environment":"production","risk":"low","payload":{"amount":500.0000000000000001}}"#,
+        "\nnot json\n\n",
+        r#"{"capability":"payments.delete"}"#,
+        "\n",
+    );
+    let out = run(&["eval", "policies/fintech_policy.yaml"], input);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with(
+            r#"{"decision":"require_approval","rule":"require_approval[0]","reason":"#
+        ),
+        "{first}"
+    );
+    let got = lines(&out);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1]["decision"], "deny");
+    assert!(got[1]["rule"].is_null());
+    assert!(
+        got[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid event JSON")
+    );
+    assert_eq!(
+        got[2]["reason"],
+        "no rule matches this event (default deny)"
+    );
+}
+
+#[test]
+fn test_command_passes_the_shipped_suite_and_fails_a_wrong_one() {
+    let out = run(
+        &[
+            "test",
+            "policies/fintech_policy.yaml",
+            "policies/fintech_policy.tests.yaml",
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+
+    let dir = std::env::temp_dir().join(format!("capfence-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("wrong.tests.yaml");
+    std::fs::write(&suite, "cases:\n  - name: reads are denied?\n    event: { capability: payments.read }\n    expect: deny\n").unwrap();
+    let suite = suite.to_string_lossy().into_owned();
+    let out = run(&["test", "policies/fintech_policy.yaml", &suite], "");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL ")
+            && stdout.contains("reads are denied?")
+            && stdout.ends_with("FAILED: 0 passed, 1 failed\n"),
+        "{stdout}"
+    );
+
+    let out = run(
+        &[
+            "test",
+            "policies/fintech_policy.yaml",
+            &suite,
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["cases"][0]["expected"]["decision"], "deny");
+    assert_eq!(report["cases"][0]["actual"]["decision"], "allow");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn usage_and_load_errors_exit_2_with_a_location() {
+    let out = run(&["eval", "no/such/policy.yaml"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["frobnicate"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        &["eval", "compiler/tests/fixtures/load/unknown_key.yaml"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: compiler/tests/fixtures/load/unknown_key.yaml:3:5: unknown key `enviroment` in rule allow[0]; did you mean `environment`?\n"
+    );
+}

@@ -1,0 +1,97 @@
+//! Properties of the reference evaluator over random policies and events.
+
+use capfence_compiler::event::Value;
+use capfence_compiler::policy::Tier;
+use capfence_compiler::{DecisionKind, Policy};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+use super::arb::{self, is_malformed};
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn adding_a_deny_rule_never_turns_a_deny_into_anything_else(
+        rules in arb::rules(), extra in arb::rule(), events in prop::collection::vec(arb::event(), 16)
+    ) {
+        let before = arb::load(&rules);
+        let mut more = rules.clone();
+        more.push((Tier::Deny, extra));
+        let after = arb::load(&more);
+        for event in &events {
+            if before.decide(event).kind == DecisionKind::Deny {
+                prop_assert_eq!(after.decide(event).kind, DecisionKind::Deny, "{}", event);
+            }
+        }
+    }
+
+    /// An added allow rule may test a field the event lacks, which makes the event
+    /// malformed and so denied (fail closed); otherwise nothing changes.
+    #[test]
+    fn adding_an_allow_rule_never_changes_a_deny_or_approval_rule_decision(
+        rules in arb::rules(), extra in arb::rule(), events in prop::collection::vec(arb::event(), 16)
+    ) {
+        let before = arb::load(&rules);
+        let mut more = rules.clone();
+        more.push((Tier::Allow, extra));
+        let after = arb::load(&more);
+        for event in &events {
+            let b = before.decide(event);
+            if b.rule.is_some() && b.kind != DecisionKind::Allow {
+                let a = after.decide(event);
+                if is_malformed(&a) {
+                    prop_assert_eq!(a.kind, DecisionKind::Deny);
+                } else {
+                    prop_assert_eq!(a, b, "{}", event);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_policy_denies_everything(event in arb::event()) {
+        for text in ["deny: []\n", "policy_name: nothing\n", "allow:\n"] {
+            let policy = Policy::parse(text, "empty.yaml").unwrap();
+            let d = policy.decide(&event);
+            prop_assert_eq!(d.kind, DecisionKind::Deny);
+            prop_assert_eq!(d.rule, None);
+        }
+    }
+
+    #[test]
+    fn tier_order_in_the_file_does_not_matter(
+        rules in arb::rules(), order in Just(Tier::ALL).prop_shuffle(), events in prop::collection::vec(arb::event(), 16)
+    ) {
+        let canonical = arb::load(&rules);
+        let text = arb::render(&rules, order);
+        let shuffled = Policy::parse(&text, "generated.yaml").unwrap();
+        let summary = |p: &Policy| -> Vec<(String, Tier, String)> {
+            p.rules.iter().map(|r| (r.id.clone(), r.tier, r.decision_reason())).collect()
+        };
+        prop_assert_eq!(summary(&canonical), summary(&shuffled));
+        for event in &events {
+            prop_assert_eq!(canonical.decide(event), shuffled.decide(event));
+        }
+    }
+
+    #[test]
+    fn spellings_of_500_decide_alike(rules in arb::rules(), event in arb::event()) {
+        let policy = arb::load(&rules);
+        let with = |v: Value| {
+            let mut e = event.clone();
+            e.payload.insert("amount".into(), v);
+            policy.decide(&e)
+        };
+        let reference = with(Value::Number(Some(Decimal::from(500))));
+        for v in [
+            Value::Number(Some("500.0".parse().unwrap())),
+            Value::Number(Some("500.00".parse().unwrap())),
+            Value::Number(capfence_compiler::number::parse_exact("5E2")),
+            Value::String("500.00".into()),
+            Value::String("5E2".into()),
+        ] {
+            prop_assert_eq!(&with(v), &reference);
+        }
+    }
+}
