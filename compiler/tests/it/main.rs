@@ -9,6 +9,7 @@
 
 mod arb;
 mod cli;
+mod docs;
 mod load_errors;
 mod properties;
 mod reference;
