@@ -16,12 +16,15 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use crate::number::parse_exact;
 use crate::yaml::{Node, NodeKind, Style};
 
-/// A payload value.
+/// A payload value. Lists and objects are kept whole: no policy test reads
+/// inside them, but approvals bind to them and the audit log records them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
-    /// A number, exact; `None` when its text cannot be held exactly (too many
-    /// digits, out of range), which makes it "not a number" for every test.
-    Number(Option<Decimal>),
+    /// An exact number.
+    Number(Decimal),
+    /// A number whose text cannot be held exactly (too many digits, out of
+    /// range, `.inf`): kept as written, and "not a number" for every test.
+    BadNumber(String),
     /// A string. A string holding a plain decimal (`"2500.00"`) also counts as a number.
     String(String),
     /// `true` or `false`.
@@ -29,16 +32,16 @@ pub enum Value {
     /// `null`.
     Null,
     /// A list.
-    List,
-    /// An object.
-    Object,
+    List(Vec<Value>),
+    /// An object, keys sorted.
+    Object(BTreeMap<String, Value>),
 }
 
 impl Value {
     /// The value as an exact decimal: a number, or a string holding one.
     pub fn as_number(&self) -> Option<Decimal> {
         match self {
-            Value::Number(n) => *n,
+            Value::Number(n) => Some(*n),
             Value::String(s) => parse_exact(s),
             _ => None,
         }
@@ -55,30 +58,87 @@ impl Value {
     /// What the value is, for messages.
     pub fn describe(&self) -> &'static str {
         match self {
-            Value::Number(Some(_)) => "a number",
-            Value::Number(None) => "a number that cannot be held exactly",
+            Value::Number(_) => "a number",
+            Value::BadNumber(_) => "a number that cannot be held exactly",
             Value::String(_) => "a string",
             Value::Bool(_) => "a boolean",
             Value::Null => "null",
-            Value::List => "a list",
-            Value::Object => "an object",
+            Value::List(_) => "a list",
+            Value::Object(_) => "an object",
         }
     }
 
-    /// Writes the value as JSON (numbers as their exact decimal text).
-    fn write_json(&self, out: &mut String) {
+    /// Writes the value as canonical JSON: object keys sorted, no spaces,
+    /// exact numbers in their shortest decimal form (`2500.00` → `2500`), a
+    /// number that is not exact as written if that is valid JSON, else as a string.
+    pub fn write_json(&self, out: &mut String) {
         match self {
-            Value::Number(Some(n)) => out.push_str(&n.to_string()),
-            Value::Number(None) | Value::Null | Value::List | Value::Object => out.push_str("null"),
+            Value::Number(n) => out.push_str(&n.normalize().to_string()),
+            Value::BadNumber(text) => {
+                let is_json_number =
+                    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_number());
+                if is_json_number {
+                    out.push_str(text);
+                } else {
+                    out.push_str(&json_string(text));
+                }
+            }
+            Value::Null => out.push_str("null"),
             Value::String(s) => out.push_str(&json_string(s)),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Object(fields) => write_object(fields, out),
+        }
+    }
+
+    fn from_json_value(value: serde_json::Value) -> Value {
+        match value {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => {
+                let text = n.to_string();
+                parse_exact(&text).map_or(Value::BadNumber(text), Value::Number)
+            }
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(items) => {
+                Value::List(items.into_iter().map(Value::from_json_value).collect())
+            }
+            serde_json::Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from_json_value(v)))
+                    .collect(),
+            ),
         }
     }
 }
 
+/// Writes an object as canonical JSON (keys in `BTreeMap` order).
+pub fn write_object(fields: &BTreeMap<String, Value>, out: &mut String) {
+    out.push('{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(name));
+        out.push(':');
+        value.write_json(out);
+    }
+    out.push('}');
+}
+
 impl From<Decimal> for Value {
     fn from(value: Decimal) -> Self {
-        Value::Number(Some(value))
+        Value::Number(value)
     }
 }
 
@@ -102,7 +162,7 @@ impl From<bool> for Value {
 
 impl From<i64> for Value {
     fn from(value: i64) -> Self {
-        Value::Number(Some(Decimal::from(value)))
+        Value::Number(Decimal::from(value))
     }
 }
 
@@ -243,16 +303,9 @@ impl Event {
         if !first {
             out.push(',');
         }
-        out.push_str("\"payload\":{");
-        for (i, (name, value)) in self.payload.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&json_string(name));
-            out.push(':');
-            value.write_json(&mut out);
-        }
-        out.push_str("}}");
+        out.push_str("\"payload\":");
+        write_object(&self.payload, &mut out);
+        out.push('}');
         out
     }
 }
@@ -287,16 +340,26 @@ fn yaml_value(node: &Node) -> Value {
             } else if matches!(text.as_str(), "false" | "False" | "FALSE") {
                 Value::Bool(false)
             } else if let Some(n) = parse_exact(text) {
-                Value::Number(Some(n))
+                Value::Number(n)
             } else if looks_numeric(text) {
-                Value::Number(None)
+                Value::BadNumber(text.clone())
             } else {
                 Value::String(text.clone())
             }
         }
         NodeKind::Scalar { text, .. } => Value::String(text.clone()),
-        NodeKind::Seq(_) => Value::List,
-        NodeKind::Map(_) => Value::Object,
+        NodeKind::Seq(items) => Value::List(items.iter().map(yaml_value).collect()),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_scalar().map(|(t, _)| t.to_owned()).unwrap_or_default(),
+                        yaml_value(v),
+                    )
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -368,15 +431,7 @@ impl<'de> Deserialize<'de> for Payload {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
                 let mut fields = BTreeMap::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    let value: serde_json::Value = map.next_value()?;
-                    let value = match value {
-                        serde_json::Value::Null => Value::Null,
-                        serde_json::Value::Bool(b) => Value::Bool(b),
-                        serde_json::Value::Number(n) => Value::Number(parse_exact(&n.to_string())),
-                        serde_json::Value::String(s) => Value::String(s),
-                        serde_json::Value::Array(_) => Value::List,
-                        serde_json::Value::Object(_) => Value::Object,
-                    };
+                    let value = Value::from_json_value(map.next_value()?);
                     if fields.insert(key.clone(), value).is_some() {
                         return Err(de::Error::custom(format!(
                             "duplicate payload field `{key}`"
@@ -404,7 +459,7 @@ mod tests {
         assert!(e.payload["a"].as_number().unwrap() > Decimal::from(500));
         assert_eq!(e.payload["b"].as_number(), Some(Decimal::from(500)));
         assert_eq!(e.payload["c"].as_number(), Some(Decimal::from(500)));
-        assert_eq!(e.payload["d"], Value::Number(None));
+        assert_eq!(e.payload["d"], Value::BadNumber("1e+400".into()));
         assert_eq!(e.payload["e"].as_number(), None);
     }
 
@@ -441,6 +496,16 @@ mod tests {
         assert_eq!(e.capability().as_deref(), Some("payments.transfer"));
         assert_eq!(e.environment.as_deref(), Some("staging"));
         assert_eq!(e.risk.as_deref(), Some("high"));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_normalizes_numbers() {
+        let e = Event::from_json(r#"{"payload":{"z":{"b":2.50,"a":[1e400,"x"]},"a":2500.00}}"#)
+            .unwrap();
+        assert_eq!(
+            e.to_json(),
+            r#"{"payload":{"a":2500,"z":{"a":[1e+400,"x"],"b":2.5}}}"#
+        );
     }
 
     #[test]

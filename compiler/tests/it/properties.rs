@@ -83,11 +83,11 @@ proptest! {
             e.payload.insert("amount".into(), v);
             policy.decide(&e)
         };
-        let reference = with(Value::Number(Some(Decimal::from(500))));
+        let reference = with(Value::Number(Decimal::from(500)));
         for v in [
-            Value::Number(Some("500.0".parse().unwrap())),
-            Value::Number(Some("500.00".parse().unwrap())),
-            Value::Number(capfence_compiler::number::parse_exact("5E2")),
+            Value::Number("500.0".parse().unwrap()),
+            Value::Number("500.00".parse().unwrap()),
+            Value::Number(capfence_compiler::number::parse_exact("5E2").unwrap()),
             Value::String("500.00".into()),
             Value::String("5E2".into()),
         ] {
