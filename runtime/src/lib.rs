@@ -1,9 +1,46 @@
-//! CapFence runtime: decides agent tool calls against a policy.
+//! CapFence runtime: decides agent tool calls against a policy, settles
+//! approvals, and records every decision in a SHA-256-chained audit log before
+//! it answers.
 //!
-//! This crate is the one users depend on. It re-exports the policy types of
-//! `capfence-compiler` and the macros of `capfence-macros`.
+//! This is the one crate users depend on. It re-exports the policy types of
+//! `capfence-compiler`.
+//!
+//! ```
+//! use capfence::{payload, ActionEvent, ActionRuntime, DecisionKind, Risk};
+//!
+//! let state = std::env::temp_dir().join(format!("capfence-lib-doc-{}", std::process::id()));
+//! let runtime = ActionRuntime::builder(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/fintech_policy.yaml"))
+//!     .state_dir(&state)
+//!     .build()?;
+//! let safe = ActionEvent::create("treasury-agent", "transfer", "payments", "production", Risk::Low,
+//!     payload! {"amount" => "120.00", "destination" => "vendor-corp-123"});
+//! let verdict = runtime.execute(&safe);
+//! assert!(verdict.authorized);
+//! assert_eq!(verdict.decision, DecisionKind::Allow);
+//! assert_eq!(runtime.verify()?.0, 1); // one record, chain intact
+//! # std::fs::remove_dir_all(&state)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod action;
+pub mod approvals;
+pub mod audit;
+pub mod clock;
+pub mod decide;
+pub mod ledger;
+pub mod runtime;
+pub mod store;
+pub mod verdict;
+
+pub use action::ActionEvent;
+pub use approvals::{Grant, GrantLimits, Ticket, TicketStatus};
+pub use audit::AuditRecord;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
 pub use capfence_compiler::event::{Event, Value};
-pub use capfence_compiler::policy::Policy;
+pub use capfence_compiler::policy::{Policy, Risk};
+pub use decide::Decide;
+pub use ledger::{Ledger, OperatorError, VerifyError};
+pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
+pub use store::StoreError;
+pub use verdict::Verdict;

@@ -464,62 +464,60 @@ impl Loader<'_> {
         if let Some(base) = key
             .strip_suffix("_not_in")
             .or_else(|| key.strip_suffix("_in"))
+            && is_field_name(base)
         {
-            if is_field_name(base) {
-                let negated = key.ends_with("_not_in");
-                let field = Field::from_name(base);
-                let values = self.strings(value, key)?;
-                let text = set_text(&field, if negated { "not in" } else { "in" }, &values);
-                let test = string_set(&field, values, negated);
-                return Ok(condition(key, at, Expr::Test(test), text));
-            }
+            let negated = key.ends_with("_not_in");
+            let field = Field::from_name(base);
+            let values = self.strings(value, key)?;
+            let text = set_text(&field, if negated { "not in" } else { "in" }, &values);
+            let test = string_set(&field, values, negated);
+            return Ok(condition(key, at, Expr::Test(test), text));
         }
-        if let Some((base, op)) = numeric_suffix(key) {
-            if is_field_name(base) {
-                let field = Field::from_name(base);
-                if !matches!(field, Field::Payload(_)) {
-                    return Err(self.error(
-                        LoadErrorKind::UnknownKey,
-                        at,
-                        Some(key),
-                        format!("`{key}`: `{base}` is not a numeric field"),
-                    ));
-                }
-                let (text, _) =
-                    value
-                        .as_scalar()
-                        .filter(|_| !value.is_null())
-                        .ok_or_else(|| {
-                            self.error(
-                                LoadErrorKind::NotANumber,
-                                value.location,
-                                Some(key),
-                                format!("`{key}` expects a number, found {}", value.kind_name()),
-                            )
-                        })?;
-                let number = parse_exact(text).ok_or_else(|| {
+        if let Some((base, op)) = numeric_suffix(key)
+            && is_field_name(base)
+        {
+            let field = Field::from_name(base);
+            if !matches!(field, Field::Payload(_)) {
+                return Err(self.error(
+                    LoadErrorKind::UnknownKey,
+                    at,
+                    Some(key),
+                    format!("`{key}`: `{base}` is not a numeric field"),
+                ));
+            }
+            let (text, _) = value
+                .as_scalar()
+                .filter(|_| !value.is_null())
+                .ok_or_else(|| {
                     self.error(
                         LoadErrorKind::NotANumber,
                         value.location,
                         Some(key),
-                        format!(
-                            "`{key}` expects an exact decimal number, found `{text}`{}",
-                            if text.chars().any(|c| c.is_ascii_digit()) {
-                                " (it cannot be held exactly in 28 digits)"
-                            } else {
-                                ""
-                            }
-                        ),
+                        format!("`{key}` expects a number, found {}", value.kind_name()),
                     )
                 })?;
-                let rendered = format!("{base} {} {text}", op.symbol());
-                let test = Test::Number {
-                    field,
-                    op,
-                    value: number,
-                };
-                return Ok(condition(key, at, Expr::Test(test), rendered));
-            }
+            let number = parse_exact(text).ok_or_else(|| {
+                self.error(
+                    LoadErrorKind::NotANumber,
+                    value.location,
+                    Some(key),
+                    format!(
+                        "`{key}` expects an exact decimal number, found `{text}`{}",
+                        if text.chars().any(|c| c.is_ascii_digit()) {
+                            " (it cannot be held exactly in 28 digits)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            })?;
+            let rendered = format!("{base} {} {text}", op.symbol());
+            let test = Test::Number {
+                field,
+                op,
+                value: number,
+            };
+            return Ok(condition(key, at, Expr::Test(test), rendered));
         }
         let mut err = self.error(
             LoadErrorKind::UnknownKey,

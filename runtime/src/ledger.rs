@@ -1,0 +1,493 @@
+//! The ledger: the audit chain and the approval state behind a [`Store`],
+//! with group commit for decisions and one transaction per operator action.
+//!
+//! Group commit: concurrent `settle` calls queue their decisions; one caller
+//! at a time becomes the leader, takes the whole queue and settles it in one
+//! durable transaction, then hands every caller its verdict. No verdict is
+//! handed out before the transaction holding its record has committed; if the
+//! transaction fails, every verdict in it is a deny naming the fault.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use capfence_compiler::{Decision, DecisionKind, Event};
+
+use crate::approvals::{
+    self, Grant, GrantLimits, Ticket, TicketStatus, canonical_payload, grant_label, ticket_label,
+};
+use crate::audit::{AuditRecord, ChainFault, Verifier};
+use crate::clock::{SharedClock, rfc3339};
+use crate::store::{Store, StoreError, Tx};
+use crate::verdict::Verdict;
+
+/// An operator action that could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    /// No ticket or grant with that id.
+    #[error("no {0} with id {1}")]
+    NotFound(&'static str, String),
+    /// The ticket is not pending.
+    #[error("ticket {0} is {1}, not pending")]
+    NotPending(String, &'static str),
+    /// The ticket has expired.
+    #[error("ticket {0} has expired")]
+    Expired(String),
+    /// The grant was already revoked.
+    #[error("grant {0} was already revoked by {1}")]
+    AlreadyRevoked(String, String),
+    /// A malformed argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed; nothing was done.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failure to verify the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The chain is broken.
+    #[error(transparent)]
+    Chain(#[from] ChainFault),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    event: Event,
+    decision: Decision,
+    digest: String,
+}
+
+#[derive(Default)]
+struct Queue {
+    next_id: u64,
+    pending: Vec<(u64, Job)>,
+    leader: bool,
+    done: HashMap<u64, Result<Verdict, StoreError>>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    ticket_ttl: Duration,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+/// The audit chain and approval state; a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Ledger {
+    /// A ledger over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, ticket_ttl: Duration) -> Ledger {
+        Ledger {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                ticket_ttl,
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Settles a decision (approvals for `require_approval`) and records it;
+    /// returns only when the record is durable, or the fault that kept it
+    /// from being written (then nothing of the decision was kept).
+    pub fn settle(
+        &self,
+        event: Event,
+        decision: Decision,
+        digest: &str,
+    ) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let job = Job {
+            event,
+            decision,
+            digest: digest.to_owned(),
+        };
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.pending.push((id, job));
+        loop {
+            if let Some(verdict) = queue.done.remove(&id) {
+                return verdict;
+            }
+            if queue.leader {
+                queue = self.inner.wake.wait(queue).map_err(|_| poisoned())?;
+                continue;
+            }
+            queue.leader = true;
+            let batch = std::mem::take(&mut queue.pending);
+            drop(queue);
+            let verdicts = self.commit_batch(&batch);
+            queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+            queue.leader = false;
+            for ((job_id, _), verdict) in batch.iter().zip(verdicts) {
+                queue.done.insert(*job_id, verdict);
+            }
+            self.inner.wake.notify_all();
+        }
+    }
+
+    fn commit_batch(&self, batch: &[(u64, Job)]) -> Vec<Result<Verdict, StoreError>> {
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let ttl = micros(self.inner.ticket_ttl);
+        let result = self.inner.store.transaction(&mut |tx| {
+            verdicts.clear();
+            for (_, job) in batch {
+                let now = self.inner.clock.now_micros();
+                let verdict = match job.decision.kind {
+                    DecisionKind::RequireApproval => {
+                        approvals::resolve(tx, &job.event, &job.decision, now, ttl)?
+                    }
+                    kind => Verdict {
+                        authorized: kind == DecisionKind::Allow,
+                        decision: kind,
+                        reason: job.decision.reason.clone(),
+                        rule: job.decision.rule.clone(),
+                        approval_id: None,
+                    },
+                };
+                let record = AuditRecord {
+                    seq: 0,
+                    time: rfc3339(now),
+                    actor: job.event.actor.clone(),
+                    capability: job.event.capability(),
+                    environment: job.event.environment.clone(),
+                    risk: job.event.risk.clone(),
+                    payload: canonical_payload(&job.event),
+                    decision: verdict.decision.as_str().to_owned(),
+                    rule: verdict.rule.clone(),
+                    reason: verdict.reason.clone(),
+                    approval_id: verdict.approval_id.clone(),
+                    policy_digest: Some(job.digest.clone()),
+                    prev_hash: String::new(),
+                    hash: String::new(),
+                };
+                append(tx, record)?;
+                verdicts.push(verdict);
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) if verdicts.len() == batch.len() => verdicts.into_iter().map(Ok).collect(),
+            Ok(()) => batch
+                .iter()
+                .map(|_| Err(StoreError::Invalid("verdict count mismatch".to_owned())))
+                .collect(),
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Records `record` (as an operator action) after `action` succeeds, in one
+    /// transaction.
+    fn operator<T>(
+        &self,
+        action: impl FnMut(&mut dyn Tx, i64) -> Result<(T, AuditRecord), OperatorError>,
+    ) -> Result<T, OperatorError> {
+        let mut action = action;
+        let mut outcome = None;
+        let mut refused = None;
+        let now = self.inner.clock.now_micros();
+        self.inner.store.transaction(&mut |tx| {
+            match action(tx, now) {
+                Ok((value, mut record)) => {
+                    record.time = rfc3339(now);
+                    append(tx, record)?;
+                    outcome = Some(value);
+                }
+                Err(OperatorError::Store(e)) => return Err(e),
+                Err(e) => refused = Some(e),
+            }
+            Ok(())
+        })?;
+        match (outcome, refused) {
+            (Some(value), _) => Ok(value),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(OperatorError::Invalid(
+                "operator action did nothing".to_owned(),
+            )),
+        }
+    }
+
+    /// Approves a pending ticket; the next identical event consumes it.
+    pub fn approve(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
+        self.decide_ticket(ticket, by, TicketStatus::Approved)
+    }
+
+    /// Rejects a pending ticket; the identical event is then denied until the ticket expires.
+    pub fn reject(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
+        self.decide_ticket(ticket, by, TicketStatus::Rejected)
+    }
+
+    fn decide_ticket(
+        &self,
+        ticket: &str,
+        by: &str,
+        status: TicketStatus,
+    ) -> Result<Ticket, OperatorError> {
+        let by = operator_name(by)?;
+        let id = approvals::parse_label(ticket, 'T')
+            .ok_or_else(|| OperatorError::NotFound("ticket", ticket.to_owned()))?;
+        let verb = if status == TicketStatus::Approved {
+            "approve"
+        } else {
+            "reject"
+        };
+        self.operator(|tx, now| {
+            let mut t = tx
+                .ticket(id)?
+                .ok_or_else(|| OperatorError::NotFound("ticket", ticket_label(id)))?;
+            if t.status != TicketStatus::Pending {
+                return Err(OperatorError::NotPending(
+                    ticket_label(id),
+                    t.status.as_str(),
+                ));
+            }
+            if t.expires_at <= now {
+                return Err(OperatorError::Expired(ticket_label(id)));
+            }
+            tx.update_ticket(id, status, Some(&by))?;
+            t.status = status;
+            t.decided_by = Some(by.clone());
+            let record = operator_record(
+                &by,
+                verb,
+                Some(t.environment.clone().unwrap_or_default()),
+                t.payload.clone(),
+                t.rule.clone(),
+                format!(
+                    "ticket {} for {} by {} {}d by {by}",
+                    ticket_label(id),
+                    t.capability,
+                    t.actor.as_deref().unwrap_or("?"),
+                    verb
+                ),
+                ticket_label(id),
+            );
+            Ok((t, record))
+        })
+    }
+
+    /// Grants `actor` passage through `require_approval` for `capability` in
+    /// `environment` for `duration`, within `limits`. Never overrides deny.
+    pub fn grant(
+        &self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+        granted_by: &str,
+        duration: Duration,
+        limits: GrantLimits,
+    ) -> Result<Grant, OperatorError> {
+        let by = operator_name(granted_by)?;
+        let capability = capability.trim().to_ascii_lowercase();
+        let environment = environment.trim().to_ascii_lowercase();
+        let valid = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+        if actor.trim().is_empty()
+            || !valid(&environment)
+            || capability.split('.').count() != 2
+            || !valid(&capability)
+        {
+            return Err(OperatorError::Invalid(format!(
+                "a grant needs an actor, a capability `resource.action` and an environment (got {actor:?}, {capability:?}, {environment:?})"
+            )));
+        }
+        if duration.is_zero() {
+            return Err(OperatorError::Invalid(
+                "a grant needs a positive duration".to_owned(),
+            ));
+        }
+        self.operator(|tx, now| {
+            let mut grant = Grant {
+                id: 0,
+                actor: actor.to_owned(),
+                capability: capability.clone(),
+                environment: environment.clone(),
+                granted_by: by.clone(),
+                created_at: now,
+                expires_at: now.saturating_add(micros(duration)),
+                max_amount: limits.max_amount,
+                uses_left: limits.uses,
+                revoked_by: None,
+            };
+            grant.id = tx.insert_grant(&grant)?;
+            let payload = serde_json::json!({
+                "actor": grant.actor,
+                "capability": grant.capability,
+                "environment": grant.environment,
+                "expires_at": rfc3339(grant.expires_at),
+                "max_amount": grant.max_amount.map(|m| m.to_string()),
+                "uses": grant.uses_left,
+            });
+            let record = operator_record(
+                &by,
+                "grant",
+                Some(environment.clone()),
+                payload.to_string(),
+                None,
+                format!(
+                    "grant {} of {capability}.{environment} to {actor} by {by} until {}",
+                    grant_label(grant.id),
+                    rfc3339(grant.expires_at)
+                ),
+                grant_label(grant.id),
+            );
+            Ok((grant, record))
+        })
+    }
+
+    /// Revokes a grant.
+    pub fn revoke(&self, grant: &str, by: &str) -> Result<Grant, OperatorError> {
+        let by = operator_name(by)?;
+        let id = approvals::parse_label(grant, 'G')
+            .ok_or_else(|| OperatorError::NotFound("grant", grant.to_owned()))?;
+        self.operator(|tx, _now| {
+            let mut g = tx
+                .grant(id)?
+                .ok_or_else(|| OperatorError::NotFound("grant", grant_label(id)))?;
+            if let Some(previous) = &g.revoked_by {
+                return Err(OperatorError::AlreadyRevoked(
+                    grant_label(id),
+                    previous.clone(),
+                ));
+            }
+            tx.update_grant(id, g.uses_left, Some(&by))?;
+            g.revoked_by = Some(by.clone());
+            let record = operator_record(
+                &by,
+                "revoke",
+                Some(g.environment.clone()),
+                "{}".to_owned(),
+                None,
+                format!(
+                    "grant {} of {}.{} to {} revoked by {by}",
+                    grant_label(id),
+                    g.capability,
+                    g.environment,
+                    g.actor
+                ),
+                grant_label(id),
+            );
+            Ok((g, record))
+        })
+    }
+
+    /// Every ticket, newest first.
+    pub fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.store.tickets()
+    }
+
+    /// Every grant, newest first.
+    pub fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.inner.store.grants()
+    }
+
+    /// Re-computes the whole chain; with `head`, also requires that hash to be
+    /// in it (detects a truncated tail). Returns the last (seq, hash).
+    pub fn verify(&self, head: Option<&str>) -> Result<(u64, String), VerifyError> {
+        let mut verifier = head.map_or_else(Verifier::default, Verifier::with_head);
+        let mut fault = None;
+        self.inner
+            .store
+            .scan(&mut |record| match verifier.check(&record) {
+                Ok(()) => true,
+                Err(e) => {
+                    fault = Some(e);
+                    false
+                }
+            })?;
+        if let Some(fault) = fault {
+            return Err(fault.into());
+        }
+        Ok(verifier.finish()?)
+    }
+
+    /// The last record's (seq, hash), without verifying.
+    pub fn head(&self) -> Result<(u64, String), StoreError> {
+        let mut head = None;
+        self.inner.store.transaction(&mut |tx| {
+            head = Some(tx.head()?);
+            Ok(())
+        })?;
+        head.ok_or_else(|| StoreError::Io("no head".to_owned()))
+    }
+
+    /// Every record, in order.
+    pub fn records(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut records = Vec::new();
+        self.inner.store.scan(&mut |r| {
+            records.push(r);
+            true
+        })?;
+        Ok(records)
+    }
+}
+
+fn operator_name(by: &str) -> Result<String, OperatorError> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(OperatorError::Invalid(
+            "an operator action needs the operator's name (--by)".to_owned(),
+        ));
+    }
+    Ok(by.to_owned())
+}
+
+fn operator_record(
+    by: &str,
+    verb: &str,
+    environment: Option<String>,
+    payload: String,
+    rule: Option<String>,
+    reason: String,
+    approval_id: String,
+) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        time: String::new(),
+        actor: Some(by.to_owned()),
+        capability: Some(format!("capfence.approvals.{verb}")),
+        environment,
+        risk: None,
+        payload,
+        decision: verb.to_owned(),
+        rule,
+        reason,
+        approval_id: Some(approval_id),
+        policy_digest: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+/// Seals `record` onto the chain's head and appends it.
+fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<(), StoreError> {
+    let (seq, prev) = tx.head()?;
+    record.seq = seq + 1;
+    record.seal(&prev);
+    tx.append(&record)
+}

@@ -1,0 +1,264 @@
+//! [`ActionRuntime`]: decide, settle approvals, record, answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capfence_compiler::{Event, LoadError, Policy};
+
+use crate::action::ActionEvent;
+use crate::approvals::{Grant, GrantLimits, Ticket};
+use crate::clock::{SharedClock, SystemClock};
+use crate::decide::Decide;
+use crate::ledger::{Ledger, OperatorError, VerifyError};
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{Store, StoreError};
+use crate::verdict::Verdict;
+
+/// The state directory used when none is given: `$CAPFENCE_STATE`, else `.capfence`.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("CAPFENCE_STATE").map_or_else(|| PathBuf::from(".capfence"), PathBuf::from)
+}
+
+/// Why a runtime could not be built or an explicit call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The policy does not load.
+    #[error(transparent)]
+    Policy(#[from] LoadError),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Decides agent tool calls: policy, then approvals, then a durable audit
+/// record, then the verdict. A cheap `Clone + Send + Sync` handle; clones
+/// share one store connection and one group-commit queue.
+///
+/// ```
+/// use std::time::Duration;
+/// use capfence::{payload, ActionEvent, ActionRuntime, DecisionKind, Risk};
+///
+/// let state = std::env::temp_dir().join(format!("capfence-doc-{}", std::process::id()));
+/// let runtime = ActionRuntime::builder(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/fintech_policy.yaml"))
+///     .state_dir(&state)
+///     .build()?;
+/// let event = ActionEvent::create("treasury-agent", "transfer", "payments", "production", Risk::High,
+///     payload! {"amount" => "2500.00", "destination" => "vendor-7"});
+/// let verdict = runtime.execute(&event);
+/// assert_eq!(verdict.decision, DecisionKind::RequireApproval);
+/// runtime.grant_capability("treasury-agent", "payments.transfer.production", "ops@corp", Duration::from_secs(30))?;
+/// assert!(runtime.execute(&event).authorized);
+/// # std::fs::remove_dir_all(&state)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ActionRuntime {
+    decider: Arc<dyn Decide>,
+    ledger: Ledger,
+}
+
+impl std::fmt::Debug for ActionRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionRuntime")
+            .field("digest", &self.decider.digest())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Source {
+    Path(PathBuf),
+    Decider(Arc<dyn Decide>),
+}
+
+/// Configures an [`ActionRuntime`].
+pub struct RuntimeBuilder {
+    source: Source,
+    state_dir: Option<PathBuf>,
+    sqlite: SqliteOptions,
+    store: Option<Arc<dyn Store>>,
+    clock: SharedClock,
+    ticket_ttl: Duration,
+}
+
+impl RuntimeBuilder {
+    fn new(source: Source) -> RuntimeBuilder {
+        RuntimeBuilder {
+            source,
+            state_dir: None,
+            sqlite: SqliteOptions::default(),
+            store: None,
+            clock: Arc::new(SystemClock),
+            ticket_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// Where the SQLite state lives (default [`default_state_dir`]).
+    pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.state_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// How long to wait for another writer before denying (default 5 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.sqlite.lock_timeout = timeout;
+        self
+    }
+
+    /// SQLite options in full (read-only, page limit, lock timeout).
+    pub fn sqlite_options(mut self, options: SqliteOptions) -> Self {
+        self.sqlite = options;
+        self
+    }
+
+    /// Use this store instead of SQLite.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Use this clock (tests of expiry).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long a ticket stays pending or approved (default one hour).
+    pub fn ticket_ttl(mut self, ttl: Duration) -> Self {
+        self.ticket_ttl = ttl;
+        self
+    }
+
+    /// Loads the policy and opens the store. A store that cannot be opened
+    /// does not fail the build: every `execute` denies, naming the fault,
+    /// until it can be opened.
+    pub fn build(self) -> Result<ActionRuntime, RuntimeError> {
+        let decider: Arc<dyn Decide> = match self.source {
+            Source::Path(path) => Arc::new(Policy::load(path)?),
+            Source::Decider(d) => d,
+        };
+        let store = match self.store {
+            Some(store) => store,
+            None => Arc::new(SqliteStore::new(
+                self.state_dir.unwrap_or_else(default_state_dir),
+                self.sqlite,
+            )),
+        };
+        Ok(ActionRuntime {
+            decider,
+            ledger: Ledger::new(store, self.clock, self.ticket_ttl),
+        })
+    }
+}
+
+impl ActionRuntime {
+    /// A runtime for the policy file at `path`, with state in the default directory.
+    pub fn from_policy(path: impl AsRef<Path>) -> Result<ActionRuntime, RuntimeError> {
+        ActionRuntime::builder(path).build()
+    }
+
+    /// A builder for the policy file at `path` (reference evaluator).
+    pub fn builder(path: impl AsRef<Path>) -> RuntimeBuilder {
+        RuntimeBuilder::new(Source::Path(path.as_ref().to_owned()))
+    }
+
+    /// A builder for an already decidable policy: a compiled table, or a
+    /// loaded [`Policy`].
+    pub fn with_decider(decider: Arc<dyn Decide>) -> RuntimeBuilder {
+        RuntimeBuilder::new(Source::Decider(decider))
+    }
+
+    /// Decides `event`. Never panics; authorizes only after the audit record is
+    /// durable; a storage fault is a deny whose reason names it.
+    pub fn execute(&self, event: &ActionEvent) -> Verdict {
+        self.execute_event(event.event())
+    }
+
+    /// [`execute`](Self::execute) for a plain [`Event`].
+    pub fn execute_event(&self, event: &Event) -> Verdict {
+        self.try_execute_event(event).unwrap_or_else(|e| {
+            Verdict::deny(format!("denied: no audit record could be written ({e})"))
+        })
+    }
+
+    /// Like [`execute`](Self::execute), but a storage fault is an `Err`
+    /// (nothing was authorized or recorded).
+    pub fn try_execute(&self, event: &ActionEvent) -> Result<Verdict, RuntimeError> {
+        self.try_execute_event(event.event())
+    }
+
+    fn try_execute_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
+        let decision = self.decider.decide(event);
+        Ok(self
+            .ledger
+            .settle(event.clone(), decision, self.decider.digest())?)
+    }
+
+    /// The case study's grant: `capability` is `resource.action.environment`
+    /// (`payments.transfer.production`).
+    pub fn grant_capability(
+        &self,
+        actor: &str,
+        capability: &str,
+        granted_by: &str,
+        duration: Duration,
+    ) -> Result<Grant, OperatorError> {
+        let (cap, environment) = capability.rsplit_once('.').ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "`{capability}` is not `resource.action.environment`"
+            ))
+        })?;
+        self.ledger.grant(
+            actor,
+            cap,
+            environment,
+            granted_by,
+            duration,
+            GrantLimits::default(),
+        )
+    }
+
+    /// A grant for (actor, capability, environment) with limits.
+    pub fn grant(
+        &self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+        granted_by: &str,
+        duration: Duration,
+        limits: GrantLimits,
+    ) -> Result<Grant, OperatorError> {
+        self.ledger
+            .grant(actor, capability, environment, granted_by, duration, limits)
+    }
+
+    /// Approves a pending ticket.
+    pub fn approve(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
+        self.ledger.approve(ticket, by)
+    }
+
+    /// Rejects a pending ticket.
+    pub fn reject(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
+        self.ledger.reject(ticket, by)
+    }
+
+    /// Revokes a grant.
+    pub fn revoke(&self, grant: &str, by: &str) -> Result<Grant, OperatorError> {
+        self.ledger.revoke(grant, by)
+    }
+
+    /// Verifies the audit chain.
+    pub fn verify(&self) -> Result<(u64, String), VerifyError> {
+        self.ledger.verify(None)
+    }
+
+    /// The ledger (chain and approvals).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The policy digest recorded with each decision.
+    pub fn policy_digest(&self) -> &str {
+        self.decider.digest()
+    }
+}

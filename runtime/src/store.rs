@@ -1,0 +1,98 @@
+//! Storage behind a trait: the audit chain and the approval state.
+//!
+//! A [`Store`] runs work in one serialized, durable transaction; the runtime
+//! puts a whole batch of decisions (group commit) or one operator action in
+//! each. The embedded default is [`sqlite::SqliteStore`]; [`memory::MemoryStore`]
+//! keeps everything in process memory (tests, benchmarks). Another backend (say
+//! PostgreSQL, for many agent hosts) implements the same two traits.
+
+pub mod memory;
+pub mod sqlite;
+
+use crate::approvals::{Grant, Ticket, TicketStatus};
+use crate::audit::AuditRecord;
+
+/// A storage fault. Every one of them makes `execute` deny.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer held the database past the lock timeout.
+    #[error("audit storage is locked by another writer past the lock timeout: {0}")]
+    Locked(String),
+    /// The storage is read-only.
+    #[error("audit storage is read-only: {0}")]
+    ReadOnly(String),
+    /// The disk (or the configured size limit) is full.
+    #[error("audit storage is full: {0}")]
+    Full(String),
+    /// The files are damaged.
+    #[error("audit storage is corrupted: {0}")]
+    Corrupt(String),
+    /// The files belong to something else, or to a newer format.
+    #[error("audit storage is not a CapFence state directory: {0}")]
+    Foreign(String),
+    /// The files cannot be opened or written.
+    #[error("audit storage I/O error: {0}")]
+    Io(String),
+    /// The data in storage breaks an invariant (a malformed row).
+    #[error("audit storage holds invalid data: {0}")]
+    Invalid(String),
+}
+
+/// Work inside one transaction.
+pub trait Tx {
+    /// The last record's (seq, hash); `(0, GENESIS)` for an empty chain.
+    fn head(&mut self) -> Result<(u64, String), StoreError>;
+    /// Appends a sealed record.
+    fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The newest ticket for an event key.
+    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError>;
+    /// A ticket by id.
+    fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError>;
+    /// Stores a new ticket (its `id` is ignored) and returns its id.
+    fn insert_ticket(&mut self, ticket: &Ticket) -> Result<u64, StoreError>;
+    /// Changes a ticket's status.
+    fn update_ticket(
+        &mut self,
+        id: u64,
+        status: TicketStatus,
+        decided_by: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The grants for (actor, capability, environment), oldest first.
+    fn grants_for(
+        &mut self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+    ) -> Result<Vec<Grant>, StoreError>;
+    /// A grant by id.
+    fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError>;
+    /// Stores a new grant (its `id` is ignored) and returns its id.
+    fn insert_grant(&mut self, grant: &Grant) -> Result<u64, StoreError>;
+    /// Updates a grant's remaining uses and revocation.
+    fn update_grant(
+        &mut self,
+        id: u64,
+        uses_left: Option<u32>,
+        revoked_by: Option<&str>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A storage backend.
+pub trait Store: Send + Sync {
+    /// Runs `work` in one transaction that is serialized against every other
+    /// writer (threads and processes) and durable when this returns `Ok`. If
+    /// `work` or the commit fails, nothing of it is kept.
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Calls `visit` with every audit record in seq order until it returns false.
+    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError>;
+
+    /// Every ticket, newest first.
+    fn tickets(&self) -> Result<Vec<Ticket>, StoreError>;
+
+    /// Every grant, newest first.
+    fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+}

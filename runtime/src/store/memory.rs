@@ -1,0 +1,192 @@
+//! A store in process memory: for tests and benchmarks, and for hosts that
+//! ship the chain elsewhere. Nothing survives the process.
+
+use std::sync::Mutex;
+
+use super::{Store, StoreError, Tx};
+use crate::approvals::{Grant, Ticket, TicketStatus};
+use crate::audit::{AuditRecord, GENESIS};
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    records: Vec<AuditRecord>,
+    tickets: Vec<Ticket>,
+    grants: Vec<Grant>,
+}
+
+/// The in-memory store. Transactions are serialized by a mutex and applied
+/// to a copy of the approval state, so a failed transaction keeps nothing.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+struct MemoryTx<'s> {
+    state: &'s mut State,
+}
+
+fn id_of(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+impl Tx for MemoryTx<'_> {
+    fn head(&mut self) -> Result<(u64, String), StoreError> {
+        Ok(self
+            .state
+            .records
+            .last()
+            .map_or_else(|| (0, GENESIS.to_owned()), |r| (r.seq, r.hash.clone())))
+    }
+
+    fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.state.records.push(record.clone());
+        Ok(())
+    }
+
+    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError> {
+        Ok(self
+            .state
+            .tickets
+            .iter()
+            .rev()
+            .find(|t| t.event_key == event_key)
+            .cloned())
+    }
+
+    fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError> {
+        Ok(self.state.tickets.iter().find(|t| t.id == id).cloned())
+    }
+
+    fn insert_ticket(&mut self, ticket: &Ticket) -> Result<u64, StoreError> {
+        let id = id_of(self.state.tickets.len()) + 1;
+        self.state.tickets.push(Ticket {
+            id,
+            ..ticket.clone()
+        });
+        Ok(id)
+    }
+
+    fn update_ticket(
+        &mut self,
+        id: u64,
+        status: TicketStatus,
+        decided_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(t) = self.state.tickets.iter_mut().find(|t| t.id == id) {
+            t.status = status;
+            if let Some(by) = decided_by {
+                t.decided_by = Some(by.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn grants_for(
+        &mut self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+    ) -> Result<Vec<Grant>, StoreError> {
+        Ok(self
+            .state
+            .grants
+            .iter()
+            .filter(|g| {
+                g.actor == actor && g.capability == capability && g.environment == environment
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError> {
+        Ok(self.state.grants.iter().find(|g| g.id == id).cloned())
+    }
+
+    fn insert_grant(&mut self, grant: &Grant) -> Result<u64, StoreError> {
+        let id = id_of(self.state.grants.len()) + 1;
+        self.state.grants.push(Grant {
+            id,
+            ..grant.clone()
+        });
+        Ok(id)
+    }
+
+    fn update_grant(
+        &mut self,
+        id: u64,
+        uses_left: Option<u32>,
+        revoked_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(g) = self.state.grants.iter_mut().find(|g| g.id == id) {
+            g.uses_left = uses_left;
+            if let Some(by) = revoked_by {
+                g.revoked_by = Some(by.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?;
+        let mut draft = State {
+            records: Vec::new(),
+            tickets: state.tickets.clone(),
+            grants: state.grants.clone(),
+        };
+        // Records are append-only: work on the tail and keep the head visible.
+        let head = state.records.last().cloned();
+        draft.records.extend(head);
+        let kept = draft.records.len();
+        work(&mut MemoryTx { state: &mut draft })?;
+        state.records.extend(draft.records.into_iter().skip(kept));
+        state.tickets = draft.tickets;
+        state.grants = draft.grants;
+        Ok(())
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+        let records = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?
+            .records
+            .clone();
+        for record in records {
+            if !visit(record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("poisoned".to_owned()))?;
+        Ok(state.tickets.iter().rev().cloned().collect())
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("poisoned".to_owned()))?;
+        Ok(state.grants.iter().rev().cloned().collect())
+    }
+}

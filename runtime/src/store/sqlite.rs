@@ -1,0 +1,707 @@
+//! The embedded default store: SQLite (bundled) in WAL mode under a state
+//! directory, `audit.db` for the chain with `approvals.db` attached.
+//!
+//! Every transaction starts with `BEGIN IMMEDIATE`, so reading the previous
+//! hash and appending happen under the write lock: threads and processes that
+//! share the directory never fork the chain. `synchronous=FULL` makes a commit
+//! durable before it returns. A connection that fails to open is retried on
+//! the next transaction, and until then every transaction fails (deny).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use super::{Store, StoreError, Tx};
+use crate::approvals::{Grant, Ticket, TicketStatus};
+use crate::audit::{AuditRecord, GENESIS};
+
+/// Value of `capfence_meta.format` in a state directory of this version.
+const STATE_FORMAT: &str = "capfence-state-v1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS main.capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS main.audit (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    actor TEXT,
+    capability TEXT,
+    environment TEXT,
+    risk TEXT,
+    payload TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    rule TEXT,
+    reason TEXT NOT NULL,
+    approval_id TEXT,
+    policy_digest TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals.capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals.tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_key TEXT NOT NULL,
+    actor TEXT,
+    capability TEXT NOT NULL,
+    environment TEXT,
+    payload TEXT NOT NULL,
+    rule TEXT,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    decided_by TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals.tickets_by_event ON tickets (event_key, id);
+CREATE TABLE IF NOT EXISTS approvals.grants (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    actor TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    granted_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    max_amount TEXT,
+    uses_left INTEGER,
+    revoked_by TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals.grants_by_subject ON grants (actor, capability, environment);
+";
+
+/// How the SQLite store opens its files.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a writer waits for another writer's lock before the
+    /// transaction fails (and the decision is denied). Default 5 s.
+    pub lock_timeout: Duration,
+    /// Open the files read-only (for inspection; every write fails).
+    pub read_only: bool,
+    /// Cap `audit.db` at this many pages (SQLite's `max_page_count`): a way
+    /// to bound its size, and to exercise the disk-full path.
+    pub max_page_count: Option<u32>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            lock_timeout: Duration::from_secs(5),
+            read_only: false,
+            max_page_count: None,
+        }
+    }
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    dir: PathBuf,
+    options: SqliteOptions,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn classify(error: rusqlite::Error) -> StoreError {
+    let text = error.to_string();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked(text),
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(text),
+        Some(ErrorCode::DiskFull) => StoreError::Full(text),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(text),
+        Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::PermissionDenied) => {
+            StoreError::Io(text)
+        }
+        _ => StoreError::Io(text),
+    }
+}
+
+impl SqliteStore {
+    /// A store under `dir` (created if missing). Opening is attempted now; if
+    /// it fails, the store still exists and every transaction retries the open
+    /// and fails until it succeeds.
+    pub fn new(dir: impl AsRef<Path>, options: SqliteOptions) -> SqliteStore {
+        let store = SqliteStore {
+            dir: dir.as_ref().to_owned(),
+            options,
+            connection: Mutex::new(None),
+        };
+        if let Ok(mut slot) = store.connection.lock() {
+            *slot = store.open().ok();
+        }
+        store
+    }
+
+    /// Opens the store now, reporting why it cannot be used.
+    pub fn open_checked(
+        dir: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore {
+            dir: dir.as_ref().to_owned(),
+            options,
+            connection: Mutex::new(None),
+        };
+        let connection = store.open()?;
+        if let Ok(mut slot) = store.connection.lock() {
+            *slot = Some(connection);
+        }
+        Ok(store)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        if !self.options.read_only {
+            std::fs::create_dir_all(&self.dir).map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot create state directory {}: {e}",
+                    self.dir.display()
+                ))
+            })?;
+        }
+        let flags = if self.options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let audit = self.dir.join("audit.db");
+        let approvals = self.dir.join("approvals.db");
+        let conn = Connection::open_with_flags(&audit, flags).map_err(classify)?;
+        conn.busy_timeout(self.options.lock_timeout)
+            .map_err(classify)?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS approvals",
+            [approvals.to_string_lossy()],
+        )
+        .map_err(classify)?;
+        if !self.options.read_only {
+            for schema in ["main", "approvals"] {
+                let mode: String = conn
+                    .query_row(&format!("PRAGMA {schema}.journal_mode=WAL"), [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(classify)?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(StoreError::Io(format!(
+                        "{schema} database refused WAL mode ({mode})"
+                    )));
+                }
+            }
+            conn.execute_batch("PRAGMA main.synchronous=FULL; PRAGMA approvals.synchronous=FULL;")
+                .map_err(classify)?;
+        }
+        if let Some(pages) = self.options.max_page_count {
+            let _: i64 = conn
+                .query_row(&format!("PRAGMA main.max_page_count={pages}"), [], |r| {
+                    r.get(0)
+                })
+                .map_err(classify)?;
+        }
+        self.check_schema(&conn)?;
+        Ok(conn)
+    }
+
+    /// Refuses files that belong to something else; creates the schema in a
+    /// fresh directory.
+    fn check_schema(&self, conn: &Connection) -> Result<(), StoreError> {
+        for schema in ["main", "approvals"] {
+            let tables: Vec<String> = {
+                let mut stmt = conn
+                    .prepare(&format!(
+                        "SELECT name FROM {schema}.sqlite_master WHERE type='table'"
+                    ))
+                    .map_err(classify)?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(classify)?;
+                rows.collect::<Result<_, _>>().map_err(classify)?
+            };
+            let has_meta = tables.iter().any(|t| t == "capfence_meta");
+            let foreign = tables.iter().any(|t| !is_ours(t));
+            let file = if schema == "main" {
+                "audit.db"
+            } else {
+                "approvals.db"
+            };
+            if foreign || (!tables.is_empty() && !has_meta) {
+                return Err(StoreError::Foreign(format!(
+                    "{} holds tables CapFence did not create",
+                    self.dir.join(file).display()
+                )));
+            }
+            if has_meta {
+                let format: Option<String> = conn
+                    .query_row(
+                        &format!("SELECT value FROM {schema}.capfence_meta WHERE key='format'"),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(classify)?;
+                if format.as_deref() != Some(STATE_FORMAT) {
+                    return Err(StoreError::Foreign(format!(
+                        "{} has format {:?}, expected {STATE_FORMAT}",
+                        self.dir.join(file).display(),
+                        format.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        if self.options.read_only {
+            return Ok(());
+        }
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)?;
+        let created = conn
+            .execute_batch(SCHEMA)
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO main.capfence_meta (key, value) VALUES ('format', ?1)",
+                    [STATE_FORMAT],
+                )
+            })
+            .and_then(|_| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO approvals.capfence_meta (key, value) VALUES ('format', ?1)",
+                    [STATE_FORMAT],
+                )
+            })
+            .and_then(|_| conn.execute_batch("COMMIT"));
+        if let Err(e) = created {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(classify(e));
+        }
+        Ok(())
+    }
+
+    fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
+        if slot.is_none() {
+            *slot = Some(self.open()?);
+        }
+        match slot.as_ref() {
+            Some(conn) => {
+                let result = work(conn);
+                if matches!(result, Err(StoreError::Corrupt(_) | StoreError::Foreign(_))) {
+                    *slot = None;
+                }
+                result
+            }
+            None => Err(StoreError::Io("no connection".to_owned())),
+        }
+    }
+}
+
+fn is_ours(table: &str) -> bool {
+    matches!(
+        table,
+        "capfence_meta" | "audit" | "tickets" | "grants" | "sqlite_sequence"
+    )
+}
+
+struct SqliteTx<'c> {
+    conn: &'c Connection,
+    head: Option<(u64, String)>,
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+}
+
+fn from_i64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}")))
+}
+
+fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, String)> {
+    let status: String = row.get(7)?;
+    Ok((
+        row.get(0)?,
+        Ticket {
+            id: 0,
+            event_key: row.get(1)?,
+            actor: row.get(2)?,
+            capability: row.get(3)?,
+            environment: row.get(4)?,
+            payload: row.get(5)?,
+            rule: row.get(6)?,
+            status: TicketStatus::Pending,
+            created_at: row.get(8)?,
+            expires_at: row.get(9)?,
+            decided_by: row.get(10)?,
+        },
+        status,
+    ))
+}
+
+fn finish_ticket((id, mut ticket, status): (i64, Ticket, String)) -> Result<Ticket, StoreError> {
+    ticket.id = from_i64(id)?;
+    ticket.status = TicketStatus::parse(&status)
+        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}")))?;
+    Ok(ticket)
+}
+
+const TICKET_COLUMNS: &str = "id, event_key, actor, capability, environment, payload, rule, status, created_at, expires_at, decided_by";
+const GRANT_COLUMNS: &str = "id, actor, capability, environment, granted_by, created_at, expires_at, max_amount, uses_left, revoked_by";
+
+type GrantRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn grant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+    ))
+}
+
+fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
+    let (
+        id,
+        actor,
+        capability,
+        environment,
+        granted_by,
+        created_at,
+        expires_at,
+        max,
+        uses,
+        revoked_by,
+    ) = row;
+    let max_amount = match max {
+        Some(text) => Some(
+            capfence_compiler::number::parse_exact(&text)
+                .map(|d| d.normalize())
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!("grant {id} has max_amount {text:?}"))
+                })?,
+        ),
+        None => None,
+    };
+    let uses_left = match uses {
+        Some(u) => Some(
+            u32::try_from(u)
+                .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses")))?,
+        ),
+        None => None,
+    };
+    Ok(Grant {
+        id: from_i64(id)?,
+        actor,
+        capability,
+        environment,
+        granted_by,
+        created_at,
+        expires_at,
+        max_amount,
+        uses_left,
+        revoked_by,
+    })
+}
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRecord)> {
+    Ok((
+        row.get(0)?,
+        AuditRecord {
+            seq: 0,
+            time: row.get(1)?,
+            actor: row.get(2)?,
+            capability: row.get(3)?,
+            environment: row.get(4)?,
+            risk: row.get(5)?,
+            payload: row.get(6)?,
+            decision: row.get(7)?,
+            rule: row.get(8)?,
+            reason: row.get(9)?,
+            approval_id: row.get(10)?,
+            policy_digest: row.get(11)?,
+            prev_hash: row.get(12)?,
+            hash: row.get(13)?,
+        },
+    ))
+}
+
+impl Tx for SqliteTx<'_> {
+    fn head(&mut self) -> Result<(u64, String), StoreError> {
+        if let Some(head) = &self.head {
+            return Ok(head.clone());
+        }
+        let row: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM main.audit ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(classify)?;
+        let head = match row {
+            Some((seq, hash)) => (from_i64(seq)?, hash),
+            None => (0, GENESIS.to_owned()),
+        };
+        self.head = Some(head.clone());
+        Ok(head)
+    }
+
+    fn append(&mut self, r: &AuditRecord) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO main.audit (seq, time, actor, capability, environment, risk, payload, \
+                 decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    to_i64(r.seq).unwrap_or(i64::MAX),
+                    r.time,
+                    r.actor,
+                    r.capability,
+                    r.environment,
+                    r.risk,
+                    r.payload,
+                    r.decision,
+                    r.rule,
+                    r.reason,
+                    r.approval_id,
+                    r.policy_digest,
+                    r.prev_hash,
+                    r.hash
+                ])
+            })
+            .map_err(classify)?;
+        self.head = Some((r.seq, r.hash.clone()));
+        Ok(())
+    }
+
+    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TICKET_COLUMNS} FROM approvals.tickets WHERE event_key = ?1 ORDER BY id DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row([event_key], ticket_from_row).optional())
+            .map_err(classify)?;
+        row.map(finish_ticket).transpose()
+    }
+
+    fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TICKET_COLUMNS} FROM approvals.tickets WHERE id = ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_row([to_i64(id).unwrap_or(-1)], ticket_from_row)
+                    .optional()
+            })
+            .map_err(classify)?;
+        row.map(finish_ticket).transpose()
+    }
+
+    fn insert_ticket(&mut self, t: &Ticket) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO approvals.tickets (event_key, actor, capability, environment, payload, \
+                 rule, status, created_at, expires_at, decided_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.event_key,
+                    t.actor,
+                    t.capability,
+                    t.environment,
+                    t.payload,
+                    t.rule,
+                    t.status.as_str(),
+                    t.created_at,
+                    t.expires_at,
+                    t.decided_by
+                ])
+            })
+            .map_err(classify)?;
+        from_i64(self.conn.last_insert_rowid())
+    }
+
+    fn update_ticket(
+        &mut self,
+        id: u64,
+        status: TicketStatus,
+        decided_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE approvals.tickets SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![to_i64(id).unwrap_or(-1), status.as_str(), decided_by]))
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    fn grants_for(
+        &mut self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let rows: Vec<GrantRow> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM approvals.grants \
+                 WHERE actor = ?1 AND capability = ?2 AND environment = ?3 ORDER BY id"
+            ))
+            .and_then(|mut s| {
+                s.query_map([actor, capability, environment], grant_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(classify)?;
+        rows.into_iter().map(finish_grant).collect()
+    }
+
+    fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM approvals.grants WHERE id = ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_row([to_i64(id).unwrap_or(-1)], grant_from_row)
+                    .optional()
+            })
+            .map_err(classify)?;
+        row.map(finish_grant).transpose()
+    }
+
+    fn insert_grant(&mut self, g: &Grant) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO approvals.grants (actor, capability, environment, granted_by, created_at, \
+                 expires_at, max_amount, uses_left, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    g.actor,
+                    g.capability,
+                    g.environment,
+                    g.granted_by,
+                    g.created_at,
+                    g.expires_at,
+                    g.max_amount.map(|m| m.to_string()),
+                    g.uses_left,
+                    g.revoked_by
+                ])
+            })
+            .map_err(classify)?;
+        from_i64(self.conn.last_insert_rowid())
+    }
+
+    fn update_grant(
+        &mut self,
+        id: u64,
+        uses_left: Option<u32>,
+        revoked_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE approvals.grants SET uses_left = ?2, revoked_by = COALESCE(?3, revoked_by) WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![to_i64(id).unwrap_or(-1), uses_left, revoked_by]))
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with_connection(|conn| {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)?;
+            let mut tx = SqliteTx { conn, head: None };
+            let result =
+                work(&mut tx).and_then(|()| conn.execute_batch("COMMIT").map_err(classify));
+            if result.is_err() && !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            result
+        })
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+        self.with_connection(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+                     reason, approval_id, policy_digest, prev_hash, hash FROM main.audit ORDER BY seq",
+                )
+                .map_err(classify)?;
+            let mut rows = stmt.query([]).map_err(classify)?;
+            while let Some(row) = rows.next().map_err(classify)? {
+                let (seq, mut record) = record_from_row(row).map_err(classify)?;
+                record.seq = from_i64(seq)?;
+                if !visit(record) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.with_connection(|conn| {
+            let rows = conn
+                .prepare(&format!(
+                    "SELECT {TICKET_COLUMNS} FROM approvals.tickets ORDER BY id DESC"
+                ))
+                .and_then(|mut s| {
+                    s.query_map([], ticket_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(classify)?;
+            rows.into_iter().map(finish_ticket).collect()
+        })
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.with_connection(|conn| {
+            let rows = conn
+                .prepare(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM approvals.grants ORDER BY id DESC"
+                ))
+                .and_then(|mut s| {
+                    s.query_map([], grant_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(classify)?;
+            rows.into_iter().map(finish_grant).collect()
+        })
+    }
+}
