@@ -29,7 +29,7 @@ pub type SharedClock = Arc<dyn Clock>;
 ///
 /// ```
 /// assert_eq!(capfence::clock::rfc3339(0), "1970-01-01T00:00:00.000000Z");
-/// assert_eq!(capfence::clock::rfc3339(1_795_660_180_123_456), "2026-11-26T00:29:40.123456Z");
+/// assert_eq!(capfence::clock::rfc3339(1_795_652_980_123_456), "2026-11-26T00:29:40.123456Z");
 /// ```
 pub fn rfc3339(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);

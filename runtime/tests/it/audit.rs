@@ -1,0 +1,133 @@
+//! The canonical encoding and hashes against docs/audit-format.md, and the
+//! verifier on hand-made chains.
+
+use capfence::audit::{AuditRecord, ChainFault, GENESIS, Verifier};
+
+use super::vectors;
+
+fn doc_block(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/audit-format.md"
+    ))
+    .unwrap();
+    let start = doc
+        .find(&format!("```text {name}\n"))
+        .unwrap_or_else(|| panic!("no block {name}"));
+    let body = &doc[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_owned()
+}
+
+#[test]
+fn documented_vectors_hold() {
+    let mut first = vectors::first();
+    first.seal(GENESIS);
+    assert_eq!(
+        String::from_utf8(first.canonical()).unwrap(),
+        doc_block("vector-1-canonical")
+    );
+    assert_eq!(first.hash, doc_block("vector-1-hash").trim());
+    let mut second = vectors::second();
+    second.seal(&first.hash);
+    assert_eq!(second.hash, doc_block("vector-2-hash").trim());
+}
+
+#[test]
+fn a_value_cannot_forge_a_field_boundary() {
+    let mut a = vectors::first();
+    a.reason = "x\nrule=8:allow[9]".into();
+    let mut b = vectors::first();
+    b.reason = "x".into();
+    b.rule = Some("allow[9]".into());
+    assert_ne!(a.canonical(), b.canonical());
+    let mut c = vectors::first();
+    c.approval_id = Some("~".into());
+    assert_ne!(
+        c.canonical(),
+        vectors::first().canonical(),
+        "absent and \"~\" differ"
+    );
+}
+
+fn chain(n: u64) -> Vec<AuditRecord> {
+    let mut prev = GENESIS.to_owned();
+    (1..=n)
+        .map(|seq| {
+            let mut r = vectors::first();
+            r.seq = seq;
+            r.reason = format!("record {seq}");
+            r.seal(&prev);
+            prev.clone_from(&r.hash);
+            r
+        })
+        .collect()
+}
+
+fn verify(records: &[AuditRecord], head: Option<&str>) -> Result<(u64, String), ChainFault> {
+    let mut v = head.map_or_else(Verifier::default, Verifier::with_head);
+    for r in records {
+        v.check(r)?;
+    }
+    v.finish()
+}
+
+#[test]
+fn verifier_names_the_first_bad_record() {
+    let good = chain(6);
+    assert_eq!(verify(&good, None).unwrap().0, 6);
+
+    let mut edited = good.clone();
+    edited[3].reason = "rewritten".into();
+    assert_eq!(verify(&edited, None), Err(ChainFault::Edited { seq: 4 }));
+
+    let mut deleted = good.clone();
+    deleted.remove(2);
+    assert_eq!(
+        verify(&deleted, None),
+        Err(ChainFault::Gap {
+            expected: 3,
+            found: 4
+        })
+    );
+
+    let mut reordered = good.clone();
+    reordered.swap(1, 2);
+    assert_eq!(
+        verify(&reordered, None),
+        Err(ChainFault::Gap {
+            expected: 2,
+            found: 3
+        })
+    );
+    let mut repeated = good.clone();
+    repeated.insert(3, good[2].clone());
+    assert_eq!(
+        verify(&repeated, None),
+        Err(ChainFault::OutOfOrder {
+            expected: 4,
+            found: 3
+        })
+    );
+
+    // A forged record re-sealed in place still breaks the link of the next one.
+    let mut forged = good.clone();
+    forged[2].reason = "forged".into();
+    let prev = forged[1].hash.clone();
+    forged[2].seal(&prev);
+    assert_eq!(
+        verify(&forged, None),
+        Err(ChainFault::BrokenLink {
+            seq: 4,
+            previous: 3
+        })
+    );
+
+    let head = good[5].hash.clone();
+    assert!(verify(&good, Some(&head)).is_ok());
+    assert!(matches!(
+        verify(&good[..4], Some(&head)),
+        Err(ChainFault::HeadMissing { last: 4, .. })
+    ));
+    assert!(verify(&[], Some(GENESIS)).is_ok());
+}

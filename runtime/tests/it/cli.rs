@@ -1,0 +1,260 @@
+//! The `capfence` command line as an operator and a sidecar use it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use super::{POLICY, TempDir};
+
+fn capfence(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const ESCALATED: &str = r#"{"actor":"treasury-agent","resource":"payments","action":"transfer","environment":"production","risk":"high","payload":{"amount":2500.0,"destination":"strategic-partner-456"}}"#;
+
+fn decide(dir: &Path, lines: &str) -> Vec<serde_json::Value> {
+    let o = capfence(dir, &["decide", "--policy", POLICY], lines);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn decide_prints_a_verdict_per_line_and_records_unreadable_input() {
+    let dir = TempDir::new("cli-decide");
+    let events = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/case_study_events.jsonl"
+    ))
+    .unwrap();
+    let verdicts = decide(dir.path(), &format!("{events}garbage\n"));
+    let summary: Vec<(bool, &str)> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["authorized"].as_bool().unwrap(),
+                v["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (true, "allow"),
+            (false, "deny"),
+            (false, "require_approval"),
+            (false, "deny")
+        ]
+    );
+    assert_eq!(verdicts[2]["approval_id"], "T-1");
+    assert!(
+        verdicts[3]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid event JSON")
+    );
+    let first = out(&capfence(dir.path(), &["audit", "log", "--json"], ""));
+    assert_eq!(
+        first.lines().count(),
+        4,
+        "every line, unreadable or not, is on the record"
+    );
+}
+
+#[test]
+fn an_operator_approves_a_ticket_from_the_command_line() {
+    let dir = TempDir::new("cli-approve");
+    let pending = decide(dir.path(), &format!("{ESCALATED}\n"));
+    assert_eq!(pending[0]["approval_id"], "T-1");
+    let list = out(&capfence(dir.path(), &["approvals", "list"], ""));
+    assert!(
+        list.contains("T-1")
+            && list.contains("pending")
+            && list.contains(r#"{"amount":2500,"destination":"strategic-partner-456"}"#),
+        "{list}"
+    );
+
+    let o = capfence(
+        dir.path(),
+        &["approvals", "approve", "T-1", "--by", "ops@corp"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = capfence(
+        dir.path(),
+        &["approvals", "approve", "T-1", "--by", "ops@corp"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1), "a ticket is approved once");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is approved, not pending"));
+
+    let after = decide(dir.path(), &format!("{ESCALATED}\n{ESCALATED}\n"));
+    assert_eq!(
+        (
+            after[0]["authorized"].as_bool(),
+            after[0]["approval_id"].as_str()
+        ),
+        (Some(true), Some("T-1"))
+    );
+    assert_eq!(
+        (
+            after[1]["decision"].as_str(),
+            after[1]["approval_id"].as_str()
+        ),
+        (Some("require_approval"), Some("T-2"))
+    );
+
+    let log = out(&capfence(dir.path(), &["audit", "log"], ""));
+    assert!(log.contains("approve") && log.contains("ops@corp"), "{log}");
+    let o = capfence(dir.path(), &["verify"], "");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out(&o).starts_with("ok: 4 records verified"));
+}
+
+#[test]
+fn grants_from_the_command_line_are_bounded() {
+    let dir = TempDir::new("cli-grant");
+    let grant = |extra: &[&str]| {
+        let mut args = vec![
+            "approvals",
+            "grant",
+            "--actor",
+            "treasury-agent",
+            "--capability",
+            "payments.transfer.production",
+            "--granted-by",
+            "ops",
+            "--duration",
+            "30s",
+        ];
+        args.extend_from_slice(extra);
+        capfence(dir.path(), &args, "")
+    };
+    let o = grant(&["--max-amount", "1000"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out(&o)
+            .starts_with("granted G-1 to treasury-agent for payments.transfer.production until ")
+    );
+    assert_eq!(
+        decide(dir.path(), &format!("{ESCALATED}\n"))[0]["decision"],
+        "require_approval",
+        "2500 is over the cap"
+    );
+    let o = grant(&["--uses", "1"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = decide(dir.path(), &format!("{ESCALATED}\n{ESCALATED}\n"));
+    assert_eq!(
+        (v[0]["authorized"].as_bool(), v[0]["approval_id"].as_str()),
+        (Some(true), Some("G-2"))
+    );
+    assert_eq!(v[1]["decision"], "require_approval", "one use only");
+    assert_eq!(
+        capfence(
+            dir.path(),
+            &["approvals", "revoke", "G-2", "--by", "ops"],
+            ""
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        capfence(
+            dir.path(),
+            &["approvals", "revoke", "G-9", "--by", "ops"],
+            ""
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new("cli-usage");
+    assert_eq!(
+        capfence(dir.path(), &["approvals", "approve", "T-1"], "")
+            .status
+            .code(),
+        Some(2),
+        "--by is required"
+    );
+    assert_eq!(
+        capfence(dir.path(), &["verify"], "").status.code(),
+        Some(2),
+        "no state yet"
+    );
+    assert_eq!(
+        capfence(dir.path(), &["decide", "--policy", "missing.yaml"], "")
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = capfence(
+        dir.path(),
+        &[
+            "approvals",
+            "grant",
+            "--actor",
+            "a",
+            "--capability",
+            "payments.transfer",
+            "--granted-by",
+            "ops",
+            "--duration",
+            "30x",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let o = capfence(
+        dir.path(),
+        &[
+            "approvals",
+            "grant",
+            "--actor",
+            "a",
+            "--capability",
+            "payments.transfer",
+            "--granted-by",
+            "ops",
+            "--duration",
+            "30s",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "no environment");
+}

@@ -1,0 +1,149 @@
+//! Many writers, one chain: threads and processes sharing a state directory,
+//! and a process killed mid-stream.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use super::{TempDir, runtime, transfer};
+
+const WORKER_ENV: &str = "CAPFENCE_IT_WORKER_STATE";
+const PROCESSES: usize = 4;
+const THREADS: usize = 2;
+const PER_THREAD: usize = 250;
+
+/// Entry point of the worker processes that `processes_and_threads_never_fork_the_chain`
+/// starts (this test binary, re-run with the worker variable set). Without the
+/// variable it has nothing to do.
+#[test]
+fn worker_entry() {
+    let Some(state) = std::env::var_os(WORKER_ENV) else {
+        return;
+    };
+    let rt = runtime(std::path::Path::new(&state));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let amount = ["120", "700", "20000"][i % 3];
+                    let v = rt.execute(&transfer(
+                        amount,
+                        &format!("vendor-{}-{t}-{i}", std::process::id()),
+                    ));
+                    assert!(!v.reason.contains("audit record"), "{}", v.reason);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn processes_and_threads_never_fork_the_chain() {
+    let dir = TempDir::new("fork");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "concurrency::worker_entry",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(WORKER_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let rt = runtime(dir.path());
+    let records = rt.ledger().records().unwrap();
+    assert_eq!(records.len(), PROCESSES * THREADS * PER_THREAD);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+    }
+    assert_eq!(rt.verify().unwrap().0, 2000);
+    let allowed = records.iter().filter(|r| r.decision == "allow").count();
+    assert_eq!(allowed, PROCESSES * THREADS * PER_THREAD.div_ceil(3));
+}
+
+#[test]
+fn threads_in_one_process_share_group_commits() {
+    let dir = TempDir::new("threads");
+    let rt = runtime(dir.path());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .filter(|i| {
+                        rt.execute(&transfer("120", &format!("v-{t}-{i}")))
+                            .authorized
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let authorized: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(authorized, 400);
+    assert_eq!(rt.verify().unwrap().0, 400);
+}
+
+#[test]
+fn a_process_killed_mid_stream_leaves_a_chain_that_verifies() {
+    let dir = TempDir::new("sigkill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(dir.path())
+        .args(["decide", "--policy", super::POLICY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..100_000 {
+            let line = format!(
+                r#"{{"actor":"a","capability":"payments.transfer","environment":"production","risk":"low","payload":{{"amount":{}}}}}"#,
+                100 + i % 900
+            );
+            if writeln!(stdin, "{line}").is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    while seen < 300 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.starts_with(r#"{"authorized":"#), "{line}");
+        seen += 1;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(lines);
+    writer.join().unwrap();
+    let rt = runtime(dir.path());
+    let (count, _) = rt.verify().unwrap();
+    assert!(
+        count >= 300,
+        "every verdict printed has its record ({count})"
+    );
+    // The chain goes on after the crash.
+    assert!(rt.execute(&transfer("120", "v")).authorized);
+    assert_eq!(rt.verify().unwrap().0, count + 1);
+}

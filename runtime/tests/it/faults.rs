@@ -1,0 +1,122 @@
+//! Fail closed: every storage fault is a deny that names it, never a panic,
+//! never an authorization without a record.
+
+use std::time::Duration;
+
+use capfence::store::sqlite::SqliteOptions;
+use capfence::{ActionRuntime, DecisionKind, Verdict};
+
+use super::{POLICY, TempDir, runtime, sql, transfer};
+
+fn safe(rt: &ActionRuntime) -> Verdict {
+    rt.execute(&transfer("120", "vendor-corp-123"))
+}
+
+fn assert_denied(v: &Verdict, fault: &str) {
+    assert!(!v.authorized, "{v:?}");
+    assert_eq!(v.decision, DecisionKind::Deny, "{v:?}");
+    assert!(
+        v.reason.contains(fault),
+        "`{}` does not name `{fault}`",
+        v.reason
+    );
+}
+
+#[test]
+fn a_database_locked_past_the_timeout_denies() {
+    let dir = TempDir::new("locked");
+    assert!(safe(&runtime(dir.path())).authorized);
+    let holder = sql(dir.path());
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .lock_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert_denied(&safe(&rt), "locked");
+    assert!(
+        rt.try_execute(&transfer("120", "v")).is_err(),
+        "try_execute reports the fault"
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    assert!(safe(&rt).authorized, "recovers once the lock is gone");
+    assert_eq!(rt.verify().unwrap().0, 2);
+}
+
+#[test]
+fn read_only_storage_denies() {
+    let dir = TempDir::new("readonly");
+    assert!(safe(&runtime(dir.path())).authorized);
+    let options = SqliteOptions {
+        read_only: true,
+        ..SqliteOptions::default()
+    };
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .sqlite_options(options)
+        .build()
+        .unwrap();
+    assert_denied(&safe(&rt), "read-only");
+}
+
+#[test]
+fn a_full_disk_denies_and_keeps_every_authorized_record() {
+    let dir = TempDir::new("full");
+    let options = SqliteOptions {
+        max_page_count: Some(12),
+        ..SqliteOptions::default()
+    };
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .sqlite_options(options)
+        .build()
+        .unwrap();
+    let destination = "d".repeat(2000);
+    let mut authorized = 0;
+    let mut last = None;
+    for _ in 0..200 {
+        let v = rt.execute(&transfer("120", &destination));
+        if !v.authorized {
+            last = Some(v);
+            break;
+        }
+        authorized += 1;
+    }
+    let v = last.expect("the page limit is reached");
+    assert_denied(&v, "full");
+    assert!(authorized > 0);
+    let records = runtime(dir.path()).ledger().records().unwrap();
+    assert_eq!(
+        records.iter().filter(|r| r.decision == "allow").count(),
+        authorized
+    );
+    assert_eq!(runtime(dir.path()).verify().unwrap().0 as usize, authorized);
+}
+
+#[test]
+fn a_corrupted_file_denies() {
+    let dir = TempDir::new("corrupt");
+    std::fs::write(dir.path().join("audit.db"), vec![0x5a; 8192]).unwrap();
+    let rt = runtime(dir.path());
+    assert_denied(&safe(&rt), "corrupted");
+    assert_denied(&rt.execute(&transfer("2500", "v")), "corrupted");
+}
+
+#[test]
+fn a_foreign_database_denies() {
+    let dir = TempDir::new("foreign");
+    sql(dir.path())
+        .execute_batch("CREATE TABLE customers (id INTEGER, name TEXT)")
+        .unwrap();
+    let rt = runtime(dir.path());
+    assert_denied(&safe(&rt), "not a CapFence state directory");
+}
+
+#[test]
+fn an_unusable_state_directory_denies() {
+    let dir = TempDir::new("blocked");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let rt = runtime(&file.join("state"));
+    assert_denied(&safe(&rt), "audit storage");
+}

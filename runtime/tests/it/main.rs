@@ -1,0 +1,102 @@
+//! Integration tests of the capfence runtime (one test binary).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod approvals;
+mod audit;
+mod cli;
+mod concurrency;
+mod faults;
+mod tamper;
+mod vectors;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use capfence::clock::Clock;
+use capfence::{ActionEvent, ActionRuntime, Decimal, Risk, payload};
+
+pub const POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policies/fintech_policy.yaml"
+);
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("capfence-it-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+pub struct ManualClock(pub AtomicI64);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(i64::try_from(by.as_micros()).unwrap(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_micros(&self) -> i64 {
+        1_795_000_000_000_000 + self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub fn runtime(dir: &Path) -> ActionRuntime {
+    ActionRuntime::builder(POLICY)
+        .state_dir(dir)
+        .build()
+        .unwrap()
+}
+
+pub fn runtime_with_clock(dir: &Path, clock: Arc<ManualClock>) -> ActionRuntime {
+    ActionRuntime::builder(POLICY)
+        .state_dir(dir)
+        .clock(clock)
+        .build()
+        .unwrap()
+}
+
+pub fn transfer(amount: &str, destination: &str) -> ActionEvent {
+    ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => amount.parse::<Decimal>().unwrap(), "destination" => destination},
+    )
+}
+
+/// Direct SQL access to a state directory's audit.db, for tampering.
+pub fn sql(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("audit.db")).unwrap()
+}

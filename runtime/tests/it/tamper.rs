@@ -1,0 +1,141 @@
+//! `capfence verify` against a real chain edited behind its back.
+
+use std::process::{Command, Output};
+
+use super::{TempDir, runtime, sql, transfer};
+
+fn capfence(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A state directory with `n` decisions on the chain.
+fn chain(name: &str, n: usize) -> TempDir {
+    let dir = TempDir::new(name);
+    let rt = runtime(dir.path());
+    for i in 0..n {
+        rt.execute(&transfer(&format!("{}", 100 + i), "vendor-7"));
+    }
+    dir
+}
+
+#[test]
+fn a_clean_chain_verifies() {
+    let dir = chain("clean", 8);
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("ok: 8 records verified; head 8 "));
+}
+
+#[test]
+fn an_edited_record_is_named() {
+    let dir = chain("edited", 8);
+    sql(dir.path())
+        .execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE seq = 5",
+            [],
+        )
+        .unwrap();
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "FAILED: record 5: its content does not match its hash (edited)\n"
+    );
+}
+
+#[test]
+fn a_deleted_record_is_named() {
+    let dir = chain("deleted", 8);
+    sql(dir.path())
+        .execute("DELETE FROM audit WHERE seq = 3", [])
+        .unwrap();
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("FAILED: record 4: expected seq 3"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn an_inserted_record_is_named() {
+    let dir = chain("inserted", 8);
+    let conn = sql(dir.path());
+    // Make room after record 4 and insert a well-formed forgery chained to it.
+    conn.execute_batch(
+        "UPDATE audit SET seq = -seq - 1 WHERE seq > 4; UPDATE audit SET seq = -seq WHERE seq < 0;",
+    )
+    .unwrap();
+    let prev: String = conn
+        .query_row("SELECT hash FROM audit WHERE seq = 4", [], |r| r.get(0))
+        .unwrap();
+    let mut forged = super::vectors::first();
+    forged.seq = 5;
+    forged.seal(&prev);
+    conn.execute(
+        "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        rusqlite::params![5, forged.time, forged.actor, forged.capability, forged.environment, forged.risk, forged.payload, forged.decision, forged.rule, forged.reason, forged.approval_id, forged.policy_digest, forged.prev_hash, forged.hash],
+    )
+    .unwrap();
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("FAILED: record 6: prev_hash does not match the hash of record 5"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn reordered_records_are_named() {
+    let dir = chain("reordered", 8);
+    sql(dir.path())
+        .execute_batch("UPDATE audit SET seq = 100 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 6; UPDATE audit SET seq = 6 WHERE seq = 100;")
+        .unwrap();
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("FAILED: record 3:"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_truncated_tail_is_caught_with_the_head() {
+    let dir = chain("truncated", 8);
+    let head = capfence(dir.path(), &["audit", "head"]);
+    assert_eq!(head.status.code(), Some(0));
+    let head = stdout(&head);
+    let (seq, hash) = head.trim().split_once(' ').unwrap();
+    assert_eq!(seq, "8");
+    assert_eq!(hash.len(), 64);
+    assert_eq!(
+        capfence(dir.path(), &["verify", "--head", hash])
+            .status
+            .code(),
+        Some(0)
+    );
+    sql(dir.path())
+        .execute("DELETE FROM audit WHERE seq > 6", [])
+        .unwrap();
+    assert_eq!(
+        capfence(dir.path(), &["verify"]).status.code(),
+        Some(0),
+        "a cut chain is still a chain"
+    );
+    let out = capfence(dir.path(), &["verify", "--head", hash]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("truncated"), "{}", stdout(&out));
+}

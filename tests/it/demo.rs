@@ -1,0 +1,39 @@
+//! The case-study demo, run as the README's first command runs it, twice.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn demo_binary() -> PathBuf {
+    // target/<profile>/deps/it-… → target/<profile>/examples/fintech_demo
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("fintech_demo")
+}
+
+#[test]
+fn the_demo_tells_the_case_study_story_and_runs_twice() {
+    let state = std::env::temp_dir().join(format!("capfence-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    for run in 1..=2 {
+        let out = Command::new(demo_binary()).env("CAPFENCE_STATE", &state).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "run {run}: {text}");
+        let story = [
+            "Verdict: Authorized=true | Decision=allow",
+            "[BANK GATEWAY] Successfully transferred $120.00 to vendor-corp-123.",
+            "Verdict: Authorized=false | Decision=deny | Reason=denied by deny[0]: payments.transfer, amount > 10000.0",
+            "[SECURITY ACTION] Blocked exfiltration attempt of $15000.00!",
+            "Verdict: Authorized=false | Decision=require_approval | ApprovalID=T-1",
+            "Transaction escalated to human queue. Ticket ID: T-1",
+            "Retry Verdict: Authorized=true | Decision=allow",
+            "[BANK GATEWAY] Successfully transferred $2500.00 to strategic-partner-456.",
+            &format!("Audit chain verified: {n} records, head {n} ", n = 6 * run),
+        ];
+        let mut rest = text.as_ref();
+        for line in story {
+            let at = rest.find(line).unwrap_or_else(|| panic!("run {run}: missing `{line}` in\n{text}"));
+            rest = &rest[at + line.len()..];
+        }
+        assert!(!text.contains("Still Blocked"), "{text}");
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+}
