@@ -1,0 +1,120 @@
+//! Durable, audited decisions per second on the embedded SQLite store, with 1,
+//! 2 and 8 threads, beside the raw SQLite floor measured in the same run (one
+//! INSERT per fsync'd transaction, and 100 per transaction); and `verify`
+//! throughput. Run: `cargo bench --bench runtime`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use capfence::{ActionEvent, ActionRuntime, Decimal, Risk, payload};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/fintech_policy.yaml");
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capfence-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn event(i: u64) -> ActionEvent {
+    // A mix of allow, deny and require_approval, like the shared bench events.
+    let amount = [Decimal::new(12000, 2), Decimal::new(1_500_000, 2), Decimal::new(250_000, 2)][(i % 3) as usize];
+    ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::Low,
+        payload! {"amount" => amount, "destination" => format!("vendor-{}", i % 97)},
+    )
+}
+
+fn sqlite_floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sqlite_floor");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let dir = fresh_dir("floor");
+    let conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);").unwrap();
+    let body = "x".repeat(300);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_insert_per_transaction", |b| {
+        b.iter(|| {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        });
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("hundred_inserts_per_transaction", |b| {
+        b.iter(|| {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            for _ in 0..100 {
+                conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+            }
+            conn.execute_batch("COMMIT").unwrap();
+        });
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn durable_decisions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("durable_decisions");
+    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Elements(1));
+    for threads in [1u64, 2, 8] {
+        let dir = fresh_dir(&format!("decisions-{threads}"));
+        let runtime = ActionRuntime::builder(POLICY).state_dir(&dir).build().unwrap();
+        group.bench_function(format!("threads_{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(threads);
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let runtime = runtime.clone();
+                        s.spawn(move || {
+                            for i in 0..per_thread {
+                                let verdict = runtime.execute(&event(t * 1_000_003 + i));
+                                assert!(!verdict.reason.contains("audit record"), "{}", verdict.reason);
+                            }
+                        });
+                    }
+                });
+                start.elapsed().mul_f64(iters as f64 / (per_thread * threads) as f64)
+            });
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    group.finish();
+}
+
+fn verify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let dir = fresh_dir("verify");
+    let runtime = ActionRuntime::builder(POLICY).state_dir(&dir).build().unwrap();
+    let records = 20_000u64;
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let runtime = runtime.clone();
+            s.spawn(move || {
+                for i in 0..records / 8 {
+                    runtime.execute(&event(t * 1_000_003 + i));
+                }
+            });
+        }
+    });
+    assert_eq!(runtime.verify().unwrap().0, records);
+    group.throughput(Throughput::Elements(records));
+    group.bench_function("records", |b| b.iter(|| runtime.verify().unwrap()));
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, sqlite_floor, durable_decisions, verify);
+criterion_main!(benches);
