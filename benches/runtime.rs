@@ -1,9 +1,15 @@
 //! Durable, audited decisions per second on the embedded SQLite store, with 1,
 //! 2 and 8 threads, beside the raw SQLite floor measured in the same run (one
-//! INSERT per fsync'd transaction, and 100 per transaction); and `verify`
-//! throughput. Run: `cargo bench --bench runtime`.
+//! INSERT per fsync'd transaction, 8 — what a group commit of 8 threads can
+//! gather — and 100 per transaction); and `verify` throughput.
+//! Run: `cargo bench --bench runtime`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,7 +28,11 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 fn event(i: u64) -> ActionEvent {
     // A mix of allow, deny and require_approval, like the shared bench events.
-    let amount = [Decimal::new(12000, 2), Decimal::new(1_500_000, 2), Decimal::new(250_000, 2)][(i % 3) as usize];
+    let amount = [
+        Decimal::new(12000, 2),
+        Decimal::new(1_500_000, 2),
+        Decimal::new(250_000, 2),
+    ][(i % 3) as usize];
     ActionEvent::create(
         "treasury-agent",
         "transfer",
@@ -35,17 +45,35 @@ fn event(i: u64) -> ActionEvent {
 
 fn sqlite_floor(c: &mut Criterion) {
     let mut group = c.benchmark_group("sqlite_floor");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     let dir = fresh_dir("floor");
     let conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
-    conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);").unwrap();
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .unwrap();
     let body = "x".repeat(300);
     group.throughput(Throughput::Elements(1));
     group.bench_function("one_insert_per_transaction", |b| {
         b.iter(|| {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body])
+                .unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        });
+    });
+    group.throughput(Throughput::Elements(8));
+    group.bench_function("eight_inserts_per_transaction", |b| {
+        b.iter(|| {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            for _ in 0..8 {
+                conn.execute("INSERT INTO t (body) VALUES (?1)", [&body])
+                    .unwrap();
+            }
             conn.execute_batch("COMMIT").unwrap();
         });
     });
@@ -54,7 +82,8 @@ fn sqlite_floor(c: &mut Criterion) {
         b.iter(|| {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             for _ in 0..100 {
-                conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+                conn.execute("INSERT INTO t (body) VALUES (?1)", [&body])
+                    .unwrap();
             }
             conn.execute_batch("COMMIT").unwrap();
         });
@@ -65,11 +94,16 @@ fn sqlite_floor(c: &mut Criterion) {
 
 fn durable_decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("durable_decisions");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
     for threads in [1u64, 2, 8] {
         let dir = fresh_dir(&format!("decisions-{threads}"));
-        let runtime = ActionRuntime::builder(POLICY).state_dir(&dir).build().unwrap();
+        let runtime = ActionRuntime::builder(POLICY)
+            .state_dir(&dir)
+            .build()
+            .unwrap();
         group.bench_function(format!("threads_{threads}"), |b| {
             b.iter_custom(|iters| {
                 let per_thread = iters.div_ceil(threads);
@@ -80,12 +114,18 @@ fn durable_decisions(c: &mut Criterion) {
                         s.spawn(move || {
                             for i in 0..per_thread {
                                 let verdict = runtime.execute(&event(t * 1_000_003 + i));
-                                assert!(!verdict.reason.contains("audit record"), "{}", verdict.reason);
+                                assert!(
+                                    !verdict.reason.contains("audit record"),
+                                    "{}",
+                                    verdict.reason
+                                );
                             }
                         });
                     }
                 });
-                start.elapsed().mul_f64(iters as f64 / (per_thread * threads) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_thread * threads) as f64)
             });
         });
         let _ = std::fs::remove_dir_all(&dir);
@@ -95,9 +135,14 @@ fn durable_decisions(c: &mut Criterion) {
 
 fn verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     let dir = fresh_dir("verify");
-    let runtime = ActionRuntime::builder(POLICY).state_dir(&dir).build().unwrap();
+    let runtime = ActionRuntime::builder(POLICY)
+        .state_dir(&dir)
+        .build()
+        .unwrap();
     let records = 20_000u64;
     std::thread::scope(|s| {
         for t in 0..8 {

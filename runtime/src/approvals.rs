@@ -176,13 +176,14 @@ pub(crate) fn resolve(
     tx: &mut dyn Tx,
     event: &Event,
     decision: &Decision,
+    key: &str,
+    payload: &str,
     now: i64,
     ticket_ttl_micros: i64,
 ) -> Result<Verdict, StoreError> {
-    let key = event_key(event);
     let capability = event.capability().unwrap_or_default();
     let mut pending_ticket = None;
-    if let Some(ticket) = tx.latest_ticket(&key)?.filter(|t| t.expires_at > now) {
+    if let Some(ticket) = tx.latest_ticket(key, now)? {
         let label = ticket_label(ticket.id);
         let by = ticket.decided_by.clone().unwrap_or_default();
         match ticket.status {
@@ -234,11 +235,11 @@ pub(crate) fn resolve(
     }
     let id = tx.insert_ticket(&Ticket {
         id: 0,
-        event_key: key,
+        event_key: key.to_owned(),
         actor: event.actor.clone(),
         capability,
         environment: event.environment.clone(),
-        payload: canonical_payload(event),
+        payload: payload.to_owned(),
         rule: decision.rule.clone(),
         status: TicketStatus::Pending,
         created_at: now,

@@ -48,7 +48,131 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// A record with borrowed fields: what hashing and verifying read, without
+/// copying a row out of storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// See [`AuditRecord::seq`].
+    pub seq: u64,
+    /// See [`AuditRecord::time`].
+    pub time: &'a str,
+    /// See [`AuditRecord::actor`].
+    pub actor: Option<&'a str>,
+    /// See [`AuditRecord::capability`].
+    pub capability: Option<&'a str>,
+    /// See [`AuditRecord::environment`].
+    pub environment: Option<&'a str>,
+    /// See [`AuditRecord::risk`].
+    pub risk: Option<&'a str>,
+    /// See [`AuditRecord::payload`].
+    pub payload: &'a str,
+    /// See [`AuditRecord::decision`].
+    pub decision: &'a str,
+    /// See [`AuditRecord::rule`].
+    pub rule: Option<&'a str>,
+    /// See [`AuditRecord::reason`].
+    pub reason: &'a str,
+    /// See [`AuditRecord::approval_id`].
+    pub approval_id: Option<&'a str>,
+    /// See [`AuditRecord::policy_digest`].
+    pub policy_digest: Option<&'a str>,
+    /// See [`AuditRecord::prev_hash`].
+    pub prev_hash: &'a str,
+    /// See [`AuditRecord::hash`].
+    pub hash: &'a str,
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    match value {
+        None => out.push(b'~'),
+        Some(v) => {
+            push_decimal(out, v.len() as u64);
+            out.push(b':');
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+    out.push(b'\n');
+}
+
+impl RecordView<'_> {
+    /// Appends the canonical encoding (docs/audit-format.md) to `out`.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(FORMAT.as_bytes());
+        out.extend_from_slice(b"\nseq=");
+        push_decimal(out, self.seq);
+        out.push(b'\n');
+        push_field(out, "time", Some(self.time));
+        push_field(out, "actor", self.actor);
+        push_field(out, "capability", self.capability);
+        push_field(out, "environment", self.environment);
+        push_field(out, "risk", self.risk);
+        push_field(out, "payload", Some(self.payload));
+        push_field(out, "decision", Some(self.decision));
+        push_field(out, "rule", self.rule);
+        push_field(out, "reason", Some(self.reason));
+        push_field(out, "approval_id", self.approval_id);
+        push_field(out, "policy_digest", self.policy_digest);
+    }
+
+    /// `SHA-256(prev_hash ‖ canonical)` as lowercase hex bytes; `scratch` is
+    /// reused between calls.
+    pub fn hash_hex(&self, scratch: &mut Vec<u8>) -> [u8; 64] {
+        scratch.clear();
+        scratch.extend_from_slice(self.prev_hash.as_bytes());
+        self.write_canonical(scratch);
+        let digest = Sha256::digest(scratch.as_slice());
+        let mut out = [b'0'; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+            if let [hi, lo] = pair {
+                *hi = HEX.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
+                *lo = HEX.get(usize::from(byte & 15)).copied().unwrap_or(b'0');
+            }
+        }
+        out
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 impl AuditRecord {
+    /// The record's fields, borrowed.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            seq: self.seq,
+            time: &self.time,
+            actor: self.actor.as_deref(),
+            capability: self.capability.as_deref(),
+            environment: self.environment.as_deref(),
+            risk: self.risk.as_deref(),
+            payload: &self.payload,
+            decision: &self.decision,
+            rule: self.rule.as_deref(),
+            reason: &self.reason,
+            approval_id: self.approval_id.as_deref(),
+            policy_digest: self.policy_digest.as_deref(),
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+
     /// The canonical encoding of every field but the two hashes.
     ///
     /// One line per field, in a fixed order, `name=value`; a string value is
@@ -56,42 +180,14 @@ impl AuditRecord {
     /// field boundary); an absent value is `~`.
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.payload.len() + self.reason.len());
-        out.extend_from_slice(FORMAT.as_bytes());
-        out.push(b'\n');
-        out.extend_from_slice(format!("seq={}\n", self.seq).as_bytes());
-        let mut field = |name: &str, value: Option<&str>| {
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'=');
-            match value {
-                None => out.push(b'~'),
-                Some(v) => {
-                    out.extend_from_slice(v.len().to_string().as_bytes());
-                    out.push(b':');
-                    out.extend_from_slice(v.as_bytes());
-                }
-            }
-            out.push(b'\n');
-        };
-        field("time", Some(&self.time));
-        field("actor", self.actor.as_deref());
-        field("capability", self.capability.as_deref());
-        field("environment", self.environment.as_deref());
-        field("risk", self.risk.as_deref());
-        field("payload", Some(&self.payload));
-        field("decision", Some(&self.decision));
-        field("rule", self.rule.as_deref());
-        field("reason", Some(&self.reason));
-        field("approval_id", self.approval_id.as_deref());
-        field("policy_digest", self.policy_digest.as_deref());
+        self.view().write_canonical(&mut out);
         out
     }
 
     /// `SHA-256(prev_hash ‖ canonical)`, lowercase hex.
     pub fn compute_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.as_bytes());
-        hasher.update(self.canonical());
-        hex(&hasher.finalize())
+        let hex = self.view().hash_hex(&mut Vec::with_capacity(512));
+        String::from_utf8_lossy(&hex).into_owned()
     }
 
     /// Sets `prev_hash`, then `hash`.
@@ -196,6 +292,7 @@ pub struct Verifier {
     last_hash: String,
     expected_head: Option<String>,
     head_seen: bool,
+    scratch: Vec<u8>,
 }
 
 impl Default for Verifier {
@@ -205,6 +302,7 @@ impl Default for Verifier {
             last_hash: GENESIS.to_owned(),
             expected_head: None,
             head_seen: false,
+            scratch: Vec::with_capacity(1024),
         }
     }
 }
@@ -222,6 +320,11 @@ impl Verifier {
 
     /// Checks the next record.
     pub fn check(&mut self, record: &AuditRecord) -> Result<(), ChainFault> {
+        self.check_view(&record.view())
+    }
+
+    /// Checks the next record, borrowed.
+    pub fn check_view(&mut self, record: &RecordView<'_>) -> Result<(), ChainFault> {
         let expected = self.last_seq + 1;
         if record.seq > expected {
             return Err(ChainFault::Gap {
@@ -241,12 +344,13 @@ impl Verifier {
                 previous: self.last_seq,
             });
         }
-        if record.compute_hash() != record.hash {
+        if record.hash_hex(&mut self.scratch).as_slice() != record.hash.as_bytes() {
             return Err(ChainFault::Edited { seq: record.seq });
         }
         self.last_seq = record.seq;
-        self.last_hash.clone_from(&record.hash);
-        if self.expected_head.as_deref() == Some(record.hash.as_str()) {
+        self.last_hash.clear();
+        self.last_hash.push_str(record.hash);
+        if self.expected_head.as_deref() == Some(record.hash) {
             self.head_seen = true;
         }
         Ok(())

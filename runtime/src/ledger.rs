@@ -7,7 +7,6 @@
 //! handed out before the transaction holding its record has committed; if the
 //! transaction fails, every verdict in it is a deny naming the fault.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -55,26 +54,62 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+/// A decision waiting to be settled, with everything that does not need the
+/// transaction computed by its own thread beforehand.
 struct Job {
     event: Event,
     decision: Decision,
     digest: String,
+    capability: Option<String>,
+    payload: String,
+    /// For `require_approval`: the key binding tickets to this exact event.
+    event_key: Option<String>,
+}
+
+/// A caller's place in the group commit.
+enum Turn {
+    /// Its job is queued or being committed.
+    Wait,
+    /// It is the next leader: its job heads the queue.
+    Lead,
+    /// Its job was committed (or failed).
+    Done(Result<Verdict, StoreError>),
+}
+
+struct Waiter {
+    turn: Mutex<Turn>,
+    wake: Condvar,
+}
+
+impl Waiter {
+    fn set(&self, turn: Turn) {
+        if let Ok(mut t) = self.turn.lock() {
+            *t = turn;
+        }
+        self.wake.notify_one();
+    }
 }
 
 #[derive(Default)]
 struct Queue {
-    next_id: u64,
-    pending: Vec<(u64, Job)>,
+    pending: Vec<(Job, Arc<Waiter>)>,
+    /// Whether a leader is gathering or committing.
     leader: bool,
-    done: HashMap<u64, Result<Verdict, StoreError>>,
+    /// The size of the last batch: how many callers were recently active.
+    last_batch: usize,
 }
+
+/// How long a leader waits for the callers of the last batch to come back
+/// before it commits what it has.
+const GATHER: Duration = Duration::from_micros(200);
 
 struct Inner {
     store: Arc<dyn Store>,
     clock: SharedClock,
     ticket_ttl: Duration,
     queue: Mutex<Queue>,
-    wake: Condvar,
+    /// The gathering leader waits here for more jobs.
+    gather: Condvar,
 }
 
 /// The audit chain and approval state; a cheap, cloneable handle.
@@ -102,7 +137,7 @@ impl Ledger {
                 clock,
                 ticket_ttl,
                 queue: Mutex::new(Queue::default()),
-                wake: Condvar::new(),
+                gather: Condvar::new(),
             }),
         }
     }
@@ -122,47 +157,105 @@ impl Ledger {
         digest: &str,
     ) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let event_key =
+            (decision.kind == DecisionKind::RequireApproval).then(|| approvals::event_key(&event));
         let job = Job {
+            capability: event.capability(),
+            payload: canonical_payload(&event),
+            event_key,
             event,
             decision,
             digest: digest.to_owned(),
         };
-        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-        let id = queue.next_id;
-        queue.next_id += 1;
-        queue.pending.push((id, job));
-        loop {
-            if let Some(verdict) = queue.done.remove(&id) {
-                return verdict;
-            }
+        let me = Arc::new(Waiter {
+            turn: Mutex::new(Turn::Wait),
+            wake: Condvar::new(),
+        });
+        {
+            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+            queue.pending.push((job, Arc::clone(&me)));
             if queue.leader {
-                queue = self.inner.wake.wait(queue).map_err(|_| poisoned())?;
-                continue;
+                self.inner.gather.notify_one();
+            } else {
+                queue.leader = true;
+                drop(queue);
+                return self.lead(&me);
             }
-            queue.leader = true;
-            let batch = std::mem::take(&mut queue.pending);
-            drop(queue);
-            let verdicts = self.commit_batch(&batch);
-            queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-            queue.leader = false;
-            for ((job_id, _), verdict) in batch.iter().zip(verdicts) {
-                queue.done.insert(*job_id, verdict);
+        }
+        let mut turn = me.turn.lock().map_err(|_| poisoned())?;
+        while matches!(*turn, Turn::Wait) {
+            turn = me.wake.wait(turn).map_err(|_| poisoned())?;
+        }
+        match std::mem::replace(&mut *turn, Turn::Wait) {
+            Turn::Done(result) => result,
+            _ => {
+                drop(turn);
+                self.lead(&me)
             }
-            self.inner.wake.notify_all();
         }
     }
 
-    fn commit_batch(&self, batch: &[(u64, Job)]) -> Vec<Result<Verdict, StoreError>> {
+    /// Leads one group commit: gathers jobs, commits them in one transaction,
+    /// hands out the verdicts, and passes leadership to the next queued job.
+    fn lead(&self, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        // Gather: wait briefly until as many callers as last time have
+        // submitted, so one fsync serves them all. Alone, there is no wait.
+        let deadline = std::time::Instant::now() + GATHER;
+        while queue.pending.len() < queue.last_batch {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            queue = self
+                .inner
+                .gather
+                .wait_timeout(queue, left)
+                .map_err(|_| poisoned())?
+                .0;
+        }
+        let batch = std::mem::take(&mut queue.pending);
+        queue.last_batch = batch.len();
+        drop(queue);
+
+        let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
+        let results = self.commit_batch(&jobs);
+        let mut mine = Err(StoreError::Invalid(
+            "the leader's job was not in its batch".to_owned(),
+        ));
+        for ((_, waiter), result) in batch.iter().zip(results) {
+            if Arc::ptr_eq(waiter, me) {
+                mine = result;
+            } else {
+                waiter.set(Turn::Done(result));
+            }
+        }
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        match queue.pending.first() {
+            Some((_, next)) => next.set(Turn::Lead),
+            None => queue.leader = false,
+        }
+        mine
+    }
+
+    fn commit_batch(&self, batch: &[&Job]) -> Vec<Result<Verdict, StoreError>> {
         let mut verdicts = Vec::with_capacity(batch.len());
         let ttl = micros(self.inner.ticket_ttl);
         let result = self.inner.store.transaction(&mut |tx| {
             verdicts.clear();
-            for (_, job) in batch {
+            for job in batch {
                 let now = self.inner.clock.now_micros();
                 let verdict = match job.decision.kind {
-                    DecisionKind::RequireApproval => {
-                        approvals::resolve(tx, &job.event, &job.decision, now, ttl)?
-                    }
+                    DecisionKind::RequireApproval => approvals::resolve(
+                        tx,
+                        &job.event,
+                        &job.decision,
+                        job.event_key.as_deref().unwrap_or_default(),
+                        &job.payload,
+                        now,
+                        ttl,
+                    )?,
                     kind => Verdict {
                         authorized: kind == DecisionKind::Allow,
                         decision: kind,
@@ -175,10 +268,10 @@ impl Ledger {
                     seq: 0,
                     time: rfc3339(now),
                     actor: job.event.actor.clone(),
-                    capability: job.event.capability(),
+                    capability: job.capability.clone(),
                     environment: job.event.environment.clone(),
                     risk: job.event.risk.clone(),
-                    payload: canonical_payload(&job.event),
+                    payload: job.payload.clone(),
                     decision: verdict.decision.as_str().to_owned(),
                     rule: verdict.rule.clone(),
                     reason: verdict.reason.clone(),

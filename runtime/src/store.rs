@@ -10,7 +10,7 @@ pub mod memory;
 pub mod sqlite;
 
 use crate::approvals::{Grant, Ticket, TicketStatus};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, RecordView};
 
 /// A storage fault. Every one of them makes `execute` deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,8 +44,9 @@ pub trait Tx {
     fn head(&mut self) -> Result<(u64, String), StoreError>;
     /// Appends a sealed record.
     fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
-    /// The newest ticket for an event key.
-    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError>;
+    /// The newest live ticket for an event key: pending, approved or
+    /// rejected, and not expired at `now`.
+    fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError>;
     /// A ticket by id.
     fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError>;
     /// Stores a new ticket (its `id` is ignored) and returns its id.
@@ -89,6 +90,12 @@ pub trait Store: Send + Sync {
 
     /// Calls `visit` with every audit record in seq order until it returns false.
     fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError>;
+
+    /// Like [`scan`](Self::scan) with borrowed records, for verification
+    /// without copying; the default copies.
+    fn scan_views(&self, visit: &mut dyn FnMut(&RecordView<'_>) -> bool) -> Result<(), StoreError> {
+        self.scan(&mut |record| visit(&record.view()))
+    }
 
     /// Every ticket, newest first.
     fn tickets(&self) -> Result<Vec<Ticket>, StoreError>;

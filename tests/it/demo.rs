@@ -6,7 +6,12 @@ use std::process::Command;
 fn demo_binary() -> PathBuf {
     // target/<profile>/deps/it-… → target/<profile>/examples/fintech_demo
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("fintech_demo")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("fintech_demo")
 }
 
 #[test]
@@ -14,7 +19,10 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
     let state = std::env::temp_dir().join(format!("capfence-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     for run in 1..=2 {
-        let out = Command::new(demo_binary()).env("CAPFENCE_STATE", &state).output().unwrap();
+        let out = Command::new(demo_binary())
+            .env("CAPFENCE_STATE", &state)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "run {run}: {text}");
         let story = [
@@ -30,7 +38,9 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
         ];
         let mut rest = text.as_ref();
         for line in story {
-            let at = rest.find(line).unwrap_or_else(|| panic!("run {run}: missing `{line}` in\n{text}"));
+            let at = rest
+                .find(line)
+                .unwrap_or_else(|| panic!("run {run}: missing `{line}` in\n{text}"));
             rest = &rest[at + line.len()..];
         }
         assert!(!text.contains("Still Blocked"), "{text}");

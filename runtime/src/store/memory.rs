@@ -50,13 +50,15 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError> {
+    fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
         Ok(self
             .state
             .tickets
             .iter()
             .rev()
-            .find(|t| t.event_key == event_key)
+            .find(|t| {
+                t.event_key == event_key && t.status != TicketStatus::Used && t.expires_at > now
+            })
             .cloned())
     }
 

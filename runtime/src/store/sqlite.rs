@@ -15,7 +15,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::{Store, StoreError, Tx};
 use crate::approvals::{Grant, Ticket, TicketStatus};
-use crate::audit::{AuditRecord, GENESIS};
+use crate::audit::{AuditRecord, GENESIS, RecordView};
 
 /// Value of `capfence_meta.format` in a state directory of this version.
 const STATE_FORMAT: &str = "capfence-state-v1";
@@ -459,7 +459,9 @@ impl Tx for SqliteTx<'_> {
         }
         let row: Option<(i64, String)> = self
             .conn
-            .prepare_cached("SELECT seq, hash FROM main.audit ORDER BY seq DESC LIMIT 1")
+            .prepare_cached(
+                "SELECT seq, hash FROM main.audit WHERE seq = (SELECT max(seq) FROM main.audit)",
+            )
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(classify)?;
         let head = match row {
@@ -500,15 +502,22 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn latest_ticket(&mut self, event_key: &str) -> Result<Option<Ticket>, StoreError> {
-        let row = self
+    fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
+        // Plain lookups only: `ORDER BY` or `max()` here costs SQLite five to
+        // ten times the lookup itself. Live tickets per event are few.
+        let rows = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {TICKET_COLUMNS} FROM approvals.tickets WHERE event_key = ?1 ORDER BY id DESC LIMIT 1"
+                "SELECT {TICKET_COLUMNS} FROM approvals.tickets \
+                 WHERE event_key = ?1 AND status != 'used' AND expires_at > ?2"
             ))
-            .and_then(|mut s| s.query_row([event_key], ticket_from_row).optional())
+            .and_then(|mut s| {
+                s.query_map(params![event_key, now], ticket_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .map_err(classify)?;
-        row.map(finish_ticket).transpose()
+        let newest = rows.into_iter().max_by_key(|(id, _, _)| *id);
+        newest.map(finish_ticket).transpose()
     }
 
     fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError> {
@@ -575,14 +584,19 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached(&format!(
                 "SELECT {GRANT_COLUMNS} FROM approvals.grants \
-                 WHERE actor = ?1 AND capability = ?2 AND environment = ?3 ORDER BY id"
+                 WHERE actor = ?1 AND capability = ?2 AND environment = ?3"
             ))
             .and_then(|mut s| {
                 s.query_map([actor, capability, environment], grant_from_row)?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(classify)?;
-        rows.into_iter().map(finish_grant).collect()
+        let mut grants = rows
+            .into_iter()
+            .map(finish_grant)
+            .collect::<Result<Vec<_>, _>>()?;
+        grants.sort_by_key(|g| g.id);
+        Ok(grants)
     }
 
     fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError> {
@@ -644,10 +658,15 @@ impl Store for SqliteStore {
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.with_connection(|conn| {
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)?;
+            let run = |sql: &str| {
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([]))
+                    .map(|_| ())
+                    .map_err(classify)
+            };
+            run("BEGIN IMMEDIATE")?;
             let mut tx = SqliteTx { conn, head: None };
-            let result =
-                work(&mut tx).and_then(|()| conn.execute_batch("COMMIT").map_err(classify));
+            let result = work(&mut tx).and_then(|()| run("COMMIT"));
             if result.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -668,6 +687,49 @@ impl Store for SqliteStore {
                 let (seq, mut record) = record_from_row(row).map_err(classify)?;
                 record.seq = from_i64(seq)?;
                 if !visit(record) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_views(&self, visit: &mut dyn FnMut(&RecordView<'_>) -> bool) -> Result<(), StoreError> {
+        fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+            row.get_ref(i)?.as_str().map_err(Into::into)
+        }
+        fn opt<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+            row.get_ref(i)?.as_str_or_null().map_err(Into::into)
+        }
+        self.with_connection(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+                     reason, approval_id, policy_digest, prev_hash, hash FROM main.audit ORDER BY seq",
+                )
+                .map_err(classify)?;
+            let mut rows = stmt.query([]).map_err(classify)?;
+            while let Some(row) = rows.next().map_err(classify)? {
+                let view = (|| -> rusqlite::Result<RecordView<'_>> {
+                    Ok(RecordView {
+                        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        time: text(row, 1)?,
+                        actor: opt(row, 2)?,
+                        capability: opt(row, 3)?,
+                        environment: opt(row, 4)?,
+                        risk: opt(row, 5)?,
+                        payload: text(row, 6)?,
+                        decision: text(row, 7)?,
+                        rule: opt(row, 8)?,
+                        reason: text(row, 9)?,
+                        approval_id: opt(row, 10)?,
+                        policy_digest: opt(row, 11)?,
+                        prev_hash: text(row, 12)?,
+                        hash: text(row, 13)?,
+                    })
+                })()
+                .map_err(classify)?;
+                if !visit(&view) {
                     break;
                 }
             }
