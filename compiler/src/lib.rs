@@ -17,6 +17,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod codegen;
+pub mod compiled;
 pub mod eval;
 pub mod event;
 pub mod number;

@@ -4,6 +4,7 @@
 //! compiled decision tables that `policy!` generates, so the runtime takes
 //! either.
 
+use capfence_compiler::compiled::CompiledDecision;
 use capfence_compiler::{Decision, Event, Policy};
 
 /// A policy in decidable form.
@@ -24,4 +25,18 @@ impl Decide for Policy {
     fn digest(&self) -> &str {
         &self.digest
     }
+}
+
+/// A compiled decision table (what `capfence::policy!` and `capfence-compile
+/// build` generate): a typed view of an event, built once, and an
+/// allocation-free decision on it.
+pub trait Compiled: Decide {
+    /// The typed view of an event.
+    type View: Copy;
+
+    /// Builds the view of `event` (intake: lookups and parsing happen here).
+    fn view(&self, event: &Event) -> Self::View;
+
+    /// Decides a view: no allocation, no string handling.
+    fn decide_view(&self, view: &Self::View) -> CompiledDecision;
 }

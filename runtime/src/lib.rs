@@ -35,12 +35,26 @@ pub mod verdict;
 pub use action::ActionEvent;
 pub use approvals::{Grant, GrantLimits, Ticket, TicketStatus};
 pub use audit::AuditRecord;
+pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
 pub use capfence_compiler::event::{Event, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
-pub use decide::Decide;
+pub use capfence_macros::policy;
+pub use decide::{Compiled, Decide};
 pub use ledger::{Ledger, OperatorError, VerifyError};
 pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
 pub use store::StoreError;
 pub use verdict::Verdict;
+
+/// What generated code names; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::decide::{Compiled, Decide};
+    pub use capfence_compiler::compiled::{
+        BAD, CompiledDecision, MISSING, NumSlot, OK, RiskSlot, SymSlot, num, payload_str, risk, sym,
+    };
+    pub use capfence_compiler::eval::{Decision, DecisionKind};
+    pub use capfence_compiler::event::Event;
+    pub use rust_decimal::Decimal;
+}

@@ -7,4 +7,6 @@
     missing_docs
 )]
 
+mod compiled;
 mod demo;
+mod differential;

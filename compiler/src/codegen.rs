@@ -1,0 +1,538 @@
+//! Code generation: a [`Policy`] as a static Rust decision table.
+//!
+//! The output is plain Rust that names only `::capfence::__private` items. It
+//! has two parts:
+//! - `view(&Event) -> CompiledView`: intake, done once per event. It maps the
+//!   capability to a *class* (the set of rules that apply), every tested
+//!   string to the index of its literal, every tested number to an exact
+//!   decimal, and records which fields are missing or ill typed.
+//! - `decide_view(&CompiledView) -> CompiledDecision`: the decision. No heap,
+//!   no strings, no dynamic dispatch: each rule's condition is a `bool`
+//!   computed without short-circuits, the rules of a class are bits of a mask
+//!   in precedence order, and the lowest set bit decides.
+//!
+//! The same policy always gives the same tokens; the output carries the
+//! policy's SHA-256 digest. It decides exactly as [`Policy::decide`] does,
+//! reasons included (a property test checks it).
+
+use std::collections::BTreeMap;
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use rust_decimal::Decimal;
+
+use crate::eval::{DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason};
+use crate::policy::{CapabilityPattern, CmpOp, Expr, Field, FieldType, Policy, Rule, Test, Tier};
+
+/// Symbol tables and classes of one policy.
+struct Plan<'p> {
+    policy: &'p Policy,
+    /// The policy's tested fields in order; slot `i` is field `f{i}` of the view.
+    slots: Vec<(Field, FieldType)>,
+    /// For each string-typed field, its literals in order (the index is the id).
+    symbols: BTreeMap<Field, Vec<String>>,
+    resources: Vec<String>,
+    actions: Vec<String>,
+    /// Each class: the indices (into `policy.rules`) of the rules that apply.
+    classes: Vec<Vec<usize>>,
+    /// `class_of[r][a]` for resource id `r` and action id `a`; `None` when no rule applies.
+    class_of: Vec<Vec<Option<usize>>>,
+}
+
+impl<'p> Plan<'p> {
+    fn new(policy: &'p Policy) -> Plan<'p> {
+        let slots = policy.field_types.clone();
+        let mut symbols: BTreeMap<Field, Vec<String>> = BTreeMap::new();
+        for rule in &policy.rules {
+            rule.for_each_test(&mut |test| {
+                if let Test::Strings { field, values, .. } = test {
+                    symbols
+                        .entry(field.clone())
+                        .or_default()
+                        .extend(values.iter().cloned());
+                }
+            });
+        }
+        for values in symbols.values_mut() {
+            values.sort();
+            values.dedup();
+        }
+        let mut resources = Vec::new();
+        let mut actions = Vec::new();
+        for rule in &policy.rules {
+            if let CapabilityPattern::Segments { resource, action } = &rule.capability {
+                resources.extend(resource.clone());
+                actions.extend(action.clone());
+            }
+        }
+        resources.sort();
+        resources.dedup();
+        actions.sort();
+        actions.dedup();
+        let mut classes: Vec<Vec<usize>> = Vec::new();
+        let mut class_of = Vec::new();
+        for r in 0..=resources.len() {
+            let mut row = Vec::new();
+            for a in 0..=actions.len() {
+                let applicable: Vec<usize> = policy
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, rule)| {
+                        pattern_covers(&rule.capability, &resources, r, &actions, a)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if applicable.is_empty() {
+                    row.push(None);
+                    continue;
+                }
+                let id = match classes.iter().position(|c| *c == applicable) {
+                    Some(id) => id,
+                    None => {
+                        classes.push(applicable);
+                        classes.len() - 1
+                    }
+                };
+                row.push(Some(id));
+            }
+            class_of.push(row);
+        }
+        Plan {
+            policy,
+            slots,
+            symbols,
+            resources,
+            actions,
+            classes,
+            class_of,
+        }
+    }
+
+    fn slot(&self, field: &Field) -> usize {
+        self.slots
+            .iter()
+            .position(|(f, _)| f == field)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn symbol_ids(&self, field: &Field, values: &[String]) -> Vec<u16> {
+        let table = self
+            .symbols
+            .get(field)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        values
+            .iter()
+            .filter_map(|v| table.iter().position(|t| t == v))
+            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .collect()
+    }
+}
+
+/// Whether a capability pattern covers resource id `r` and action id `a`
+/// (an id equal to the table's length stands for every other name).
+fn pattern_covers(
+    pattern: &CapabilityPattern,
+    resources: &[String],
+    r: usize,
+    actions: &[String],
+    a: usize,
+) -> bool {
+    match pattern {
+        CapabilityPattern::Any => true,
+        CapabilityPattern::Segments { resource, action } => {
+            let seg = |want: &Option<String>, table: &[String], id: usize| match want {
+                None => true,
+                Some(name) => table.get(id) == Some(name),
+            };
+            seg(resource, resources, r) && seg(action, actions, a)
+        }
+    }
+}
+
+fn decimal_tokens(value: Decimal) -> TokenStream {
+    let u = value.unpack();
+    let (lo, mid, hi, negative, scale) = (u.lo, u.mid, u.hi, u.negative, u.scale);
+    quote! { ::capfence::__private::Decimal::from_parts(#lo, #mid, #hi, #negative, #scale) }
+}
+
+fn kind_tokens(tier: Tier) -> TokenStream {
+    match tier {
+        Tier::Deny => quote! { ::capfence::__private::DecisionKind::Deny },
+        Tier::RequireApproval => quote! { ::capfence::__private::DecisionKind::RequireApproval },
+        Tier::Allow => quote! { ::capfence::__private::DecisionKind::Allow },
+    }
+}
+
+fn decision_tokens(kind: TokenStream, rule: Option<&str>, reason: &str) -> TokenStream {
+    let rule = match rule {
+        Some(id) => quote! { ::core::option::Option::Some(#id) },
+        None => quote! { ::core::option::Option::None },
+    };
+    quote! {
+        ::capfence::__private::CompiledDecision { kind: #kind, rule: #rule, reason: #reason }
+    }
+}
+
+/// A string match arm list: `"a" => 0, "b" => 1, _ => 2`.
+fn index_match(subject: TokenStream, values: &[String]) -> TokenStream {
+    let arms = values.iter().enumerate().map(|(i, v)| {
+        let i = u16::try_from(i).unwrap_or(u16::MAX);
+        quote! { #v => #i, }
+    });
+    let other = u16::try_from(values.len()).unwrap_or(u16::MAX);
+    quote! { match #subject { #(#arms)* _ => #other } }
+}
+
+impl Plan<'_> {
+    fn view_fn(&self) -> TokenStream {
+        let resource_index = index_match(quote! { r }, &self.resources);
+        let action_index = index_match(quote! { a }, &self.actions);
+        let cols = self.actions.len() + 1;
+        let table: Vec<TokenStream> = self
+            .class_of
+            .iter()
+            .flat_map(|row| row.iter())
+            .map(|c| {
+                let id = c.map_or(u16::MAX, |c| u16::try_from(c).unwrap_or(u16::MAX));
+                quote! { #id }
+            })
+            .collect();
+        let table_len = table.len();
+        let fields = self.slots.iter().enumerate().map(|(i, (field, ty))| {
+            let name = format_ident!("f{}", i);
+            let value = self.slot_init(field, *ty);
+            quote! { #name: #value, }
+        });
+        quote! {
+            /// Builds the typed view of `event` that [`Self::decide_view`] reads.
+            pub fn view(&self, event: &::capfence::__private::Event) -> CompiledView {
+                const CLASSES: [u16; #table_len] = [#(#table),*];
+                let class = match (event.resource.as_deref(), event.action.as_deref()) {
+                    (::core::option::Option::Some(r), ::core::option::Option::Some(a)) => {
+                        let r = usize::from(#resource_index);
+                        let a = usize::from(#action_index);
+                        CLASSES.get(r * #cols + a).copied().unwrap_or(u16::MAX)
+                    }
+                    _ => u16::MAX,
+                };
+                CompiledView { class, #(#fields)* }
+            }
+        }
+    }
+
+    fn slot_init(&self, field: &Field, ty: FieldType) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        match (field, ty) {
+            (Field::Risk, _) => quote! { #p::risk(event.risk.as_deref()) },
+            (Field::Payload(name), FieldType::Number) => {
+                quote! { #p::num(event.payload.get(#name)) }
+            }
+            (Field::Capability, _) => {
+                let values = self.symbols.get(field).cloned().unwrap_or_default();
+                let other = u16::try_from(values.len()).unwrap_or(u16::MAX);
+                let arms = values.iter().enumerate().filter_map(|(i, v)| {
+                    let (r, a) = v.split_once('.')?;
+                    let i = u16::try_from(i).unwrap_or(u16::MAX);
+                    Some(quote! { (#r, #a) => #i, })
+                });
+                quote! {
+                    match (event.resource.as_deref(), event.action.as_deref()) {
+                        (::core::option::Option::Some(r), ::core::option::Option::Some(a)) => #p::SymSlot {
+                            state: #p::OK,
+                            id: match (r, a) { #(#arms)* _ => #other },
+                        },
+                        _ => #p::SymSlot { state: #p::MISSING, id: 0 },
+                    }
+                }
+            }
+            (_, _) => {
+                let values = self.symbols.get(field).cloned().unwrap_or_default();
+                let index = index_match(quote! { s }, &values);
+                let source = match field {
+                    Field::Actor => {
+                        quote! { event.actor.as_deref().map(::core::result::Result::Ok) }
+                    }
+                    Field::Resource => {
+                        quote! { event.resource.as_deref().map(::core::result::Result::Ok) }
+                    }
+                    Field::Action => {
+                        quote! { event.action.as_deref().map(::core::result::Result::Ok) }
+                    }
+                    Field::Environment => {
+                        quote! { event.environment.as_deref().map(::core::result::Result::Ok) }
+                    }
+                    Field::Payload(name) => quote! { #p::payload_str(event.payload.get(#name)) },
+                    Field::Capability | Field::Risk => quote! { ::core::option::Option::None },
+                };
+                quote! { #p::sym(#source, |s: &str| #index) }
+            }
+        }
+    }
+
+    fn expr(&self, expr: &Expr) -> TokenStream {
+        match expr {
+            Expr::And(items) if items.is_empty() => quote! { true },
+            Expr::Or(items) if items.is_empty() => quote! { false },
+            Expr::And(items) => {
+                let items = items.iter().map(|e| self.expr(e));
+                quote! { (#(#items)&*) }
+            }
+            Expr::Or(items) => {
+                let items = items.iter().map(|e| self.expr(e));
+                quote! { (#(#items)|*) }
+            }
+            Expr::Not(inner) => {
+                let inner = self.expr(inner);
+                quote! { (!#inner) }
+            }
+            Expr::Test(test) => self.test(test),
+        }
+    }
+
+    fn test(&self, test: &Test) -> TokenStream {
+        let slot = format_ident!("f{}", self.slot(test.field()));
+        match test {
+            Test::Number { op, value, .. } => {
+                let value = decimal_tokens(*value);
+                let op = match op {
+                    CmpOp::Eq => quote! { == },
+                    CmpOp::Ne => quote! { != },
+                    CmpOp::Lt => quote! { < },
+                    CmpOp::Le => quote! { <= },
+                    CmpOp::Gt => quote! { > },
+                    CmpOp::Ge => quote! { >= },
+                };
+                quote! { (v.#slot.value #op #value) }
+            }
+            Test::Strings {
+                field,
+                values,
+                negated,
+            } => {
+                let ids = self.symbol_ids(field, values);
+                let test = if ids.is_empty() {
+                    quote! { false }
+                } else {
+                    quote! { matches!(v.#slot.id, #(#ids)|*) }
+                };
+                if *negated {
+                    quote! { (!#test) }
+                } else {
+                    test
+                }
+            }
+            Test::Risk { levels } => {
+                let mask = Literal::u8_unsuffixed(levels.0);
+                quote! { ((#mask >> v.#slot.level) & 1 != 0) }
+            }
+        }
+    }
+
+    fn rule_condition(&self, rule: &Rule) -> TokenStream {
+        let parts: Vec<TokenStream> = rule.conditions.iter().map(|c| self.expr(&c.expr)).collect();
+        if parts.is_empty() {
+            quote! { true }
+        } else {
+            quote! { (#(#parts)&*) }
+        }
+    }
+
+    fn class_fn(&self, id: usize, rules: &[usize]) -> TokenStream {
+        let name = format_ident!("class_{}", id);
+        // Malformed: the first tested field, in precedence order, that is bad.
+        let mut order: Vec<(usize, Field, FieldType)> = Vec::new();
+        for &r in rules {
+            if let Some(rule) = self.policy.rules.get(r) {
+                rule.for_each_test(&mut |test| {
+                    let field = test.field();
+                    if !order.iter().any(|(_, f, _)| f == field) {
+                        order.push((self.slot(field), field.clone(), test.field_type()));
+                    }
+                });
+            }
+        }
+        let malformed = if order.is_empty() {
+            quote! {}
+        } else {
+            let states = order.iter().map(|(s, _, _)| {
+                let slot = format_ident!("f{}", s);
+                quote! { v.#slot.state }
+            });
+            let checks = order.iter().map(|(s, field, ty)| {
+                let slot = format_ident!("f{}", s);
+                let missing = decision_tokens(
+                    quote! { ::capfence::__private::DecisionKind::Deny },
+                    None,
+                    &missing_field_reason(field),
+                );
+                let bad = decision_tokens(
+                    quote! { ::capfence::__private::DecisionKind::Deny },
+                    None,
+                    &ill_typed_reason(field, *ty),
+                );
+                quote! {
+                    if v.#slot.state == ::capfence::__private::MISSING { return #missing; }
+                    if v.#slot.state != ::capfence::__private::OK { return #bad; }
+                }
+            });
+            quote! {
+                if (#(#states)|*) != ::capfence::__private::OK {
+                    #(#checks)*
+                }
+            }
+        };
+        // Rules as bits of 64-bit masks, precedence order; the lowest set bit decides.
+        let mut chunks = Vec::new();
+        for chunk in rules.chunks(64) {
+            let bits = chunk.iter().enumerate().filter_map(|(bit, &r)| {
+                let rule = self.policy.rules.get(r)?;
+                let cond = self.rule_condition(rule);
+                let bit = Literal::u32_unsuffixed(u32::try_from(bit).unwrap_or(63));
+                Some(quote! { ((#cond as u64) << #bit) })
+            });
+            let arms = chunk.iter().enumerate().filter_map(|(bit, &r)| {
+                let rule = self.policy.rules.get(r)?;
+                let bit = Literal::u32_unsuffixed(u32::try_from(bit).unwrap_or(63));
+                let decision = decision_tokens(
+                    kind_tokens(rule.tier),
+                    Some(&rule.id),
+                    &rule.decision_reason(),
+                );
+                Some(quote! { #bit => return #decision, })
+            });
+            chunks.push(quote! {
+                let m: u64 = #(#bits)|*;
+                if m != 0 {
+                    match m.trailing_zeros() {
+                        #(#arms)*
+                        _ => {}
+                    }
+                }
+            });
+        }
+        let default = decision_tokens(
+            quote! { ::capfence::__private::DecisionKind::Deny },
+            None,
+            DEFAULT_DENY_REASON,
+        );
+        quote! {
+            #[inline]
+            fn #name(v: &CompiledView) -> ::capfence::__private::CompiledDecision {
+                #malformed
+                #(#chunks)*
+                #default
+            }
+        }
+    }
+
+    fn items(&self) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        let digest = &self.policy.digest;
+        let file = &self.policy.file;
+        let slot_fields = self.slots.iter().enumerate().map(|(i, (field, ty))| {
+            let name = format_ident!("f{}", i);
+            let doc = format!("`{}` ({})", field, ty.describe());
+            let ty = match (field, ty) {
+                (Field::Risk, _) => quote! { #p::RiskSlot },
+                (_, FieldType::Number) => quote! { #p::NumSlot },
+                _ => quote! { #p::SymSlot },
+            };
+            quote! { #[doc = #doc] pub #name: #ty, }
+        });
+        let class_fns = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(id, rules)| self.class_fn(id, rules));
+        let class_arms = (0..self.classes.len()).map(|id| {
+            let name = format_ident!("class_{}", id);
+            let id = u16::try_from(id).unwrap_or(u16::MAX);
+            quote! { #id => #name(v), }
+        });
+        let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
+        let view_fn = self.view_fn();
+        let doc =
+            format!("The decision table of `{file}` (SHA-256 {digest}), generated by CapFence.");
+        quote! {
+            /// The typed view of an event that the compiled table decides on.
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            pub struct CompiledView {
+                /// The capability class: which rules apply (`u16::MAX`: none).
+                pub class: u16,
+                #(#slot_fields)*
+            }
+
+            #[doc = #doc]
+            #[derive(Debug, Clone, Copy, Default)]
+            pub struct CompiledPolicy;
+
+            #(#class_fns)*
+
+            impl CompiledPolicy {
+                /// SHA-256 of the policy file this table was generated from.
+                pub const DIGEST: &'static str = #digest;
+
+                #view_fn
+
+                /// Decides a view: no allocation, no string handling.
+                #[inline]
+                pub fn decide_view(&self, v: &CompiledView) -> #p::CompiledDecision {
+                    match v.class {
+                        #(#class_arms)*
+                        _ => #default,
+                    }
+                }
+            }
+
+            impl #p::Decide for CompiledPolicy {
+                fn decide(&self, event: &#p::Event) -> #p::Decision {
+                    self.decide_view(&self.view(event)).to_decision()
+                }
+
+                fn digest(&self) -> &str {
+                    Self::DIGEST
+                }
+            }
+
+            impl #p::Compiled for CompiledPolicy {
+                type View = CompiledView;
+
+                fn view(&self, event: &#p::Event) -> CompiledView {
+                    CompiledPolicy::view(self, event)
+                }
+
+                fn decide_view(&self, view: &CompiledView) -> #p::CompiledDecision {
+                    CompiledPolicy::decide_view(self, view)
+                }
+            }
+        }
+    }
+}
+
+/// The decision table as items (`CompiledView`, `CompiledPolicy` and their
+/// impls), for a file or a module.
+pub fn generate(policy: &Policy) -> TokenStream {
+    Plan::new(policy).items()
+}
+
+/// The decision table as a block expression whose value is the
+/// `CompiledPolicy` (what `capfence::policy!` expands to). `track` names files
+/// whose change must rebuild the user's crate.
+pub fn generate_expr(policy: &Policy, track: &[String]) -> TokenStream {
+    let items = generate(policy);
+    let track = track
+        .iter()
+        .map(|path| quote! { const _: &[u8] = include_bytes!(#path); });
+    quote! {
+        {
+            #(#track)*
+            #[allow(clippy::all, clippy::pedantic, unused_parens, non_camel_case_types)]
+            mod __capfence_table {
+                #items
+            }
+            __capfence_table::CompiledPolicy
+        }
+    }
+}
