@@ -20,13 +20,17 @@ pub const MISSING: u8 = 1;
 /// The field is present with the wrong type.
 pub const BAD: u8 = 2;
 
-/// A numeric field of a view.
+/// A numeric field of a view, as its *rank* among the policy's thresholds for
+/// that field: with the thresholds sorted `t0 < t1 < …`, the rank of `v` is
+/// `2i + 1` when `v == ti`, and `2i` when `v` lies between `t(i-1)` and `ti`.
+/// Every comparison with a threshold is then an exact integer comparison:
+/// `v > ti` is `rank > 2i + 1`, `v <= ti` is `rank <= 2i + 1`, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumSlot {
     /// [`OK`], [`MISSING`] or [`BAD`].
     pub state: u8,
-    /// The value (zero unless `state` is [`OK`]).
-    pub value: Decimal,
+    /// The rank (zero unless `state` is [`OK`]).
+    pub rank: u32,
 }
 
 /// A string field of a view, as the index of its value among the policy's
@@ -48,24 +52,46 @@ pub struct RiskSlot {
     pub level: u8,
 }
 
-/// A payload value as a number slot (a number, or a string holding one).
-pub fn num(value: Option<&Value>) -> NumSlot {
+/// A payload value as a number slot (a number, or a string holding one),
+/// ranked among `thresholds` (sorted, distinct).
+pub fn num(value: Option<&Value>, thresholds: &[Decimal]) -> NumSlot {
     match value {
         None => NumSlot {
             state: MISSING,
-            value: Decimal::ZERO,
+            rank: 0,
         },
         Some(v) => match v.as_number() {
             Some(n) => NumSlot {
                 state: OK,
-                value: n,
+                rank: rank(n, thresholds),
             },
             None => NumSlot {
                 state: BAD,
-                value: Decimal::ZERO,
+                rank: 0,
             },
         },
     }
+}
+
+/// The rank of `value` among sorted, distinct `thresholds` (see [`NumSlot`]).
+///
+/// ```
+/// use capfence_compiler::compiled::rank;
+/// use rust_decimal::Decimal;
+/// let t = [Decimal::from(50), Decimal::from(500)];
+/// assert_eq!(rank(Decimal::from(7), &t), 0);
+/// assert_eq!(rank(Decimal::from(50), &t), 1);
+/// assert_eq!(rank("50.00".parse().unwrap(), &t), 1);
+/// assert_eq!(rank(Decimal::from(51), &t), 2);
+/// assert_eq!(rank(Decimal::from(500), &t), 3);
+/// assert_eq!(rank(Decimal::from(501), &t), 4);
+/// ```
+pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
+    let r = match thresholds.binary_search(&value) {
+        Ok(i) => 2 * i + 1,
+        Err(i) => 2 * i,
+    };
+    u32::try_from(r).unwrap_or(u32::MAX)
 }
 
 /// A payload value as a string (strings only): `Err(())` when ill typed.

@@ -26,6 +26,14 @@ enum Command {
         /// The policy file.
         policy: PathBuf,
     },
+    /// Emit the static Rust decision table of a policy.
+    Build {
+        /// The policy file.
+        policy: PathBuf,
+        /// Where to write the Rust file (`-` for stdout).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Run a policy regression suite.
     Test {
         /// The policy file.
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Eval { policy } => eval(&policy),
+        Command::Build { policy, output } => build(&policy, &output),
         Command::Test {
             policy,
             tests,
@@ -130,5 +139,25 @@ fn test(policy: &PathBuf, tests: &PathBuf, format: Format) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
+    let policy = match load(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let text = capfence_compiler::codegen::render_file(&policy);
+    let written = if output.as_os_str() == "-" {
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(output, text)
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", output.display());
+            ExitCode::from(2)
+        }
     }
 }

@@ -13,12 +13,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
     let literal: LitStr = match syn::parse2(input) {
         Ok(lit) => lit,
         Err(e) => {
-            let mut e = e;
-            e.combine(syn::Error::new(
+            return syn::Error::new(
                 e.span(),
                 "expected the policy's path as a string literal: policy!(\"policies/fintech_policy.yaml\")",
-            ));
-            return e.to_compile_error();
+            )
+            .to_compile_error();
         }
     };
     let relative = literal.value();

@@ -66,6 +66,19 @@ impl std::fmt::Debug for ActionRuntime {
     }
 }
 
+/// A `'static` table as a shared decider.
+struct Static(&'static dyn Decide);
+
+impl Decide for Static {
+    fn decide(&self, event: &Event) -> capfence_compiler::Decision {
+        self.0.decide(event)
+    }
+
+    fn digest(&self) -> &str {
+        self.0.digest()
+    }
+}
+
 enum Source {
     Path(PathBuf),
     Decider(Arc<dyn Decide>),
@@ -160,6 +173,34 @@ impl ActionRuntime {
     /// A builder for the policy file at `path` (reference evaluator).
     pub fn builder(path: impl AsRef<Path>) -> RuntimeBuilder {
         RuntimeBuilder::new(Source::Path(path.as_ref().to_owned()))
+    }
+
+    /// A runtime for a compiled table (`capfence::policy!`), with state in the
+    /// default directory.
+    ///
+    /// ```
+    /// static POLICY: &dyn capfence::Decide = &capfence::policy!("../policies/fintech_policy.yaml");
+    /// # let state = std::env::temp_dir().join(format!("capfence-compiled-doc-{}", std::process::id()));
+    /// let runtime = capfence::ActionRuntime::compiled_builder(POLICY).state_dir(&state).build()?;
+    /// assert_eq!(runtime.policy_digest().len(), 64);
+    /// # std::fs::remove_dir_all(&state).ok();
+    /// # Ok::<(), capfence::RuntimeError>(())
+    /// ```
+    pub fn from_compiled(table: &'static dyn Decide) -> ActionRuntime {
+        let builder = ActionRuntime::compiled_builder(table);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::new(
+            default_state_dir(),
+            builder.sqlite.clone(),
+        ));
+        ActionRuntime {
+            decider: Arc::new(Static(table)),
+            ledger: Ledger::new(store, builder.clock, builder.ticket_ttl),
+        }
+    }
+
+    /// A builder for a compiled table.
+    pub fn compiled_builder(table: &'static dyn Decide) -> RuntimeBuilder {
+        RuntimeBuilder::new(Source::Decider(Arc::new(Static(table))))
     }
 
     /// A builder for an already decidable policy: a compiled table, or a

@@ -7,6 +7,8 @@
     missing_docs
 )]
 
+mod build;
 mod compiled;
 mod demo;
 mod differential;
+mod ui;

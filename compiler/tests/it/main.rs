@@ -9,6 +9,7 @@
 
 mod arb;
 mod cli;
+mod codegen;
 mod docs;
 mod load_errors;
 mod properties;
