@@ -17,8 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod analysis;
 pub mod codegen;
 pub mod compiled;
+pub mod diagnostic;
 pub mod eval;
 pub mod event;
 pub mod number;

@@ -26,6 +26,19 @@ enum Command {
         /// The policy file.
         policy: PathBuf,
     },
+    /// Check policies exactly: unsatisfiable, shadowed and conflicting rules,
+    /// unbounded amounts, default-deny gaps.
+    Lint {
+        /// The policy files.
+        #[arg(required = true)]
+        policies: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = LintFormat::Human)]
+        format: LintFormat,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
     /// Emit the static Rust decision table of a policy.
     Build {
         /// The policy file.
@@ -44,6 +57,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LintFormat {
+    Human,
+    Json,
+    Sarif,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,6 +86,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Eval { policy } => eval(&policy),
+        Command::Lint {
+            policies,
+            format,
+            deny_warnings,
+        } => lint(&policies, format, deny_warnings),
         Command::Build { policy, output } => build(&policy, &output),
         Command::Test {
             policy,
@@ -159,5 +184,37 @@ fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
             eprintln!("error: cannot write {}: {e}", output.display());
             ExitCode::from(2)
         }
+    }
+}
+
+fn lint(paths: &[PathBuf], format: LintFormat, deny_warnings: bool) -> ExitCode {
+    use capfence_compiler::diagnostic::{self, Diagnostic};
+    use capfence_compiler::policy::LoadErrorKind;
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    let mut unreadable = false;
+    for path in paths {
+        match Policy::load(path) {
+            Ok(policy) => diagnostics.extend(capfence_compiler::analysis::lint(&policy)),
+            Err(e) => {
+                unreadable |= e.kind == LoadErrorKind::Io;
+                diagnostics.push(Diagnostic::from(&e));
+            }
+        }
+    }
+    let text = match format {
+        LintFormat::Human => {
+            diagnostic::render_human(&diagnostics, &|file| std::fs::read_to_string(file).ok())
+        }
+        LintFormat::Json => format!("{}\n", diagnostic::render_json(&diagnostics)),
+        LintFormat::Sarif => format!("{:#}\n", diagnostic::render_sarif(&diagnostics)),
+    };
+    print!("{text}");
+    let (errors, warnings) = diagnostic::counts(&diagnostics);
+    if unreadable {
+        ExitCode::from(2)
+    } else if errors > 0 || (deny_warnings && warnings > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

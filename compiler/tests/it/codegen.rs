@@ -85,12 +85,22 @@ fn build_reports_policy_errors_with_exit_2() {
 
 #[test]
 fn editing_the_policy_changes_the_item() {
-    let before = capfence_compiler::Policy::parse("allow:\n  - capability: payments.read\n", "p.yaml").unwrap();
-    let after = capfence_compiler::Policy::parse("allow:\n  - capability: payments.read\n    environment: production\n", "p.yaml").unwrap();
+    let before =
+        capfence_compiler::Policy::parse("allow:\n  - capability: payments.read\n", "p.yaml")
+            .unwrap();
+    let after = capfence_compiler::Policy::parse(
+        "allow:\n  - capability: payments.read\n    environment: production\n",
+        "p.yaml",
+    )
+    .unwrap();
     let track = ["/abs/p.yaml".to_owned()];
     let a = generate_expr(&before, &track).to_string();
     let b = generate_expr(&after, &track).to_string();
     assert_ne!(a, b);
     assert!(a.contains(&before.digest) && b.contains(&after.digest));
-    assert_eq!(a, generate_expr(&before, &track).to_string(), "deterministic");
+    assert_eq!(
+        a,
+        generate_expr(&before, &track).to_string(),
+        "deterministic"
+    );
 }

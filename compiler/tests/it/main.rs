@@ -7,10 +7,11 @@
     missing_docs
 )]
 
-mod arb;
+pub mod arb;
 mod cli;
 mod codegen;
 mod docs;
+mod lint;
 mod load_errors;
 mod properties;
 mod reference;

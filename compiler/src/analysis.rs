@@ -1,0 +1,383 @@
+//! Exact policy analysis: `capfence-compile lint`.
+//!
+//! Each rule's region (the well-formed events it matches) is computed exactly
+//! over the policy's own condition language ([`region`]); the lints compare
+//! regions, never samples:
+//! - `unsatisfiable-rule` (error): the region is empty;
+//! - `shadowed-rule` (warning): the region is covered by earlier rules in
+//!   precedence order, so the rule never decides;
+//! - `conflict` (warning): an allow or require_approval rule overlaps the part
+//!   of a higher-tier rule that decides; the note gives the overlap in words
+//!   and an example event;
+//! - `unbounded-amount` (warning): an allow rule bounds a number above only;
+//! - `default-deny-gap` (note): part of a capability the policy mentions that
+//!   no rule covers.
+//!
+//! Rules are indexed by capability pattern before pairs are compared.
+
+pub mod region;
+
+use std::collections::BTreeMap;
+
+use region::{Box, End, Region, describe_box};
+
+use crate::diagnostic::{Diagnostic, Related, Severity};
+use crate::policy::{CapabilityPattern, Policy, Rule, Tier};
+
+/// How many boxes of a region a note spells out.
+const SHOWN: usize = 3;
+
+fn describe(region: &Region, with_capability: bool) -> String {
+    let mut parts: Vec<String> = region
+        .boxes
+        .iter()
+        .take(SHOWN)
+        .map(|b| describe_box(b, with_capability))
+        .collect();
+    if region.boxes.len() > SHOWN {
+        parts.push(format!("… ({} more)", region.boxes.len() - SHOWN));
+    }
+    parts.join(" or ")
+}
+
+/// The rules' regions and an index by capability.
+pub struct Analysis<'p> {
+    policy: &'p Policy,
+    regions: Vec<Option<Region>>,
+    /// For each rule, the earlier rules whose capability patterns overlap it.
+    earlier: Vec<Vec<usize>>,
+}
+
+fn patterns_overlap(a: &CapabilityPattern, b: &CapabilityPattern) -> bool {
+    match (a, b) {
+        (CapabilityPattern::Any, _) | (_, CapabilityPattern::Any) => true,
+        (
+            CapabilityPattern::Segments {
+                resource: r1,
+                action: a1,
+            },
+            CapabilityPattern::Segments {
+                resource: r2,
+                action: a2,
+            },
+        ) => {
+            let seg = |x: &Option<String>, y: &Option<String>| x.is_none() || y.is_none() || x == y;
+            seg(r1, r2) && seg(a1, a2)
+        }
+    }
+}
+
+impl<'p> Analysis<'p> {
+    /// Computes every rule's region.
+    pub fn new(policy: &'p Policy) -> Analysis<'p> {
+        let regions = policy
+            .rules
+            .iter()
+            .map(|r| Region::of_rule(r).ok())
+            .collect();
+        // Index rules by resource so that only rules that can overlap are compared.
+        let mut by_resource: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let key = match &rule.capability {
+                CapabilityPattern::Segments {
+                    resource: Some(r), ..
+                } => Some(r.as_str()),
+                _ => None,
+            };
+            by_resource.entry(key).or_default().push(i);
+        }
+        let wildcard: Vec<usize> = by_resource.get(&None).cloned().unwrap_or_default();
+        let earlier = policy
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let mut candidates: Vec<usize> = match &rule.capability {
+                    CapabilityPattern::Segments {
+                        resource: Some(r), ..
+                    } => {
+                        let mut c = by_resource
+                            .get(&Some(r.as_str()))
+                            .cloned()
+                            .unwrap_or_default();
+                        c.extend(wildcard.iter().copied());
+                        c
+                    }
+                    _ => (0..policy.rules.len()).collect(),
+                };
+                candidates.retain(|&j| {
+                    j < i
+                        && policy.rules.get(j).is_some_and(|other| {
+                            patterns_overlap(&rule.capability, &other.capability)
+                        })
+                });
+                candidates.sort_unstable();
+                candidates.dedup();
+                candidates
+            })
+            .collect();
+        Analysis {
+            policy,
+            regions,
+            earlier,
+        }
+    }
+
+    /// The region of rule `i` (`None` if too complex to analyse).
+    pub fn region(&self, i: usize) -> Option<&Region> {
+        self.regions.get(i).and_then(Option::as_ref)
+    }
+
+    /// The part of rule `i`'s region where it actually decides.
+    pub fn effective(&self, i: usize) -> Option<Region> {
+        let mut region = self.region(i)?.clone();
+        for &j in self.earlier.get(i)? {
+            region = region.minus(self.region(j)?).ok()?;
+            if region.is_empty() {
+                break;
+            }
+        }
+        Some(region)
+    }
+
+    fn diagnostic(
+        &self,
+        rule: &Rule,
+        code: &'static str,
+        severity: Severity,
+        message: String,
+    ) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity,
+            rule: Some(rule.id.clone()),
+            file: self.policy.file.clone(),
+            line: rule.location.line,
+            column: rule.location.column,
+            message,
+            related: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn witness(&self, region: &Region) -> Option<String> {
+        region
+            .boxes
+            .first()
+            .and_then(|b| b.witness(&self.policy.field_types))
+            .map(|e| e.to_json())
+    }
+
+    /// Every finding, in rule order.
+    pub fn lint(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for (i, rule) in self.policy.rules.iter().enumerate() {
+            let Some(region) = self.region(i) else {
+                out.push(self.diagnostic(
+                    rule,
+                    "analysis-skipped",
+                    Severity::Note,
+                    format!(
+                        "{} expands to more than {} cases and was not analysed",
+                        rule.id,
+                        region::MAX_BOXES
+                    ),
+                ));
+                continue;
+            };
+            if region.is_empty() {
+                out.push(self.diagnostic(
+                    rule,
+                    "unsatisfiable-rule",
+                    Severity::Error,
+                    format!(
+                        "{}: its conditions can never all hold, so it never matches",
+                        rule.id
+                    ),
+                ));
+                continue;
+            }
+            let effective = self.effective(i);
+            if effective.as_ref().is_some_and(Region::is_empty) {
+                let mut d = self.diagnostic(
+                    rule,
+                    "shadowed-rule",
+                    Severity::Warning,
+                    format!(
+                        "{} never decides: every event it matches is decided by an earlier rule",
+                        rule.id
+                    ),
+                );
+                for &j in self.earlier.get(i).map(Vec::as_slice).unwrap_or_default() {
+                    let (Some(other), Some(theirs)) = (self.policy.rules.get(j), self.region(j))
+                    else {
+                        continue;
+                    };
+                    if region.intersect(theirs).is_ok_and(|r| !r.is_empty()) {
+                        d.related.push(Related {
+                            rule: other.id.clone(),
+                            line: other.location.line,
+                        });
+                        d.notes.push(format!(
+                            "covered by {} (line {})",
+                            other.id, other.location.line
+                        ));
+                    }
+                }
+                out.push(d);
+                continue;
+            }
+            if rule.tier != Tier::Deny {
+                self.conflicts(i, rule, region, &mut out);
+            }
+            if rule.tier == Tier::Allow {
+                self.unbounded(rule, region, &mut out);
+            }
+        }
+        self.gaps(&mut out);
+        out
+    }
+
+    fn conflicts(&self, i: usize, rule: &Rule, region: &Region, out: &mut Vec<Diagnostic>) {
+        let mut d = self.diagnostic(
+            rule,
+            "conflict",
+            Severity::Warning,
+            format!("{} is partly overridden by a higher tier", rule.id),
+        );
+        for &j in self.earlier.get(i).map(Vec::as_slice).unwrap_or_default() {
+            let Some(other) = self.policy.rules.get(j) else {
+                continue;
+            };
+            if other.tier >= rule.tier {
+                continue;
+            }
+            let Some(decides) = self.effective(j) else {
+                continue;
+            };
+            let Ok(overlap) = region.intersect(&decides) else {
+                continue;
+            };
+            if overlap.is_empty() {
+                continue;
+            }
+            d.related.push(Related {
+                rule: other.id.clone(),
+                line: other.location.line,
+            });
+            let mut note = format!(
+                "{} (line {}, {}) decides where {}",
+                other.id,
+                other.location.line,
+                other.tier,
+                describe(&overlap, false)
+            );
+            if let Some(example) = self.witness(&overlap) {
+                note.push_str(&format!("; e.g. {example}"));
+            }
+            d.notes.push(note);
+        }
+        if !d.related.is_empty() {
+            out.push(d);
+        }
+    }
+
+    fn unbounded(&self, rule: &Rule, region: &Region, out: &mut Vec<Diagnostic>) {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for b in &region.boxes {
+            for (field, interval) in &b.numbers {
+                if let (End::Open, End::Incl(v) | End::Excl(v)) = (interval.lo, interval.hi)
+                    && !fields.iter().any(|(f, _)| *f == field.name())
+                {
+                    fields.push((field.name().to_owned(), v.to_string()));
+                }
+            }
+        }
+        for (field, bound) in fields {
+            let mut d = self.diagnostic(
+                rule,
+                "unbounded-amount",
+                Severity::Warning,
+                format!(
+                    "{} bounds `{field}` above ({bound}) but not below: negative amounts pass",
+                    rule.id
+                ),
+            );
+            d.notes
+                .push(format!("help: add a lower bound, e.g. `{field}_gte: 0.01`"));
+            out.push(d);
+        }
+    }
+
+    fn gaps(&self, out: &mut Vec<Diagnostic>) {
+        let mut seen: Vec<&CapabilityPattern> = Vec::new();
+        for rule in &self.policy.rules {
+            if seen.contains(&&rule.capability) {
+                continue;
+            }
+            seen.push(&rule.capability);
+            let mut gap = Region::of(Box::capability(&rule.capability));
+            let mut complete = true;
+            for (j, other) in self.policy.rules.iter().enumerate() {
+                if !patterns_overlap(&rule.capability, &other.capability) {
+                    continue;
+                }
+                match self.region(j).map(|r| gap.minus(r)) {
+                    Some(Ok(rest)) => gap = rest,
+                    _ => {
+                        complete = false;
+                        break;
+                    }
+                }
+                if gap.is_empty() {
+                    break;
+                }
+            }
+            if !complete || gap.is_empty() {
+                continue;
+            }
+            let wildcard = !matches!(
+                &rule.capability,
+                CapabilityPattern::Segments {
+                    resource: Some(_),
+                    action: Some(_)
+                }
+            );
+            let region = describe(&gap, wildcard);
+            let message = if region == "every event" {
+                format!(
+                    "{}: no rule ever matches, so every event falls to default deny",
+                    rule.capability
+                )
+            } else {
+                format!(
+                    "{} with {region} is covered by no rule and falls to default deny",
+                    rule.capability
+                )
+            };
+            let mut d = self.diagnostic(rule, "default-deny-gap", Severity::Note, message);
+            d.line = rule.capability_location.line;
+            d.column = rule.capability_location.column;
+            if let Some(example) = self.witness(&gap) {
+                d.notes.push(format!("e.g. {example}"));
+            }
+            out.push(d);
+        }
+    }
+}
+
+/// Lints a policy.
+///
+/// ```
+/// use capfence_compiler::{Policy, analysis::lint};
+/// let policy = Policy::parse(
+///     "deny:\n  - capability: payments.transfer\n    amount_gt: 100\n\
+///      allow:\n  - capability: payments.transfer\n    amount_gt: 200\n",
+///     "p.yaml",
+/// ).unwrap();
+/// let codes: Vec<_> = lint(&policy).into_iter().map(|d| d.code).collect();
+/// assert_eq!(codes, ["shadowed-rule", "default-deny-gap"]);
+/// ```
+pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
+    Analysis::new(policy).lint()
+}

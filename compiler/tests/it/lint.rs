@@ -1,0 +1,290 @@
+//! `capfence-compile lint`: one snapshot per fixture in tests/fixtures/lint/,
+//! the case study's expected findings, the output formats and exit codes, and
+//! a property test of the analysis against the reference evaluator.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use capfence_compiler::Policy;
+use capfence_compiler::analysis::{Analysis, lint};
+use capfence_compiler::diagnostic::{Diagnostic, render_human, render_json, render_sarif};
+use capfence_compiler::event::Event;
+use proptest::prelude::*;
+
+use super::{arb, root};
+
+fn lint_file(path: &Path, shown: &str) -> Vec<Diagnostic> {
+    let text = fs::read_to_string(path).unwrap();
+    match Policy::parse(&text, shown) {
+        Ok(policy) => lint(&policy),
+        Err(e) => vec![Diagnostic::from(&e)],
+    }
+}
+
+#[test]
+fn every_lint_fixture_has_its_snapshot() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15);
+    for path in files {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let shown = format!("tests/fixtures/lint/{stem}.yaml");
+        let diagnostics = lint_file(&path, &shown);
+        let text = fs::read_to_string(&path).unwrap();
+        let rendered = render_human(&diagnostics, &|_| Some(text.clone()));
+        insta::assert_snapshot!(format!("lint_{stem}"), rendered);
+    }
+}
+
+#[test]
+fn the_case_study_policy_has_exactly_the_expected_findings() {
+    let found: Vec<(&str, Option<String>)> = lint(&super::fintech())
+        .into_iter()
+        .map(|d| (d.code, d.rule))
+        .collect();
+    let id = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        found,
+        [
+            ("conflict", id("require_approval[0]")),
+            ("conflict", id("allow[0]")),
+            ("unbounded-amount", id("allow[0]")),
+            ("default-deny-gap", id("require_approval[1]")),
+        ]
+    );
+    let gap = lint(&super::fintech()).pop().unwrap();
+    assert!(
+        gap.message
+            .starts_with("payments.refund with amount <= 100 "),
+        "{}",
+        gap.message
+    );
+    let conflict = lint(&super::fintech()).remove(1);
+    assert!(
+        conflict.notes[0].contains("environment = staging, 50 < amount <= 500"),
+        "{:?}",
+        conflict.notes
+    );
+}
+
+fn compile(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capfence-compile"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn exit_codes_follow_the_findings() {
+    assert_eq!(
+        compile(&["lint", "policies/fintech_policy.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        compile(&["lint", "policies/fintech_policy.yaml", "--deny-warnings"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let unsat = "compiler/tests/fixtures/lint/unsatisfiable_decimals.yaml";
+    assert_eq!(compile(&["lint", unsat]).status.code(), Some(1));
+    assert_eq!(
+        compile(&[
+            "lint",
+            "compiler/tests/fixtures/lint/clean.yaml",
+            "--deny-warnings"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(compile(&["lint", "no/such.yaml"]).status.code(), Some(2));
+    assert_eq!(compile(&["lint"]).status.code(), Some(2));
+    // Several files per call.
+    let out = compile(&[
+        "lint",
+        "policies/fintech_policy.yaml",
+        unsat,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["errors"], 1);
+    assert_eq!(json["warnings"], 3);
+}
+
+#[test]
+fn json_output_has_the_documented_shape() {
+    let json = render_json(&lint(&super::fintech()));
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&json), ["diagnostics", "errors", "warnings"]);
+    let first = &json["diagnostics"][0];
+    assert_eq!(
+        keys(first),
+        [
+            "code", "column", "file", "line", "message", "related", "rule", "severity"
+        ]
+    );
+    assert_eq!(first["code"], "conflict");
+    assert_eq!(
+        first["related"][0],
+        serde_json::json!({"rule": "deny[0]", "line": 7})
+    );
+    assert_eq!(
+        (json["errors"].as_u64(), json["warnings"].as_u64()),
+        (Some(0), Some(3))
+    );
+}
+
+#[test]
+fn sarif_output_has_the_required_fields() {
+    let sarif = render_sarif(&lint(&super::fintech()));
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    let driver = &run["tool"]["driver"];
+    assert_eq!(driver["name"], "capfence-compile");
+    let rules = driver["rules"].as_array().unwrap();
+    for code in [
+        "unsatisfiable-rule",
+        "shadowed-rule",
+        "conflict",
+        "unbounded-amount",
+        "default-deny-gap",
+    ] {
+        let rule = rules
+            .iter()
+            .find(|r| r["id"] == code)
+            .unwrap_or_else(|| panic!("{code}"));
+        assert!(rule["help"]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for result in results {
+        // SARIF 2.1.0 requires `message`; code scanning needs ruleId, level and a physical location.
+        assert!(result["message"]["text"].is_string());
+        assert!(["error", "warning", "note"].contains(&result["level"].as_str().unwrap()));
+        let index = result["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], result["ruleId"]);
+        let location = &result["locations"][0]["physicalLocation"];
+        assert!(
+            location["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("policies/fintech_policy.yaml")
+        );
+        assert!(location["region"]["startLine"].as_u64().unwrap() >= 1);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// No event is decided by a rule reported shadowed or unsatisfiable; every
+    /// conflict and gap witness gets the decision the note reports.
+    #[test]
+    fn the_analysis_agrees_with_the_reference_evaluator(
+        rules in arb::rules(), events in prop::collection::vec(arb::event(), 64)
+    ) {
+        let policy = arb::load(&rules);
+        let diagnostics = lint(&policy);
+        let never: Vec<&str> = diagnostics
+            .iter()
+            .filter(|d| matches!(d.code, "shadowed-rule" | "unsatisfiable-rule"))
+            .filter_map(|d| d.rule.as_deref())
+            .collect();
+        for event in &events {
+            let decision = policy.decide(event);
+            if let Some(rule) = decision.rule.as_deref() {
+                prop_assert!(!never.contains(&rule), "{} decided {} but was reported never deciding", rule, event);
+            }
+        }
+        for d in &diagnostics {
+            for note in &d.notes {
+                let Some(json) = note.split("e.g. ").nth(1).filter(|j| j.starts_with('{')) else { continue };
+                let witness = Event::from_json(json).unwrap();
+                let decision = policy.decide(&witness);
+                match d.code {
+                    "default-deny-gap" => prop_assert_eq!(decision.rule, None, "{}", json),
+                    "conflict" => {
+                        let higher = note.split(' ').next().unwrap();
+                        prop_assert_eq!(decision.rule.as_deref(), Some(higher), "{}", json);
+                        let rule = policy.rules.iter().find(|r| Some(r.id.as_str()) == d.rule.as_deref()).unwrap();
+                        prop_assert!(rule.matches(&witness), "witness outside {}: {}", rule.id, json);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Each rule's effective region holds exactly the events it decides.
+    #[test]
+    fn effective_regions_are_exact(rules in arb::rules(), events in prop::collection::vec(arb::event(), 64)) {
+        let policy = arb::load(&rules);
+        let analysis = Analysis::new(&policy);
+        for event in &events {
+            let decision = policy.decide(event);
+            if decision.reason.starts_with("malformed") {
+                continue;
+            }
+            for (i, rule) in policy.rules.iter().enumerate() {
+                let Some(region) = analysis.effective(i) else { continue };
+                let inside = region.boxes.iter().any(|b| contains(b, event));
+                prop_assert_eq!(inside, decision.rule.as_deref() == Some(rule.id.as_str()), "{} {}", rule.id, event);
+            }
+        }
+    }
+}
+
+/// Whether a (well-formed) event lies in a box.
+fn contains(b: &capfence_compiler::analysis::region::Box, event: &Event) -> bool {
+    use capfence_compiler::policy::{Field, Risk};
+    let (Some(r), Some(a)) = (&event.resource, &event.action) else {
+        return false;
+    };
+    if !b.resource.contains(r) || !b.action.contains(a) {
+        return false;
+    }
+    if let Some(risk) = event.risk.as_deref().and_then(Risk::parse) {
+        if !b.risk.contains(risk) {
+            return false;
+        }
+    } else if b.risk.0 != capfence_compiler::policy::RiskSet::ALL.0 {
+        return false;
+    }
+    for (field, interval) in &b.numbers {
+        let Field::Payload(name) = field else {
+            return false;
+        };
+        match event.payload.get(name).and_then(|v| v.as_number()) {
+            Some(n) if interval.contains(n) => {}
+            _ => return false,
+        }
+    }
+    for (field, set) in &b.strings {
+        let value = match field {
+            Field::Actor => event.actor.clone(),
+            Field::Environment => event.environment.clone(),
+            Field::Payload(name) => event
+                .payload
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            _ => None,
+        };
+        match value {
+            Some(v) if set.contains(&v) => {}
+            _ => return false,
+        }
+    }
+    true
+}
