@@ -46,6 +46,8 @@ pub struct Analysis<'p> {
     regions: Vec<Option<Region>>,
     /// For each rule, the earlier rules whose capability patterns overlap it.
     earlier: Vec<Vec<usize>>,
+    /// For each rule, the part of its region where it decides.
+    effective: Vec<Option<Region>>,
 }
 
 fn patterns_overlap(a: &CapabilityPattern, b: &CapabilityPattern) -> bool {
@@ -116,11 +118,16 @@ impl<'p> Analysis<'p> {
                 candidates
             })
             .collect();
-        Analysis {
+        let mut analysis = Analysis {
             policy,
             regions,
             earlier,
-        }
+            effective: Vec::new(),
+        };
+        analysis.effective = (0..policy.rules.len())
+            .map(|i| analysis.compute_effective(i))
+            .collect();
+        analysis
     }
 
     /// The region of rule `i` (`None` if too complex to analyse).
@@ -130,6 +137,10 @@ impl<'p> Analysis<'p> {
 
     /// The part of rule `i`'s region where it actually decides.
     pub fn effective(&self, i: usize) -> Option<Region> {
+        self.effective.get(i).cloned().flatten()
+    }
+
+    fn compute_effective(&self, i: usize) -> Option<Region> {
         let mut region = self.region(i)?.clone();
         for &j in self.earlier.get(i)? {
             region = region.minus(self.region(j)?).ok()?;
@@ -380,4 +391,76 @@ impl<'p> Analysis<'p> {
 /// ```
 pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     Analysis::new(policy).lint()
+}
+
+/// One region where two policies decide differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The region in words, capability first.
+    pub region: String,
+    /// The old decision and rule.
+    pub old: (crate::eval::DecisionKind, Option<String>),
+    /// The new decision and rule.
+    pub new: (crate::eval::DecisionKind, Option<String>),
+    /// An event in the region (JSON), valid for both policies.
+    pub witness: Option<String>,
+}
+
+/// Every region of a policy with the decision made there: each rule's
+/// effective region, then the default-deny rest.
+fn decision_map(
+    analysis: &Analysis<'_>,
+) -> Option<Vec<(Region, crate::eval::DecisionKind, Option<String>)>> {
+    use crate::eval::DecisionKind;
+    let mut map = Vec::new();
+    let mut rest = Region::of(Box::all());
+    for (i, rule) in analysis.policy.rules.iter().enumerate() {
+        let kind = match rule.tier {
+            Tier::Deny => DecisionKind::Deny,
+            Tier::RequireApproval => DecisionKind::RequireApproval,
+            Tier::Allow => DecisionKind::Allow,
+        };
+        let effective = analysis.effective(i)?;
+        if !effective.is_empty() {
+            map.push((effective, kind, Some(rule.id.clone())));
+        }
+        rest = rest.minus(analysis.region(i)?).ok()?;
+    }
+    if !rest.is_empty() {
+        map.push((rest, DecisionKind::Deny, None));
+    }
+    Some(map)
+}
+
+/// Every region where `new` decides differently from `old` (decision kinds;
+/// renamed or reordered rules that decide alike are no change). Regions
+/// cover well-formed events: those carrying every field either policy tests.
+/// `None` when a policy is too complex to compare exactly.
+pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Change>> {
+    let (a, b) = (Analysis::new(old), Analysis::new(new));
+    let (map_a, map_b) = (decision_map(&a)?, decision_map(&b)?);
+    let mut fields = old.field_types.clone();
+    for f in &new.field_types {
+        if !fields.iter().any(|(g, _)| g == &f.0) {
+            fields.push(f.clone());
+        }
+    }
+    let mut changes = Vec::new();
+    for (ra, ka, rule_a) in &map_a {
+        for (rb, kb, rule_b) in &map_b {
+            if ka == kb {
+                continue;
+            }
+            let overlap = ra.intersect(rb).ok()?;
+            for piece in &overlap.boxes {
+                changes.push(Change {
+                    region: describe_box(piece, true),
+                    old: (*ka, rule_a.clone()),
+                    new: (*kb, rule_b.clone()),
+                    witness: piece.witness(&fields).map(|e| e.to_json()),
+                });
+            }
+        }
+    }
+    Some(changes)
 }

@@ -161,6 +161,26 @@ fn test_holds(test: &Test, event: &Event) -> bool {
     }
 }
 
+impl crate::policy::Condition {
+    /// Whether the condition holds for a well-formed event.
+    pub fn holds(&self, event: &Event) -> bool {
+        holds(&self.expr, event)
+    }
+}
+
+/// A field's value in an event, for messages (`amount = 2500`, `environment` missing).
+pub fn show_field(event: &Event, field: &Field) -> String {
+    match lookup(event, field) {
+        None => format!("`{field}` is missing"),
+        Some(Found::Text(t)) => format!("{field} = {t}"),
+        Some(Found::Payload(v)) => {
+            let mut text = String::new();
+            v.write_json(&mut text);
+            format!("{field} = {text}")
+        }
+    }
+}
+
 impl Rule {
     /// Whether the rule's capability pattern covers the event's capability.
     pub fn applies_to(&self, event: &Event) -> bool {

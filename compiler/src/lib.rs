@@ -23,6 +23,7 @@ pub mod compiled;
 pub mod diagnostic;
 pub mod eval;
 pub mod event;
+pub mod explain;
 pub mod number;
 pub mod policy;
 pub mod source;

@@ -39,6 +39,22 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Every region where two policies decide differently, with an example event each.
+    Diff {
+        /// The policy before.
+        old: PathBuf,
+        /// The policy after.
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Explain the decision on one event (JSON on stdin): the deciding rule, and
+    /// for every other rule of its capability why it did not decide.
+    Explain {
+        /// The policy file.
+        policy: PathBuf,
+    },
     /// Emit the static Rust decision table of a policy.
     Build {
         /// The policy file.
@@ -92,6 +108,8 @@ fn main() -> ExitCode {
             deny_warnings,
         } => lint(&policies, format, deny_warnings),
         Command::Build { policy, output } => build(&policy, &output),
+        Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Explain { policy } => explain(&policy),
         Command::Test {
             policy,
             tests,
@@ -216,5 +234,86 @@ fn lint(paths: &[PathBuf], format: LintFormat, deny_warnings: bool) -> ExitCode 
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
+    let (old, new) = match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let Some(changes) = capfence_compiler::analysis::diff(&old, &new) else {
+        eprintln!("error: the policies are too complex to compare exactly");
+        return ExitCode::from(2);
+    };
+    match format {
+        Format::Human => {
+            for c in &changes {
+                let rule = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".to_owned());
+                println!(
+                    "{}: {} -> {} ({} -> {})",
+                    c.region,
+                    c.old.0,
+                    c.new.0,
+                    rule(&c.old.1),
+                    rule(&c.new.1)
+                );
+                if let Some(w) = &c.witness {
+                    println!("  e.g. {w}");
+                }
+            }
+            if changes.is_empty() {
+                println!("no change: the two policies decide every event alike");
+            } else {
+                println!("{} region(s) decide differently", changes.len());
+            }
+        }
+        Format::Json => {
+            let list: Vec<_> = changes
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "region": c.region,
+                        "old": {"decision": c.old.0.as_str(), "rule": c.old.1},
+                        "new": {"decision": c.new.0.as_str(), "rule": c.new.1},
+                        "witness": c.witness,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"changes": list, "equivalent": changes.is_empty()})
+            );
+        }
+    }
+    if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn explain(path: &PathBuf) -> ExitCode {
+    let policy = match load(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut input = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+        eprintln!("error: cannot read stdin: {e}");
+        return ExitCode::from(2);
+    }
+    match Event::from_json(input.trim()) {
+        Ok(event) => {
+            print!(
+                "{}",
+                capfence_compiler::explain::explain(&policy, &event).render()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -10,6 +10,7 @@
 pub mod arb;
 mod cli;
 mod codegen;
+mod diff;
 mod docs;
 mod lint;
 mod load_errors;
