@@ -4,7 +4,25 @@
 
 use proc_macro::TokenStream;
 
+mod attr;
+mod gate;
 mod policy;
+
+/// Gates an agent tool function: every call is decided by the policy and
+/// recorded in the audit chain before the body runs; a call that is denied
+/// or waits for approval returns `Err(capfence::Blocked { .. }.into())`.
+///
+/// `#[capfence::gate("payments.transfer", skip(note), rename(sum = "amount"))]`.
+/// The function's named arguments become the event payload; a `&capfence::Context`
+/// argument gives the runtime, actor and environment (else the ambient
+/// context). Checked at compile time against the policy named in
+/// `[package.metadata.capfence] policy = "…"` (or `policy = "…"` here): an
+/// unknown capability, or a field the policy tests that the function does not
+/// take, is a compile error.
+#[proc_macro_attribute]
+pub fn gate(args: TokenStream, item: TokenStream) -> TokenStream {
+    gate::expand(args.into(), item.into()).into()
+}
 
 /// Compiles a policy file into a static decision table at build time.
 ///

@@ -27,6 +27,7 @@ pub mod approvals;
 pub mod audit;
 pub mod clock;
 pub mod decide;
+pub mod gate;
 pub mod ledger;
 pub mod runtime;
 pub mod store;
@@ -39,8 +40,9 @@ pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
 pub use capfence_compiler::event::{Event, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
-pub use capfence_macros::policy;
+pub use capfence_macros::{gate, policy};
 pub use decide::{Compiled, Decide};
+pub use gate::{Blocked, Context, PayloadValue};
 pub use ledger::{Ledger, OperatorError, VerifyError};
 pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
@@ -51,10 +53,12 @@ pub use verdict::Verdict;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decide::{Compiled, Decide};
+    pub use crate::gate::check;
     pub use capfence_compiler::compiled::{
         BAD, CompiledDecision, MISSING, NumSlot, OK, RiskSlot, SymSlot, num, payload_str, risk, sym,
     };
     pub use capfence_compiler::eval::{Decision, DecisionKind};
     pub use capfence_compiler::event::Event;
+    pub use capfence_compiler::event::Value;
     pub use rust_decimal::Decimal;
 }
