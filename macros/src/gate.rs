@@ -66,14 +66,15 @@ fn metadata_policy(manifest: &str) -> Option<String> {
             inside = line == "[package.metadata.capfence]";
             continue;
         }
-        if inside && let Some((key, value)) = line.split_once('=') {
-            if key.trim() == "policy" {
-                let value = value.split('#').next()?.trim();
-                return value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .map(str::to_owned);
-            }
+        if inside
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "policy"
+        {
+            let value = value.split('#').next()?.trim();
+            return value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_owned);
         }
     }
     None
