@@ -11,4 +11,5 @@ mod build;
 mod compiled;
 mod demo;
 mod differential;
+mod gate;
 mod ui;

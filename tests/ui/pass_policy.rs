@@ -1,5 +1,5 @@
 // A policy compiled at build time, usable as a `static`.
-use capfence::{Compiled, Decide};
+use capfence::Decide;
 
 static POLICY: &dyn Decide = &capfence::policy!("../../../../policies/fintech_policy.yaml");
 

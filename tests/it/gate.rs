@@ -1,0 +1,180 @@
+//! `#[capfence::gate]` through its public interface: gated tools run their
+//! body only when allowed, return `Blocked` otherwise, record every call.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+
+use capfence::{ActionRuntime, Blocked, Context, Decimal, DecisionKind, Risk};
+
+#[derive(Debug)]
+enum ToolError {
+    Blocked(Blocked),
+}
+
+impl From<Blocked> for ToolError {
+    fn from(b: Blocked) -> Self {
+        ToolError::Blocked(b)
+    }
+}
+
+impl ToolError {
+    fn blocked(&self) -> &Blocked {
+        let ToolError::Blocked(b) = self;
+        b
+    }
+}
+
+#[capfence::gate("payments.transfer")]
+fn transfer(ctx: &Context, amount: Decimal, destination: &str) -> Result<String, ToolError> {
+    Ok(format!("sent {amount} to {destination}"))
+}
+
+#[capfence::gate("payments.transfer", rename(sum = "amount", to = "destination"))]
+fn transfer_renamed(sum: Decimal, to: String) -> Result<String, ToolError> {
+    Ok(format!("sent {sum} to {to}"))
+}
+
+#[capfence::gate("payments.refund", skip(memo))]
+async fn refund(ctx: &Context, amount: i64, memo: String) -> Result<i64, ToolError> {
+    Ok(amount + i64::try_from(memo.len()).unwrap_or(0) * 0)
+}
+
+struct Ledger {
+    ran: std::cell::Cell<u32>,
+}
+
+impl Ledger {
+    #[capfence::gate("payments.read")]
+    fn read_balance(&self, ctx: &Context) -> Result<u32, ToolError> {
+        self.ran.set(self.ran.get() + 1);
+        Ok(self.ran.get())
+    }
+}
+
+fn runtime(name: &str) -> (ActionRuntime, std::path::PathBuf) {
+    let state = std::env::temp_dir().join(format!("capfence-gate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/treasury_agent.yaml");
+    (
+        ActionRuntime::builder(policy)
+            .state_dir(&state)
+            .build()
+            .unwrap(),
+        state,
+    )
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn the_three_case_study_amounts() {
+    let (rt, state) = runtime("three");
+    let ctx = Context::new(rt.clone(), "treasury-agent", "production").with_risk(Risk::High);
+    let d = |cents| Decimal::new(cents, 2);
+    assert_eq!(
+        transfer(&ctx, d(12_000), "vendor-corp-123").unwrap(),
+        "sent 120.00 to vendor-corp-123"
+    );
+    let denied = transfer(&ctx, d(1_500_000), "vendor-corp-123").unwrap_err();
+    assert_eq!(denied.blocked().decision(), DecisionKind::Deny);
+    assert_eq!(denied.blocked().approval_id(), None);
+    let held = transfer(&ctx, d(250_000), "strategic-partner-456").unwrap_err();
+    assert_eq!(held.blocked().decision(), DecisionKind::RequireApproval);
+    assert_eq!(held.blocked().approval_id(), Some("T-1"));
+    let injected = transfer(&ctx, d(30_000), "attacker-acct-999").unwrap_err();
+    assert!(
+        injected
+            .blocked()
+            .reason()
+            .contains("not an approved counterparty")
+    );
+    // Every call is on the record, with the argument values as the payload.
+    let records = rt.ledger().records().unwrap();
+    assert_eq!(records.len(), 4);
+    assert_eq!(
+        records[0].payload,
+        r#"{"amount":120,"destination":"vendor-corp-123"}"#
+    );
+    assert_eq!(records[0].actor.as_deref(), Some("treasury-agent"));
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[test]
+fn rename_skip_async_method_and_ambient_context() {
+    let (rt, state) = runtime("forms");
+    let ctx = Context::new(rt.clone(), "treasury-agent", "production");
+    // No context argument: the ambient one.
+    let sent = ctx.scope(|| transfer_renamed(Decimal::from(99), "payroll-001".to_owned()));
+    assert_eq!(sent.unwrap(), "sent 99 to payroll-001");
+    // Without any context the call is refused and the body does not run.
+    let refused = transfer_renamed(Decimal::from(99), "payroll-001".to_owned()).unwrap_err();
+    assert!(refused.blocked().reason().contains("no CapFence context"));
+    // async, with a skipped argument: only `amount` reaches the payload.
+    assert_eq!(block_on(refund(&ctx, 40, "note".to_owned())).unwrap(), 40);
+    let held = block_on(refund(&ctx, 400, "note".to_owned())).unwrap_err();
+    assert_eq!(held.blocked().decision(), DecisionKind::RequireApproval);
+    // async with the ambient context, task-local across polls.
+    let scoped = block_on(
+        ctx.scope_async(async { transfer_renamed(Decimal::from(5), "payroll-001".into()) }),
+    );
+    assert!(scoped.is_ok());
+    // A method.
+    let ledger = Ledger {
+        ran: std::cell::Cell::new(0),
+    };
+    assert_eq!(ledger.read_balance(&ctx).unwrap(), 1);
+    let payloads: Vec<String> = rt
+        .ledger()
+        .records()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    assert_eq!(
+        payloads[0], r#"{"amount":99,"destination":"payroll-001"}"#,
+        "renamed fields"
+    );
+    assert_eq!(payloads[1], r#"{"amount":40}"#, "memo skipped");
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[test]
+fn the_agent_tools_example_runs() {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("agent_tools");
+    let out = std::process::Command::new(example).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for line in [
+        "1. pay invoice #4411 ($120.00): ALLOWED -> [BANK GATEWAY] sent $120.00 to vendor-corp-123",
+        "2. over-limit transfer ($15,000.00): DENY -> over the absolute limit",
+        "3. prompt-injected transfer ($300.00): DENY -> the destination is not an approved counterparty",
+        "6. change vendor bank details: REQUIRE_APPROVAL",
+        "7. strategic partner payment ($2,500.00): REQUIRE_APPROVAL",
+        "8. retry after approval: ALLOWED -> [BANK GATEWAY] sent $2500.00 to strategic-partner-456",
+        "9. replay of the same approval: REQUIRE_APPROVAL",
+        "audit chain verified: 10 records",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+}

@@ -1,0 +1,5 @@
+// #[gate] applies to functions.
+#[capfence::gate("payments.read")]
+struct Tool;
+
+fn main() {}
