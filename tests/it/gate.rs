@@ -37,7 +37,8 @@ fn transfer_renamed(sum: Decimal, to: String) -> Result<String, ToolError> {
 
 #[capfence::gate("payments.refund", skip(memo))]
 async fn refund(ctx: &Context, amount: i64, memo: String) -> Result<i64, ToolError> {
-    Ok(amount + i64::try_from(memo.len()).unwrap_or(0) * 0)
+    assert!(!memo.is_empty());
+    Ok(amount)
 }
 
 struct Ledger {
