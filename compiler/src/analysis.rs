@@ -15,6 +15,7 @@
 //!
 //! Rules are indexed by capability pattern before pairs are compared.
 
+pub mod gates;
 pub mod region;
 
 use std::collections::BTreeMap;

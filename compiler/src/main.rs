@@ -38,6 +38,9 @@ enum Command {
         /// Exit 1 on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Also check the `#[gate("…")]` attributes of the Rust sources under DIR.
+        #[arg(long, value_name = "DIR")]
+        src: Option<PathBuf>,
     },
     /// Every region where two policies decide differently, with an example event each.
     Diff {
@@ -106,7 +109,8 @@ fn main() -> ExitCode {
             policies,
             format,
             deny_warnings,
-        } => lint(&policies, format, deny_warnings),
+            src,
+        } => lint(&policies, format, deny_warnings, src.as_deref()),
         Command::Build { policy, output } => build(&policy, &output),
         Command::Diff { old, new, format } => diff(&old, &new, format),
         Command::Explain { policy } => explain(&policy),
@@ -205,14 +209,32 @@ fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
     }
 }
 
-fn lint(paths: &[PathBuf], format: LintFormat, deny_warnings: bool) -> ExitCode {
+fn lint(
+    paths: &[PathBuf],
+    format: LintFormat,
+    deny_warnings: bool,
+    src: Option<&std::path::Path>,
+) -> ExitCode {
+    use capfence_compiler::analysis::gates;
     use capfence_compiler::diagnostic::{self, Diagnostic};
     use capfence_compiler::policy::LoadErrorKind;
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     let mut unreadable = false;
+    let found = match src.map(gates::scan).transpose() {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: cannot read sources: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for path in paths {
         match Policy::load(path) {
-            Ok(policy) => diagnostics.extend(capfence_compiler::analysis::lint(&policy)),
+            Ok(policy) => {
+                diagnostics.extend(capfence_compiler::analysis::lint(&policy));
+                if let Some(found) = &found {
+                    diagnostics.extend(gates::check(&policy, found));
+                }
+            }
             Err(e) => {
                 unreadable |= e.kind == LoadErrorKind::Io;
                 diagnostics.push(Diagnostic::from(&e));

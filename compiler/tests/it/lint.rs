@@ -288,3 +288,94 @@ fn contains(b: &capfence_compiler::analysis::region::Box, event: &Event) -> bool
     }
     true
 }
+
+#[test]
+fn gates_in_the_sources_are_checked_against_the_rules() {
+    let src = "compiler/tests/fixtures/src";
+    let out = compile(&[
+        "lint",
+        "policies/fintech_policy.yaml",
+        "--src",
+        src,
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, String, u64)> = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"].as_str().unwrap().contains("gate"))
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["file"].as_str().unwrap().to_owned(),
+                d["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "gate-without-rule".to_owned(),
+                "compiler/tests/fixtures/src/agent/tools.rs".to_owned(),
+                12
+            ),
+            (
+                "rule-without-gate".to_owned(),
+                "policies/fintech_policy.yaml".to_owned(),
+                16
+            ),
+            (
+                "rule-without-gate".to_owned(),
+                "policies/fintech_policy.yaml".to_owned(),
+                22
+            ),
+        ]
+    );
+    let human =
+        String::from_utf8(compile(&["lint", "policies/fintech_policy.yaml", "--src", src]).stdout)
+            .unwrap();
+    assert!(
+        human.contains("warning[gate-without-rule]: `export` gates `ledger.export`"),
+        "{human}"
+    );
+    assert!(
+        human.contains("--> compiler/tests/fixtures/src/agent/tools.rs:12:22"),
+        "{human}"
+    );
+    let sarif: serde_json::Value = serde_json::from_slice(
+        &compile(&[
+            "lint",
+            "policies/fintech_policy.yaml",
+            "--src",
+            src,
+            "--format",
+            "sarif",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let ids: Vec<&str> = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"gate-without-rule") && ids.contains(&"rule-without-gate"),
+        "{ids:?}"
+    );
+    assert_eq!(
+        compile(&[
+            "lint",
+            "policies/fintech_policy.yaml",
+            "--src",
+            "no/such/dir"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}
