@@ -408,8 +408,8 @@ pub struct Change {
 }
 
 /// Every region of a policy with the decision made there: each rule's
-/// effective region, then the default-deny rest.
-fn decision_map(
+/// effective region, then the default-deny rest. `None` when too complex.
+pub fn decision_map(
     analysis: &Analysis<'_>,
 ) -> Option<Vec<(Region, crate::eval::DecisionKind, Option<String>)>> {
     use crate::eval::DecisionKind;

@@ -75,6 +75,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Also list rules no example case decided and rules no property's region touches.
+        #[arg(long)]
+        coverage: bool,
     },
 }
 
@@ -118,7 +121,8 @@ fn main() -> ExitCode {
             policy,
             tests,
             format,
-        } => test(&policy, &tests, format),
+            coverage,
+        } => test(&policy, &tests, format, coverage),
     }
 }
 
@@ -165,7 +169,7 @@ fn eval(path: &PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn test(policy: &PathBuf, tests: &PathBuf, format: Format) -> ExitCode {
+fn test(policy: &PathBuf, tests: &PathBuf, format: Format, coverage: bool) -> ExitCode {
     let policy = match load(policy) {
         Ok(p) => p,
         Err(code) => return code,
@@ -178,9 +182,35 @@ fn test(policy: &PathBuf, tests: &PathBuf, format: Format) -> ExitCode {
         }
     };
     let report = suite.run(&policy);
+    let listed = coverage.then(|| suite.coverage(&policy, &report));
+    let list = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
     match format {
-        Format::Human => print!("{}", report.render_human()),
-        Format::Json => println!("{}", report.to_json()),
+        Format::Human => {
+            print!("{}", report.render_human());
+            if let Some((by_example, by_property)) = &listed {
+                println!(
+                    "coverage: rules no example case decided: {}",
+                    list(by_example)
+                );
+                println!("coverage: rules no property touches: {}", list(by_property));
+            }
+        }
+        Format::Json => {
+            let mut json = report.to_json();
+            if let (Some((by_example, by_property)), Some(obj)) = (&listed, json.as_object_mut()) {
+                obj.insert(
+                    "coverage".to_owned(),
+                    serde_json::json!({"undecided_by_examples": by_example, "untouched_by_properties": by_property}),
+                );
+            }
+            println!("{json}");
+        }
     }
     if report.failed() == 0 {
         ExitCode::SUCCESS

@@ -22,9 +22,11 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::analysis::region::Region;
+use crate::analysis::{Analysis, decision_map};
 use crate::eval::{Decision, DecisionKind};
 use crate::event::Event;
-use crate::policy::Policy;
+use crate::policy::{Policy, Rule, rule_from_node};
 use crate::source::Location;
 use crate::suggest::closest;
 use crate::yaml::{self, Node, NodeKind};
@@ -67,6 +69,22 @@ pub struct Case {
     pub rule: ExpectedRule,
 }
 
+/// A property: every event of a region (written with rule keys) must get
+/// one of the allowed decisions. Checked exactly, not by sampling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    /// The property's name.
+    pub name: String,
+    /// Where it starts.
+    pub location: Location,
+    /// The `for:` block, read as a rule.
+    pub region: Rule,
+    /// The decisions every event of the region may get.
+    pub allowed: Vec<DecisionKind>,
+    /// The expectation as written (`expect_not: allow`).
+    pub expectation: String,
+}
+
 /// A loaded suite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suite {
@@ -74,6 +92,36 @@ pub struct Suite {
     pub file: String,
     /// Its cases, in file order.
     pub cases: Vec<Case>,
+    /// Its properties, in file order.
+    pub properties: Vec<Property>,
+}
+
+/// The outcome of one property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyResult {
+    /// The property's name.
+    pub name: String,
+    /// Where it is.
+    pub location: Location,
+    /// The expectation as written.
+    pub expectation: String,
+    /// `None` when it holds; else an event that breaks it.
+    pub counterexample: Option<Counterexample>,
+    /// Set when the property could not be checked exactly.
+    pub unchecked: Option<String>,
+}
+
+/// An event that breaks a property, with what it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The event as JSON, ready for `capfence-compile eval`.
+    pub event: String,
+    /// The decision it gets.
+    pub decision: DecisionKind,
+    /// The deciding rule (`None`: default deny).
+    pub rule: Option<String>,
+    /// That rule's line.
+    pub line: Option<usize>,
 }
 
 /// The outcome of one case.
@@ -100,17 +148,27 @@ pub struct Report {
     pub file: String,
     /// One result per case.
     pub results: Vec<CaseResult>,
+    /// One result per property.
+    pub properties: Vec<PropertyResult>,
+}
+
+impl PropertyResult {
+    /// Whether it holds.
+    pub fn holds(&self) -> bool {
+        self.counterexample.is_none() && self.unchecked.is_none()
+    }
 }
 
 impl Report {
-    /// How many cases passed.
+    /// How many cases and properties passed.
     pub fn passed(&self) -> usize {
         self.results.iter().filter(|r| r.passed).count()
+            + self.properties.iter().filter(|p| p.holds()).count()
     }
 
-    /// How many cases failed.
+    /// How many cases and properties failed.
     pub fn failed(&self) -> usize {
-        self.results.len() - self.passed()
+        self.results.len() + self.properties.len() - self.passed()
     }
 
     /// A line per failing case and a summary line.
@@ -127,6 +185,26 @@ impl Report {
                 "FAIL {}:{}: {}: expected {expected}, got {} by {by} ({})\n",
                 self.file, r.location, r.name, r.actual.kind, r.actual.reason
             ));
+        }
+        for p in self.properties.iter().filter(|p| !p.holds()) {
+            match (&p.counterexample, &p.unchecked) {
+                (Some(c), _) => {
+                    let by = match (&c.rule, c.line) {
+                        (Some(rule), Some(line)) => format!("{rule} (line {line})"),
+                        (Some(rule), None) => rule.clone(),
+                        _ => "no rule (default deny)".to_owned(),
+                    };
+                    out.push_str(&format!(
+                        "FAIL {}:{}: property `{}` ({}): counterexample {} gets {} by {by}\n",
+                        self.file, p.location, p.name, p.expectation, c.event, c.decision
+                    ));
+                }
+                (None, Some(why)) => out.push_str(&format!(
+                    "FAIL {}:{}: property `{}` could not be checked: {why}\n",
+                    self.file, p.location, p.name
+                )),
+                (None, None) => {}
+            }
         }
         let verdict = if self.failed() == 0 { "ok" } else { "FAILED" };
         out.push_str(&format!(
@@ -163,7 +241,32 @@ impl Report {
                 })
             })
             .collect();
-        json!({ "file": self.file, "cases": cases, "passed": self.passed(), "failed": self.failed() })
+        let properties: Vec<_> = self
+            .properties
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "line": p.location.line,
+                    "expectation": p.expectation,
+                    "holds": p.holds(),
+                    "counterexample": p.counterexample.as_ref().map(|c| json!({
+                        "event": serde_json::from_str::<serde_json::Value>(&c.event).unwrap_or(serde_json::Value::Null),
+                        "decision": c.decision.as_str(),
+                        "rule": c.rule,
+                        "line": c.line,
+                    })),
+                    "unchecked": p.unchecked,
+                })
+            })
+            .collect();
+        json!({
+            "file": self.file,
+            "cases": cases,
+            "properties": properties,
+            "passed": self.passed(),
+            "failed": self.failed(),
+        })
     }
 }
 
@@ -201,8 +304,20 @@ impl Suite {
             ));
         };
         let mut cases = Vec::new();
+        let mut properties = Vec::new();
         for (key, value) in entries {
             match key.as_scalar().map(|(t, _)| t) {
+                Some("properties") => {
+                    let NodeKind::Seq(items) = &value.kind else {
+                        return Err(error(
+                            value.location,
+                            "`properties` expects a list of properties".to_owned(),
+                        ));
+                    };
+                    for item in items {
+                        properties.push(property(item, text, file, &error)?);
+                    }
+                }
                 Some("cases") => {
                     let NodeKind::Seq(items) = &value.kind else {
                         return Err(error(
@@ -216,7 +331,7 @@ impl Suite {
                 }
                 other => {
                     let other = other.unwrap_or_default();
-                    let hint = closest(other, ["cases"])
+                    let hint = closest(other, ["cases", "properties"])
                         .map(|s| format!("; did you mean `{s}`?"))
                         .unwrap_or_default();
                     return Err(error(
@@ -229,6 +344,7 @@ impl Suite {
         Ok(Suite {
             file: file.to_owned(),
             cases,
+            properties,
         })
     }
 
@@ -264,7 +380,103 @@ impl Suite {
         Report {
             file: self.file.clone(),
             results,
+            properties: self.check_properties(policy),
         }
+    }
+
+    /// Checks every property exactly against the policy's regions: a property
+    /// fails with a witness event when its region meets a region where the
+    /// policy decides something the property does not allow. Regions are over
+    /// well-formed events (malformed ones are always denied).
+    pub fn check_properties(&self, policy: &Policy) -> Vec<PropertyResult> {
+        if self.properties.is_empty() {
+            return Vec::new();
+        }
+        let analysis = Analysis::new(policy);
+        let map = decision_map(&analysis);
+        self.properties
+            .iter()
+            .map(|p| {
+                let mut result = PropertyResult {
+                    name: p.name.clone(),
+                    location: p.location,
+                    expectation: p.expectation.clone(),
+                    counterexample: None,
+                    unchecked: None,
+                };
+                let (Some(map), Ok(region)) = (&map, Region::of_rule(&p.region)) else {
+                    result.unchecked = Some("too many cases to check exactly".to_owned());
+                    return result;
+                };
+                let mut fields = policy.field_types.clone();
+                for f in policy_fields(&p.region) {
+                    if !fields.iter().any(|(g, _)| *g == f.0) {
+                        fields.push(f);
+                    }
+                }
+                for (decides, kind, rule) in map {
+                    if p.allowed.contains(kind) {
+                        continue;
+                    }
+                    let Ok(overlap) = region.intersect(decides) else {
+                        result.unchecked = Some("too many cases to check exactly".to_owned());
+                        return result;
+                    };
+                    if let Some(event) = overlap.boxes.first().and_then(|b| b.witness(&fields)) {
+                        let line = rule.as_ref().and_then(|id| {
+                            policy
+                                .rules
+                                .iter()
+                                .find(|r| &r.id == id)
+                                .map(|r| r.location.line)
+                        });
+                        result.counterexample = Some(Counterexample {
+                            event: event.to_json(),
+                            decision: *kind,
+                            rule: rule.clone(),
+                            line,
+                        });
+                        return result;
+                    }
+                }
+                result
+            })
+            .collect()
+    }
+
+    /// Rules no example case decided, and rules whose region no property's
+    /// region touches.
+    pub fn coverage(&self, policy: &Policy, report: &Report) -> (Vec<String>, Vec<String>) {
+        let decided: Vec<&str> = report
+            .results
+            .iter()
+            .filter_map(|r| r.actual.rule.as_deref())
+            .collect();
+        let by_example = policy
+            .rules
+            .iter()
+            .filter(|r| !decided.contains(&r.id.as_str()))
+            .map(|r| r.id.clone())
+            .collect();
+        let regions: Vec<Region> = self
+            .properties
+            .iter()
+            .filter_map(|p| Region::of_rule(&p.region).ok())
+            .collect();
+        let by_property = policy
+            .rules
+            .iter()
+            .filter(|rule| {
+                let Ok(mine) = Region::of_rule(rule) else {
+                    return true;
+                };
+                !regions
+                    .iter()
+                    .any(|r| r.intersect(&mine).is_ok_and(|o| !o.is_empty()))
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        (by_example, by_property)
     }
 }
 
@@ -322,5 +534,114 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
         event: event.ok_or_else(|| missing("event"))?,
         expect: expect.ok_or_else(|| missing("expect"))?,
         rule,
+    })
+}
+
+fn policy_fields(rule: &Rule) -> Vec<(crate::policy::Field, crate::policy::FieldType)> {
+    let mut out = Vec::new();
+    rule.for_each_test(&mut |t| {
+        if !out.iter().any(|(f, _)| f == t.field()) {
+            out.push((t.field().clone(), t.field_type()));
+        }
+    });
+    out
+}
+
+fn property(
+    node: &Node,
+    source: &str,
+    file: &str,
+    error: &dyn Fn(Location, String) -> SuiteError,
+) -> Result<Property, SuiteError> {
+    let NodeKind::Map(entries) = &node.kind else {
+        return Err(error(
+            node.location,
+            "a property is a mapping with `name`, `for` and an expectation".to_owned(),
+        ));
+    };
+    let mut name = None;
+    let mut region = None;
+    let mut allowed: Option<(Vec<DecisionKind>, String)> = None;
+    let kinds = [
+        DecisionKind::Allow,
+        DecisionKind::RequireApproval,
+        DecisionKind::Deny,
+    ];
+    for (key, value) in entries {
+        let key_text = key.as_scalar().map(|(t, _)| t).unwrap_or_default();
+        let one = |v: &Node| -> Result<DecisionKind, SuiteError> {
+            let t = v.as_scalar().map(|(t, _)| t).unwrap_or_default();
+            DecisionKind::parse(t).ok_or_else(|| {
+                error(
+                    v.location,
+                    format!("`{key_text}` takes allow, require_approval or deny, found `{t}`"),
+                )
+            })
+        };
+        match key_text {
+            "name" => {
+                name = value
+                    .as_scalar()
+                    .filter(|_| !value.is_null())
+                    .map(|(t, _)| t.to_owned())
+            }
+            "for" => {
+                let id = format!("`for` of the property at line {}", node.location.line);
+                region = Some(rule_from_node(value, source, file, &id).map_err(|e| {
+                    error(
+                        e.location.unwrap_or(value.location),
+                        format!("`for`: {}", e.message),
+                    )
+                })?);
+            }
+            "expect" => {
+                let k = one(value)?;
+                allowed = Some((vec![k], format!("expect: {k}")));
+            }
+            "expect_not" => {
+                let k = one(value)?;
+                allowed = Some((
+                    kinds.into_iter().filter(|x| *x != k).collect(),
+                    format!("expect_not: {k}"),
+                ));
+            }
+            "expect_one_of" => {
+                let NodeKind::Seq(items) = &value.kind else {
+                    return Err(error(
+                        value.location,
+                        "`expect_one_of` takes a list of decisions".to_owned(),
+                    ));
+                };
+                let list = items.iter().map(one).collect::<Result<Vec<_>, _>>()?;
+                let text = list
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                allowed = Some((list, format!("expect_one_of: [{text}]")));
+            }
+            other => {
+                let hint = closest(
+                    other,
+                    ["name", "for", "expect", "expect_not", "expect_one_of"],
+                )
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+                return Err(error(
+                    key.location,
+                    format!("unknown key `{other}` in property{hint}"),
+                ));
+            }
+        }
+    }
+    let missing = |what: &str| error(node.location, format!("property has no `{what}`"));
+    let (allowed, expectation) =
+        allowed.ok_or_else(|| missing("expect, expect_not or expect_one_of"))?;
+    Ok(Property {
+        name: name.ok_or_else(|| missing("name"))?,
+        location: node.location,
+        region: region.ok_or_else(|| missing("for"))?,
+        allowed,
+        expectation,
     })
 }

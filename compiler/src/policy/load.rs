@@ -349,7 +349,17 @@ impl Loader<'_> {
     }
 
     fn rule(&self, tier: Tier, index: usize, node: &Node) -> Result<Rule, LoadError> {
-        let default_id = format!("{}[{index}]", tier.key());
+        self.rule_named(tier, index, node, None)
+    }
+
+    fn rule_named(
+        &self,
+        tier: Tier,
+        index: usize,
+        node: &Node,
+        name: Option<&str>,
+    ) -> Result<Rule, LoadError> {
+        let default_id = name.map_or_else(|| format!("{}[{index}]", tier.key()), str::to_owned);
         let NodeKind::Map(entries) = &node.kind else {
             return Err(self.error(
                 LoadErrorKind::WrongType,
@@ -720,4 +730,13 @@ fn suggest_key(key: &str) -> Option<String> {
         }
     }
     closest(key, candidates.iter().map(String::as_str)).map(str::to_owned)
+}
+
+/// Reads a mapping of rule condition keys (a property's `for:` block, say)
+/// with the very code that reads rules; `id` names it in messages. `source`
+/// is the whole file's text, for error positions.
+pub fn rule_from_node(node: &Node, source: &str, file: &str, id: &str) -> Result<Rule, LoadError> {
+    let mut rule = Loader { file, source }.rule_named(Tier::Allow, 0, node, Some(id))?;
+    rule.id = id.to_owned();
+    Ok(rule)
 }

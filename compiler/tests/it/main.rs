@@ -17,6 +17,7 @@ mod load_errors;
 mod properties;
 mod reference;
 mod robustness;
+mod suite_properties;
 
 use std::path::{Path, PathBuf};
 
