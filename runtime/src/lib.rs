@@ -31,6 +31,8 @@ pub mod gate;
 pub mod ledger;
 pub mod runtime;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verdict;
 
 pub use action::ActionEvent;
