@@ -1,14 +1,11 @@
 //! `capfence-compile diff` and `explain`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use capfence_compiler::analysis::diff;
 use capfence_compiler::event::Event;
 use capfence_compiler::{DecisionKind, Policy};
 use proptest::prelude::*;
 
-use super::{arb, fintech, root};
+use super::{arb, compile_with as compile, fintech};
 
 const RAISED: &str = "deny:\n  - capability: payments.transfer\n    amount_gt: 10000.0\n  - capability: payments.transfer\n    environment: staging\n    amount_gt: 50.0\nrequire_approval:\n  - capability: payments.transfer\n    amount_gt: 1000\n  - capability: payments.refund\n    amount_gt: 100.0\nallow:\n  - capability: payments.transfer\n    amount_lte: 1000\n  - capability: payments.read\n";
 
@@ -39,24 +36,6 @@ fn reordering_and_reformatting_is_no_change() {
     let reordered = "# same rules, other order and layout\nallow:\n  - {capability: payments.read}\n  - {capability: payments.transfer, amount_lte: 500.00}\nrequire_approval:\n  - {capability: payments.refund, amount_gt: 100}\n  - {capability: payments.transfer, amount_gt: 5E2}\ndeny:\n  - {capability: payments.transfer, environment: STAGING, amount_gt: 50}\n  - {capability: payments.transfer, amount_gt: 10000}\n";
     let other = Policy::parse(reordered, "reordered.yaml").unwrap();
     assert_eq!(diff(&fintech(), &other).unwrap(), []);
-}
-
-fn compile(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence-compile"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -1,32 +1,11 @@
 //! `properties:` in test suites: checked exactly, with counterexamples that
 //! `eval` confirms, and `--coverage`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use capfence_compiler::event::Event;
 use capfence_compiler::suite::Suite;
 use proptest::prelude::*;
 
-use super::{arb, fintech, root};
-
-fn compile(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence-compile"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use super::{arb, compile_with as compile, fintech, root};
 
 const FAILING: &str = "tests/fixtures/suites/failing_property.tests.yaml";
 
