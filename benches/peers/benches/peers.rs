@@ -24,18 +24,40 @@ fn peers(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("peers");
     group.throughput(Throughput::Elements(events.len() as u64));
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("capfence_compiled", |b| {
-        b.iter(|| views.iter().map(|v| table.decide_view(black_box(v)).kind as usize).sum::<usize>())
+        b.iter(|| {
+            views
+                .iter()
+                .map(|v| table.decide_view(black_box(v)).kind as usize)
+                .sum::<usize>()
+        })
     });
     group.bench_function("capfence_reference", |b| {
-        b.iter(|| parsed.iter().map(|e| policy.decide(black_box(e)).kind as usize).sum::<usize>())
+        b.iter(|| {
+            parsed
+                .iter()
+                .map(|e| policy.decide(black_box(e)).kind as usize)
+                .sum::<usize>()
+        })
     });
     group.bench_function("cedar", |b| {
-        b.iter(|| requests.iter().map(|r| cedar.decide(black_box(r)).len()).sum::<usize>())
+        b.iter(|| {
+            requests
+                .iter()
+                .map(|r| cedar.decide(black_box(r)).len())
+                .sum::<usize>()
+        })
     });
     group.bench_function("regorus", |b| {
-        b.iter(|| inputs.iter().map(|i| rego.decide(black_box(i)).len()).sum::<usize>())
+        b.iter(|| {
+            inputs
+                .iter()
+                .map(|i| rego.decide(black_box(i)).len())
+                .sum::<usize>()
+        })
     });
     group.finish();
 }

@@ -9,8 +9,10 @@ use capfence::{Compiled, Event, Policy};
 /// hand-written evaluator agree on.
 pub fn shared_mix() -> (Vec<String>, Vec<String>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/bench/");
-    let events = std::fs::read_to_string(format!("{dir}seed_policy_events.jsonl")).expect("../shared beside the checkout");
-    let expected = std::fs::read_to_string(format!("{dir}seed_policy_expected.txt")).expect("expected decisions");
+    let events = std::fs::read_to_string(format!("{dir}seed_policy_events.jsonl"))
+        .expect("../shared beside the checkout");
+    let expected = std::fs::read_to_string(format!("{dir}seed_policy_expected.txt"))
+        .expect("expected decisions");
     (
         events.lines().map(str::to_owned).collect(),
         expected.lines().map(|l| l.trim().to_owned()).collect(),
@@ -21,7 +23,9 @@ pub fn shared_mix() -> (Vec<String>, Vec<String>) {
 pub fn shuffled<T>(mut items: Vec<T>) -> Vec<T> {
     let mut state: u64 = 0x5eed_cafe_f00d_0001;
     for i in (1..items.len()).rev() {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         items.swap(i, (state >> 33) as usize % (i + 1));
     }
     items
@@ -29,7 +33,11 @@ pub fn shuffled<T>(mut items: Vec<T>) -> Vec<T> {
 
 /// CapFence's reference evaluator.
 pub fn reference() -> Policy {
-    Policy::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/fintech_policy.yaml")).expect("policy")
+    Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/fintech_policy.yaml"
+    ))
+    .expect("policy")
 }
 
 /// A CapFence compiled table and its views.
@@ -48,6 +56,8 @@ impl<T: Compiled> CompiledEngine<T> {
 /// Cedar with the policy of fintech.cedar.
 pub struct Cedar {
     policies: cedar_policy::PolicySet,
+    /// Policy id -> tier (0 deny, 1 require_approval, 2 allow), from `@id`.
+    tiers: std::collections::HashMap<cedar_policy::PolicyId, u8>,
     entities: cedar_policy::Entities,
     authorizer: cedar_policy::Authorizer,
 }
@@ -56,8 +66,24 @@ impl Cedar {
     /// Loads fintech.cedar.
     pub fn new() -> Cedar {
         let text = include_str!("../fintech.cedar");
+        let policies = cedar_policy::PolicySet::from_str(text).expect("fintech.cedar parses");
+        let tiers = policies
+            .policies()
+            .map(|p| {
+                let name = p.annotation("id").unwrap_or_default();
+                let tier = if name.starts_with("deny") {
+                    0
+                } else if name.starts_with("require_approval") {
+                    1
+                } else {
+                    2
+                };
+                (p.id().clone(), tier)
+            })
+            .collect();
         Cedar {
-            policies: cedar_policy::PolicySet::from_str(text).expect("fintech.cedar parses"),
+            policies,
+            tiers,
             entities: cedar_policy::Entities::empty(),
             authorizer: cedar_policy::Authorizer::new(),
         }
@@ -94,31 +120,29 @@ impl Cedar {
             serde_json::Value::String(capability)
         ))
         .expect("action");
-        let resource = cedar_policy::EntityUid::from_str(r#"Gateway::"payments""#).expect("resource");
-        let context = cedar_policy::Context::from_json_value(serde_json::Value::Object(context), None).expect("context");
+        let resource =
+            cedar_policy::EntityUid::from_str(r#"Gateway::"payments""#).expect("resource");
+        let context =
+            cedar_policy::Context::from_json_value(serde_json::Value::Object(context), None)
+                .expect("context");
         cedar_policy::Request::new(principal, action, resource, context, None).expect("request")
     }
 
     /// Decides a prepared request: the highest tier among the matching permits.
     pub fn decide(&self, request: &cedar_policy::Request) -> &'static str {
-        let response = self.authorizer.is_authorized(request, &self.policies, &self.entities);
-        let mut best = "deny-default";
-        for id in response.diagnostics().reason() {
-            let id = id.to_string();
-            let tier = if id.starts_with("deny") {
-                "deny"
-            } else if id.starts_with("require_approval") {
-                "require_approval"
-            } else {
-                "allow"
-            };
-            best = match (best, tier) {
-                (_, "deny") | ("deny", _) => "deny",
-                (_, "require_approval") | ("require_approval", _) => "require_approval",
-                _ => "allow",
-            };
+        let response = self
+            .authorizer
+            .is_authorized(request, &self.policies, &self.entities);
+        let best = response
+            .diagnostics()
+            .reason()
+            .filter_map(|id| self.tiers.get(id).copied())
+            .min();
+        match best {
+            Some(0) | None => "deny",
+            Some(1) => "require_approval",
+            Some(_) => "allow",
         }
-        if best == "deny-default" { "deny" } else { best }
     }
 }
 
@@ -138,7 +162,10 @@ impl Rego {
     pub fn new() -> Rego {
         let mut engine = regorus::Engine::new();
         engine
-            .add_policy("fintech.rego".to_owned(), include_str!("../fintech.rego").to_owned())
+            .add_policy(
+                "fintech.rego".to_owned(),
+                include_str!("../fintech.rego").to_owned(),
+            )
             .expect("fintech.rego parses");
         Rego { engine }
     }
@@ -158,8 +185,14 @@ impl Rego {
     /// Decides a prepared input.
     pub fn decide(&mut self, input: &regorus::Value) -> String {
         self.engine.set_input(input.clone());
-        let value = self.engine.eval_rule("data.capfence.decision".to_owned()).expect("decision");
-        value.as_string().map(|s| s.to_string()).unwrap_or_else(|_| "deny".to_owned())
+        let value = self
+            .engine
+            .eval_rule("data.capfence.decision".to_owned())
+            .expect("decision");
+        value
+            .as_string()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "deny".to_owned())
     }
 }
 

@@ -1,7 +1,6 @@
 //! Before any timing: on the shared 1,024-event mix, CapFence (compiled and
 //! reference), Cedar and regorus all give the expected decision.
 
-use capfence::Compiled;
 use capfence_peers::{Cedar, Rego, event, reference, shared_mix};
 
 #[test]
@@ -25,5 +24,10 @@ fn all_four_engines_agree_on_every_event() {
             disagreements.push(format!("{line}: expected {want}, got {got:?}"));
         }
     }
-    assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
 }
