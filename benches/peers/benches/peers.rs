@@ -6,7 +6,6 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use capfence::Compiled;
 use capfence_peers::{Cedar, Rego, event, reference, shared_mix, shuffled};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
