@@ -146,10 +146,14 @@ impl RuntimeBuilder {
     /// does not fail the build: every `execute` denies, naming the fault,
     /// until it can be opened.
     pub fn build(self) -> Result<ActionRuntime, RuntimeError> {
-        let decider: Arc<dyn Decide> = match self.source {
+        let decider: Arc<dyn Decide> = match &self.source {
             Source::Path(path) => Arc::new(Policy::load(path)?),
-            Source::Decider(d) => d,
+            Source::Decider(d) => Arc::clone(d),
         };
+        Ok(self.assemble(decider))
+    }
+
+    fn assemble(self, decider: Arc<dyn Decide>) -> ActionRuntime {
         let store = match self.store {
             Some(store) => store,
             None => Arc::new(SqliteStore::new(
@@ -157,10 +161,10 @@ impl RuntimeBuilder {
                 self.sqlite,
             )),
         };
-        Ok(ActionRuntime {
+        ActionRuntime {
             decider,
             ledger: Ledger::new(store, self.clock, self.ticket_ttl),
-        })
+        }
     }
 }
 
