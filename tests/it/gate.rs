@@ -179,3 +179,14 @@ fn the_agent_tools_example_runs() {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
 }
+
+#[test]
+fn the_documented_example_is_the_agent_example() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+    let doc = std::fs::read_to_string(format!("{root}docs/gate.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}examples/agent_tools.rs")).unwrap();
+    let start = doc.find("```rust\n").unwrap() + "```rust\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    assert!(block.len() > 100);
+    assert!(example.contains(block), "docs/gate.md's example is no longer in examples/agent_tools.rs");
+}
