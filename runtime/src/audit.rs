@@ -48,38 +48,38 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// A record with borrowed fields: what hashing and verifying read, without
-/// copying a row out of storage.
+/// A record with borrowed fields, as bytes: what hashing and verifying read,
+/// without copying a row out of storage or re-validating its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
     /// See [`AuditRecord::seq`].
     pub seq: u64,
     /// See [`AuditRecord::time`].
-    pub time: &'a str,
+    pub time: &'a [u8],
     /// See [`AuditRecord::actor`].
-    pub actor: Option<&'a str>,
+    pub actor: Option<&'a [u8]>,
     /// See [`AuditRecord::capability`].
-    pub capability: Option<&'a str>,
+    pub capability: Option<&'a [u8]>,
     /// See [`AuditRecord::environment`].
-    pub environment: Option<&'a str>,
+    pub environment: Option<&'a [u8]>,
     /// See [`AuditRecord::risk`].
-    pub risk: Option<&'a str>,
+    pub risk: Option<&'a [u8]>,
     /// See [`AuditRecord::payload`].
-    pub payload: &'a str,
+    pub payload: &'a [u8],
     /// See [`AuditRecord::decision`].
-    pub decision: &'a str,
+    pub decision: &'a [u8],
     /// See [`AuditRecord::rule`].
-    pub rule: Option<&'a str>,
+    pub rule: Option<&'a [u8]>,
     /// See [`AuditRecord::reason`].
-    pub reason: &'a str,
+    pub reason: &'a [u8],
     /// See [`AuditRecord::approval_id`].
-    pub approval_id: Option<&'a str>,
+    pub approval_id: Option<&'a [u8]>,
     /// See [`AuditRecord::policy_digest`].
-    pub policy_digest: Option<&'a str>,
+    pub policy_digest: Option<&'a [u8]>,
     /// See [`AuditRecord::prev_hash`].
-    pub prev_hash: &'a str,
+    pub prev_hash: &'a [u8],
     /// See [`AuditRecord::hash`].
-    pub hash: &'a str,
+    pub hash: &'a [u8],
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -98,7 +98,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(digits.get(at..).unwrap_or_default());
 }
 
-fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&[u8]>) {
     out.extend_from_slice(name.as_bytes());
     out.push(b'=');
     match value {
@@ -106,7 +106,7 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
         Some(v) => {
             push_decimal(out, v.len() as u64);
             out.push(b':');
-            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(v);
         }
     }
     out.push(b'\n');
@@ -136,7 +136,7 @@ impl RecordView<'_> {
     /// reused between calls.
     pub fn hash_hex(&self, scratch: &mut Vec<u8>) -> [u8; 64] {
         scratch.clear();
-        scratch.extend_from_slice(self.prev_hash.as_bytes());
+        scratch.extend_from_slice(self.prev_hash);
         self.write_canonical(scratch);
         let digest = Sha256::digest(scratch.as_slice());
         let mut out = [b'0'; 64];
@@ -155,21 +155,24 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 impl AuditRecord {
     /// The record's fields, borrowed.
     pub fn view(&self) -> RecordView<'_> {
+        fn opt(v: &Option<String>) -> Option<&[u8]> {
+            v.as_deref().map(str::as_bytes)
+        }
         RecordView {
             seq: self.seq,
-            time: &self.time,
-            actor: self.actor.as_deref(),
-            capability: self.capability.as_deref(),
-            environment: self.environment.as_deref(),
-            risk: self.risk.as_deref(),
-            payload: &self.payload,
-            decision: &self.decision,
-            rule: self.rule.as_deref(),
-            reason: &self.reason,
-            approval_id: self.approval_id.as_deref(),
-            policy_digest: self.policy_digest.as_deref(),
-            prev_hash: &self.prev_hash,
-            hash: &self.hash,
+            time: self.time.as_bytes(),
+            actor: opt(&self.actor),
+            capability: opt(&self.capability),
+            environment: opt(&self.environment),
+            risk: opt(&self.risk),
+            payload: self.payload.as_bytes(),
+            decision: self.decision.as_bytes(),
+            rule: opt(&self.rule),
+            reason: self.reason.as_bytes(),
+            approval_id: opt(&self.approval_id),
+            policy_digest: opt(&self.policy_digest),
+            prev_hash: self.prev_hash.as_bytes(),
+            hash: self.hash.as_bytes(),
         }
     }
 
@@ -289,8 +292,8 @@ pub enum ChainFault {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     last_seq: u64,
-    last_hash: String,
-    expected_head: Option<String>,
+    last_hash: Vec<u8>,
+    expected_head: Option<Vec<u8>>,
     head_seen: bool,
     scratch: Vec<u8>,
 }
@@ -299,7 +302,7 @@ impl Default for Verifier {
     fn default() -> Self {
         Verifier {
             last_seq: 0,
-            last_hash: GENESIS.to_owned(),
+            last_hash: GENESIS.as_bytes().to_vec(),
             expected_head: None,
             head_seen: false,
             scratch: Vec::with_capacity(1024),
@@ -312,7 +315,7 @@ impl Verifier {
     /// head` earlier) to be in the chain: a chain cut back before it fails.
     pub fn with_head(head: &str) -> Verifier {
         Verifier {
-            expected_head: Some(head.trim().to_ascii_lowercase()),
+            expected_head: Some(head.trim().to_ascii_lowercase().into_bytes()),
             head_seen: head.trim() == GENESIS,
             ..Verifier::default()
         }
@@ -338,18 +341,18 @@ impl Verifier {
                 found: record.seq,
             });
         }
-        if record.prev_hash != self.last_hash {
+        if record.prev_hash != self.last_hash.as_slice() {
             return Err(ChainFault::BrokenLink {
                 seq: record.seq,
                 previous: self.last_seq,
             });
         }
-        if record.hash_hex(&mut self.scratch).as_slice() != record.hash.as_bytes() {
+        if record.hash_hex(&mut self.scratch).as_slice() != record.hash {
             return Err(ChainFault::Edited { seq: record.seq });
         }
         self.last_seq = record.seq;
         self.last_hash.clear();
-        self.last_hash.push_str(record.hash);
+        self.last_hash.extend_from_slice(record.hash);
         if self.expected_head.as_deref() == Some(record.hash) {
             self.head_seen = true;
         }
@@ -358,13 +361,14 @@ impl Verifier {
 
     /// Ends the check: the last (seq, hash), or the head fault.
     pub fn finish(self) -> Result<(u64, String), ChainFault> {
-        match self.expected_head {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        match &self.expected_head {
             Some(expected) if !self.head_seen => Err(ChainFault::HeadMissing {
                 last: self.last_seq,
-                hash: self.last_hash,
-                expected,
+                hash: text(&self.last_hash),
+                expected: text(expected),
             }),
-            _ => Ok((self.last_seq, self.last_hash)),
+            _ => Ok((self.last_seq, text(&self.last_hash))),
         }
     }
 }

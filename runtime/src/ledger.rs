@@ -501,21 +501,47 @@ impl Ledger {
 
     /// Re-computes the whole chain; with `head`, also requires that hash to be
     /// in it (detects a truncated tail). Returns the last (seq, hash).
+    ///
+    /// Reading and hashing run on two threads: this one copies rows out of the
+    /// store in chunks, a second one re-encodes, hashes and links them.
     pub fn verify(&self, head: Option<&str>) -> Result<(u64, String), VerifyError> {
-        let mut verifier = head.map_or_else(Verifier::default, Verifier::with_head);
-        let mut fault = None;
-        self.inner
-            .store
-            .scan(&mut |record| match verifier.check(&record) {
-                Ok(()) => true,
-                Err(e) => {
-                    fault = Some(e);
-                    false
+        let verifier = head.map_or_else(Verifier::default, Verifier::with_head);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (scanned, checked) = std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+            let stop = &stop;
+            let checker = scope.spawn(move || {
+                let mut verifier = verifier;
+                for chunk in receiver {
+                    for record in &chunk.records {
+                        if let Err(fault) = verifier.check_view(&chunk.view(record)) {
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(fault);
+                        }
+                    }
                 }
-            })?;
-        if let Some(fault) = fault {
-            return Err(fault.into());
-        }
+                Ok(verifier)
+            });
+            let mut chunk = Chunk::default();
+            let scanned = self.inner.store.scan_views(&mut |view| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return false;
+                }
+                chunk.push(view);
+                if chunk.records.len() >= Chunk::RECORDS {
+                    return sender.send(std::mem::take(&mut chunk)).is_ok();
+                }
+                true
+            });
+            if !chunk.records.is_empty() {
+                let _ = sender.send(chunk);
+            }
+            drop(sender);
+            (scanned, checker.join())
+        });
+        let verifier = checked
+            .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned()))??;
+        scanned?;
         Ok(verifier.finish()?)
     }
 
@@ -583,4 +609,70 @@ fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<(), StoreError> {
     record.seq = seq + 1;
     record.seal(&prev);
     tx.append(&record)
+}
+
+/// Where each of a record's 13 text fields lies in a chunk, if present.
+type Spans = [Option<(usize, usize)>; 13];
+
+/// Rows copied out of the store for the checking thread: every field's bytes
+/// back to back, and where each field lies.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    records: Vec<(u64, Spans)>,
+}
+
+impl Chunk {
+    const RECORDS: usize = 1024;
+
+    fn push(&mut self, view: &crate::audit::RecordView<'_>) {
+        let fields = [
+            Some(view.time),
+            view.actor,
+            view.capability,
+            view.environment,
+            view.risk,
+            Some(view.payload),
+            Some(view.decision),
+            view.rule,
+            Some(view.reason),
+            view.approval_id,
+            view.policy_digest,
+            Some(view.prev_hash),
+            Some(view.hash),
+        ];
+        let spans = fields.map(|field| {
+            field.map(|bytes| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(bytes);
+                (start, bytes.len())
+            })
+        });
+        self.records.push((view.seq, spans));
+    }
+
+    fn view(&self, record: &(u64, Spans)) -> crate::audit::RecordView<'_> {
+        let (seq, spans) = record;
+        let field = |i: usize| -> Option<&[u8]> {
+            let (start, len) = spans.get(i).copied().flatten()?;
+            self.bytes.get(start..start + len)
+        };
+        let text = |i: usize| field(i).unwrap_or_default();
+        crate::audit::RecordView {
+            seq: *seq,
+            time: text(0),
+            actor: field(1),
+            capability: field(2),
+            environment: field(3),
+            risk: field(4),
+            payload: text(5),
+            decision: text(6),
+            rule: field(7),
+            reason: text(8),
+            approval_id: field(9),
+            policy_digest: field(10),
+            prev_hash: text(11),
+            hash: text(12),
+        }
+    }
 }

@@ -188,5 +188,8 @@ fn the_documented_example_is_the_agent_example() {
     let start = doc.find("```rust\n").unwrap() + "```rust\n".len();
     let block = &doc[start..start + doc[start..].find("```").unwrap()];
     assert!(block.len() > 100);
-    assert!(example.contains(block), "docs/gate.md's example is no longer in examples/agent_tools.rs");
+    assert!(
+        example.contains(block),
+        "docs/gate.md's example is no longer in examples/agent_tools.rs"
+    );
 }

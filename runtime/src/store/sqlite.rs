@@ -695,11 +695,11 @@ impl Store for SqliteStore {
     }
 
     fn scan_views(&self, visit: &mut dyn FnMut(&RecordView<'_>) -> bool) -> Result<(), StoreError> {
-        fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
-            row.get_ref(i)?.as_str().map_err(Into::into)
+        fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
+            row.get_ref(i)?.as_bytes().map_err(Into::into)
         }
-        fn opt<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
-            row.get_ref(i)?.as_str_or_null().map_err(Into::into)
+        fn opt<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
+            row.get_ref(i)?.as_bytes_or_null().map_err(Into::into)
         }
         self.with_connection(|conn| {
             let mut stmt = conn
