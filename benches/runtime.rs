@@ -98,7 +98,7 @@ fn durable_decisions(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
-    for threads in [1u64, 2, 8] {
+    for threads in [1u64, 2, 8, 32] {
         let dir = fresh_dir(&format!("decisions-{threads}"));
         let runtime = ActionRuntime::builder(POLICY)
             .state_dir(&dir)
