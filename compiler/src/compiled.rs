@@ -10,7 +10,6 @@ use rust_decimal::Decimal;
 
 use crate::eval::{Decision, DecisionKind};
 use crate::event::Value;
-use crate::number::parse_exact;
 use crate::policy::Risk;
 
 /// The field is present and well typed.
@@ -132,11 +131,6 @@ pub fn risk(value: Option<&str>) -> RiskSlot {
             },
         },
     }
-}
-
-/// Parses a decimal the way events are read (for generated tests and tools).
-pub fn decimal(text: &str) -> Option<Decimal> {
-    parse_exact(text)
 }
 
 /// A decision of a compiled table: everything `'static`, nothing allocated.
