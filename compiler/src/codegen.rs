@@ -21,7 +21,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use rust_decimal::Decimal;
 
-use crate::eval::{DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason};
+use crate::eval::{DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason, not_token_reason};
 use crate::policy::{CapabilityPattern, CmpOp, Expr, Field, FieldType, Policy, Rule, Test, Tier};
 
 /// Symbol tables and classes of one policy.
@@ -134,7 +134,7 @@ impl<'p> Plan<'p> {
             .unwrap_or(usize::MAX)
     }
 
-    fn symbol_ids(&self, field: &Field, values: &[String]) -> Vec<u16> {
+    fn symbol_ids(&self, field: &Field, values: &[String]) -> Vec<u32> {
         let table = self
             .symbols
             .get(field)
@@ -143,7 +143,7 @@ impl<'p> Plan<'p> {
         values
             .iter()
             .filter_map(|v| table.iter().position(|t| t == v))
-            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
             .collect()
     }
 }
@@ -196,10 +196,10 @@ fn decision_tokens(kind: TokenStream, rule: Option<&str>, reason: &str) -> Token
 /// A string match arm list: `"a" => 0, "b" => 1, _ => 2`.
 fn index_match(subject: TokenStream, values: &[String]) -> TokenStream {
     let arms = values.iter().enumerate().map(|(i, v)| {
-        let i = u16::try_from(i).unwrap_or(u16::MAX);
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
         quote! { #v => #i, }
     });
-    let other = u16::try_from(values.len()).unwrap_or(u16::MAX);
+    let other = u32::try_from(values.len()).unwrap_or(u32::MAX);
     quote! { match #subject { #(#arms)* _ => #other } }
 }
 
@@ -213,7 +213,7 @@ impl Plan<'_> {
             .iter()
             .flat_map(|row| row.iter())
             .map(|c| {
-                let id = c.map_or(u16::MAX, |c| u16::try_from(c).unwrap_or(u16::MAX));
+                let id = c.map_or(u32::MAX, |c| u32::try_from(c).unwrap_or(u32::MAX));
                 quote! { #id }
             })
             .collect();
@@ -226,16 +226,16 @@ impl Plan<'_> {
         quote! {
             /// Builds the typed view of `event` that [`Self::decide_view`] reads.
             pub fn view(&self, event: &::capfence::__private::Event) -> CompiledView {
-                const CLASSES: [u16; #table_len] = [#(#table),*];
+                const CLASSES: [u32; #table_len] = [#(#table),*];
                 let class = match (event.resource.as_deref(), event.action.as_deref()) {
                     (::core::option::Option::Some(r), ::core::option::Option::Some(a)) => {
-                        let r = usize::from(#resource_index);
-                        let a = usize::from(#action_index);
-                        CLASSES.get(r * #cols + a).copied().unwrap_or(u16::MAX)
+                        let r = #resource_index as usize;
+                        let a = #action_index as usize;
+                        CLASSES.get(r * #cols + a).copied().unwrap_or(u32::MAX)
                     }
-                    _ => u16::MAX,
+                    _ => u32::MAX,
                 };
-                CompiledView { class, #(#fields)* }
+                CompiledView { class, fault: ::capfence::__private::name_fault(event), #(#fields)* }
             }
         }
     }
@@ -257,10 +257,10 @@ impl Plan<'_> {
             }
             (Field::Capability, _) => {
                 let values = self.symbols.get(field).cloned().unwrap_or_default();
-                let other = u16::try_from(values.len()).unwrap_or(u16::MAX);
+                let other = u32::try_from(values.len()).unwrap_or(u32::MAX);
                 let arms = values.iter().enumerate().filter_map(|(i, v)| {
                     let (r, a) = v.split_once('.')?;
-                    let i = u16::try_from(i).unwrap_or(u16::MAX);
+                    let i = u32::try_from(i).unwrap_or(u32::MAX);
                     Some(quote! { (#r, #a) => #i, })
                 });
                 quote! {
@@ -289,7 +289,20 @@ impl Plan<'_> {
                     Field::Environment => {
                         quote! { event.environment.as_deref().map(::core::result::Result::Ok) }
                     }
-                    Field::Payload(name) => quote! { #p::payload_str(event.payload.get(#name)) },
+                    Field::Payload(name) => {
+                        if ty == FieldType::Text {
+                            let len = values.len();
+                            return quote! {
+                                {
+                                    const LITERALS: [&str; #len] = [#(#values),*];
+                                    #p::text_sym(event.payload.get(#name), &LITERALS)
+                                }
+                            };
+                        }
+                        return quote! {
+                            #p::payload_sym(event.payload.get(#name), |s: &str| #index)
+                        };
+                    }
                     Field::Capability | Field::Risk => quote! { ::core::option::Option::None },
                 };
                 quote! { #p::sym(#source, |s: &str| #index) }
@@ -343,6 +356,7 @@ impl Plan<'_> {
                 field,
                 values,
                 negated,
+                ..
             } => {
                 let ids = self.symbol_ids(field, values);
                 let test = if ids.is_empty() {
@@ -405,8 +419,23 @@ impl Plan<'_> {
                     None,
                     &ill_typed_reason(field, *ty),
                 );
+                // Built-in names were checked before the class (`fault`).
+                let not_token = match (field, ty) {
+                    (Field::Payload(_), FieldType::String | FieldType::Text) => {
+                        let decision = decision_tokens(
+                            quote! { ::capfence::__private::DecisionKind::Deny },
+                            None,
+                            &not_token_reason(field, *ty),
+                        );
+                        quote! {
+                            if v.#slot.state == ::capfence::__private::NOT_TOKEN { return #decision; }
+                        }
+                    }
+                    _ => quote! {},
+                };
                 quote! {
                     if v.#slot.state == ::capfence::__private::MISSING { return #missing; }
+                    #not_token
                     if v.#slot.state != ::capfence::__private::OK { return #bad; }
                 }
             });
@@ -482,7 +511,7 @@ impl Plan<'_> {
             .map(|(id, rules)| self.class_fn(id, rules));
         let class_arms = (0..self.classes.len()).map(|id| {
             let name = format_ident!("class_{}", id);
-            let id = u16::try_from(id).unwrap_or(u16::MAX);
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
             quote! { #id => #name(v), }
         });
         let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
@@ -493,8 +522,10 @@ impl Plan<'_> {
             /// The typed view of an event that the compiled table decides on.
             #[derive(Debug, Clone, Copy, PartialEq, Eq)]
             pub struct CompiledView {
-                /// The capability class: which rules apply (`u16::MAX`: none).
-                pub class: u16,
+                /// The capability class: which rules apply (`u32::MAX`: none).
+                pub class: u32,
+                /// The first of the event's names that is not a token (0: none).
+                pub fault: u8,
                 #(#slot_fields)*
             }
 
@@ -514,6 +545,9 @@ impl Plan<'_> {
                 /// Decides a view: no allocation, no string handling.
                 #[inline]
                 pub fn decide_view(&self, v: &CompiledView) -> #p::CompiledDecision {
+                    if v.fault != 0 {
+                        return #p::name_fault_decision(v.fault);
+                    }
                     match v.class {
                         #(#class_arms)*
                         _ => #default,

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use crate::eval::{Decision, DecisionKind};
 use crate::event::Value;
 use crate::policy::Risk;
+use crate::token;
 
 /// The field is present and well typed.
 pub const OK: u8 = 0;
@@ -18,6 +19,9 @@ pub const OK: u8 = 0;
 pub const MISSING: u8 = 1;
 /// The field is present with the wrong type.
 pub const BAD: u8 = 2;
+/// The field is a string but not a plain token (or, for a `unicode_fields`
+/// field, not acceptable text): see [`crate::token`].
+pub const NOT_TOKEN: u8 = 3;
 
 /// A numeric field of a view, as its *rank* among the policy's thresholds for
 /// that field: with the thresholds sorted `t0 < t1 < …`, the rank of `v` is
@@ -34,12 +38,14 @@ pub struct NumSlot {
 
 /// A string field of a view, as the index of its value among the policy's
 /// literals for that field (the number of literals when it is none of them).
+/// A `u32` holds the index of any list the loader accepts: lists longer than
+/// `u32::MAX - 1` values cannot be written in a file the loader reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SymSlot {
-    /// [`OK`], [`MISSING`] or [`BAD`].
+    /// [`OK`], [`MISSING`], [`BAD`] or [`NOT_TOKEN`].
     pub state: u8,
     /// The literal's index.
-    pub id: u16,
+    pub id: u32,
 }
 
 /// The risk field of a view.
@@ -93,13 +99,76 @@ pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
     u32::try_from(r).unwrap_or(u32::MAX)
 }
 
-/// A payload value as a string (strings only): `Err(())` when ill typed.
-pub fn payload_str(value: Option<&Value>) -> Option<Result<&str, ()>> {
-    value.map(|v| v.as_str().ok_or(()))
+/// A payload string tested by the policy, as a symbol slot: [`BAD`] when not a
+/// string, [`NOT_TOKEN`] when not a token, else the index `index` gives it.
+pub fn payload_sym(value: Option<&Value>, index: impl Fn(&str) -> u32) -> SymSlot {
+    match value {
+        None => SymSlot {
+            state: MISSING,
+            id: 0,
+        },
+        Some(v) => match v.as_str() {
+            None => SymSlot { state: BAD, id: 0 },
+            Some(s) if !token::is_token(s) => SymSlot {
+                state: NOT_TOKEN,
+                id: 0,
+            },
+            Some(s) => SymSlot {
+                state: OK,
+                id: index(s),
+            },
+        },
+    }
 }
 
-/// A symbol slot from a looked-up string and its index function.
-pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u16) -> SymSlot {
+/// A payload string of a `unicode_fields` field, as a symbol slot: the index
+/// of the literal (NFKC form) it equals after normalization, compared without
+/// allocating; the number of literals when it equals none.
+pub fn text_sym(value: Option<&Value>, literals: &[&str]) -> SymSlot {
+    match value {
+        None => SymSlot {
+            state: MISSING,
+            id: 0,
+        },
+        Some(v) => match v.as_str() {
+            None => SymSlot { state: BAD, id: 0 },
+            Some(s) if !token::is_text(s) => SymSlot {
+                state: NOT_TOKEN,
+                id: 0,
+            },
+            Some(s) => {
+                let at = literals
+                    .iter()
+                    .position(|l| token::text_eq(s, l))
+                    .unwrap_or(literals.len());
+                SymSlot {
+                    state: OK,
+                    id: u32::try_from(at).unwrap_or(u32::MAX),
+                }
+            }
+        },
+    }
+}
+
+/// The event's name fault code (see [`crate::eval::name_fault`]).
+pub fn name_fault(event: &crate::event::Event) -> u8 {
+    crate::eval::name_fault(event)
+}
+
+/// The deny for a name fault code.
+pub fn name_fault_decision(code: u8) -> CompiledDecision {
+    CompiledDecision {
+        kind: DecisionKind::Deny,
+        rule: None,
+        reason: crate::eval::NAME_FAULT_REASONS
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or("malformed event"),
+    }
+}
+
+/// A symbol slot from a looked-up built-in name and its index function.
+pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u32) -> SymSlot {
     match value {
         None => SymSlot {
             state: MISSING,

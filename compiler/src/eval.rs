@@ -2,17 +2,22 @@
 //!
 //! Deliberately simple and obviously right; it is the oracle the generated
 //! decision table is tested against. Order of work:
-//! 1. the event's capability selects the rules that apply;
-//! 2. every field those rules test must be present and well typed, or the event
-//!    is denied as malformed (fail closed), naming the first bad field;
-//! 3. the first matching rule in precedence order decides (deny, then
+//! 1. the event's names (resource, action, environment, actor, risk), where
+//!    present, must be plain tokens ([`crate::token`]), or the event is denied as
+//!    malformed, naming the field;
+//! 2. the event's capability selects the rules that apply;
+//! 3. every field those rules test must be present, well typed and (for
+//!    strings) a token, or the event is denied as malformed (fail closed),
+//!    naming the first bad field;
+//! 4. the first matching rule in precedence order decides (deny, then
 //!    require_approval, then allow; file order inside a tier);
-//! 4. nothing matches: deny.
+//! 5. nothing matches: deny.
 
 use std::fmt;
 
 use crate::event::{Event, Value};
 use crate::policy::{Expr, Field, FieldType, Policy, Risk, Rule, Test};
+use crate::token;
 
 /// What a policy says about an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,6 +103,47 @@ pub fn ill_typed_reason(field: &Field, ty: FieldType) -> String {
     format!("malformed event: field `{field}` must be {}", ty.describe())
 }
 
+/// The reason for a payload string tested by a rule that is not a token (or,
+/// for a `unicode_fields` field, not acceptable text).
+pub fn not_token_reason(field: &Field, ty: FieldType) -> String {
+    let what = if ty == FieldType::Text {
+        token::TEXT_DESCRIPTION
+    } else {
+        token::TOKEN_DESCRIPTION
+    };
+    format!("malformed event: field `{field}` must be {what}")
+}
+
+/// Why an event's names are malformed, by [`name_fault`] code (index 0 is unused).
+pub const NAME_FAULT_REASONS: [&str; 6] = [
+    "",
+    "malformed event: field `resource` must be a plain ASCII name (letters, digits, _ and -)",
+    "malformed event: field `action` must be a plain ASCII name (letters, digits, _ and -)",
+    "malformed event: field `environment` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
+    "malformed event: field `actor` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
+    "malformed event: field `risk` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
+];
+
+/// The first of the event's names that is present but not a token: 1 resource,
+/// 2 action, 3 environment, 4 actor, 5 risk; 0 when all are fine. Every event
+/// is held to this, whatever the policy tests (see [`NAME_FAULT_REASONS`]).
+pub fn name_fault(event: &Event) -> u8 {
+    let bad = |v: &Option<String>, ok: fn(&str) -> bool| v.as_deref().is_some_and(|v| !ok(v));
+    if bad(&event.resource, token::is_segment) {
+        1
+    } else if bad(&event.action, token::is_segment) {
+        2
+    } else if bad(&event.environment, token::is_token) {
+        3
+    } else if bad(&event.actor, token::is_token) {
+        4
+    } else if bad(&event.risk, token::is_token) {
+        5
+    } else {
+        0
+    }
+}
+
 /// A field value borrowed from an event.
 enum Found<'e> {
     Text(std::borrow::Cow<'e, str>),
@@ -121,10 +167,20 @@ fn well_typed(found: &Found<'_>, ty: FieldType) -> bool {
     match (found, ty) {
         (Found::Text(_), FieldType::String) => true,
         (Found::Text(t), FieldType::Risk) => Risk::parse(t).is_some(),
-        (Found::Text(_), FieldType::Number) => false,
+        (Found::Text(_), FieldType::Number | FieldType::Text) => false,
         (Found::Payload(v), FieldType::Number) => v.as_number().is_some(),
-        (Found::Payload(v), FieldType::String) => v.as_str().is_some(),
+        (Found::Payload(v), FieldType::String | FieldType::Text) => v.as_str().is_some(),
         (Found::Payload(_), FieldType::Risk) => false,
+    }
+}
+
+/// Whether a well-typed string is well formed: a token, or acceptable text.
+/// Built-in names were checked by [`name_fault`] already.
+fn well_formed(found: &Found<'_>, ty: FieldType) -> bool {
+    match (found, ty) {
+        (Found::Payload(v), FieldType::String) => v.as_str().is_some_and(token::is_token),
+        (Found::Payload(v), FieldType::Text) => v.as_str().is_some_and(token::is_text),
+        _ => true,
     }
 }
 
@@ -144,7 +200,10 @@ fn test_holds(test: &Test, event: &Event) -> bool {
         }
         (
             Test::Strings {
-                values, negated, ..
+                values,
+                negated,
+                unicode,
+                ..
             },
             Some(found),
         ) => {
@@ -152,7 +211,14 @@ fn test_holds(test: &Test, event: &Event) -> bool {
                 Found::Text(t) => Some(t.as_ref()),
                 Found::Payload(v) => v.as_str(),
             };
-            text.is_some_and(|t| values.iter().any(|v| v == t) != *negated)
+            text.is_some_and(|t| {
+                let listed = if *unicode {
+                    values.iter().any(|v| token::text_eq(t, v))
+                } else {
+                    values.iter().any(|v| v == t)
+                };
+                listed != *negated
+            })
         }
         (Test::Risk { levels }, Some(Found::Text(t))) => {
             Risk::parse(&t).is_some_and(|r| levels.contains(r))
@@ -214,6 +280,18 @@ impl Policy {
     /// assert_eq!(decision.rule.as_deref(), Some("deny[0]"));
     /// ```
     pub fn decide(&self, event: &Event) -> Decision {
+        let fault = name_fault(event);
+        if fault != 0 {
+            return Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason: NAME_FAULT_REASONS
+                    .get(usize::from(fault))
+                    .copied()
+                    .unwrap_or("malformed event")
+                    .to_owned(),
+            };
+        }
         let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
         if let Some(reason) = malformed(&applicable, event) {
             return Decision {
@@ -258,6 +336,9 @@ fn malformed(rules: &[&Rule], event: &Event) -> Option<String> {
                 None => Some(missing_field_reason(field)),
                 Some(found) if !well_typed(&found, test.field_type()) => {
                     Some(ill_typed_reason(field, test.field_type()))
+                }
+                Some(found) if !well_formed(&found, test.field_type()) => {
+                    Some(not_token_reason(field, test.field_type()))
                 }
                 Some(_) => None,
             };

@@ -12,6 +12,7 @@ use std::fmt;
 
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::number::parse_exact;
 use crate::yaml::{Node, NodeKind, Style};
@@ -100,25 +101,75 @@ impl Value {
         }
     }
 
-    fn from_json_value(value: serde_json::Value) -> Value {
-        match value {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::Number(n) => {
-                let text = n.to_string();
-                parse_exact(&text).map_or(Value::BadNumber(text), Value::Number)
+    /// Reads a JSON value from its own text: numbers keep the text they were
+    /// written with, and a key given twice in any object, at any depth, is an
+    /// error naming it (the payment API may read the other copy).
+    fn from_raw(raw: &RawValue, path: &str) -> Result<Value, String> {
+        let text = raw.get();
+        let bad = |e: serde_json::Error| format!("`{path}`: {e}");
+        match text.as_bytes().first() {
+            Some(b'{') => {
+                let fields: UniqueMap<'_> = serde_json::from_str(text).map_err(bad)?;
+                let mut out = BTreeMap::new();
+                for (key, value) in fields.0 {
+                    let inner = format!("{path}.{key}");
+                    let value = Value::from_raw(value, &inner)?;
+                    out.insert(key, value);
+                }
+                Ok(Value::Object(out))
             }
-            serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Array(items) => {
-                Value::List(items.into_iter().map(Value::from_json_value).collect())
-            }
-            serde_json::Value::Object(fields) => Value::Object(
-                fields
+            Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(text).map_err(bad)?;
+                items
                     .into_iter()
-                    .map(|(k, v)| (k, Value::from_json_value(v)))
-                    .collect(),
-            ),
+                    .enumerate()
+                    .map(|(i, item)| Value::from_raw(item, &format!("{path}[{i}]")))
+                    .collect::<Result<_, _>>()
+                    .map(Value::List)
+            }
+            Some(b'"') => serde_json::from_str::<String>(text)
+                .map(Value::String)
+                .map_err(bad),
+            Some(b't') => Ok(Value::Bool(true)),
+            Some(b'f') => Ok(Value::Bool(false)),
+            Some(b'n') => Ok(Value::Null),
+            _ => {
+                Ok(parse_exact(text)
+                    .map_or_else(|| Value::BadNumber(text.to_owned()), Value::Number))
+            }
         }
+    }
+}
+
+/// A JSON object's entries in order, refusing a key given twice (however it
+/// is escaped: keys compare after unescaping).
+struct UniqueMap<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for UniqueMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UniqueVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for UniqueVisitor<'a> {
+            type Value = UniqueMap<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueMap<'a>, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if !seen.insert(key.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate key `{}`",
+                            key.escape_debug()
+                        )));
+                    }
+                    fields.push((key, value));
+                }
+                Ok(UniqueMap(fields))
+            }
+        }
+        deserializer.deserialize_map(UniqueVisitor(std::marker::PhantomData))
     }
 }
 
@@ -234,6 +285,11 @@ impl Event {
     /// assert!(event.payload["amount"].as_number().unwrap() > 500.into());
     /// ```
     pub fn from_json(text: &str) -> Result<Event, EventError> {
+        if json_depth(text) > MAX_JSON_DEPTH {
+            return Err(EventError(format!(
+                "invalid event JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
         let raw: RawEvent = serde_json::from_str(text)
             .map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
         raw.into_event()
@@ -273,7 +329,7 @@ impl Event {
                         let k = k.as_scalar().map(|(t, _)| t.to_owned()).unwrap_or_default();
                         payload.insert(k, yaml_value(v));
                     }
-                    raw.payload = Some(Payload(payload));
+                    raw.fields = Some(payload);
                 }
                 other => return Err(unknown_key(other)),
             }
@@ -314,6 +370,37 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_json())
     }
+}
+
+/// The deepest nesting of objects and lists an event may have.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of `[` and `{` outside strings in JSON text (checked
+/// before parsing, so no parser ever recurses past [`MAX_JSON_DEPTH`]).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn json_string(s: &str) -> String {
@@ -371,18 +458,35 @@ fn looks_numeric(text: &str) -> bool {
 
 #[derive(Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEvent {
+struct RawEvent<'a> {
     actor: Option<String>,
     resource: Option<String>,
     action: Option<String>,
     capability: Option<String>,
     environment: Option<String>,
     risk: Option<String>,
-    payload: Option<Payload>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(skip)]
+    fields: Option<BTreeMap<String, Value>>,
 }
 
-impl RawEvent {
+impl RawEvent<'_> {
     fn into_event(self) -> Result<Event, EventError> {
+        let payload = match (self.fields, self.payload) {
+            (Some(fields), _) => fields,
+            (None, None) => BTreeMap::new(),
+            (None, Some(raw)) => match Value::from_raw(raw, "payload") {
+                Ok(Value::Object(fields)) => fields,
+                Ok(other) => {
+                    return Err(EventError(format!(
+                        "event `payload` must be an object, found {}",
+                        other.describe()
+                    )));
+                }
+                Err(e) => return Err(EventError(format!("invalid event JSON: {e}"))),
+            },
+        };
         let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
         let (mut resource, mut action) = (lower(self.resource), lower(self.action));
         if let Some(capability) = lower(self.capability) {
@@ -410,38 +514,8 @@ impl RawEvent {
             action,
             environment: lower(self.environment),
             risk: lower(self.risk),
-            payload: self.payload.map(|p| p.0).unwrap_or_default(),
+            payload,
         })
-    }
-}
-
-/// A payload object that refuses duplicate keys (a parser differential between
-/// CapFence and the payment API must not be possible).
-#[derive(Default)]
-struct Payload(BTreeMap<String, Value>);
-
-impl<'de> Deserialize<'de> for Payload {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PayloadVisitor;
-        impl<'de> Visitor<'de> for PayloadVisitor {
-            type Value = Payload;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a payload object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
-                let mut fields = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value = Value::from_json_value(map.next_value()?);
-                    if fields.insert(key.clone(), value).is_some() {
-                        return Err(de::Error::custom(format!(
-                            "duplicate payload field `{key}`"
-                        )));
-                    }
-                }
-                Ok(Payload(fields))
-            }
-        }
-        deserializer.deserialize_map(PayloadVisitor)
     }
 }
 
@@ -459,7 +533,7 @@ mod tests {
         assert!(e.payload["a"].as_number().unwrap() > Decimal::from(500));
         assert_eq!(e.payload["b"].as_number(), Some(Decimal::from(500)));
         assert_eq!(e.payload["c"].as_number(), Some(Decimal::from(500)));
-        assert_eq!(e.payload["d"], Value::BadNumber("1e+400".into()));
+        assert_eq!(e.payload["d"], Value::BadNumber("1e400".into()));
         assert_eq!(e.payload["e"].as_number(), None);
     }
 
@@ -490,6 +564,41 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_at_any_depth_are_refused() {
+        for text in [
+            r#"{"payload":{"meta":{"to":"attacker","to":"vendor"}}}"#,
+            r#"{"payload":{"list":[{"a":1},{"b":1,"b":2}]}}"#,
+            r#"{"payload":{"amount":1,"\u0061mount":2}}"#,
+            r#"{"payload":{"a":{"b":{"c":{"d":1,"d":1}}}}}"#,
+        ] {
+            let err = Event::from_json(text).unwrap_err();
+            assert!(err.0.contains("duplicate key"), "{text}: {err}");
+        }
+        let err = Event::from_json(r#"{"payload":{"meta":{"to":"a","to":"b"}}}"#).unwrap_err();
+        assert!(err.0.contains("`payload.meta`"), "{err}");
+        let ok = Event::from_json(r#"{"payload":{"meta":{"to":"a"},"to":"b"}}"#).unwrap();
+        assert_eq!(ok.payload.len(), 2);
+        assert!(Event::from_json(r#"{"payload":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize| {
+            format!(
+                "{{\"payload\":{{\"a\":{}1{}}}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(Event::from_json(&nested(MAX_JSON_DEPTH - 2)).is_ok());
+        let err = Event::from_json(&nested(MAX_JSON_DEPTH)).unwrap_err();
+        assert!(err.0.contains("nested deeper"), "{err}");
+        // Brackets inside strings do not count.
+        let text = format!("{{\"payload\":{{\"a\":\"{}\"}}}}", "[".repeat(1000));
+        assert!(Event::from_json(&text).is_ok());
+    }
+
+    #[test]
     fn names_fold_to_lowercase_but_actor_does_not() {
         let e = Event::from_json(r#"{"actor":"Bot","capability":"Payments.Transfer","environment":"Staging","risk":"HIGH"}"#).unwrap();
         assert_eq!(e.actor.as_deref(), Some("Bot"));
@@ -504,7 +613,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             e.to_json(),
-            r#"{"payload":{"a":2500,"z":{"a":[1e+400,"x"],"b":2.5}}}"#
+            r#"{"payload":{"a":2500,"z":{"a":[1e400,"x"],"b":2.5}}}"#
         );
     }
 

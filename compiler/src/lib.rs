@@ -24,11 +24,13 @@ pub mod diagnostic;
 pub mod eval;
 pub mod event;
 pub mod explain;
+pub mod lines;
 pub mod number;
 pub mod policy;
 pub mod source;
 pub mod suggest;
 pub mod suite;
+pub mod token;
 pub mod when;
 pub mod yaml;
 

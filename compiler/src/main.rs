@@ -1,7 +1,9 @@
 //! `capfence-compile`: the policy compiler's command line. Parses arguments and
 //! calls the library; nothing more.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
+
+use capfence_compiler::lines::{Line, Lines};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -140,7 +142,7 @@ fn eval(path: &PathBuf) -> ExitCode {
     };
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    for line in stdin.lines() {
+    for line in Lines::new(stdin) {
         let line = match line {
             Ok(line) => line,
             Err(e) => {
@@ -148,16 +150,17 @@ fn eval(path: &PathBuf) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let decision = match Event::from_json(&line) {
-            Ok(event) => policy.decide(&event),
-            Err(e) => Decision {
-                kind: DecisionKind::Deny,
-                rule: None,
-                reason: e.to_string(),
+        let deny = |reason: String| Decision {
+            kind: DecisionKind::Deny,
+            rule: None,
+            reason,
+        };
+        let decision = match line {
+            Line::Text(text) => match Event::from_json(&text) {
+                Ok(event) => policy.decide(&event),
+                Err(e) => deny(e.to_string()),
             },
+            Line::Unreadable(why) => deny(why),
         };
         if writeln!(stdout, "{}", decision.to_json())
             .and_then(|()| stdout.flush())

@@ -231,8 +231,11 @@ impl fmt::Display for Field {
 pub enum FieldType {
     /// An exact decimal (JSON number or decimal string).
     Number,
-    /// A string.
+    /// A string holding a plain ASCII token (see [`crate::token`]).
     String,
+    /// Unicode text, compared after NFKC normalization: a payload field the
+    /// policy lists under `unicode_fields`.
+    Text,
     /// A risk level.
     Risk,
 }
@@ -243,6 +246,7 @@ impl FieldType {
         match self {
             FieldType::Number => "a number",
             FieldType::String => "a string",
+            FieldType::Text => "a text string",
             FieldType::Risk => "a risk level (low, medium, high, critical)",
         }
     }
@@ -269,6 +273,9 @@ pub enum Test {
         values: Vec<String>,
         /// `not in` instead of `in`.
         negated: bool,
+        /// The field is listed under `unicode_fields`: the values are in NFKC
+        /// form and an event's value is normalized before it is compared.
+        unicode: bool,
     },
     /// `risk in levels`.
     Risk {
@@ -290,7 +297,8 @@ impl Test {
     pub fn field_type(&self) -> FieldType {
         match self {
             Test::Number { .. } => FieldType::Number,
-            Test::Strings { .. } => FieldType::String,
+            Test::Strings { unicode: false, .. } => FieldType::String,
+            Test::Strings { unicode: true, .. } => FieldType::Text,
             Test::Risk { .. } => FieldType::Risk,
         }
     }
@@ -317,6 +325,17 @@ impl Expr {
                 items.iter().for_each(|e| e.for_each_test(visit));
             }
             Expr::Not(inner) => inner.for_each_test(visit),
+            Expr::Test(test) => visit(test),
+        }
+    }
+
+    /// Calls `visit` on every atomic test, left to right, mutably.
+    pub fn for_each_test_mut(&mut self, visit: &mut dyn FnMut(&mut Test)) {
+        match self {
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter_mut().for_each(|e| e.for_each_test_mut(visit));
+            }
+            Expr::Not(inner) => inner.for_each_test_mut(visit),
             Expr::Test(test) => visit(test),
         }
     }
@@ -444,6 +463,8 @@ pub struct Policy {
     pub digest: String,
     /// The policy's field types: every field any rule tests, with the type it must have.
     pub field_types: Vec<(Field, FieldType)>,
+    /// Payload fields whose strings are Unicode text (`unicode_fields`), sorted.
+    pub unicode_fields: Vec<String>,
 }
 
 impl Policy {

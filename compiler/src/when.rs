@@ -294,6 +294,7 @@ pub(crate) fn string_set(field: &Field, mut values: Vec<String>, negated: bool) 
         field: field.clone(),
         values,
         negated,
+        unicode: false,
     }
 }
 

@@ -117,7 +117,14 @@ fn scan_error(error: ScanError) -> YamlError {
 
 enum Open {
     Seq(Location, Vec<Node>),
-    Map(Location, Vec<(Node, Node)>, Option<Node>),
+    /// A mapping: its entries, the key awaiting its value, and the line of
+    /// every key so far by its text (a key's style never makes it distinct).
+    Map(
+        Location,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        std::collections::HashMap<String, usize>,
+    ),
 }
 
 struct Builder {
@@ -170,7 +177,12 @@ impl Builder {
                 Ok(())
             }
             Event::MappingStart(..) => {
-                self.stack.push(Open::Map(location, Vec::new(), None));
+                self.stack.push(Open::Map(
+                    location,
+                    Vec::new(),
+                    None,
+                    std::collections::HashMap::new(),
+                ));
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
@@ -178,7 +190,7 @@ impl Builder {
                     location: start,
                     kind: NodeKind::Seq(items),
                 }),
-                Some(Open::Map(start, entries, _)) => self.value(Node {
+                Some(Open::Map(start, entries, ..)) => self.value(Node {
                     location: start,
                     kind: NodeKind::Map(entries),
                 }),
@@ -199,27 +211,26 @@ impl Builder {
                 items.push(node);
                 Ok(())
             }
-            Some(Open::Map(_, entries, pending)) => match pending.take() {
+            Some(Open::Map(_, entries, pending, seen)) => match pending.take() {
                 None => {
-                    if !matches!(node.kind, NodeKind::Scalar { .. }) {
+                    let NodeKind::Scalar { text, .. } = &node.kind else {
                         return Err(YamlError {
                             location: node.location,
                             message: "mapping keys must be plain words".to_owned(),
                         });
-                    }
-                    if let Some((first, _)) = entries
-                        .iter()
-                        .find(|(key, _)| key.as_scalar() == node.as_scalar())
-                    {
-                        let name = node.as_scalar().map(|(t, _)| t).unwrap_or_default();
+                    };
+                    // `deny`, `'deny'` and `"deny"` are one key: a later spelling
+                    // must never silently replace an earlier one.
+                    if let Some(first) = seen.get(text.as_str()) {
                         return Err(YamlError {
                             location: node.location,
                             message: format!(
-                                "duplicate key `{name}` (first at line {})",
-                                first.location.line
+                                "duplicate key `{}` (first at line {first})",
+                                text.escape_debug()
                             ),
                         });
                     }
+                    seen.insert(text.clone(), node.location.line);
                     *pending = Some(node);
                     Ok(())
                 }

@@ -57,7 +57,8 @@ pub mod __private {
     pub use crate::decide::{Compiled, Decide};
     pub use crate::gate::check;
     pub use capfence_compiler::compiled::{
-        BAD, CompiledDecision, MISSING, NumSlot, OK, RiskSlot, SymSlot, num, payload_str, risk, sym,
+        BAD, CompiledDecision, MISSING, NOT_TOKEN, NumSlot, OK, RiskSlot, SymSlot, name_fault,
+        name_fault_decision, num, payload_sym, risk, sym, text_sym,
     };
     pub use capfence_compiler::eval::{Decision, DecisionKind};
     pub use capfence_compiler::event::Event;

@@ -1,7 +1,7 @@
 //! `capfence`: the runtime's operator and sidecar command line. Parses
 //! arguments and calls the library; nothing more.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use capfence::approvals::{grant_label, ticket_label};
 use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
 use capfence::store::sqlite::{SqliteOptions, SqliteStore};
-use capfence::{ActionRuntime, Decision, DecisionKind, Event, GrantLimits, Ledger};
+use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
+use capfence_compiler::lines::{Line, Lines};
 use clap::{Args, Parser, Subcommand};
 
 /// CapFence runtime: decide agent tool calls, operate approvals, verify the audit chain.
@@ -228,29 +229,15 @@ fn decide(state: &Path, policy: &Path) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    for line in stdin.lines() {
+    for line in Lines::new(stdin) {
         let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let verdict = match Event::from_json(&line) {
-            Ok(event) => runtime.execute_event(&event),
-            Err(e) => {
-                // Unreadable input is a decision too: denied, and on the record.
-                let decision = Decision {
-                    kind: DecisionKind::Deny,
-                    rule: None,
-                    reason: e.to_string(),
-                };
-                runtime
-                    .ledger()
-                    .settle(Event::default(), decision, runtime.policy_digest())
-                    .unwrap_or_else(|e| {
-                        capfence::Verdict::deny(format!(
-                            "denied: no audit record could be written ({e})"
-                        ))
-                    })
-            }
+        // Unreadable input is a decision too: denied, and on the record.
+        let verdict = match line {
+            Line::Text(text) => match Event::from_json(&text) {
+                Ok(event) => runtime.execute_event(&event),
+                Err(e) => runtime.execute_unreadable(&e.to_string()),
+            },
+            Line::Unreadable(why) => runtime.execute_unreadable(&why),
         };
         if writeln!(stdout, "{}", verdict.to_json())
             .and_then(|()| stdout.flush())

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capfence_compiler::{Event, LoadError, Policy};
+use capfence_compiler::{Decision, DecisionKind, Event, LoadError, Policy};
 
 use crate::action::ActionEvent;
 use crate::approvals::{Grant, GrantLimits, Ticket};
@@ -224,6 +224,22 @@ impl ActionRuntime {
         self.try_execute_event(event).unwrap_or_else(|e| {
             Verdict::deny(format!("denied: no audit record could be written ({e})"))
         })
+    }
+
+    /// Records a deny for input that could not be read as an event (a line
+    /// that is not UTF-8, not JSON, too long): every input gets a verdict and
+    /// a record. `reason` says what was wrong with it.
+    pub fn execute_unreadable(&self, reason: &str) -> Verdict {
+        let decision = Decision {
+            kind: DecisionKind::Deny,
+            rule: None,
+            reason: reason.to_owned(),
+        };
+        self.ledger
+            .settle(Event::default(), decision, self.decider.digest())
+            .unwrap_or_else(|e| {
+                Verdict::deny(format!("denied: no audit record could be written ({e})"))
+            })
     }
 
     /// Like [`execute`](Self::execute), but a storage fault is an `Err`

@@ -79,6 +79,7 @@ fn plan(policy: &Policy) -> Plan {
             let values = match ty {
                 FieldType::Number => Values::Numbers(Vec::new()),
                 FieldType::String => Values::Strings(vec!["something-else".to_owned()]),
+                FieldType::Text => Values::Strings(vec!["something else".to_owned()]),
                 FieldType::Risk => Values::Risk,
             };
             (field.clone(), values)
@@ -92,7 +93,7 @@ fn plan(policy: &Policy) -> Plan {
             match (test, values) {
                 (Test::Number { value, .. }, Values::Numbers(list)) => list.extend(near(*value)),
                 (Test::Strings { values, .. }, Values::Strings(list)) => {
-                    list.extend(values.iter().cloned())
+                    list.extend(values.iter().flat_map(|v| look_alikes(v)))
                 }
                 _ => {}
             }
@@ -105,6 +106,8 @@ fn plan(policy: &Policy) -> Plan {
                 "production".into(),
                 "staging".into(),
                 "treasury-agent".into(),
+                "staging ".into(),
+                "ｓtaging".into(),
             ];
             fields.push((field, Values::Strings(values)));
         }
@@ -117,6 +120,26 @@ fn plan(policy: &Policy) -> Plan {
         actions,
         fields,
     }
+}
+
+/// A literal, and look-alikes of it that must never decide like it unless
+/// they are the same text: a trailing space, a zero-width space, fullwidth
+/// letters (the same text after NFKC), and an uppercase copy.
+fn look_alikes(literal: &str) -> Vec<String> {
+    let fullwidth: String = literal
+        .chars()
+        .map(|c| match c {
+            '!'..='~' => char::from_u32(u32::from(c) - 0x21 + 0xFF01).unwrap_or(c),
+            other => other,
+        })
+        .collect();
+    vec![
+        literal.to_owned(),
+        format!("{literal} "),
+        format!("{literal}\u{200b}"),
+        fullwidth,
+        literal.to_ascii_uppercase(),
+    ]
 }
 
 /// A field's value: missing, of the wrong type, or one of its interesting values.

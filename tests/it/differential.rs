@@ -92,3 +92,19 @@ fn when_policy() {
         "tests/fixtures/policies/when.yaml",
     );
 }
+
+#[test]
+fn lookalike_policy() {
+    check(
+        &capfence::policy!("tests/fixtures/policies/lookalike.yaml"),
+        "tests/fixtures/policies/lookalike.yaml",
+    );
+}
+
+#[test]
+fn unicode_policy() {
+    check(
+        &capfence::policy!("tests/fixtures/policies/unicode.yaml"),
+        "tests/fixtures/policies/unicode.yaml",
+    );
+}

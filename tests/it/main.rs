@@ -12,4 +12,5 @@ mod compiled;
 mod demo;
 mod differential;
 mod gate;
+mod hardening;
 mod ui;

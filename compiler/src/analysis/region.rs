@@ -407,7 +407,7 @@ impl Box {
                         .unwrap_or(Interval::ALL)
                         .witness()?,
                 ),
-                crate::policy::FieldType::String => Value::String(
+                crate::policy::FieldType::String | crate::policy::FieldType::Text => Value::String(
                     self.strings
                         .get(field)
                         .cloned()
@@ -591,6 +591,7 @@ impl Region {
                 field,
                 values,
                 negated,
+                ..
             } => {
                 let set = StrSet::of(values.iter().cloned());
                 let set = if *negated != negate {

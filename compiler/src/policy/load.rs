@@ -12,6 +12,7 @@ use super::{
 use crate::number::parse_exact;
 use crate::source::Location;
 use crate::suggest::closest;
+use crate::token;
 use crate::when::{parse_when, string_set};
 use crate::yaml::{self, Node, NodeKind, Style};
 
@@ -42,6 +43,9 @@ pub enum LoadErrorKind {
     When,
     /// A field tested as a number in one place and as a string in another.
     FieldTypeConflict,
+    /// A name or tested string that is not a plain token (whitespace, control,
+    /// format or non-ASCII characters), or bad `unicode_fields` text.
+    NotAToken,
 }
 
 impl LoadErrorKind {
@@ -60,6 +64,7 @@ impl LoadErrorKind {
             LoadErrorKind::BadRisk => "bad-risk",
             LoadErrorKind::When => "when-syntax",
             LoadErrorKind::FieldTypeConflict => "field-type-conflict",
+            LoadErrorKind::NotAToken => "not-a-token",
         }
     }
 }
@@ -96,9 +101,10 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 5] = [
+const TOP_KEYS: [&str; 6] = [
     "policy_name",
     "version",
+    "unicode_fields",
     "deny",
     "require_approval",
     "allow",
@@ -220,12 +226,14 @@ impl Loader<'_> {
         };
         let mut name = None;
         let mut version = None;
+        let mut unicode_fields: Vec<(String, Location)> = Vec::new();
         let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
+                "unicode_fields" => unicode_fields = self.unicode_fields(value)?,
                 "deny" | "require_approval" | "allow" => {
                     let (slot, tier) = match key {
                         "deny" => (0, Tier::Deny),
@@ -243,7 +251,7 @@ impl Loader<'_> {
                         Some(other),
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
-                             `version`, `deny`, `require_approval` and `allow`"
+                             `version`, `unicode_fields`, `deny`, `require_approval` and `allow`"
                         ),
                     );
                     err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
@@ -251,8 +259,12 @@ impl Loader<'_> {
                 }
             }
         }
-        let rules: Vec<Rule> = tiers.into_iter().flatten().collect();
+        let mut rules: Vec<Rule> = tiers.into_iter().flatten().collect();
         self.check_ids(&rules)?;
+        let unicode: Vec<String> = unicode_fields.into_iter().map(|(f, _)| f).collect();
+        for rule in &mut rules {
+            self.check_names(rule, &unicode)?;
+        }
         let field_types = self.field_types(&rules)?;
         let digest = Sha256::digest(self.source.as_bytes())
             .iter()
@@ -265,7 +277,161 @@ impl Loader<'_> {
             rules,
             digest,
             field_types,
+            unicode_fields: {
+                let mut sorted = unicode;
+                sorted.sort();
+                sorted
+            },
         })
+    }
+
+    /// `unicode_fields: [memo, beneficiary_name]`: payload fields only, each once.
+    fn unicode_fields(&self, node: &Node) -> Result<Vec<(String, Location)>, LoadError> {
+        let items: Vec<&Node> = match &node.kind {
+            NodeKind::Seq(items) => items.iter().collect(),
+            _ if node.is_null() => Vec::new(),
+            _ => vec![node],
+        };
+        let mut fields: Vec<(String, Location)> = Vec::new();
+        for item in items {
+            let name = self.string(item, "unicode_fields")?;
+            self.check_list_scalar(&name, item, "unicode_fields")?;
+            let field = Field::from_name(&name);
+            let Field::Payload(base) = &field else {
+                return Err(self.error(
+                    LoadErrorKind::NotAToken,
+                    item.location,
+                    Some("unicode_fields"),
+                    format!(
+                        "`unicode_fields`: `{name}` is a built-in field; only payload fields may \
+                         hold Unicode text"
+                    ),
+                ));
+            };
+            if !is_field_name(base) {
+                return Err(self.error(
+                    LoadErrorKind::NotAToken,
+                    item.location,
+                    Some("unicode_fields"),
+                    format!(
+                        "`unicode_fields`: `{}` is not a field name",
+                        name.escape_debug()
+                    ),
+                ));
+            }
+            if let Some((_, first)) = fields.iter().find(|(f, _)| f == base) {
+                return Err(self.error(
+                    LoadErrorKind::NotAToken,
+                    item.location,
+                    Some("unicode_fields"),
+                    format!(
+                        "`unicode_fields` lists `{base}` twice (first at line {})",
+                        first.line
+                    ),
+                ));
+            }
+            fields.push((base.clone(), item.location));
+        }
+        Ok(fields)
+    }
+
+    /// Holds every tested string of `rule` to the token rules (see
+    /// [`crate::token`]); a field listed in `unicode` takes NFKC text instead,
+    /// and its values are normalized here.
+    fn check_names(&self, rule: &mut Rule, unicode: &[String]) -> Result<(), LoadError> {
+        for condition in &mut rule.conditions {
+            let mut fault: Option<String> = None;
+            condition.expr.for_each_test_mut(&mut |test| {
+                let Test::Strings {
+                    field,
+                    values,
+                    unicode: text,
+                    ..
+                } = test
+                else {
+                    return;
+                };
+                if fault.is_some() {
+                    return;
+                }
+                let is_text = matches!(field, Field::Payload(name) if unicode.contains(name));
+                for value in values.iter_mut() {
+                    let ok = match field {
+                        _ if is_text => token::is_text(value),
+                        Field::Resource | Field::Action => token::is_segment(value),
+                        Field::Capability => value
+                            .split_once('.')
+                            .is_some_and(|(r, a)| token::is_segment(r) && token::is_segment(a)),
+                        _ => token::is_token(value),
+                    };
+                    if !ok {
+                        let what = match field {
+                            _ if is_text => token::TEXT_DESCRIPTION,
+                            Field::Resource | Field::Action => token::SEGMENT_DESCRIPTION,
+                            Field::Capability => "`resource.action` of plain ASCII names",
+                            _ => token::TOKEN_DESCRIPTION,
+                        };
+                        fault = Some(format!(
+                            "`{field}` is tested against \"{}\", which is not {what}",
+                            value.escape_default()
+                        ));
+                        return;
+                    }
+                    if is_text {
+                        *value = token::nfkc(value);
+                    }
+                }
+                if is_text {
+                    *text = true;
+                    values.sort();
+                    values.dedup();
+                }
+            });
+            if let Some(message) = fault {
+                let mut err = self.error(
+                    LoadErrorKind::NotAToken,
+                    condition.location,
+                    Some(&condition.key),
+                    format!("rule {}: {message}", rule.id),
+                );
+                err.help = Some(
+                    "names are compared exactly and never trimmed; a payload field that holds \
+                     Unicode text can be listed under `unicode_fields`"
+                        .to_owned(),
+                );
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// A plain scalar where a name or a list of names belongs must not hold a
+    /// comma or whitespace: `staging, sandbox` is one string, not a list.
+    fn check_list_scalar(&self, text: &str, node: &Node, key: &str) -> Result<(), LoadError> {
+        if !matches!(node.as_scalar(), Some((_, Style::Plain))) {
+            return Ok(());
+        }
+        if text.contains(',') || text.chars().any(char::is_whitespace) {
+            let parts: Vec<&str> = text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .collect();
+            let mut err = self.error(
+                LoadErrorKind::WrongType,
+                node.location,
+                Some(key),
+                format!(
+                    "`{key}`: `{}` is one string holding a comma or a space, not a list",
+                    text.escape_debug()
+                ),
+            );
+            err.help = Some(format!(
+                "write [{}] for a list, or quote the value if it is one string",
+                parts.join(", ")
+            ));
+            return Err(err);
+        }
+        Ok(())
     }
 
     fn key_text<'n>(&self, key: &'n Node) -> Result<&'n str, LoadError> {
@@ -305,7 +471,10 @@ impl Loader<'_> {
             )
         };
         match &node.kind {
-            NodeKind::Scalar { text, .. } if !node.is_null() => Ok(vec![text.clone()]),
+            NodeKind::Scalar { text, .. } if !node.is_null() => {
+                self.check_list_scalar(text, node, key)?;
+                Ok(vec![text.clone()])
+            }
             NodeKind::Seq(items) => {
                 if items.is_empty() {
                     return Err(self.error(
@@ -318,7 +487,10 @@ impl Loader<'_> {
                 items
                     .iter()
                     .map(|item| match item.as_scalar() {
-                        Some((text, _)) if !item.is_null() => Ok(text.to_owned()),
+                        Some((text, _)) if !item.is_null() => {
+                            self.check_list_scalar(text, item, key)?;
+                            Ok(text.to_owned())
+                        }
                         _ => Err(wrong(item)),
                     })
                     .collect()
@@ -563,7 +735,7 @@ impl Loader<'_> {
     }
 
     fn capability(&self, text: &str, at: Location) -> Result<CapabilityPattern, LoadError> {
-        let lower = text.trim().to_ascii_lowercase();
+        let lower = text.to_ascii_lowercase();
         if lower == "*" {
             return Ok(CapabilityPattern::Any);
         }
