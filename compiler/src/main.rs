@@ -1,6 +1,27 @@
 //! `capfence-compile`: the policy compiler's command line. Parses arguments and
 //! calls the library; nothing more.
 
+// Human output never sends control or format characters to the terminal: an
+// actor, reason or payload written by an agent could otherwise move the
+// cursor and draw a fake line over a real one. These shadow the std macros
+// for the whole binary; JSON output escapes its own way.
+macro_rules! println {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => {
+        ::std::println!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        ::std::print!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        ::std::eprintln!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+
 use std::io::Write;
 
 use capfence_compiler::lines::{Line, Lines};

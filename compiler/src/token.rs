@@ -150,12 +150,27 @@ fn is_hidden(c: char) -> bool {
 /// assert_eq!(escape_for_terminal("José"), "José");
 /// ```
 pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c == '\\' || is_hidden(c)) {
+    escape_except(text, None)
+}
+
+/// [`escape_for_terminal`] for multi-line output: newlines are kept.
+///
+/// ```
+/// use capfence_compiler::token::escape_lines;
+/// assert_eq!(escape_lines("a\u{1b}]0;pwned\u{7}\nb\r\n"), "a\\u{1b}]0;pwned\\u{7}\nb\\r\n");
+/// ```
+pub fn escape_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_except(text, Some('\n'))
+}
+
+fn escape_except(text: &str, keep: Option<char>) -> std::borrow::Cow<'_, str> {
+    let hide = |c: char| is_hidden(c) && Some(c) != keep;
+    if !text.chars().any(hide) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c == '\\' || is_hidden(c) {
+        if hide(c) {
             out.extend(c.escape_debug());
         } else {
             out.push(c);
@@ -204,7 +219,7 @@ mod tests {
 
     #[test]
     fn escapes_hide_nothing() {
-        assert_eq!(escape_for_terminal("a\\b"), "a\\\\b");
+        assert_eq!(escape_for_terminal("a\\b"), "a\\b");
         assert_eq!(escape_for_terminal("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(escape_for_terminal("line\nnext"), "line\\nnext");
     }

@@ -1,6 +1,28 @@
 //! `capfence`: the runtime's operator and sidecar command line. Parses
 //! arguments and calls the library; nothing more.
 
+// Human output never sends control or format characters to the terminal: an
+// actor, reason or payload written by an agent could otherwise move the
+// cursor and draw a fake line over a real one. These shadow the std macros
+// for the whole binary; JSON output escapes its own way.
+macro_rules! println {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => {
+        ::std::println!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => {
+        ::std::print!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        ::std::eprintln!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
+    };
+}
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +35,7 @@ use capfence::ledger::VerifyError;
 use capfence::store::sqlite::{SqliteOptions, SqliteStore};
 use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
 use capfence_compiler::lines::{Line, Lines};
+use capfence_compiler::token::escape_for_terminal;
 use clap::{Args, Parser, Subcommand};
 
 /// CapFence runtime: decide agent tool calls, operate approvals, verify the audit chain.
@@ -201,7 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let line = if json {
                     r.to_json().to_string()
                 } else {
-                    format!(
+                    escape_for_terminal(&format!(
                         "{:>6} {} {:<16} {:<28} {:<11} {:<16} {} {}",
                         r.seq,
                         r.time,
@@ -211,7 +234,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         r.actor.as_deref().unwrap_or("-"),
                         r.approval_id.as_deref().unwrap_or("-"),
                         r.reason
-                    )
+                    ))
+                    .into_owned()
                 };
                 if writeln!(out, "{line}").is_err() {
                     return Ok(ExitCode::from(2));

@@ -112,3 +112,68 @@ fn usage_and_load_errors_exit_2_with_a_location() {
         "error: compiler/tests/fixtures/load/unknown_key.yaml:3:5: unknown key `enviroment` in rule allow[0]; did you mean `environment`?\n"
     );
 }
+
+#[test]
+fn eval_decides_every_line_even_broken_bytes() {
+    let event =
+        r#"{"actor":"a","capability":"payments.read","environment":"production","risk":"low"}"#;
+    let mut input = Vec::new();
+    input.extend(event.as_bytes());
+    input.extend(b"\n\xc3\x28\n");
+    input.extend(vec![b'['; capfence_compiler::lines::MAX_LINE_BYTES + 10]);
+    input.push(b'\n');
+    input.extend(event.as_bytes());
+    let out = super::compile_with_bytes(&["eval", "policies/fintech_policy.yaml"], &input);
+    assert_eq!(out.status.code(), Some(0));
+    let got = lines(&out);
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0]["decision"], "allow");
+    assert!(
+        got[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line 2 is not UTF-8")
+    );
+    assert!(
+        got[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line 3 is longer")
+    );
+    assert_eq!(got[3]["decision"], "allow");
+}
+
+#[test]
+fn lint_refuses_a_policy_whose_deny_tier_is_erased_by_a_quoted_duplicate() {
+    let dir = std::env::temp_dir().join(format!("capfence-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        "deny:\n  - capability: payments.transfer\n    amount_gt: 10000\nallow:\n  - capability: payments.transfer\n\"deny\": []\n",
+    )
+    .unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let out = run(&["lint", &path], "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("duplicate key `deny` (first at line 1)"),
+        "{text}"
+    );
+    let out = run(
+        &["eval", &path],
+        r#"{"capability":"payments.transfer","payload":{"amount":50000}}"#,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a policy that does not load decides nothing"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

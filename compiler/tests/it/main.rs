@@ -28,6 +28,11 @@ pub fn root() -> PathBuf {
 
 /// Runs `capfence-compile` from the workspace root with `stdin` as input.
 pub fn compile_with(args: &[&str], stdin: &str) -> std::process::Output {
+    compile_with_bytes(args, stdin.as_bytes())
+}
+
+/// Runs `capfence-compile` with raw bytes as input.
+pub fn compile_with_bytes(args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_capfence-compile"))
@@ -38,12 +43,7 @@ pub fn compile_with(args: &[&str], stdin: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 

@@ -67,6 +67,18 @@ fn suite_errors_name_file_and_line() {
     assert!(err.to_string().starts_with("s.yaml:4:13: `expect` must be"));
 }
 
+#[test]
+fn suite_duplicate_keys_are_errors_however_spelled() {
+    for text in [
+        "cases:\n  - name: x\n    event: {}\n    expect: deny\n\"cases\": []\n",
+        "cases:\n  - name: x\n    event: {capability: a.b, 'capability': c.d}\n    expect: deny\n",
+        "cases:\n  - name: x\n    event:\n      payload: {to: a, \"to\": b}\n    expect: deny\n",
+    ] {
+        let err = Suite::parse(text, "s.yaml").unwrap_err().to_string();
+        assert!(err.contains("duplicate key"), "{text}: {err}");
+    }
+}
+
 fn decide(json: &str) -> (DecisionKind, Option<String>) {
     let d = fintech().decide(&Event::from_json(json).unwrap());
     (d.kind, d.rule)

@@ -121,9 +121,10 @@ fn classify(error: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// A store under `dir` (created if missing). Opening is attempted now; if
-    /// it fails, the store still exists and every transaction retries the open
-    /// and fails until it succeeds.
+    /// A store under `dir` (created if missing). Opening is attempted now,
+    /// without waiting for another writer's lock; if it fails, the store still
+    /// exists and every transaction retries the open, within its own lock
+    /// timeout, and fails until it succeeds.
     pub fn new(dir: impl AsRef<Path>, options: SqliteOptions) -> SqliteStore {
         let store = SqliteStore {
             dir: dir.as_ref().to_owned(),
@@ -131,7 +132,7 @@ impl SqliteStore {
             connection: Mutex::new(None),
         };
         if let Ok(mut slot) = store.connection.lock() {
-            *slot = store.open().ok();
+            *slot = store.open(Duration::ZERO).ok();
         }
         store
     }
@@ -146,7 +147,7 @@ impl SqliteStore {
             options,
             connection: Mutex::new(None),
         };
-        let connection = store.open()?;
+        let connection = store.open(store.options.lock_timeout)?;
         if let Ok(mut slot) = store.connection.lock() {
             *slot = Some(connection);
         }
@@ -158,7 +159,8 @@ impl SqliteStore {
         &self.dir
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
+    /// Opens the files, waiting at most `wait` for another writer's lock.
+    fn open(&self, wait: Duration) -> Result<Connection, StoreError> {
         if !self.options.read_only {
             std::fs::create_dir_all(&self.dir).map_err(|e| {
                 StoreError::Io(format!(
@@ -177,8 +179,7 @@ impl SqliteStore {
         let audit = self.dir.join("audit.db");
         let approvals = self.dir.join("approvals.db");
         let conn = Connection::open_with_flags(&audit, flags).map_err(classify)?;
-        conn.busy_timeout(self.options.lock_timeout)
-            .map_err(classify)?;
+        conn.busy_timeout(wait).map_err(classify)?;
         conn.execute(
             "ATTACH DATABASE ?1 AS approvals",
             [approvals.to_string_lossy()],
@@ -291,12 +292,23 @@ impl SqliteStore {
             .connection
             .lock()
             .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
-        if slot.is_none() {
-            *slot = Some(self.open()?);
+        // One lock timeout covers the open and the work: a store that must
+        // be opened first never waits twice.
+        let started = std::time::Instant::now();
+        let opened_now = slot.is_none();
+        if opened_now {
+            *slot = Some(self.open(self.options.lock_timeout)?);
         }
         match slot.as_ref() {
             Some(conn) => {
+                if opened_now {
+                    let left = self.options.lock_timeout.saturating_sub(started.elapsed());
+                    conn.busy_timeout(left).map_err(classify)?;
+                }
                 let result = work(conn);
+                if opened_now {
+                    let _ = conn.busy_timeout(self.options.lock_timeout);
+                }
                 if matches!(result, Err(StoreError::Corrupt(_) | StoreError::Foreign(_))) {
                     *slot = None;
                 }

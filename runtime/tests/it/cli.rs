@@ -7,6 +7,10 @@ use std::process::{Command, Output, Stdio};
 use super::{POLICY, TempDir};
 
 fn capfence(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    capfence_bytes(dir, args, stdin.as_bytes())
+}
+
+fn capfence_bytes(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
         .arg("--state")
         .arg(dir)
@@ -16,12 +20,7 @@ fn capfence(dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -257,4 +256,88 @@ fn usage_errors_exit_2() {
         "",
     );
     assert_eq!(o.status.code(), Some(2), "no environment");
+}
+
+#[test]
+fn decide_gives_every_line_a_recorded_verdict_and_goes_on() {
+    let dir = TempDir::new("cli-bad-lines");
+    let safe = r#"{"actor":"treasury-agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{"amount":120,"destination":"v-1"}}"#;
+    let mut input = Vec::new();
+    input.extend(safe.as_bytes());
+    input.extend(b"\n\xff\xfe{\"actor\":\"x\"}\n");
+    input.extend(vec![b' '; capfence_compiler::lines::MAX_LINE_BYTES]);
+    input.extend(b"{}\nnot json\n");
+    input.extend(br#"{"actor":"a","capability":"payments.transfer","payload":{"meta":{"to":"attacker","to":"vendor"}}}"#);
+    input.push(b'\n');
+    input.extend(safe.as_bytes());
+    input.push(b'\n');
+    let o = capfence_bytes(dir.path(), &["decide", "--policy", POLICY], &input);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let verdicts: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), 6, "{reasons:#?}");
+    assert!(verdicts[0]["authorized"].as_bool().unwrap());
+    assert!(reasons[1].contains("line 2 is not UTF-8"), "{}", reasons[1]);
+    assert!(
+        reasons[2].contains("line 3 is longer than 1048576 bytes"),
+        "{}",
+        reasons[2]
+    );
+    assert!(
+        reasons[3].starts_with("invalid event JSON"),
+        "{}",
+        reasons[3]
+    );
+    assert!(reasons[4].contains("duplicate key `to`"), "{}", reasons[4]);
+    assert!(
+        verdicts[5]["authorized"].as_bool().unwrap(),
+        "the stream went on"
+    );
+    for v in &verdicts[1..5] {
+        assert_eq!(v["decision"], "deny");
+    }
+    let log = out(&capfence(dir.path(), &["audit", "log", "--json"], ""));
+    assert_eq!(log.lines().count(), 6, "every line is on the record");
+    assert_eq!(capfence(dir.path(), &["verify"], "").status.code(), Some(0));
+}
+
+#[test]
+fn agent_text_never_reaches_the_terminal_raw() {
+    let dir = TempDir::new("cli-escape");
+    // A forged actor is malformed (denied) but still on the record; an
+    // untested payload field rides along with a real ticket.
+    let forged = r#"{"actor":"ops\u001b[2K\rT-9 approved by cfo","capability":"payments.read","environment":"production","risk":"low"}"#;
+    let held = r#"{"actor":"treasury-agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{"amount":2500,"destination":"v-1","memo":"\u202e\u001b]0;pwned\u0007"}}"#;
+    let verdicts = decide(dir.path(), &format!("{forged}\n{held}\n"));
+    assert_eq!(verdicts[0]["decision"], "deny");
+    assert!(
+        verdicts[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("field `actor`")
+    );
+    assert_eq!(verdicts[1]["approval_id"], "T-1");
+    for args in [&["audit", "log"][..], &["approvals", "list"][..]] {
+        let o = capfence(dir.path(), args, "");
+        assert_eq!(o.status.code(), Some(0));
+        let text = out(&o);
+        for bad in ['\u{1b}', '\r', '\u{7}', '\u{202e}'] {
+            assert!(!text.contains(bad), "{args:?} sent {bad:?}: {text:?}");
+        }
+        assert!(
+            text.contains("\\u{202e}") || text.contains("\\u{1b}"),
+            "{text}"
+        );
+    }
 }

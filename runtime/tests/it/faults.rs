@@ -120,3 +120,31 @@ fn an_unusable_state_directory_denies() {
     let rt = runtime(&file.join("state"));
     assert_denied(&safe(&rt), "audit storage");
 }
+
+#[test]
+fn a_held_lock_is_waited_for_once_not_twice() {
+    // Built while another writer holds the lock, the runtime must open the
+    // store and decide within one lock timeout (it used to wait once at build
+    // and again on the first transaction).
+    let dir = TempDir::new("lock-wait");
+    assert!(safe(&runtime(dir.path())).authorized);
+    let holder = sql(dir.path());
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let timeout = Duration::from_millis(1500);
+    let started = std::time::Instant::now();
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .lock_timeout(timeout)
+        .build()
+        .unwrap();
+    let verdict = safe(&rt);
+    let waited = started.elapsed();
+    assert_denied(&verdict, "locked");
+    assert!(waited >= timeout, "gave up early: {waited:?}");
+    assert!(
+        waited < timeout + Duration::from_millis(1000),
+        "waited {waited:?} for a lock timeout of {timeout:?}"
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    assert!(safe(&rt).authorized);
+}
