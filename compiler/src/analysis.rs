@@ -5,7 +5,9 @@
 //! regions, never samples:
 //! - `unsatisfiable-rule` (error): the region is empty;
 //! - `shadowed-rule` (warning): the region is covered by earlier rules in
-//!   precedence order, so the rule never decides;
+//!   precedence order, so the rule never decides any well-formed event; a
+//!   note says when removing it would still change which events are
+//!   malformed (it is the only rule of some capability testing a field);
 //! - `conflict` (warning): an allow or require_approval rule overlaps the part
 //!   of a higher-tier rule that decides; the note gives the overlap in words
 //!   and an example event;
@@ -216,7 +218,8 @@ impl<'p> Analysis<'p> {
                     "shadowed-rule",
                     Severity::Warning,
                     format!(
-                        "{} never decides: every event it matches is decided by an earlier rule",
+                        "{} never decides: every well-formed event it matches is decided by an \
+                         earlier rule",
                         rule.id
                     ),
                 );
@@ -235,6 +238,13 @@ impl<'p> Analysis<'p> {
                             other.id, other.location.line
                         ));
                     }
+                }
+                for (capability, field) in sole_tests(self.policy, i) {
+                    d.notes.push(format!(
+                        "removing it changes which events are malformed: no other rule for \
+                         {capability} tests `{field}`, so events lacking it or carrying an \
+                         ill-typed value would no longer be denied as malformed"
+                    ));
                 }
                 out.push(d);
                 continue;
@@ -431,6 +441,123 @@ pub fn decision_map(
         map.push((rest, DecisionKind::Deny, None));
     }
     Some(map)
+}
+
+/// The capabilities a policy can tell apart: every resource and action its
+/// patterns name, plus `other` for every name it does not.
+fn capability_grid(policies: &[&Policy]) -> Vec<(String, String)> {
+    let mut resources = vec!["other".to_owned()];
+    let mut actions = vec!["other".to_owned()];
+    for policy in policies {
+        for rule in &policy.rules {
+            if let CapabilityPattern::Segments { resource, action } = &rule.capability {
+                resources.extend(resource.clone());
+                actions.extend(action.clone());
+            }
+        }
+    }
+    resources.sort();
+    resources.dedup();
+    actions.sort();
+    actions.dedup();
+    let mut grid = Vec::new();
+    for r in &resources {
+        for a in &actions {
+            grid.push((r.clone(), a.clone()));
+        }
+    }
+    grid
+}
+
+/// The fields (with their types) that an event of `resource.action` must
+/// carry under `policy`: every field a rule applying to it tests.
+fn required_fields(
+    policy: &Policy,
+    resource: &str,
+    action: &str,
+    skip: Option<usize>,
+) -> BTreeMap<String, crate::policy::FieldType> {
+    let mut out = BTreeMap::new();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        if Some(i) == skip || !rule.capability.matches(resource, action) {
+            continue;
+        }
+        rule.for_each_test(&mut |t| {
+            out.entry(t.field().to_string()).or_insert(t.field_type());
+        });
+    }
+    out
+}
+
+/// `(capability, field)` pairs for which rule `i` is the only rule of that
+/// capability testing the field: removing it changes which events are malformed.
+fn sole_tests(policy: &Policy, i: usize) -> Vec<(String, String)> {
+    let Some(rule) = policy.rules.get(i) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (r, a) in capability_grid(&[policy]) {
+        if !rule.capability.matches(&r, &a) {
+            continue;
+        }
+        let with = required_fields(policy, &r, &a, None);
+        let without = required_fields(policy, &r, &a, Some(i));
+        for field in with.keys().filter(|f| !without.contains_key(*f)) {
+            let capability = if r == "other" || a == "other" {
+                rule.capability.to_string()
+            } else {
+                format!("{r}.{a}")
+            };
+            let pair = (capability, field.clone());
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
+/// A capability whose required fields differ between two policies: events
+/// lacking the field (or carrying it ill-typed) are denied as malformed by
+/// one policy and decided by the rules of the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    /// The capability (`payments.transfer`; `other` stands for names neither policy uses).
+    pub capability: String,
+    /// The field.
+    pub field: String,
+    /// Its required type under the old policy (`None`: not required).
+    pub old: Option<crate::policy::FieldType>,
+    /// Its required type under the new policy.
+    pub new: Option<crate::policy::FieldType>,
+}
+
+/// Every capability and field whose requirement differs between `old` and
+/// `new`: the events [`diff`] does not cover, because they are well formed
+/// under one policy only.
+pub fn diff_fields(old: &Policy, new: &Policy) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    for (r, a) in capability_grid(&[old, new]) {
+        let (before, after) = (
+            required_fields(old, &r, &a, None),
+            required_fields(new, &r, &a, None),
+        );
+        let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
+        fields.sort();
+        fields.dedup();
+        for field in fields {
+            let (o, n) = (before.get(field).copied(), after.get(field).copied());
+            if o != n {
+                out.push(FieldChange {
+                    capability: format!("{r}.{a}"),
+                    field: field.clone(),
+                    old: o,
+                    new: n,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Every region where `new` decides differently from `old` (decision kinds;

@@ -322,8 +322,26 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
         eprintln!("error: the policies are too complex to compare exactly");
         return ExitCode::from(2);
     };
+    let fields = capfence_compiler::analysis::diff_fields(&old, &new);
+    let required = |t: Option<capfence_compiler::policy::FieldType>| {
+        t.map_or_else(
+            || "not required".to_owned(),
+            |t| format!("required as {}", t.describe()),
+        )
+    };
+    let equivalent = changes.is_empty() && fields.is_empty();
     match format {
         Format::Human => {
+            for f in &fields {
+                println!(
+                    "{}: `{}` {} -> {} (events lacking it or carrying an ill-typed value change \
+                     between malformed and well-formed)",
+                    f.capability,
+                    f.field,
+                    required(f.old),
+                    required(f.new)
+                );
+            }
             for c in &changes {
                 let rule = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".to_owned());
                 println!(
@@ -338,10 +356,18 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
                     println!("  e.g. {w}");
                 }
             }
-            if changes.is_empty() {
-                println!("no change: the two policies decide every event alike");
+            if equivalent {
+                println!(
+                    "no change: the two policies decide every event alike (and require the \
+                     same fields)"
+                );
             } else {
-                println!("{} region(s) decide differently", changes.len());
+                println!(
+                    "{} region(s) of well-formed events decide differently; {} field \
+                     requirement(s) changed",
+                    changes.len(),
+                    fields.len()
+                );
             }
         }
         Format::Json => {
@@ -356,13 +382,24 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
                     })
                 })
                 .collect();
+            let field_list: Vec<_> = fields
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "capability": f.capability,
+                        "field": f.field,
+                        "old": f.old.map(|t| t.describe()),
+                        "new": f.new.map(|t| t.describe()),
+                    })
+                })
+                .collect();
             println!(
                 "{}",
-                serde_json::json!({"changes": list, "equivalent": changes.is_empty()})
+                serde_json::json!({"changes": list, "fields": field_list, "equivalent": equivalent})
             );
         }
     }
-    if changes.is_empty() {
+    if equivalent {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

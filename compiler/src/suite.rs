@@ -15,8 +15,10 @@
 //!     rule: allow[0]        # optional; `rule: null` expects no deciding rule
 //! ```
 //!
-//! An event that cannot be read is decided `deny` (as `eval` does), so suites can
-//! pin intake errors too.
+//! An event that cannot be read (an unknown field, a wrong type) is a suite
+//! error, so a typo such as `enviroment:` can never pass as an expected deny.
+//! A case that tests a malformed event says so with `malformed: true`: it then
+//! passes only if the event is unreadable or the policy denies it as malformed.
 
 use std::path::Path;
 
@@ -67,6 +69,8 @@ pub struct Case {
     pub expect: DecisionKind,
     /// The expected rule.
     pub rule: ExpectedRule,
+    /// The case tests a malformed event (`malformed: true`).
+    pub malformed: bool,
 }
 
 /// A property: every event of a region (written with rule keys) must get
@@ -367,12 +371,15 @@ impl Suite {
                     ExpectedRule::NoRule => actual.rule.is_none(),
                     ExpectedRule::Id(id) => actual.rule.as_deref() == Some(id.as_str()),
                 };
+                let malformed_ok = !case.malformed
+                    || (actual.rule.is_none()
+                        && (case.event.is_err() || actual.reason.starts_with("malformed event")));
                 CaseResult {
                     name: case.name.clone(),
                     location: case.location,
                     expect: case.expect,
                     expect_rule: case.rule.clone(),
-                    passed: actual.kind == case.expect && rule_ok,
+                    passed: actual.kind == case.expect && rule_ok && malformed_ok,
                     actual,
                 }
             })
@@ -491,6 +498,8 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
     let mut event = None;
     let mut expect = None;
     let mut rule = ExpectedRule::Any;
+    let mut malformed = false;
+    let mut event_at = node.location;
     for (key, value) in entries {
         let text = || {
             value
@@ -505,7 +514,22 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
                         error(value.location, "`name` expects a string".to_owned())
                     })?)
             }
-            "event" => event = Some(Event::from_yaml(value).map_err(|e| e.0)),
+            "event" => {
+                event_at = value.location;
+                event = Some(Event::from_yaml(value).map_err(|e| e.0));
+            }
+            "malformed" => {
+                malformed = match value.as_scalar() {
+                    Some(("true", _)) => true,
+                    Some(("false", _)) => false,
+                    _ => {
+                        return Err(error(
+                            value.location,
+                            "`malformed` expects true or false".to_owned(),
+                        ));
+                    }
+                }
+            }
             "expect" => {
                 let t = text().unwrap_or_default();
                 expect = Some(DecisionKind::parse(&t).ok_or_else(|| {
@@ -517,7 +541,7 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
             }
             "rule" => rule = text().map_or(ExpectedRule::NoRule, ExpectedRule::Id),
             other => {
-                let hint = closest(other, ["name", "event", "expect", "rule"])
+                let hint = closest(other, ["name", "event", "expect", "rule", "malformed"])
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(error(
@@ -528,12 +552,24 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
         }
     }
     let missing = |what: &str| error(node.location, format!("test case has no `{what}`"));
+    let name = name.ok_or_else(|| missing("name"))?;
+    let event = event.ok_or_else(|| missing("event"))?;
+    if let (Err(why), false) = (&event, malformed) {
+        return Err(error(
+            event_at,
+            format!(
+                "the event of case `{name}` does not read: {why}; a case that tests an \
+                 unreadable event says `malformed: true`"
+            ),
+        ));
+    }
     Ok(Case {
-        name: name.ok_or_else(|| missing("name"))?,
+        name,
         location: node.location,
-        event: event.ok_or_else(|| missing("event"))?,
+        event,
         expect: expect.ok_or_else(|| missing("expect"))?,
         rule,
+        malformed,
     })
 }
 

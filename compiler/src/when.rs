@@ -151,6 +151,19 @@ fn literal(pair: Pair<'_, Rule>) -> Result<Literal, WhenError> {
         .next()
         .ok_or_else(|| at(1, 1, "empty value"))?;
     match inner.as_rule() {
+        Rule::number if has_leading_zero(inner.as_str()) => Err(error_at(
+            &inner,
+            format!(
+                "`{}` has a leading zero: an identifier such as an account number is a \
+                 string (quote it: \"{}\"), and as a number it would also equal `{}`",
+                inner.as_str(),
+                inner.as_str(),
+                inner
+                    .as_str()
+                    .trim_start_matches(['+', '-'])
+                    .trim_start_matches('0')
+            ),
+        )),
         Rule::number => parse_exact(inner.as_str())
             .map(Literal::Number)
             .ok_or_else(|| {
@@ -169,6 +182,13 @@ fn literal(pair: Pair<'_, Rule>) -> Result<Literal, WhenError> {
         }
         _ => Ok(Literal::Word(inner.as_str().to_owned())),
     }
+}
+
+/// `007`, `-0123.5`: a number written with a zero before another digit.
+/// Numbers like these are identifiers in disguise; `0`, `0.5` and `-0.5` are fine.
+fn has_leading_zero(text: &str) -> bool {
+    let digits = text.trim_start_matches(['+', '-']).as_bytes();
+    matches!(digits, [b'0', d, ..] if d.is_ascii_digit())
 }
 
 fn unescape(body: &str) -> String {
@@ -443,6 +463,21 @@ mod tests {
         assert!(err.message.contains("string field"));
         let err = parse_when("and > 5").unwrap_err();
         assert_eq!(err.column, 1);
+    }
+
+    #[test]
+    fn numbers_with_leading_zeros_are_refused() {
+        let err = parse_when("not (destination in [00123456, 00777001])").unwrap_err();
+        assert!(err.message.contains("leading zero"), "{}", err.message);
+        assert_eq!(err.column, 22);
+        assert!(parse_when("amount in [0, 0.5, -0.25, 10]").is_ok());
+        assert!(parse_when("amount == -007").is_err());
+        // Quoted, the same ids are exact strings.
+        let expr = parse_when(r#"destination in ["00123456"]"#).unwrap();
+        let Expr::Test(Test::Strings { values, .. }) = expr else {
+            unreachable!()
+        };
+        assert_eq!(values, ["00123456"]);
     }
 
     #[test]

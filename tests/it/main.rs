@@ -11,6 +11,7 @@ mod build;
 mod compiled;
 mod demo;
 mod differential;
+mod fuzz_replay;
 mod gate;
 mod hardening;
 mod ui;

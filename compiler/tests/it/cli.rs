@@ -177,3 +177,52 @@ fn lint_refuses_a_policy_whose_deny_tier_is_erased_by_a_quoted_duplicate() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_suite_case_whose_event_does_not_read_is_a_suite_error() {
+    let dir = std::env::temp_dir().join(format!("capfence-typo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = dir.join("typo.tests.yaml");
+    // `enviroment` makes the event unreadable; it used to "pass" as a deny.
+    std::fs::write(
+        &suite,
+        "cases:\n  - name: staging transfer is denied\n    event: { capability: payments.transfer, enviroment: staging, payload: { amount: 100 } }\n    expect: deny\n",
+    )
+    .unwrap();
+    let suite = suite.to_string_lossy().into_owned();
+    let out = run(&["test", "policies/fintech_policy.yaml", &suite], "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":3:12: the event of case `staging transfer is denied` does not read"),
+        "{err}"
+    );
+    assert!(err.contains("malformed: true"), "{err}");
+
+    // Said explicitly, the case passes only if the event is malformed.
+    let marked = dir.join("marked.tests.yaml");
+    std::fs::write(
+        &marked,
+        "cases:\n  - name: unreadable\n    event: { capability: payments.transfer, enviroment: staging }\n    malformed: true\n    expect: deny\n  - name: well formed but marked\n    event: { capability: payments.delete }\n    malformed: true\n    expect: deny\n",
+    )
+    .unwrap();
+    let marked = marked.to_string_lossy().into_owned();
+    let out = run(
+        &[
+            "test",
+            "policies/fintech_policy.yaml",
+            &marked,
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the second case is default deny, not malformed"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], 1, "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
