@@ -467,7 +467,105 @@ pub struct Policy {
     pub unicode_fields: Vec<String>,
 }
 
+/// What the runtime needs to know of a rule beyond its decision: its
+/// capability pattern and the payload fields it compares as numbers (a
+/// grant's caps name such fields). Compiled tables carry the same facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFacts {
+    /// The rule's id.
+    pub id: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// The resource segment, `None` for `*`.
+    pub resource: Option<String>,
+    /// The action segment, `None` for `*`.
+    pub action: Option<String>,
+    /// The payload fields it compares as numbers, sorted, distinct.
+    pub numbers: Vec<String>,
+}
+
+impl RuleFacts {
+    /// Facts from generated code.
+    pub fn new(
+        id: &str,
+        tier: Tier,
+        resource: Option<&str>,
+        action: Option<&str>,
+        numbers: &[&str],
+    ) -> RuleFacts {
+        RuleFacts {
+            id: id.to_owned(),
+            tier,
+            resource: resource.map(str::to_owned),
+            action: action.map(str::to_owned),
+            numbers: numbers.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    /// Whether the rule's pattern covers `resource.action`.
+    pub fn covers(&self, resource: &str, action: &str) -> bool {
+        self.resource.as_deref().is_none_or(|r| r == resource)
+            && self.action.as_deref().is_none_or(|a| a == action)
+    }
+}
+
+/// [`RuleFacts`] as generated code writes them: all `'static`.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticRuleFacts {
+    /// The rule's id.
+    pub id: &'static str,
+    /// Its tier.
+    pub tier: Tier,
+    /// The resource segment, `None` for `*`.
+    pub resource: Option<&'static str>,
+    /// The action segment, `None` for `*`.
+    pub action: Option<&'static str>,
+    /// The payload fields it compares as numbers.
+    pub numbers: &'static [&'static str],
+}
+
+/// The facts of a generated table, owned (read on the approval path only,
+/// never while deciding).
+pub type RuleFactList = Vec<RuleFacts>;
+
+/// Owned facts from a generated table's static ones.
+pub fn facts_from_static(list: &[StaticRuleFacts]) -> RuleFactList {
+    list.iter()
+        .map(|f| RuleFacts::new(f.id, f.tier, f.resource, f.action, f.numbers))
+        .collect()
+}
+
+impl Rule {
+    /// The rule's [`RuleFacts`].
+    pub fn facts(&self) -> RuleFacts {
+        let (resource, action) = match &self.capability {
+            CapabilityPattern::Any => (None, None),
+            CapabilityPattern::Segments { resource, action } => (resource.clone(), action.clone()),
+        };
+        let mut numbers = Vec::new();
+        self.for_each_test(&mut |t| {
+            if let (Test::Number { .. }, Field::Payload(name)) = (t, t.field()) {
+                numbers.push(name.clone());
+            }
+        });
+        numbers.sort();
+        numbers.dedup();
+        RuleFacts {
+            id: self.id.clone(),
+            tier: self.tier,
+            resource,
+            action,
+            numbers,
+        }
+    }
+}
+
 impl Policy {
+    /// Every rule's [`RuleFacts`], in precedence order.
+    pub fn rule_facts(&self) -> Vec<RuleFacts> {
+        self.rules.iter().map(Rule::facts).collect()
+    }
+
     /// The rules of one tier, in file order.
     pub fn tier(&self, tier: Tier) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(move |r| r.tier == tier)

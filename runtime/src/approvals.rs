@@ -3,6 +3,7 @@
 //! they are consulted only when the policy says `require_approval`.
 
 use capfence_compiler::event::write_object;
+use capfence_compiler::policy::{RuleFacts, Tier};
 use capfence_compiler::{Decision, DecisionKind, Event};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -53,7 +54,8 @@ impl TicketStatus {
 pub struct Ticket {
     /// Its number; shown as `T-<id>`.
     pub id: u64,
-    /// SHA-256 of the canonical (actor, capability, environment, payload).
+    /// SHA-256 of the canonical (actor, capability, environment, risk,
+    /// payload, deciding rule, policy digest): see [`event_key`].
     pub event_key: String,
     /// The event's actor.
     pub actor: Option<String>,
@@ -61,6 +63,8 @@ pub struct Ticket {
     pub capability: String,
     /// The event's environment.
     pub environment: Option<String>,
+    /// The event's risk.
+    pub risk: Option<String>,
     /// The canonical payload.
     pub payload: String,
     /// The require_approval rule that asked for it.
@@ -76,7 +80,8 @@ pub struct Ticket {
 }
 
 /// A standing permission to pass `require_approval` for (actor, capability,
-/// environment) until it expires, optionally capped in amount and uses.
+/// environment) until it expires, optionally capped in named payload fields
+/// and in uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// Its number; shown as `G-<id>`.
@@ -93,8 +98,8 @@ pub struct Grant {
     pub created_at: i64,
     /// Until when (µs since the epoch).
     pub expires_at: i64,
-    /// The largest `amount` it covers, if capped.
-    pub max_amount: Option<Decimal>,
+    /// Caps: each payload field with the largest value the grant covers.
+    pub caps: Vec<(String, Decimal)>,
     /// Uses left, if capped.
     pub uses_left: Option<u32>,
     /// The operator who revoked it.
@@ -102,24 +107,115 @@ pub struct Grant {
 }
 
 /// Limits on a grant beyond its duration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GrantLimits {
-    /// The largest payload `amount` the grant covers; events without a numeric
-    /// amount are not covered.
-    pub max_amount: Option<Decimal>,
+    /// Caps on payload fields (`amount` ≤ 1000, say). A cap holds only where
+    /// the deciding rule itself compares that field as a number and the
+    /// event's value is at most the cap: a field the rule does not test
+    /// never satisfies it. At grant time every capped field must be tested
+    /// by some `require_approval` rule of the capability.
+    pub caps: Vec<(String, Decimal)>,
     /// How many decisions it may satisfy.
     pub uses: Option<u32>,
 }
 
+impl GrantLimits {
+    /// A cap on `field`.
+    pub fn cap(mut self, field: &str, max: Decimal) -> GrantLimits {
+        self.caps.push((field.to_owned(), max));
+        self
+    }
+}
+
+/// The caps as stored and shown: `amount=1000;total=5` (fields sorted).
+pub fn caps_text(caps: &[(String, Decimal)]) -> String {
+    let mut parts: Vec<String> = caps
+        .iter()
+        .map(|(field, max)| format!("{field}={}", max.normalize()))
+        .collect();
+    parts.sort();
+    parts.join(";")
+}
+
+/// Parses [`caps_text`]; `None` for anything else.
+pub fn parse_caps(text: &str) -> Option<Vec<(String, Decimal)>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(';')
+        .map(|part| {
+            let (field, max) = part.split_once('=')?;
+            let max = capfence_compiler::number::parse_exact(max)?;
+            is_field_name(field).then(|| (field.to_owned(), max))
+        })
+        .collect()
+}
+
+fn is_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks a grant's caps against the policy: every capped field must be
+/// compared as a number by some `require_approval` rule covering
+/// `capability`, or the cap could never hold (or, worse, be read from a
+/// field the policy does not look at). The error names the field.
+pub fn check_caps(
+    facts: &[RuleFacts],
+    capability: &str,
+    caps: &[(String, Decimal)],
+) -> Result<(), String> {
+    let Some((resource, action)) = capability.split_once('.') else {
+        return Err(format!("`{capability}` is not `resource.action`"));
+    };
+    for (field, _) in caps {
+        if !is_field_name(field) {
+            return Err(format!("`{field}` is not a payload field name"));
+        }
+        let tested = facts.iter().any(|f| {
+            f.tier == Tier::RequireApproval
+                && f.covers(resource, action)
+                && f.numbers.iter().any(|n| n == field)
+        });
+        if !tested {
+            let fields: Vec<&str> = facts
+                .iter()
+                .filter(|f| f.tier == Tier::RequireApproval && f.covers(resource, action))
+                .flat_map(|f| f.numbers.iter().map(String::as_str))
+                .collect();
+            return Err(format!(
+                "no require_approval rule for {capability} compares `{field}`, so a cap on it \
+                 would cap nothing (capped fields can be: {})",
+                if fields.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fields.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Grant {
-    /// Whether the grant covers an event with this amount now.
-    pub fn usable(&self, now: i64, amount: Option<Decimal>) -> bool {
+    /// Whether the grant covers, now, an event decided by a rule that
+    /// compares `tested` as numbers: every cap must name a tested field
+    /// whose value in the event is a number no greater than the cap.
+    pub fn usable(&self, now: i64, event: &Event, tested: &[String]) -> bool {
         self.revoked_by.is_none()
             && self.expires_at > now
             && self.uses_left != Some(0)
-            && self
-                .max_amount
-                .is_none_or(|max| amount.is_some_and(|a| a <= max))
+            && self.caps.iter().all(|(field, max)| {
+                tested.iter().any(|t| t == field)
+                    && event
+                        .payload
+                        .get(field)
+                        .and_then(|v| v.as_number())
+                        .is_some_and(|v| v <= *max)
+            })
     }
 }
 
@@ -151,14 +247,22 @@ pub fn canonical_payload(event: &Event) -> String {
     out
 }
 
-/// The key that binds a ticket to one exact event.
-pub fn event_key(event: &Event) -> String {
+/// The key that binds a ticket to one exact event, the rule that asked for
+/// it and the policy that rule belongs to: SHA-256 over the actor,
+/// capability, environment, risk, canonical payload, deciding rule id and
+/// policy digest (docs/audit-format.md). A ticket approved for one of these
+/// never lets a different one through.
+pub fn event_key(event: &Event, rule: Option<&str>, digest: &str) -> String {
     let mut hasher = Sha256::new();
+    hasher.update("capfence-ticket-v2\n");
     for part in [
         event.actor.as_deref(),
         event.capability().as_deref(),
         event.environment.as_deref(),
+        event.risk.as_deref(),
         Some(canonical_payload(event).as_str()),
+        rule,
+        Some(digest),
     ] {
         match part {
             Some(p) => hasher.update(format!("{}:{p}\n", p.len())),
@@ -172,10 +276,12 @@ pub fn event_key(event: &Event) -> String {
 /// for this exact event (consumed: authorized); a ticket for it that an
 /// operator rejected (deny); an active grant (one use taken: authorized); the
 /// event's pending ticket, created if there is none (require_approval).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn resolve(
     tx: &mut dyn Tx,
     event: &Event,
     decision: &Decision,
+    tested: &[String],
     key: &str,
     payload: &str,
     now: i64,
@@ -211,9 +317,8 @@ pub(crate) fn resolve(
         }
     }
     if let (Some(actor), Some(environment)) = (&event.actor, &event.environment) {
-        let amount = event.payload.get("amount").and_then(|v| v.as_number());
         for grant in tx.grants_for(actor, &capability, environment)? {
-            if grant.usable(now, amount) {
+            if grant.usable(now, event, tested) {
                 let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
                 tx.update_grant(grant.id, uses_left, None)?;
                 let label = grant_label(grant.id);
@@ -239,6 +344,7 @@ pub(crate) fn resolve(
         actor: event.actor.clone(),
         capability,
         environment: event.environment.clone(),
+        risk: event.risk.clone(),
         payload: payload.to_owned(),
         rule: decision.rule.clone(),
         status: TicketStatus::Pending,

@@ -5,6 +5,7 @@
 //! either.
 
 use capfence_compiler::compiled::CompiledDecision;
+use capfence_compiler::policy::RuleFacts;
 use capfence_compiler::{Decision, Event, Policy};
 
 /// A policy in decidable form.
@@ -15,11 +16,19 @@ pub trait Decide: Send + Sync {
     /// The SHA-256 digest (lowercase hex) of the policy source, recorded with
     /// every decision in the audit log.
     fn digest(&self) -> &str;
+
+    /// Every rule's capability pattern and numerically tested fields, in
+    /// precedence order: what grants' caps are checked against.
+    fn rule_facts(&self) -> Vec<RuleFacts>;
 }
 
 impl Decide for Policy {
     fn decide(&self, event: &Event) -> Decision {
         Policy::decide(self, event)
+    }
+
+    fn rule_facts(&self) -> Vec<RuleFacts> {
+        Policy::rule_facts(self)
     }
 
     fn digest(&self) -> &str {

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use capfence_compiler::token;
 use capfence_compiler::{Decision, DecisionKind, Event};
 
 use crate::approvals::{
@@ -64,6 +65,8 @@ struct Job {
     payload: String,
     /// For `require_approval`: the key binding tickets to this exact event.
     event_key: Option<String>,
+    /// For `require_approval`: the fields the deciding rule compares as numbers.
+    tested: Vec<String>,
 }
 
 /// A caller's place in the group commit.
@@ -155,14 +158,16 @@ impl Ledger {
         event: Event,
         decision: Decision,
         digest: &str,
+        tested: Vec<String>,
     ) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
-        let event_key =
-            (decision.kind == DecisionKind::RequireApproval).then(|| approvals::event_key(&event));
+        let event_key = (decision.kind == DecisionKind::RequireApproval)
+            .then(|| approvals::event_key(&event, decision.rule.as_deref(), digest));
         let job = Job {
             capability: event.capability(),
             payload: canonical_payload(&event),
             event_key,
+            tested,
             event,
             decision,
             digest: digest.to_owned(),
@@ -251,6 +256,7 @@ impl Ledger {
                         tx,
                         &job.event,
                         &job.decision,
+                        &job.tested,
                         job.event_key.as_deref().unwrap_or_default(),
                         &job.payload,
                         now,
@@ -397,16 +403,15 @@ impl Ledger {
         limits: GrantLimits,
     ) -> Result<Grant, OperatorError> {
         let by = operator_name(granted_by)?;
-        let capability = capability.trim().to_ascii_lowercase();
-        let environment = environment.trim().to_ascii_lowercase();
-        let valid = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
-        if actor.trim().is_empty()
-            || !valid(&environment)
-            || capability.split('.').count() != 2
-            || !valid(&capability)
-        {
+        let capability = capability.to_ascii_lowercase();
+        let environment = environment.to_ascii_lowercase();
+        let segments = capability
+            .split_once('.')
+            .is_some_and(|(r, a)| token::is_segment(r) && token::is_segment(a));
+        if !token::is_token(actor) || !token::is_token(&environment) || !segments {
             return Err(OperatorError::Invalid(format!(
-                "a grant needs an actor, a capability `resource.action` and an environment (got {actor:?}, {capability:?}, {environment:?})"
+                "a grant needs an actor and an environment that are plain tokens and a \
+                 capability `resource.action` (got {actor:?}, {capability:?}, {environment:?})"
             )));
         }
         if duration.is_zero() {
@@ -423,7 +428,7 @@ impl Ledger {
                 granted_by: by.clone(),
                 created_at: now,
                 expires_at: now.saturating_add(micros(duration)),
-                max_amount: limits.max_amount,
+                caps: limits.caps.clone(),
                 uses_left: limits.uses,
                 revoked_by: None,
             };
@@ -433,7 +438,7 @@ impl Ledger {
                 "capability": grant.capability,
                 "environment": grant.environment,
                 "expires_at": rfc3339(grant.expires_at),
-                "max_amount": grant.max_amount.map(|m| m.to_string()),
+                "caps": approvals::caps_text(&grant.caps),
                 "uses": grant.uses_left,
             });
             let record = operator_record(

@@ -63,5 +63,8 @@ pub mod __private {
     pub use capfence_compiler::eval::{Decision, DecisionKind};
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
+    pub use capfence_compiler::policy::{
+        RuleFactList, RuleFacts, StaticRuleFacts, Tier, facts_from_static,
+    };
     pub use rust_decimal::Decimal;
 }

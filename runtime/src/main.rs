@@ -116,9 +116,14 @@ struct GrantArgs {
     /// How long: `30s`, `15m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     duration: Duration,
-    /// The largest payload amount covered.
+    /// A cap, `FIELD=VALUE` (repeatable): the grant covers only decisions
+    /// whose rule compares FIELD and whose event carries FIELD <= VALUE.
+    /// Needs --policy, to check that a require_approval rule compares FIELD.
+    #[arg(long = "max", value_name = "FIELD=VALUE")]
+    max: Vec<String>,
+    /// The policy the caps are checked against (required with --max).
     #[arg(long)]
-    max_amount: Option<String>,
+    policy: Option<PathBuf>,
     /// How many decisions it may satisfy.
     #[arg(long)]
     uses: Option<u32>,
@@ -290,12 +295,14 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             println!("tickets (now {now}):");
             for t in ledger.tickets().map_err(|e| e.to_string())? {
                 println!(
-                    "  {:<6} {:<9} {:<16} {:<20} {:<11} {} expires {}{}",
+                    "  {:<6} {:<9} {:<16} {:<20} {:<11} risk {:<8} rule {:<20} {} expires {}{}",
                     ticket_label(t.id),
                     t.status.as_str(),
                     t.actor.as_deref().unwrap_or("-"),
                     t.capability,
                     t.environment.as_deref().unwrap_or("-"),
+                    t.risk.as_deref().unwrap_or("-"),
+                    t.rule.as_deref().unwrap_or("-"),
                     t.payload,
                     rfc3339(t.expires_at),
                     t.decided_by.map(|b| format!(" by {b}")).unwrap_or_default()
@@ -311,9 +318,11 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                     g.environment,
                     g.granted_by,
                     rfc3339(g.expires_at),
-                    g.max_amount
-                        .map(|m| format!(" max {m}"))
-                        .unwrap_or_default(),
+                    if g.caps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" max {}", capfence::approvals::caps_text(&g.caps))
+                    },
                     g.uses_left
                         .map(|u| format!(" uses {u}"))
                         .unwrap_or_default(),
@@ -374,15 +383,33 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                     ));
                 }
             };
-            let max_amount = match &args.max_amount {
-                Some(text) => Some(
-                    capfence_compiler::number::parse_exact(text)
-                        .ok_or_else(|| format!("--max-amount `{text}` is not an exact decimal"))?,
-                ),
-                None => None,
-            };
+            let mut caps = Vec::new();
+            for text in &args.max {
+                let parsed = text.split_once('=').and_then(|(field, value)| {
+                    capfence_compiler::number::parse_exact(value).map(|v| (field.to_owned(), v))
+                });
+                caps.push(parsed.ok_or_else(|| {
+                    format!("--max `{text}` is not FIELD=VALUE with an exact decimal VALUE")
+                })?);
+            }
+            if !caps.is_empty() {
+                let Some(path) = &args.policy else {
+                    return Err(
+                        "--max needs --policy: a cap must name a field the policy's \
+                         require_approval rules compare"
+                            .to_owned(),
+                    );
+                };
+                let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
+                if let Err(why) =
+                    capfence::approvals::check_caps(&policy.rule_facts(), &capability, &caps)
+                {
+                    eprintln!("refused: {why}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
             let limits = GrantLimits {
-                max_amount,
+                caps,
                 uses: args.uses,
             };
             match ledger(state, false)?.grant(

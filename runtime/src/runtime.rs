@@ -77,6 +77,10 @@ impl Decide for Static {
     fn digest(&self) -> &str {
         self.0.digest()
     }
+
+    fn rule_facts(&self) -> Vec<capfence_compiler::policy::RuleFacts> {
+        self.0.rule_facts()
+    }
 }
 
 enum Source {
@@ -236,7 +240,12 @@ impl ActionRuntime {
             reason: reason.to_owned(),
         };
         self.ledger
-            .settle(Event::default(), decision, self.decider.digest())
+            .settle(
+                Event::default(),
+                decision,
+                self.decider.digest(),
+                Vec::new(),
+            )
             .unwrap_or_else(|e| {
                 Verdict::deny(format!("denied: no audit record could be written ({e})"))
             })
@@ -250,9 +259,20 @@ impl ActionRuntime {
 
     fn try_execute_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
         let decision = self.decider.decide(event);
+        // A grant's caps hold only on fields the deciding rule compares.
+        let tested = match (&decision.kind, &decision.rule) {
+            (DecisionKind::RequireApproval, Some(rule)) => self
+                .decider
+                .rule_facts()
+                .into_iter()
+                .find(|f| &f.id == rule)
+                .map(|f| f.numbers)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         Ok(self
             .ledger
-            .settle(event.clone(), decision, self.decider.digest())?)
+            .settle(event.clone(), decision, self.decider.digest(), tested)?)
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`
@@ -279,7 +299,9 @@ impl ActionRuntime {
         )
     }
 
-    /// A grant for (actor, capability, environment) with limits.
+    /// A grant for (actor, capability, environment) with limits. Every
+    /// capped field must be one a `require_approval` rule of the capability
+    /// compares as a number (refused otherwise, naming the field).
     pub fn grant(
         &self,
         actor: &str,
@@ -289,6 +311,8 @@ impl ActionRuntime {
         duration: Duration,
         limits: GrantLimits,
     ) -> Result<Grant, OperatorError> {
+        crate::approvals::check_caps(&self.decider.rule_facts(), capability, &limits.caps)
+            .map_err(OperatorError::Invalid)?;
         self.ledger
             .grant(actor, capability, environment, granted_by, duration, limits)
     }

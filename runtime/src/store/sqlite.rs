@@ -18,7 +18,7 @@ use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordView};
 
 /// Value of `capfence_meta.format` in a state directory of this version.
-const STATE_FORMAT: &str = "capfence-state-v1";
+const STATE_FORMAT: &str = "capfence-state-v2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS main.capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS approvals.tickets (
     actor TEXT,
     capability TEXT NOT NULL,
     environment TEXT,
+    risk TEXT,
     payload TEXT NOT NULL,
     rule TEXT,
     status TEXT NOT NULL,
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS approvals.grants (
     granted_by TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    max_amount TEXT,
+    caps TEXT NOT NULL,
     uses_left INTEGER,
     revoked_by TEXT
 );
@@ -132,7 +133,10 @@ impl SqliteStore {
             connection: Mutex::new(None),
         };
         if let Ok(mut slot) = store.connection.lock() {
-            *slot = store.open(Duration::ZERO).ok();
+            *slot = store.open(Duration::ZERO).ok().filter(|conn| {
+                // Opened without waiting; later transactions wait as configured.
+                conn.busy_timeout(store.options.lock_timeout).is_ok()
+            });
         }
         store
     }
@@ -340,7 +344,7 @@ fn from_i64(v: i64) -> Result<u64, StoreError> {
 }
 
 fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, String)> {
-    let status: String = row.get(7)?;
+    let status: String = row.get(8)?;
     Ok((
         row.get(0)?,
         Ticket {
@@ -349,12 +353,13 @@ fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, St
             actor: row.get(2)?,
             capability: row.get(3)?,
             environment: row.get(4)?,
-            payload: row.get(5)?,
-            rule: row.get(6)?,
+            risk: row.get(5)?,
+            payload: row.get(6)?,
+            rule: row.get(7)?,
             status: TicketStatus::Pending,
-            created_at: row.get(8)?,
-            expires_at: row.get(9)?,
-            decided_by: row.get(10)?,
+            created_at: row.get(9)?,
+            expires_at: row.get(10)?,
+            decided_by: row.get(11)?,
         },
         status,
     ))
@@ -367,8 +372,8 @@ fn finish_ticket((id, mut ticket, status): (i64, Ticket, String)) -> Result<Tick
     Ok(ticket)
 }
 
-const TICKET_COLUMNS: &str = "id, event_key, actor, capability, environment, payload, rule, status, created_at, expires_at, decided_by";
-const GRANT_COLUMNS: &str = "id, actor, capability, environment, granted_by, created_at, expires_at, max_amount, uses_left, revoked_by";
+const TICKET_COLUMNS: &str = "id, event_key, actor, capability, environment, risk, payload, rule, status, created_at, expires_at, decided_by";
+const GRANT_COLUMNS: &str = "id, actor, capability, environment, granted_by, created_at, expires_at, caps, uses_left, revoked_by";
 
 type GrantRow = (
     i64,
@@ -378,7 +383,7 @@ type GrantRow = (
     String,
     i64,
     i64,
-    Option<String>,
+    String,
     Option<i64>,
     Option<String>,
 );
@@ -407,20 +412,12 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
         granted_by,
         created_at,
         expires_at,
-        max,
+        caps,
         uses,
         revoked_by,
     ) = row;
-    let max_amount = match max {
-        Some(text) => Some(
-            capfence_compiler::number::parse_exact(&text)
-                .map(|d| d.normalize())
-                .ok_or_else(|| {
-                    StoreError::Invalid(format!("grant {id} has max_amount {text:?}"))
-                })?,
-        ),
-        None => None,
-    };
+    let caps = crate::approvals::parse_caps(&caps)
+        .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}")))?;
     let uses_left = match uses {
         Some(u) => Some(
             u32::try_from(u)
@@ -436,7 +433,7 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
         granted_by,
         created_at,
         expires_at,
-        max_amount,
+        caps,
         uses_left,
         revoked_by,
     })
@@ -549,9 +546,9 @@ impl Tx for SqliteTx<'_> {
     fn insert_ticket(&mut self, t: &Ticket) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO approvals.tickets (event_key, actor, capability, environment, payload, \
-                 rule, status, created_at, expires_at, decided_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO approvals.tickets (event_key, actor, capability, environment, risk, \
+                 payload, rule, status, created_at, expires_at, decided_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -559,6 +556,7 @@ impl Tx for SqliteTx<'_> {
                     t.actor,
                     t.capability,
                     t.environment,
+                    t.risk,
                     t.payload,
                     t.rule,
                     t.status.as_str(),
@@ -629,7 +627,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO approvals.grants (actor, capability, environment, granted_by, created_at, \
-                 expires_at, max_amount, uses_left, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 expires_at, caps, uses_left, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -639,7 +637,7 @@ impl Tx for SqliteTx<'_> {
                     g.granted_by,
                     g.created_at,
                     g.expires_at,
-                    g.max_amount.map(|m| m.to_string()),
+                    crate::approvals::caps_text(&g.caps),
                     g.uses_left,
                     g.revoked_by
                 ])

@@ -97,9 +97,10 @@ fn grants_are_bounded_in_amount_and_uses_and_scoped() {
     let dir = TempDir::new("grant-bounds");
     let rt = runtime(dir.path());
     let limits = GrantLimits {
-        max_amount: Some("1000".parse().unwrap()),
         uses: Some(2),
-    };
+        ..GrantLimits::default()
+    }
+    .cap("amount", "1000".parse().unwrap());
     let grant = rt
         .grant(
             "treasury-agent",

@@ -155,7 +155,17 @@ fn grants_from_the_command_line_are_bounded() {
         args.extend_from_slice(extra);
         capfence(dir.path(), &args, "")
     };
-    let o = grant(&["--max-amount", "1000"]);
+    // A cap needs the policy, and must name a field a require_approval rule compares.
+    let o = grant(&["--max", "amount=1000"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max needs --policy"));
+    let o = grant(&["--max", "total=1000", "--policy", POLICY]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no require_approval rule for payments.transfer compares `total`")
+    );
+    let o = grant(&["--max", "amount=1000", "--policy", POLICY]);
     assert_eq!(
         o.status.code(),
         Some(0),

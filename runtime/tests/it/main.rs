@@ -11,6 +11,7 @@ mod approvals;
 mod audit;
 mod cli;
 mod concurrency;
+mod corners;
 mod faults;
 mod tamper;
 mod vectors;
