@@ -19,8 +19,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/");
 
 fn events() -> Vec<Event> {
-    let text = std::fs::read_to_string(format!("{ROOT}../shared/bench/seed_policy_events.jsonl"))
-        .expect("../shared/bench beside the checkout");
+    let text = std::fs::read_to_string(format!("{ROOT}tests/data/seed_policy_events.jsonl"))
+        .expect("tests/data/seed_policy_events.jsonl in the repository");
     let mut events: Vec<Event> = text.lines().map(|l| Event::from_json(l).unwrap()).collect();
     // Fisher-Yates with a fixed 64-bit LCG: the same order on every run.
     let mut state: u64 = 0x5eed_cafe_f00d_0001;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The peer benchmark: agreement first, then timing. Run from anywhere; needs
-# ../shared beside the checkout (the shared event mix) and the crates.io registry.
+# The peer benchmark: agreement first, then timing. Run from anywhere; reads the
+# shared event mix from tests/data and needs the crates.io registry.
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo test --release

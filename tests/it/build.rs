@@ -29,7 +29,7 @@ fn the_checked_in_table_decides_like_the_reference() {
     let policy = Policy::load(format!("{ROOT}policies/fintech_policy.yaml")).unwrap();
     let table = fintech_table::CompiledPolicy;
     let events =
-        std::fs::read_to_string(format!("{ROOT}../shared/bench/seed_policy_events.jsonl")).unwrap();
+        std::fs::read_to_string(format!("{ROOT}tests/data/seed_policy_events.jsonl")).unwrap();
     for line in events.lines() {
         let event = Event::from_json(line).unwrap();
         assert_eq!(

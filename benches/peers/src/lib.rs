@@ -8,9 +8,9 @@ use capfence::{Compiled, Event, Policy};
 /// The shared 1,024-event mix and the decisions Cedar, regorus and a
 /// hand-written evaluator agree on.
 pub fn shared_mix() -> (Vec<String>, Vec<String>) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/bench/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/");
     let events = std::fs::read_to_string(format!("{dir}seed_policy_events.jsonl"))
-        .expect("../shared beside the checkout");
+        .expect("tests/data in the repository");
     let expected = std::fs::read_to_string(format!("{dir}seed_policy_expected.txt"))
         .expect("expected decisions");
     (

@@ -11,7 +11,7 @@ use super::{fintech, root};
 
 #[test]
 fn agrees_with_cedar_regorus_and_a_hand_written_evaluator_on_the_shared_events() {
-    let shared = root().join("../shared/bench");
+    let shared = root().join("tests/data");
     let events = fs::read_to_string(shared.join("seed_policy_events.jsonl")).unwrap();
     let expected = fs::read_to_string(shared.join("seed_policy_expected.txt")).unwrap();
     let policy = fintech();
