@@ -145,15 +145,10 @@ impl Ledger {
         }
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
     /// Settles a decision (approvals for `require_approval`) and records it;
     /// returns only when the record is durable, or the fault that kept it
     /// from being written (then nothing of the decision was kept).
-    pub fn settle(
+    pub(crate) fn settle(
         &self,
         event: Event,
         decision: Decision,

@@ -42,7 +42,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "capfence", version, about)]
 struct Cli {
-    /// State directory (audit.db, approvals.db).
+    /// State directory (holds ledger.db).
     #[arg(
         long,
         global = true,
@@ -180,7 +180,7 @@ fn main() -> ExitCode {
 }
 
 fn ledger(state: &Path, must_exist: bool) -> Result<Ledger, String> {
-    if must_exist && !state.join("audit.db").exists() {
+    if must_exist && !state.join(capfence::store::sqlite::LEDGER_FILE).exists() {
         return Err(format!(
             "no CapFence state in {} (set --state or CAPFENCE_STATE)",
             state.display()

@@ -1,5 +1,7 @@
-//! The embedded default store: SQLite (bundled) in WAL mode under a state
-//! directory, `audit.db` for the chain with `approvals.db` attached.
+//! The embedded default store: SQLite (bundled) in WAL mode, one file under a
+//! state directory, `ledger.db`, holding the chain, the tickets and the grants.
+//! A decision's record and the ticket or grant change it makes commit in one
+//! transaction, with one fsync: never one without the other.
 //!
 //! Every transaction starts with `BEGIN IMMEDIATE`, so reading the previous
 //! hash and appending happen under the write lock: threads and processes that
@@ -18,11 +20,14 @@ use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordView};
 
 /// Value of `capfence_meta.format` in a state directory of this version.
-const STATE_FORMAT: &str = "capfence-state-v2";
+const STATE_FORMAT: &str = "capfence-ledger-v1";
+
+/// The ledger file inside a state directory.
+pub const LEDGER_FILE: &str = "ledger.db";
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS main.capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS main.audit (
+CREATE TABLE IF NOT EXISTS capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
     actor TEXT,
@@ -38,8 +43,7 @@ CREATE TABLE IF NOT EXISTS main.audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS approvals.capfence_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS approvals.tickets (
+CREATE TABLE IF NOT EXISTS tickets (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_key TEXT NOT NULL,
     actor TEXT,
@@ -53,8 +57,8 @@ CREATE TABLE IF NOT EXISTS approvals.tickets (
     expires_at INTEGER NOT NULL,
     decided_by TEXT
 );
-CREATE INDEX IF NOT EXISTS approvals.tickets_by_event ON tickets (event_key, id);
-CREATE TABLE IF NOT EXISTS approvals.grants (
+CREATE INDEX IF NOT EXISTS tickets_by_event ON tickets (event_key, id);
+CREATE TABLE IF NOT EXISTS grants (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     actor TEXT NOT NULL,
     capability TEXT NOT NULL,
@@ -66,7 +70,7 @@ CREATE TABLE IF NOT EXISTS approvals.grants (
     uses_left INTEGER,
     revoked_by TEXT
 );
-CREATE INDEX IF NOT EXISTS approvals.grants_by_subject ON grants (actor, capability, environment);
+CREATE INDEX IF NOT EXISTS grants_by_subject ON grants (actor, capability, environment);
 ";
 
 /// How the SQLite store opens its files.
@@ -77,7 +81,7 @@ pub struct SqliteOptions {
     pub lock_timeout: Duration,
     /// Open the files read-only (for inspection; every write fails).
     pub read_only: bool,
-    /// Cap `audit.db` at this many pages (SQLite's `max_page_count`): a way
+    /// Cap `ledger.db` at this many pages (SQLite's `max_page_count`): a way
     /// to bound its size, and to exercise the disk-full path.
     pub max_page_count: Option<u32>,
 }
@@ -180,36 +184,36 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let audit = self.dir.join("audit.db");
-        let approvals = self.dir.join("approvals.db");
-        let conn = Connection::open_with_flags(&audit, flags).map_err(classify)?;
-        conn.busy_timeout(wait).map_err(classify)?;
-        conn.execute(
-            "ATTACH DATABASE ?1 AS approvals",
-            [approvals.to_string_lossy()],
-        )
-        .map_err(classify)?;
-        if !self.options.read_only {
-            for schema in ["main", "approvals"] {
-                let mode: String = conn
-                    .query_row(&format!("PRAGMA {schema}.journal_mode=WAL"), [], |r| {
-                        r.get(0)
-                    })
-                    .map_err(classify)?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(StoreError::Io(format!(
-                        "{schema} database refused WAL mode ({mode})"
-                    )));
-                }
+        for old in ["audit.db", "approvals.db"] {
+            let path = self.dir.join(old);
+            if path.exists() && !self.dir.join(LEDGER_FILE).exists() {
+                return Err(StoreError::Foreign(format!(
+                    "{} holds an earlier CapFence state ({old}, approvals in a second \
+                     file); this version keeps one ledger in {LEDGER_FILE}: verify the old \
+                     directory with the earlier version, archive it, and point --state at a \
+                     new directory",
+                    self.dir.display()
+                )));
             }
-            conn.execute_batch("PRAGMA main.synchronous=FULL; PRAGMA approvals.synchronous=FULL;")
+        }
+        let ledger = self.dir.join(LEDGER_FILE);
+        let conn = Connection::open_with_flags(&ledger, flags).map_err(classify)?;
+        conn.busy_timeout(wait).map_err(classify)?;
+        if !self.options.read_only {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(classify)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Io(format!(
+                    "the ledger refused WAL mode ({mode})"
+                )));
+            }
+            conn.execute_batch("PRAGMA synchronous=FULL;")
                 .map_err(classify)?;
         }
         if let Some(pages) = self.options.max_page_count {
             let _: i64 = conn
-                .query_row(&format!("PRAGMA main.max_page_count={pages}"), [], |r| {
-                    r.get(0)
-                })
+                .query_row(&format!("PRAGMA max_page_count={pages}"), [], |r| r.get(0))
                 .map_err(classify)?;
         }
         self.check_schema(&conn)?;
@@ -219,47 +223,39 @@ impl SqliteStore {
     /// Refuses files that belong to something else; creates the schema in a
     /// fresh directory.
     fn check_schema(&self, conn: &Connection) -> Result<(), StoreError> {
-        for schema in ["main", "approvals"] {
-            let tables: Vec<String> = {
-                let mut stmt = conn
-                    .prepare(&format!(
-                        "SELECT name FROM {schema}.sqlite_master WHERE type='table'"
-                    ))
-                    .map_err(classify)?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .map_err(classify)?;
-                rows.collect::<Result<_, _>>().map_err(classify)?
-            };
-            let has_meta = tables.iter().any(|t| t == "capfence_meta");
-            let foreign = tables.iter().any(|t| !is_ours(t));
-            let file = if schema == "main" {
-                "audit.db"
-            } else {
-                "approvals.db"
-            };
-            if foreign || (!tables.is_empty() && !has_meta) {
+        let tables: Vec<String> = {
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type='table'")
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)?
+        };
+        let has_meta = tables.iter().any(|t| t == "capfence_meta");
+        let foreign = tables.iter().any(|t| !is_ours(t));
+        let file = self.dir.join(LEDGER_FILE);
+        if foreign || (!tables.is_empty() && !has_meta) {
+            return Err(StoreError::Foreign(format!(
+                "{} holds tables CapFence did not create",
+                file.display()
+            )));
+        }
+        if has_meta {
+            let format: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM capfence_meta WHERE key='format'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(classify)?;
+            if format.as_deref() != Some(STATE_FORMAT) {
                 return Err(StoreError::Foreign(format!(
-                    "{} holds tables CapFence did not create",
-                    self.dir.join(file).display()
+                    "{} has format {:?}, expected {STATE_FORMAT}",
+                    file.display(),
+                    format.unwrap_or_default()
                 )));
-            }
-            if has_meta {
-                let format: Option<String> = conn
-                    .query_row(
-                        &format!("SELECT value FROM {schema}.capfence_meta WHERE key='format'"),
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(classify)?;
-                if format.as_deref() != Some(STATE_FORMAT) {
-                    return Err(StoreError::Foreign(format!(
-                        "{} has format {:?}, expected {STATE_FORMAT}",
-                        self.dir.join(file).display(),
-                        format.unwrap_or_default()
-                    )));
-                }
             }
         }
         if self.options.read_only {
@@ -270,13 +266,7 @@ impl SqliteStore {
             .execute_batch(SCHEMA)
             .and_then(|()| {
                 conn.execute(
-                    "INSERT OR IGNORE INTO main.capfence_meta (key, value) VALUES ('format', ?1)",
-                    [STATE_FORMAT],
-                )
-            })
-            .and_then(|_| {
-                conn.execute(
-                    "INSERT OR IGNORE INTO approvals.capfence_meta (key, value) VALUES ('format', ?1)",
+                    "INSERT OR IGNORE INTO capfence_meta (key, value) VALUES ('format', ?1)",
                     [STATE_FORMAT],
                 )
             })
@@ -468,9 +458,7 @@ impl Tx for SqliteTx<'_> {
         }
         let row: Option<(i64, String)> = self
             .conn
-            .prepare_cached(
-                "SELECT seq, hash FROM main.audit WHERE seq = (SELECT max(seq) FROM main.audit)",
-            )
+            .prepare_cached("SELECT seq, hash FROM audit WHERE seq = (SELECT max(seq) FROM audit)")
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(classify)?;
         let head = match row {
@@ -484,7 +472,7 @@ impl Tx for SqliteTx<'_> {
     fn append(&mut self, r: &AuditRecord) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO main.audit (seq, time, actor, capability, environment, risk, payload, \
+                "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, \
                  decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
@@ -517,7 +505,7 @@ impl Tx for SqliteTx<'_> {
         let rows = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {TICKET_COLUMNS} FROM approvals.tickets \
+                "SELECT {TICKET_COLUMNS} FROM tickets \
                  WHERE event_key = ?1 AND status != 'used' AND expires_at > ?2"
             ))
             .and_then(|mut s| {
@@ -533,7 +521,7 @@ impl Tx for SqliteTx<'_> {
         let row = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {TICKET_COLUMNS} FROM approvals.tickets WHERE id = ?1"
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
             ))
             .and_then(|mut s| {
                 s.query_row([to_i64(id).unwrap_or(-1)], ticket_from_row)
@@ -546,7 +534,7 @@ impl Tx for SqliteTx<'_> {
     fn insert_ticket(&mut self, t: &Ticket) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO approvals.tickets (event_key, actor, capability, environment, risk, \
+                "INSERT INTO tickets (event_key, actor, capability, environment, risk, \
                  payload, rule, status, created_at, expires_at, decided_by) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
@@ -577,7 +565,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "UPDATE approvals.tickets SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
+                "UPDATE tickets SET status = ?2, decided_by = COALESCE(?3, decided_by) WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![to_i64(id).unwrap_or(-1), status.as_str(), decided_by]))
             .map_err(classify)?;
@@ -593,7 +581,7 @@ impl Tx for SqliteTx<'_> {
         let rows: Vec<GrantRow> = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {GRANT_COLUMNS} FROM approvals.grants \
+                "SELECT {GRANT_COLUMNS} FROM grants \
                  WHERE actor = ?1 AND capability = ?2 AND environment = ?3"
             ))
             .and_then(|mut s| {
@@ -612,9 +600,7 @@ impl Tx for SqliteTx<'_> {
     fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError> {
         let row = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {GRANT_COLUMNS} FROM approvals.grants WHERE id = ?1"
-            ))
+            .prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"))
             .and_then(|mut s| {
                 s.query_row([to_i64(id).unwrap_or(-1)], grant_from_row)
                     .optional()
@@ -626,7 +612,7 @@ impl Tx for SqliteTx<'_> {
     fn insert_grant(&mut self, g: &Grant) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO approvals.grants (actor, capability, environment, granted_by, created_at, \
+                "INSERT INTO grants (actor, capability, environment, granted_by, created_at, \
                  expires_at, caps, uses_left, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
@@ -654,7 +640,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "UPDATE approvals.grants SET uses_left = ?2, revoked_by = COALESCE(?3, revoked_by) WHERE id = ?1",
+                "UPDATE grants SET uses_left = ?2, revoked_by = COALESCE(?3, revoked_by) WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![to_i64(id).unwrap_or(-1), uses_left, revoked_by]))
             .map_err(classify)?;
@@ -689,7 +675,7 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
-                     reason, approval_id, policy_digest, prev_hash, hash FROM main.audit ORDER BY seq",
+                     reason, approval_id, policy_digest, prev_hash, hash FROM audit ORDER BY seq",
                 )
                 .map_err(classify)?;
             let mut rows = stmt.query([]).map_err(classify)?;
@@ -715,7 +701,7 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare(
                     "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
-                     reason, approval_id, policy_digest, prev_hash, hash FROM main.audit ORDER BY seq",
+                     reason, approval_id, policy_digest, prev_hash, hash FROM audit ORDER BY seq",
                 )
                 .map_err(classify)?;
             let mut rows = stmt.query([]).map_err(classify)?;
@@ -751,7 +737,7 @@ impl Store for SqliteStore {
         self.with_connection(|conn| {
             let rows = conn
                 .prepare(&format!(
-                    "SELECT {TICKET_COLUMNS} FROM approvals.tickets ORDER BY id DESC"
+                    "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY id DESC"
                 ))
                 .and_then(|mut s| {
                     s.query_map([], ticket_from_row)?
@@ -766,7 +752,7 @@ impl Store for SqliteStore {
         self.with_connection(|conn| {
             let rows = conn
                 .prepare(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM approvals.grants ORDER BY id DESC"
+                    "SELECT {GRANT_COLUMNS} FROM grants ORDER BY id DESC"
                 ))
                 .and_then(|mut s| {
                     s.query_map([], grant_from_row)?

@@ -96,7 +96,7 @@ fn a_full_disk_denies_and_keeps_every_authorized_record() {
 #[test]
 fn a_corrupted_file_denies() {
     let dir = TempDir::new("corrupt");
-    std::fs::write(dir.path().join("audit.db"), vec![0x5a; 8192]).unwrap();
+    std::fs::write(dir.path().join("ledger.db"), vec![0x5a; 8192]).unwrap();
     let rt = runtime(dir.path());
     assert_denied(&safe(&rt), "corrupted");
     assert_denied(&rt.execute(&transfer("2500", "v")), "corrupted");
@@ -147,4 +147,18 @@ fn a_held_lock_is_waited_for_once_not_twice() {
     );
     holder.execute_batch("COMMIT").unwrap();
     assert!(safe(&rt).authorized);
+}
+
+#[test]
+fn an_old_two_file_state_directory_is_refused_with_what_to_do() {
+    let dir = TempDir::new("two-files");
+    std::fs::write(dir.path().join("audit.db"), b"").unwrap();
+    std::fs::write(dir.path().join("approvals.db"), b"").unwrap();
+    let v = safe(&runtime(dir.path()));
+    assert_denied(&v, "earlier CapFence state");
+    assert!(v.reason.contains("ledger.db"), "{}", v.reason);
+    assert!(
+        !dir.path().join("ledger.db").exists(),
+        "nothing is mixed into the old directory"
+    );
 }

@@ -97,7 +97,7 @@ pub fn transfer(amount: &str, destination: &str) -> ActionEvent {
     )
 }
 
-/// Direct SQL access to a state directory's audit.db, for tampering.
+/// Direct SQL access to a state directory's ledger.db, for tampering.
 pub fn sql(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join("audit.db")).unwrap()
+    rusqlite::Connection::open(dir.join("ledger.db")).unwrap()
 }
