@@ -8,7 +8,8 @@ use capfence_compiler::{Decision, DecisionKind, Event};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::audit::hex;
+use crate::audit::{AuditRecord, hex};
+use crate::clock::parse_rfc3339;
 use crate::store::{StoreError, Tx};
 use crate::verdict::Verdict;
 
@@ -253,14 +254,47 @@ pub fn canonical_payload(event: &Event) -> String {
 /// policy digest (docs/audit-format.md). A ticket approved for one of these
 /// never lets a different one through.
 pub fn event_key(event: &Event, rule: Option<&str>, digest: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update("capfence-ticket-v2\n");
-    for part in [
+    key_of(
         event.actor.as_deref(),
         event.capability().as_deref(),
         event.environment.as_deref(),
         event.risk.as_deref(),
-        Some(canonical_payload(event).as_str()),
+        &canonical_payload(event),
+        rule,
+        digest,
+    )
+}
+
+/// The ticket key of a chain record: the same parts, read from the record.
+pub fn record_key(record: &AuditRecord) -> String {
+    key_of(
+        record.actor.as_deref(),
+        record.capability.as_deref(),
+        record.environment.as_deref(),
+        record.risk.as_deref(),
+        &record.payload,
+        record.rule.as_deref(),
+        record.policy_digest.as_deref().unwrap_or_default(),
+    )
+}
+
+fn key_of(
+    actor: Option<&str>,
+    capability: Option<&str>,
+    environment: Option<&str>,
+    risk: Option<&str>,
+    payload: &str,
+    rule: Option<&str>,
+    digest: &str,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update("capfence-ticket-v2\n");
+    for part in [
+        actor,
+        capability,
+        environment,
+        risk,
+        Some(payload),
         rule,
         Some(digest),
     ] {
@@ -270,6 +304,167 @@ pub fn event_key(event: &Event, rule: Option<&str>, digest: &str) -> String {
         }
     }
     hex(&hasher.finalize())
+}
+
+/// A ticket as its chain records tell it (the rows are only an index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTicket {
+    /// The key of the event it was opened for.
+    pub key: String,
+    /// When it was opened (µs since the epoch).
+    pub opened_at: i64,
+    /// The operator who approved it.
+    pub approved_by: Option<String>,
+    /// The operator who rejected it.
+    pub rejected_by: Option<String>,
+    /// The seq of the record that consumed it.
+    pub used_at: Option<u64>,
+}
+
+/// Replays the records citing one ticket, in seq order. The first must open
+/// it (`require_approval`); then at most one approve or reject; an `allow`
+/// only after an approve, for the same key, once; a `deny` only after a
+/// reject; `require_approval` again only for the same key before a decision.
+/// `Err` names the first record that does not fit.
+pub fn chain_ticket(records: &[AuditRecord]) -> Result<ChainTicket, String> {
+    let Some((open, rest)) = records.split_first() else {
+        return Err("no record opened it".to_owned());
+    };
+    if open.decision != "require_approval" {
+        return Err(format!(
+            "record {} ({}) cites it before any record opened it",
+            open.seq, open.decision
+        ));
+    }
+    let mut t = ChainTicket {
+        key: record_key(open),
+        opened_at: parse_rfc3339(&open.time)
+            .ok_or_else(|| format!("record {} has an unreadable time", open.seq))?,
+        approved_by: None,
+        rejected_by: None,
+        used_at: None,
+    };
+    for r in rest {
+        let decided = t.approved_by.is_some() || t.rejected_by.is_some();
+        let fits = match r.decision.as_str() {
+            "require_approval" => !decided && record_key(r) == t.key,
+            "approve" if !decided => {
+                t.approved_by = Some(r.actor.clone().unwrap_or_default());
+                true
+            }
+            "reject" if !decided => {
+                t.rejected_by = Some(r.actor.clone().unwrap_or_default());
+                true
+            }
+            "allow" if t.approved_by.is_some() && t.used_at.is_none() && record_key(r) == t.key => {
+                t.used_at = Some(r.seq);
+                true
+            }
+            "deny" => t.rejected_by.is_some() && record_key(r) == t.key,
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "record {} ({}) does not follow from the ticket's earlier records",
+                r.seq, r.decision
+            ));
+        }
+    }
+    Ok(t)
+}
+
+/// A grant as its chain records tell it: the grant record's scope and limits,
+/// the uses the chain shows, and its revocation. `Err` names the first record
+/// that does not fit.
+pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, String> {
+    let Some((open, rest)) = records.split_first() else {
+        return Err("no record granted it".to_owned());
+    };
+    if open.decision != "grant" {
+        return Err(format!(
+            "record {} ({}) cites it before any record granted it",
+            open.seq, open.decision
+        ));
+    }
+    let bad = |what: &str| format!("record {} (grant) has {what}", open.seq);
+    let body: serde_json::Value =
+        serde_json::from_str(&open.payload).map_err(|_| bad("an unreadable payload"))?;
+    let text = |key: &str| body.get(key).and_then(serde_json::Value::as_str);
+    let uses = match body.get("uses") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|u| u32::try_from(u).ok())
+                .ok_or_else(|| bad("a bad use limit"))?,
+        ),
+    };
+    let mut grant = Grant {
+        id,
+        actor: text("actor").ok_or_else(|| bad("no actor"))?.to_owned(),
+        capability: text("capability")
+            .ok_or_else(|| bad("no capability"))?
+            .to_owned(),
+        environment: text("environment")
+            .ok_or_else(|| bad("no environment"))?
+            .to_owned(),
+        granted_by: open.actor.clone().unwrap_or_default(),
+        created_at: parse_rfc3339(&open.time).ok_or_else(|| bad("an unreadable time"))?,
+        expires_at: text("expires_at")
+            .and_then(parse_rfc3339)
+            .ok_or_else(|| bad("an unreadable expiry"))?,
+        caps: text("caps")
+            .and_then(parse_caps)
+            .ok_or_else(|| bad("unreadable caps"))?,
+        uses_left: uses,
+        revoked_by: None,
+    };
+    for r in rest {
+        let fits = match r.decision.as_str() {
+            "allow" => {
+                let at = parse_rfc3339(&r.time).unwrap_or(i64::MAX);
+                let in_scope = r.actor.as_deref() == Some(grant.actor.as_str())
+                    && r.capability.as_deref() == Some(grant.capability.as_str())
+                    && r.environment.as_deref() == Some(grant.environment.as_str());
+                let usable = grant.revoked_by.is_none()
+                    && at < grant.expires_at
+                    && grant.uses_left != Some(0)
+                    && caps_hold(&grant.caps, &r.payload);
+                if in_scope && usable {
+                    grant.uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
+                }
+                in_scope && usable
+            }
+            "revoke" if grant.revoked_by.is_none() => {
+                grant.revoked_by = Some(r.actor.clone().unwrap_or_default());
+                true
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "record {} ({}) does not follow from the grant's earlier records",
+                r.seq, r.decision
+            ));
+        }
+    }
+    Ok(grant)
+}
+
+/// Whether a recorded canonical payload is within every cap.
+fn caps_hold(caps: &[(String, Decimal)], payload: &str) -> bool {
+    if caps.is_empty() {
+        return true;
+    }
+    let Ok(event) = Event::from_json(&format!("{{\"payload\":{payload}}}")) else {
+        return false;
+    };
+    caps.iter().all(|(field, max)| {
+        event
+            .payload
+            .get(field)
+            .and_then(|v| v.as_number())
+            .is_some_and(|v| v <= *max)
+    })
 }
 
 /// Settles a `require_approval` decision, in this order: an approved ticket
@@ -291,9 +486,29 @@ pub(crate) fn resolve(
     let mut pending_ticket = None;
     if let Some(ticket) = tx.latest_ticket(key, now)? {
         let label = ticket_label(ticket.id);
-        let by = ticket.decided_by.clone().unwrap_or_default();
-        match ticket.status {
-            TicketStatus::Approved => {
+        // The row is an index; the chain decides. A row the chain does not
+        // vouch for (forged, edited, restored) is ignored.
+        let chain = chain_ticket(&tx.records_citing(&label)?)
+            .ok()
+            .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now);
+        match chain {
+            Some(c) if c.used_at.is_some() => {}
+            Some(ChainTicket {
+                rejected_by: Some(by),
+                ..
+            }) => {
+                return Ok(Verdict {
+                    authorized: false,
+                    decision: DecisionKind::Deny,
+                    reason: format!("{} (rejected by {by}, ticket {label})", decision.reason),
+                    rule: decision.rule.clone(),
+                    approval_id: Some(label),
+                });
+            }
+            Some(ChainTicket {
+                approved_by: Some(by),
+                ..
+            }) => {
                 tx.update_ticket(ticket.id, TicketStatus::Used, None)?;
                 return Ok(Verdict {
                     authorized: true,
@@ -303,25 +518,22 @@ pub(crate) fn resolve(
                     approval_id: Some(label),
                 });
             }
-            TicketStatus::Rejected => {
-                return Ok(Verdict {
-                    authorized: false,
-                    decision: DecisionKind::Deny,
-                    reason: format!("{} (rejected by {by}, ticket {label})", decision.reason),
-                    rule: decision.rule.clone(),
-                    approval_id: Some(label),
-                });
-            }
-            TicketStatus::Pending => pending_ticket = Some(label),
-            TicketStatus::Used => {}
+            Some(_) => pending_ticket = Some(label),
+            None => {}
         }
     }
     if let (Some(actor), Some(environment)) = (&event.actor, &event.environment) {
-        for grant in tx.grants_for(actor, &capability, environment)? {
-            if grant.usable(now, event, tested) {
+        for row in tx.grants_for(actor, &capability, environment)? {
+            let label = grant_label(row.id);
+            let Ok(grant) = chain_grant(row.id, &tx.records_citing(&label)?) else {
+                continue;
+            };
+            let in_scope = grant.actor == *actor
+                && grant.capability == capability
+                && grant.environment == *environment;
+            if in_scope && grant.usable(now, event, tested) {
                 let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
                 tx.update_grant(grant.id, uses_left, None)?;
-                let label = grant_label(grant.id);
                 return Ok(Verdict {
                     authorized: true,
                     decision: DecisionKind::Allow,

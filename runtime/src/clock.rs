@@ -45,6 +45,64 @@ pub fn rfc3339(micros: i64) -> String {
     )
 }
 
+/// Parses the form [`rfc3339`] writes (`YYYY-MM-DDTHH:MM:SS.ffffffZ`) back to
+/// microseconds since the epoch; `None` for anything else.
+///
+/// ```
+/// use capfence::clock::{parse_rfc3339, rfc3339};
+/// assert_eq!(parse_rfc3339("2026-11-26T00:29:40.123456Z"), Some(1_795_652_980_123_456));
+/// assert_eq!(parse_rfc3339(&rfc3339(-1)), Some(-1));
+/// assert_eq!(parse_rfc3339("2026-11-26 00:29:40Z"), None);
+/// ```
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 27
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(10) != Some(&b'T')
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+        || b.get(19) != Some(&b'.')
+        || b.get(26) != Some(&b'Z')
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let part = text.get(from..to)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, frac) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    secs.checked_mul(1_000_000)?.checked_add(frac)
+}
+
+/// (year, month, day) in the proleptic Gregorian calendar to days since 1970-01-01.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
@@ -71,5 +129,20 @@ mod tests {
             "2100-02-28T23:59:59.999999Z"
         );
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        for micros in [
+            0,
+            -1,
+            951_782_400_000_000,
+            4_107_542_399_999_999,
+            1_795_652_980_123_456,
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(micros)), Some(micros));
+        }
+        assert_eq!(parse_rfc3339("2026-02-30T00:00:00.000000Z"), None);
+        assert_eq!(parse_rfc3339("2026-11-26T24:00:00.000000Z"), None);
     }
 }

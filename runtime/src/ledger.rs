@@ -50,6 +50,11 @@ pub enum VerifyError {
     /// The chain is broken.
     #[error(transparent)]
     Chain(#[from] ChainFault),
+    /// The chain is intact, but the approvals do not replay: a record that
+    /// does not follow from its ticket's or grant's earlier records, or a
+    /// ticket or grant row the chain does not vouch for.
+    #[error("{0}")]
+    Approval(String),
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -351,17 +356,41 @@ impl Ledger {
         } else {
             "reject"
         };
+        let ttl = micros(self.inner.ticket_ttl);
         self.operator(|tx, now| {
             let mut t = tx
                 .ticket(id)?
                 .ok_or_else(|| OperatorError::NotFound("ticket", ticket_label(id)))?;
-            if t.status != TicketStatus::Pending {
+            // The chain, not the row, says where the ticket stands.
+            let chain =
+                approvals::chain_ticket(&tx.records_citing(&ticket_label(id))?).map_err(|why| {
+                    OperatorError::Invalid(format!(
+                        "ticket {} is not vouched for by the audit chain: {why}",
+                        ticket_label(id)
+                    ))
+                })?;
+            if chain.key != t.event_key {
+                return Err(OperatorError::Invalid(format!(
+                    "ticket {}'s row does not match the event its chain records opened it for",
+                    ticket_label(id)
+                )));
+            }
+            let standing = if chain.used_at.is_some() {
+                Some(TicketStatus::Used)
+            } else if chain.approved_by.is_some() {
+                Some(TicketStatus::Approved)
+            } else if chain.rejected_by.is_some() {
+                Some(TicketStatus::Rejected)
+            } else {
+                None
+            };
+            if let Some(standing) = standing {
                 return Err(OperatorError::NotPending(
                     ticket_label(id),
-                    t.status.as_str(),
+                    standing.as_str(),
                 ));
             }
-            if t.expires_at <= now {
+            if chain.opened_at.saturating_add(ttl) <= now {
                 return Err(OperatorError::Expired(ticket_label(id)));
             }
             tx.update_ticket(id, status, Some(&by))?;
@@ -459,9 +488,17 @@ impl Ledger {
         let id = approvals::parse_label(grant, 'G')
             .ok_or_else(|| OperatorError::NotFound("grant", grant.to_owned()))?;
         self.operator(|tx, _now| {
-            let mut g = tx
-                .grant(id)?
-                .ok_or_else(|| OperatorError::NotFound("grant", grant_label(id)))?;
+            if tx.grant(id)?.is_none() {
+                return Err(OperatorError::NotFound("grant", grant_label(id)));
+            }
+            let mut g = approvals::chain_grant(id, &tx.records_citing(&grant_label(id))?).map_err(
+                |why| {
+                    OperatorError::Invalid(format!(
+                        "grant {} is not vouched for by the audit chain: {why}",
+                        grant_label(id)
+                    ))
+                },
+            )?;
             if let Some(previous) = &g.revoked_by {
                 return Err(OperatorError::AlreadyRevoked(
                     grant_label(id),
@@ -512,15 +549,20 @@ impl Ledger {
             let stop = &stop;
             let checker = scope.spawn(move || {
                 let mut verifier = verifier;
+                let mut cited = Cited::default();
                 for chunk in receiver {
                     for record in &chunk.records {
-                        if let Err(fault) = verifier.check_view(&chunk.view(record)) {
+                        let view = chunk.view(record);
+                        if let Err(fault) = verifier.check_view(&view) {
                             stop.store(true, std::sync::atomic::Ordering::Relaxed);
                             return Err(fault);
                         }
+                        if let Some(id) = view.approval_id {
+                            cited.push(id, owned(&view));
+                        }
                     }
                 }
-                Ok(verifier)
+                Ok((verifier, cited))
             });
             let mut chunk = Chunk::default();
             let scanned = self.inner.store.scan_views(&mut |view| {
@@ -539,10 +581,100 @@ impl Ledger {
             drop(sender);
             (scanned, checker.join())
         });
-        let verifier = checked
+        let (verifier, cited) = checked
             .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned()))??;
         scanned?;
-        Ok(verifier.finish()?)
+        let head = verifier.finish()?;
+        self.replay_approvals(&cited)?;
+        Ok(head)
+    }
+
+    /// Replays approval semantics over the records that cite a ticket or a
+    /// grant, then holds every ticket and grant row to what the chain says.
+    fn replay_approvals(&self, cited: &Cited) -> Result<(), VerifyError> {
+        let fault = |text: String| Err(VerifyError::Approval(text));
+        let mut tickets = std::collections::HashMap::new();
+        let mut grants = std::collections::HashMap::new();
+        for (label, records) in &cited.order {
+            if let Some(id) = approvals::parse_label(label, 'T').filter(|_| label.starts_with('T'))
+            {
+                match approvals::chain_ticket(records) {
+                    Ok(t) => {
+                        tickets.insert(id, t);
+                    }
+                    Err(why) => return fault(format!("ticket {label}: {why}")),
+                }
+            } else if let Some(id) =
+                approvals::parse_label(label, 'G').filter(|_| label.starts_with('G'))
+            {
+                match approvals::chain_grant(id, records) {
+                    Ok(g) => {
+                        grants.insert(id, g);
+                    }
+                    Err(why) => return fault(format!("grant {label}: {why}")),
+                }
+            } else {
+                let seq = records.first().map_or(0, |r| r.seq);
+                return fault(format!(
+                    "record {seq} cites `{label}`, which is no ticket or grant"
+                ));
+            }
+        }
+        let mut rows = self.inner.store.tickets()?;
+        rows.sort_by_key(|t| t.id);
+        for row in rows {
+            let label = ticket_label(row.id);
+            let Some(chain) = tickets.get(&row.id) else {
+                return fault(format!(
+                    "ticket {label}: the chain never opened it (a row written outside CapFence)"
+                ));
+            };
+            let said = if chain.used_at.is_some() {
+                TicketStatus::Used
+            } else if chain.approved_by.is_some() {
+                TicketStatus::Approved
+            } else if chain.rejected_by.is_some() {
+                TicketStatus::Rejected
+            } else {
+                TicketStatus::Pending
+            };
+            if row.status != said {
+                return fault(format!(
+                    "ticket {label}: its row says {}, but the chain says {}",
+                    row.status.as_str(),
+                    said.as_str()
+                ));
+            }
+            if row.event_key != chain.key {
+                return fault(format!(
+                    "ticket {label}: its row is bound to another event than the chain's"
+                ));
+            }
+        }
+        let mut rows = self.inner.store.grants()?;
+        rows.sort_by_key(|g| g.id);
+        for row in rows {
+            let label = grant_label(row.id);
+            let Some(chain) = grants.get(&row.id) else {
+                return fault(format!(
+                    "grant {label}: the chain never granted it (a row written outside CapFence)"
+                ));
+            };
+            let same = row.actor == chain.actor
+                && row.capability == chain.capability
+                && row.environment == chain.environment
+                && row.expires_at == chain.expires_at
+                && row.caps == chain.caps
+                && row.uses_left == chain.uses_left
+                && row.revoked_by.is_some() == chain.revoked_by.is_some();
+            if !same {
+                return fault(format!(
+                    "grant {label}: its row differs from the chain (scope, expiry, caps, uses or \
+                     revocation)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The last record's (seq, hash), without verifying.
@@ -609,6 +741,53 @@ fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<(), StoreError> {
     record.seq = seq + 1;
     record.seal(&prev);
     tx.append(&record)
+}
+
+/// The records that cite a ticket or grant, grouped by it, in order of the
+/// first citation.
+#[derive(Default)]
+struct Cited {
+    order: Vec<(String, Vec<AuditRecord>)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Cited {
+    fn push(&mut self, id: &[u8], record: AuditRecord) {
+        let id = String::from_utf8_lossy(id).into_owned();
+        match self.index.get(&id) {
+            Some(&at) => {
+                if let Some((_, list)) = self.order.get_mut(at) {
+                    list.push(record);
+                }
+            }
+            None => {
+                self.index.insert(id.clone(), self.order.len());
+                self.order.push((id, vec![record]));
+            }
+        }
+    }
+}
+
+/// A borrowed record, owned.
+fn owned(view: &crate::audit::RecordView<'_>) -> AuditRecord {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let opt = |b: Option<&[u8]>| b.map(text);
+    AuditRecord {
+        seq: view.seq,
+        time: text(view.time),
+        actor: opt(view.actor),
+        capability: opt(view.capability),
+        environment: opt(view.environment),
+        risk: opt(view.risk),
+        payload: text(view.payload),
+        decision: text(view.decision),
+        rule: opt(view.rule),
+        reason: text(view.reason),
+        approval_id: opt(view.approval_id),
+        policy_digest: opt(view.policy_digest),
+        prev_hash: text(view.prev_hash),
+        hash: text(view.hash),
+    }
 }
 
 /// Where each of a record's 13 text fields lies in a chunk, if present.

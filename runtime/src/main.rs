@@ -210,6 +210,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     println!("FAILED: {fault}");
                     Ok(ExitCode::from(1))
                 }
+                Err(VerifyError::Approval(fault)) => {
+                    println!("FAILED: {fault}");
+                    Ok(ExitCode::from(1))
+                }
                 Err(VerifyError::Store(e)) => Err(e.to_string()),
             }
         }

@@ -44,6 +44,10 @@ pub trait Tx {
     fn head(&mut self) -> Result<(u64, String), StoreError>;
     /// Appends a sealed record.
     fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Every chain record citing `approval_id` (`T-7`, `G-3`), in seq order,
+    /// including those appended earlier in this transaction. The chain, not
+    /// the ticket and grant rows, is what vouches for an approval.
+    fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
     /// The newest live ticket for an event key: pending, approved or
     /// rejected, and not expired at `now`.
     fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError>;

@@ -30,6 +30,10 @@ impl MemoryStore {
 
 struct MemoryTx<'s> {
     state: &'s mut State,
+    /// The records committed before this transaction.
+    committed: &'s [AuditRecord],
+    /// How many records of `state` repeat the committed head.
+    repeated: usize,
 }
 
 fn id_of(len: usize) -> u64 {
@@ -48,6 +52,16 @@ impl Tx for MemoryTx<'_> {
     fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
         self.state.records.push(record.clone());
         Ok(())
+    }
+
+    fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self
+            .committed
+            .iter()
+            .chain(self.state.records.iter().skip(self.repeated))
+            .filter(|r| r.approval_id.as_deref() == Some(approval_id))
+            .cloned()
+            .collect())
     }
 
     fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
@@ -154,7 +168,11 @@ impl Store for MemoryStore {
         let head = state.records.last().cloned();
         draft.records.extend(head);
         let kept = draft.records.len();
-        work(&mut MemoryTx { state: &mut draft })?;
+        work(&mut MemoryTx {
+            state: &mut draft,
+            committed: &state.records,
+            repeated: kept,
+        })?;
         state.records.extend(draft.records.into_iter().skip(kept));
         state.tickets = draft.tickets;
         state.grants = draft.grants;

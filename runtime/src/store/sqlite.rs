@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_by_approval ON audit (approval_id) WHERE approval_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tickets (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_key TEXT NOT NULL,
@@ -452,6 +453,27 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRecor
 }
 
 impl Tx for SqliteTx<'_> {
+    fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<(i64, AuditRecord)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+                 reason, approval_id, policy_digest, prev_hash, hash FROM audit \
+                 WHERE approval_id = ?1 ORDER BY seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([approval_id], record_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(seq, mut record)| {
+                record.seq = from_i64(seq)?;
+                Ok(record)
+            })
+            .collect()
+    }
+
     fn head(&mut self) -> Result<(u64, String), StoreError> {
         if let Some(head) = &self.head {
             return Ok(head.clone());

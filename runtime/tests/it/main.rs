@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod corners;
 mod faults;
+mod forgery;
 mod tamper;
 mod vectors;
 
