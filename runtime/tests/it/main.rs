@@ -12,6 +12,7 @@ mod audit;
 mod cli;
 mod concurrency;
 mod corners;
+mod crash;
 mod faults;
 mod forgery;
 mod tamper;
