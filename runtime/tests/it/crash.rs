@@ -25,7 +25,11 @@ fn stream() -> String {
     let mut lines = Vec::new();
     for i in 0..6 {
         lines.push(event("treasury-agent", "120", &format!("v-{i}")));
-        lines.push(event("treasury-agent", "2500", &format!("partner-{}", i % 3)));
+        lines.push(event(
+            "treasury-agent",
+            "2500",
+            &format!("partner-{}", i % 3),
+        ));
         lines.push(event("ops-agent", "900", &format!("supplier-{i}")));
         lines.push(event("treasury-agent", "15000", "attacker-1"));
     }
@@ -61,9 +65,12 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
                     let _ = rt.approve(&format!("T-{}", t.id), "ops");
                 }
             }
-            let live = rt.ledger().grants().unwrap().into_iter().any(|g| {
-                g.revoked_by.is_none() && g.uses_left.is_none_or(|u| u > 0)
-            });
+            let live = rt
+                .ledger()
+                .grants()
+                .unwrap()
+                .into_iter()
+                .any(|g| g.revoked_by.is_none() && g.uses_left.is_none_or(|u| u > 0));
             if !live {
                 let limits = GrantLimits {
                     uses: Some(3),
@@ -122,7 +129,10 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
             panic!("round {round}, killed after {got} verdicts: {e}");
         }
         let records = rt.ledger().records().unwrap();
-        assert!(records.len() >= records_before + got as usize, "round {round}");
+        assert!(
+            records.len() >= records_before + got as usize,
+            "round {round}"
+        );
         // No ticket authorizes twice; no grant beyond its uses (verify
         // checks both too; this says it in the test's own words).
         let mut uses = std::collections::HashMap::<String, usize>::new();
@@ -146,7 +156,10 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
         .filter(|r| r.decision == "allow" && r.approval_id.is_none())
         .count();
     let printed_plain = printed_authorized.iter().filter(|a| a.is_none()).count();
-    assert!(printed_plain <= plain_allows, "{printed_plain} > {plain_allows}");
+    assert!(
+        printed_plain <= plain_allows,
+        "{printed_plain} > {plain_allows}"
+    );
     for id in printed_authorized.iter().flatten() {
         assert!(
             records
@@ -160,7 +173,10 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
         .flatten()
         .filter(|id| id.starts_with('T'))
         .count();
-    assert!(used_tickets > 10, "the matrix must exercise ticket uses ({used_tickets})");
+    assert!(
+        used_tickets > 10,
+        "the matrix must exercise ticket uses ({used_tickets})"
+    );
     assert!(
         printed_authorized
             .iter()
