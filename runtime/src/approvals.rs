@@ -1,17 +1,20 @@
 //! Approvals: single-use tickets bound to one exact event, and time-bounded
 //! grants for (actor, capability, environment). Neither ever overrides a deny:
 //! they are consulted only when the policy says `require_approval`.
+//!
+//! This module holds the types and the pure functions: ticket keys, grant
+//! caps, and the replay of a ticket's or grant's chain records. It knows
+//! nothing of storage; settling a decision against the store lives in
+//! `ledger/queue.rs`.
 
+use capfence_compiler::Event;
 use capfence_compiler::event::write_object;
 use capfence_compiler::policy::{RuleFacts, Tier};
-use capfence_compiler::{Decision, DecisionKind, Event};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditRecord, hex};
 use crate::clock::parse_rfc3339;
-use crate::store::{StoreError, Tx};
-use crate::verdict::Verdict;
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,114 +468,4 @@ fn caps_hold(caps: &[(String, Decimal)], payload: &str) -> bool {
             .and_then(|v| v.as_number())
             .is_some_and(|v| v <= *max)
     })
-}
-
-/// Settles a `require_approval` decision, in this order: an approved ticket
-/// for this exact event (consumed: authorized); a ticket for it that an
-/// operator rejected (deny); an active grant (one use taken: authorized); the
-/// event's pending ticket, created if there is none (require_approval).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn resolve(
-    tx: &mut dyn Tx,
-    event: &Event,
-    decision: &Decision,
-    tested: &[String],
-    key: &str,
-    payload: &str,
-    now: i64,
-    ticket_ttl_micros: i64,
-) -> Result<Verdict, StoreError> {
-    let capability = event.capability().unwrap_or_default();
-    let mut pending_ticket = None;
-    if let Some(ticket) = tx.latest_ticket(key, now)? {
-        let label = ticket_label(ticket.id);
-        // The row is an index; the chain decides. A row the chain does not
-        // vouch for (forged, edited, restored) is ignored.
-        let chain = chain_ticket(&tx.records_citing(&label)?)
-            .ok()
-            .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now);
-        match chain {
-            Some(c) if c.used_at.is_some() => {}
-            Some(ChainTicket {
-                rejected_by: Some(by),
-                ..
-            }) => {
-                return Ok(Verdict {
-                    authorized: false,
-                    decision: DecisionKind::Deny,
-                    reason: format!("{} (rejected by {by}, ticket {label})", decision.reason),
-                    rule: decision.rule.clone(),
-                    approval_id: Some(label),
-                });
-            }
-            Some(ChainTicket {
-                approved_by: Some(by),
-                ..
-            }) => {
-                tx.update_ticket(ticket.id, TicketStatus::Used, None)?;
-                return Ok(Verdict {
-                    authorized: true,
-                    decision: DecisionKind::Allow,
-                    reason: format!("{} (approved by {by}, ticket {label})", decision.reason),
-                    rule: decision.rule.clone(),
-                    approval_id: Some(label),
-                });
-            }
-            Some(_) => pending_ticket = Some(label),
-            None => {}
-        }
-    }
-    if let (Some(actor), Some(environment)) = (&event.actor, &event.environment) {
-        for row in tx.grants_for(actor, &capability, environment)? {
-            let label = grant_label(row.id);
-            let Ok(grant) = chain_grant(row.id, &tx.records_citing(&label)?) else {
-                continue;
-            };
-            let in_scope = grant.actor == *actor
-                && grant.capability == capability
-                && grant.environment == *environment;
-            if in_scope && grant.usable(now, event, tested) {
-                let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
-                tx.update_grant(grant.id, uses_left, None)?;
-                return Ok(Verdict {
-                    authorized: true,
-                    decision: DecisionKind::Allow,
-                    reason: format!(
-                        "{} (satisfied by grant {label} from {})",
-                        decision.reason, grant.granted_by
-                    ),
-                    rule: decision.rule.clone(),
-                    approval_id: Some(label),
-                });
-            }
-        }
-    }
-    if let Some(label) = pending_ticket {
-        return Ok(pending(decision, label));
-    }
-    let id = tx.insert_ticket(&Ticket {
-        id: 0,
-        event_key: key.to_owned(),
-        actor: event.actor.clone(),
-        capability,
-        environment: event.environment.clone(),
-        risk: event.risk.clone(),
-        payload: payload.to_owned(),
-        rule: decision.rule.clone(),
-        status: TicketStatus::Pending,
-        created_at: now,
-        expires_at: now.saturating_add(ticket_ttl_micros),
-        decided_by: None,
-    })?;
-    Ok(pending(decision, ticket_label(id)))
-}
-
-fn pending(decision: &Decision, label: String) -> Verdict {
-    Verdict {
-        authorized: false,
-        decision: DecisionKind::RequireApproval,
-        reason: format!("{} (waiting for approval, ticket {label})", decision.reason),
-        rule: decision.rule.clone(),
-        approval_id: Some(label),
-    }
 }

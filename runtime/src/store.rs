@@ -44,9 +44,12 @@ pub trait Tx {
     fn head(&mut self) -> Result<(u64, String), StoreError>;
     /// Appends a sealed record.
     fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
-    /// Every chain record citing `approval_id` (`T-7`, `G-3`), in seq order,
-    /// including those appended earlier in this transaction. The chain, not
-    /// the ticket and grant rows, is what vouches for an approval.
+    /// The chain records that make up the steps of ticket or grant
+    /// `approval_id` (`T-7`, `G-3`), in seq order, including those appended
+    /// earlier in this transaction: the first record citing it and every
+    /// later one that is not a `require_approval` (a pending ticket asked
+    /// again changes nothing, so re-asks are left out). The chain, not the
+    /// ticket and grant rows, is what vouches for an approval.
     fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
     /// The newest live ticket for an event key: pending, approved or
     /// rejected, and not expired at `now`.

@@ -55,11 +55,13 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut first = true;
         Ok(self
             .committed
             .iter()
             .chain(self.state.records.iter().skip(self.repeated))
             .filter(|r| r.approval_id.as_deref() == Some(approval_id))
+            .filter(|r| std::mem::take(&mut first) || r.decision != "require_approval")
             .cloned()
             .collect())
     }

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_by_approval ON audit (approval_id) WHERE approval_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_approval ON audit (approval_id, decision, seq) WHERE approval_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tickets (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_key TEXT NOT NULL,
@@ -459,7 +459,8 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached(
                 "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
                  reason, approval_id, policy_digest, prev_hash, hash FROM audit \
-                 WHERE approval_id = ?1 ORDER BY seq",
+                 WHERE approval_id = ?1 AND (decision != 'require_approval' \
+                 OR seq = (SELECT min(seq) FROM audit WHERE approval_id = ?1)) ORDER BY seq",
             )
             .and_then(|mut s| {
                 s.query_map([approval_id], record_from_row)?

@@ -1,0 +1,116 @@
+//! The ledger: the audit chain and the approval state behind a [`Store`],
+//! with group commit for decisions and one transaction per operator action.
+//!
+//! Group commit: concurrent `settle` calls queue their decisions; one caller
+//! at a time becomes the leader, takes the whole queue and settles it in one
+//! durable transaction, then hands every caller its verdict. No verdict is
+//! handed out before the transaction holding its record has committed; if the
+//! transaction fails, every verdict in it is a deny naming the fault.
+
+mod operator;
+mod queue;
+mod verify;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::approvals::{Grant, Ticket};
+use crate::audit::{AuditRecord, ChainFault};
+use crate::clock::SharedClock;
+use crate::store::{Store, StoreError, Tx};
+
+pub use operator::OperatorError;
+use queue::Queue;
+
+/// A failure to verify the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The chain is broken.
+    #[error(transparent)]
+    Chain(#[from] ChainFault),
+    /// The chain is intact, but the approvals do not replay: a record that
+    /// does not follow from its ticket's or grant's earlier records, or a
+    /// ticket or grant row the chain does not vouch for.
+    #[error("{0}")]
+    Approval(String),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    ticket_ttl: Duration,
+    queue: Mutex<Queue>,
+    /// The gathering leader waits here for more jobs.
+    gather: Condvar,
+}
+
+/// The audit chain and approval state; a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Ledger {
+    /// A ledger over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, ticket_ttl: Duration) -> Ledger {
+        Ledger {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                ticket_ttl,
+                queue: Mutex::new(Queue::default()),
+                gather: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Every ticket, newest first.
+    pub fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.store.tickets()
+    }
+
+    /// Every grant, newest first.
+    pub fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.inner.store.grants()
+    }
+    /// The last record's (seq, hash), without verifying.
+    pub fn head(&self) -> Result<(u64, String), StoreError> {
+        let mut head = None;
+        self.inner.store.transaction(&mut |tx| {
+            head = Some(tx.head()?);
+            Ok(())
+        })?;
+        head.ok_or_else(|| StoreError::Io("no head".to_owned()))
+    }
+
+    /// Every record, in order.
+    pub fn records(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut records = Vec::new();
+        self.inner.store.scan(&mut |r| {
+            records.push(r);
+            true
+        })?;
+        Ok(records)
+    }
+}
+
+/// Seals `record` onto the chain's head and appends it.
+fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<(), StoreError> {
+    let (seq, prev) = tx.head()?;
+    record.seq = seq + 1;
+    record.seal(&prev);
+    tx.append(&record)
+}

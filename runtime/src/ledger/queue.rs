@@ -1,0 +1,333 @@
+//! Group commit: concurrent `settle` calls queue their decisions; one caller
+//! at a time becomes the leader, takes the whole queue and settles it
+//! (approvals included) in one durable transaction, then hands every caller
+//! its verdict.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use capfence_compiler::{Decision, DecisionKind, Event};
+
+use super::{Ledger, append, micros};
+use crate::approvals::{
+    self, ChainTicket, Ticket, TicketStatus, canonical_payload, chain_grant, chain_ticket,
+    grant_label, ticket_label,
+};
+use crate::audit::AuditRecord;
+use crate::clock::rfc3339;
+use crate::store::{StoreError, Tx};
+use crate::verdict::Verdict;
+
+/// A decision waiting to be settled, with everything that does not need the
+/// transaction computed by its own thread beforehand.
+struct Job {
+    event: Event,
+    decision: Decision,
+    digest: String,
+    capability: Option<String>,
+    payload: String,
+    /// For `require_approval`: the key binding tickets to this exact event.
+    event_key: Option<String>,
+    /// For `require_approval`: the fields the deciding rule compares as numbers.
+    tested: Vec<String>,
+}
+
+/// A caller's place in the group commit.
+enum Turn {
+    /// Its job is queued or being committed.
+    Wait,
+    /// It is the next leader: its job heads the queue.
+    Lead,
+    /// Its job was committed (or failed).
+    Done(Result<Verdict, StoreError>),
+}
+
+struct Waiter {
+    turn: Mutex<Turn>,
+    wake: Condvar,
+}
+
+impl Waiter {
+    fn set(&self, turn: Turn) {
+        if let Ok(mut t) = self.turn.lock() {
+            *t = turn;
+        }
+        self.wake.notify_one();
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Queue {
+    pending: Vec<(Job, Arc<Waiter>)>,
+    /// Whether a leader is gathering or committing.
+    leader: bool,
+    /// The size of the last batch: how many callers were recently active.
+    last_batch: usize,
+}
+
+/// How long a leader waits for the callers of the last batch to come back
+/// before it commits what it has.
+const GATHER: Duration = Duration::from_micros(200);
+
+impl Ledger {
+    /// Settles a decision (approvals for `require_approval`) and records it;
+    /// returns only when the record is durable, or the fault that kept it
+    /// from being written (then nothing of the decision was kept).
+    pub(crate) fn settle(
+        &self,
+        event: Event,
+        decision: Decision,
+        digest: &str,
+        tested: Vec<String>,
+    ) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let event_key = (decision.kind == DecisionKind::RequireApproval)
+            .then(|| approvals::event_key(&event, decision.rule.as_deref(), digest));
+        let job = Job {
+            capability: event.capability(),
+            payload: canonical_payload(&event),
+            event_key,
+            tested,
+            event,
+            decision,
+            digest: digest.to_owned(),
+        };
+        let me = Arc::new(Waiter {
+            turn: Mutex::new(Turn::Wait),
+            wake: Condvar::new(),
+        });
+        {
+            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+            queue.pending.push((job, Arc::clone(&me)));
+            if queue.leader {
+                self.inner.gather.notify_one();
+            } else {
+                queue.leader = true;
+                drop(queue);
+                return self.lead(&me);
+            }
+        }
+        let mut turn = me.turn.lock().map_err(|_| poisoned())?;
+        while matches!(*turn, Turn::Wait) {
+            turn = me.wake.wait(turn).map_err(|_| poisoned())?;
+        }
+        match std::mem::replace(&mut *turn, Turn::Wait) {
+            Turn::Done(result) => result,
+            _ => {
+                drop(turn);
+                self.lead(&me)
+            }
+        }
+    }
+
+    /// Leads one group commit: gathers jobs, commits them in one transaction,
+    /// hands out the verdicts, and passes leadership to the next queued job.
+    fn lead(&self, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        // Gather: wait briefly until as many callers as last time have
+        // submitted, so one fsync serves them all. Alone, there is no wait.
+        let deadline = std::time::Instant::now() + GATHER;
+        while queue.pending.len() < queue.last_batch {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            queue = self
+                .inner
+                .gather
+                .wait_timeout(queue, left)
+                .map_err(|_| poisoned())?
+                .0;
+        }
+        let batch = std::mem::take(&mut queue.pending);
+        queue.last_batch = batch.len();
+        drop(queue);
+
+        let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
+        let results = self.commit_batch(&jobs);
+        let mut mine = Err(StoreError::Invalid(
+            "the leader's job was not in its batch".to_owned(),
+        ));
+        for ((_, waiter), result) in batch.iter().zip(results) {
+            if Arc::ptr_eq(waiter, me) {
+                mine = result;
+            } else {
+                waiter.set(Turn::Done(result));
+            }
+        }
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        match queue.pending.first() {
+            Some((_, next)) => next.set(Turn::Lead),
+            None => queue.leader = false,
+        }
+        mine
+    }
+
+    fn commit_batch(&self, batch: &[&Job]) -> Vec<Result<Verdict, StoreError>> {
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let ttl = micros(self.inner.ticket_ttl);
+        let result = self.inner.store.transaction(&mut |tx| {
+            verdicts.clear();
+            for job in batch {
+                let now = self.inner.clock.now_micros();
+                let verdict = match job.decision.kind {
+                    DecisionKind::RequireApproval => resolve(
+                        tx,
+                        &job.event,
+                        &job.decision,
+                        &job.tested,
+                        job.event_key.as_deref().unwrap_or_default(),
+                        &job.payload,
+                        now,
+                        ttl,
+                    )?,
+                    kind => Verdict {
+                        authorized: kind == DecisionKind::Allow,
+                        decision: kind,
+                        reason: job.decision.reason.clone(),
+                        rule: job.decision.rule.clone(),
+                        approval_id: None,
+                    },
+                };
+                let record = AuditRecord {
+                    seq: 0,
+                    time: rfc3339(now),
+                    actor: job.event.actor.clone(),
+                    capability: job.capability.clone(),
+                    environment: job.event.environment.clone(),
+                    risk: job.event.risk.clone(),
+                    payload: job.payload.clone(),
+                    decision: verdict.decision.as_str().to_owned(),
+                    rule: verdict.rule.clone(),
+                    reason: verdict.reason.clone(),
+                    approval_id: verdict.approval_id.clone(),
+                    policy_digest: Some(job.digest.clone()),
+                    prev_hash: String::new(),
+                    hash: String::new(),
+                };
+                append(tx, record)?;
+                verdicts.push(verdict);
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) if verdicts.len() == batch.len() => verdicts.into_iter().map(Ok).collect(),
+            Ok(()) => batch
+                .iter()
+                .map(|_| Err(StoreError::Invalid("verdict count mismatch".to_owned())))
+                .collect(),
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+/// Settles a `require_approval` decision, in this order: an approved ticket
+/// for this exact event (consumed: authorized); a ticket for it that an
+/// operator rejected (deny); an active grant (one use taken: authorized); the
+/// event's pending ticket, created if there is none (require_approval).
+#[allow(clippy::too_many_arguments)]
+fn resolve(
+    tx: &mut dyn Tx,
+    event: &Event,
+    decision: &Decision,
+    tested: &[String],
+    key: &str,
+    payload: &str,
+    now: i64,
+    ticket_ttl_micros: i64,
+) -> Result<Verdict, StoreError> {
+    let capability = event.capability().unwrap_or_default();
+    let mut pending_ticket = None;
+    if let Some(ticket) = tx.latest_ticket(key, now)? {
+        let label = ticket_label(ticket.id);
+        // The row is an index; the chain decides. A row the chain does not
+        // vouch for (forged, edited, restored) is ignored.
+        let chain = chain_ticket(&tx.records_citing(&label)?)
+            .ok()
+            .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now);
+        match chain {
+            Some(c) if c.used_at.is_some() => {}
+            Some(ChainTicket {
+                rejected_by: Some(by),
+                ..
+            }) => {
+                return Ok(Verdict {
+                    authorized: false,
+                    decision: DecisionKind::Deny,
+                    reason: format!("{} (rejected by {by}, ticket {label})", decision.reason),
+                    rule: decision.rule.clone(),
+                    approval_id: Some(label),
+                });
+            }
+            Some(ChainTicket {
+                approved_by: Some(by),
+                ..
+            }) => {
+                tx.update_ticket(ticket.id, TicketStatus::Used, None)?;
+                return Ok(Verdict {
+                    authorized: true,
+                    decision: DecisionKind::Allow,
+                    reason: format!("{} (approved by {by}, ticket {label})", decision.reason),
+                    rule: decision.rule.clone(),
+                    approval_id: Some(label),
+                });
+            }
+            Some(_) => pending_ticket = Some(label),
+            None => {}
+        }
+    }
+    if let (Some(actor), Some(environment)) = (&event.actor, &event.environment) {
+        for row in tx.grants_for(actor, &capability, environment)? {
+            let label = grant_label(row.id);
+            let Ok(grant) = chain_grant(row.id, &tx.records_citing(&label)?) else {
+                continue;
+            };
+            let in_scope = grant.actor == *actor
+                && grant.capability == capability
+                && grant.environment == *environment;
+            if in_scope && grant.usable(now, event, tested) {
+                let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
+                tx.update_grant(grant.id, uses_left, None)?;
+                return Ok(Verdict {
+                    authorized: true,
+                    decision: DecisionKind::Allow,
+                    reason: format!(
+                        "{} (satisfied by grant {label} from {})",
+                        decision.reason, grant.granted_by
+                    ),
+                    rule: decision.rule.clone(),
+                    approval_id: Some(label),
+                });
+            }
+        }
+    }
+    if let Some(label) = pending_ticket {
+        return Ok(pending(decision, label));
+    }
+    let id = tx.insert_ticket(&Ticket {
+        id: 0,
+        event_key: key.to_owned(),
+        actor: event.actor.clone(),
+        capability,
+        environment: event.environment.clone(),
+        risk: event.risk.clone(),
+        payload: payload.to_owned(),
+        rule: decision.rule.clone(),
+        status: TicketStatus::Pending,
+        created_at: now,
+        expires_at: now.saturating_add(ticket_ttl_micros),
+        decided_by: None,
+    })?;
+    Ok(pending(decision, ticket_label(id)))
+}
+
+fn pending(decision: &Decision, label: String) -> Verdict {
+    Verdict {
+        authorized: false,
+        decision: DecisionKind::RequireApproval,
+        reason: format!("{} (waiting for approval, ticket {label})", decision.reason),
+        rule: decision.rule.clone(),
+        approval_id: Some(label),
+    }
+}

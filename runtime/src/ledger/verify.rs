@@ -1,0 +1,263 @@
+//! `verify`: the hash chain re-computed on a second thread, then the
+//! approval semantics replayed and every ticket and grant row held to the chain.
+
+use super::{Ledger, VerifyError};
+use crate::approvals::{self, TicketStatus, grant_label, ticket_label};
+use crate::audit::{AuditRecord, Verifier};
+use crate::store::StoreError;
+
+impl Ledger {
+    /// Re-computes the whole chain; with `head`, also requires that hash to be
+    /// in it (detects a truncated tail). Returns the last (seq, hash).
+    ///
+    /// Reading and hashing run on two threads: this one copies rows out of the
+    /// store in chunks, a second one re-encodes, hashes and links them.
+    pub fn verify(&self, head: Option<&str>) -> Result<(u64, String), VerifyError> {
+        let verifier = head.map_or_else(Verifier::default, Verifier::with_head);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (scanned, checked) = std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+            let stop = &stop;
+            let checker = scope.spawn(move || {
+                let mut verifier = verifier;
+                let mut cited = Cited::default();
+                for chunk in receiver {
+                    for record in &chunk.records {
+                        let view = chunk.view(record);
+                        if let Err(fault) = verifier.check_view(&view) {
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(fault);
+                        }
+                        if let Some(id) = view.approval_id {
+                            cited.push(id, owned(&view));
+                        }
+                    }
+                }
+                Ok((verifier, cited))
+            });
+            let mut chunk = Chunk::default();
+            let scanned = self.inner.store.scan_views(&mut |view| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return false;
+                }
+                chunk.push(view);
+                if chunk.records.len() >= Chunk::RECORDS {
+                    return sender.send(std::mem::take(&mut chunk)).is_ok();
+                }
+                true
+            });
+            if !chunk.records.is_empty() {
+                let _ = sender.send(chunk);
+            }
+            drop(sender);
+            (scanned, checker.join())
+        });
+        let (verifier, cited) = checked
+            .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned()))??;
+        scanned?;
+        let head = verifier.finish()?;
+        self.replay_approvals(&cited)?;
+        Ok(head)
+    }
+
+    /// Replays approval semantics over the records that cite a ticket or a
+    /// grant, then holds every ticket and grant row to what the chain says.
+    fn replay_approvals(&self, cited: &Cited) -> Result<(), VerifyError> {
+        let fault = |text: String| Err(VerifyError::Approval(text));
+        let mut tickets = std::collections::HashMap::new();
+        let mut grants = std::collections::HashMap::new();
+        for (label, records) in &cited.order {
+            if let Some(id) = approvals::parse_label(label, 'T').filter(|_| label.starts_with('T'))
+            {
+                match approvals::chain_ticket(records) {
+                    Ok(t) => {
+                        tickets.insert(id, t);
+                    }
+                    Err(why) => return fault(format!("ticket {label}: {why}")),
+                }
+            } else if let Some(id) =
+                approvals::parse_label(label, 'G').filter(|_| label.starts_with('G'))
+            {
+                match approvals::chain_grant(id, records) {
+                    Ok(g) => {
+                        grants.insert(id, g);
+                    }
+                    Err(why) => return fault(format!("grant {label}: {why}")),
+                }
+            } else {
+                let seq = records.first().map_or(0, |r| r.seq);
+                return fault(format!(
+                    "record {seq} cites `{label}`, which is no ticket or grant"
+                ));
+            }
+        }
+        let mut rows = self.inner.store.tickets()?;
+        rows.sort_by_key(|t| t.id);
+        for row in rows {
+            let label = ticket_label(row.id);
+            let Some(chain) = tickets.get(&row.id) else {
+                return fault(format!(
+                    "ticket {label}: the chain never opened it (a row written outside CapFence)"
+                ));
+            };
+            let said = if chain.used_at.is_some() {
+                TicketStatus::Used
+            } else if chain.approved_by.is_some() {
+                TicketStatus::Approved
+            } else if chain.rejected_by.is_some() {
+                TicketStatus::Rejected
+            } else {
+                TicketStatus::Pending
+            };
+            if row.status != said {
+                return fault(format!(
+                    "ticket {label}: its row says {}, but the chain says {}",
+                    row.status.as_str(),
+                    said.as_str()
+                ));
+            }
+            if row.event_key != chain.key {
+                return fault(format!(
+                    "ticket {label}: its row is bound to another event than the chain's"
+                ));
+            }
+        }
+        let mut rows = self.inner.store.grants()?;
+        rows.sort_by_key(|g| g.id);
+        for row in rows {
+            let label = grant_label(row.id);
+            let Some(chain) = grants.get(&row.id) else {
+                return fault(format!(
+                    "grant {label}: the chain never granted it (a row written outside CapFence)"
+                ));
+            };
+            let same = row.actor == chain.actor
+                && row.capability == chain.capability
+                && row.environment == chain.environment
+                && row.expires_at == chain.expires_at
+                && row.caps == chain.caps
+                && row.uses_left == chain.uses_left
+                && row.revoked_by.is_some() == chain.revoked_by.is_some();
+            if !same {
+                return fault(format!(
+                    "grant {label}: its row differs from the chain (scope, expiry, caps, uses or \
+                     revocation)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The records that cite a ticket or grant, grouped by it, in order of the
+/// first citation.
+#[derive(Default)]
+struct Cited {
+    order: Vec<(String, Vec<AuditRecord>)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Cited {
+    fn push(&mut self, id: &[u8], record: AuditRecord) {
+        let id = String::from_utf8_lossy(id).into_owned();
+        match self.index.get(&id) {
+            Some(&at) => {
+                if let Some((_, list)) = self.order.get_mut(at) {
+                    list.push(record);
+                }
+            }
+            None => {
+                self.index.insert(id.clone(), self.order.len());
+                self.order.push((id, vec![record]));
+            }
+        }
+    }
+}
+
+/// A borrowed record, owned.
+fn owned(view: &crate::audit::RecordView<'_>) -> AuditRecord {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let opt = |b: Option<&[u8]>| b.map(text);
+    AuditRecord {
+        seq: view.seq,
+        time: text(view.time),
+        actor: opt(view.actor),
+        capability: opt(view.capability),
+        environment: opt(view.environment),
+        risk: opt(view.risk),
+        payload: text(view.payload),
+        decision: text(view.decision),
+        rule: opt(view.rule),
+        reason: text(view.reason),
+        approval_id: opt(view.approval_id),
+        policy_digest: opt(view.policy_digest),
+        prev_hash: text(view.prev_hash),
+        hash: text(view.hash),
+    }
+}
+
+/// Where each of a record's 13 text fields lies in a chunk, if present.
+type Spans = [Option<(usize, usize)>; 13];
+
+/// Rows copied out of the store for the checking thread: every field's bytes
+/// back to back, and where each field lies.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    records: Vec<(u64, Spans)>,
+}
+
+impl Chunk {
+    const RECORDS: usize = 1024;
+
+    fn push(&mut self, view: &crate::audit::RecordView<'_>) {
+        let fields = [
+            Some(view.time),
+            view.actor,
+            view.capability,
+            view.environment,
+            view.risk,
+            Some(view.payload),
+            Some(view.decision),
+            view.rule,
+            Some(view.reason),
+            view.approval_id,
+            view.policy_digest,
+            Some(view.prev_hash),
+            Some(view.hash),
+        ];
+        let spans = fields.map(|field| {
+            field.map(|bytes| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(bytes);
+                (start, bytes.len())
+            })
+        });
+        self.records.push((view.seq, spans));
+    }
+
+    fn view(&self, record: &(u64, Spans)) -> crate::audit::RecordView<'_> {
+        let (seq, spans) = record;
+        let field = |i: usize| -> Option<&[u8]> {
+            let (start, len) = spans.get(i).copied().flatten()?;
+            self.bytes.get(start..start + len)
+        };
+        let text = |i: usize| field(i).unwrap_or_default();
+        crate::audit::RecordView {
+            seq: *seq,
+            time: text(0),
+            actor: field(1),
+            capability: field(2),
+            environment: field(3),
+            risk: field(4),
+            payload: text(5),
+            decision: text(6),
+            rule: field(7),
+            reason: text(8),
+            approval_id: field(9),
+            policy_digest: field(10),
+            prev_hash: text(11),
+            hash: text(12),
+        }
+    }
+}
