@@ -243,7 +243,7 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         const _: &[u8] = ::core::include_bytes!(#track);
         let __capfence_payload = {
             let mut payload = ::std::collections::BTreeMap::<::std::string::String, ::capfence::__private::Value>::new();
-            #( payload.insert(::std::string::String::from(#names), ::capfence::PayloadValue::to_payload_value(&#idents)); )*
+            #( payload.insert(::std::string::String::from(#names), ::capfence::__private::PayloadValue::to_payload_value(&#idents)); )*
             payload
         };
         if let ::core::result::Result::Err(__capfence_blocked) =

@@ -55,7 +55,7 @@ pub use verdict::Verdict;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decide::{Compiled, Decide};
-    pub use crate::gate::check;
+    pub use crate::gate::{PayloadValue, check};
     pub use capfence_compiler::compiled::{
         BAD, CompiledDecision, MISSING, NOT_TOKEN, NumSlot, OK, RiskSlot, SymSlot, name_fault,
         name_fault_decision, num, payload_sym, risk, sym, text_sym,

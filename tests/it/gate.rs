@@ -193,3 +193,28 @@ fn the_documented_example_is_the_agent_example() {
         "docs/gate.md's example is no longer in examples/agent_tools.rs"
     );
 }
+
+#[test]
+fn generated_code_names_only_private_paths() {
+    // Everything the gate, `policy!` and `build` emit reaches the runtime
+    // through `::capfence::__private`, so the public API can change freely.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+    for file in [
+        "macros/src/gate.rs",
+        "macros/src/lib.rs",
+        "macros/src/policy.rs",
+        "compiler/src/codegen.rs",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}{file}")).unwrap();
+        for (at, _) in text.match_indices("::capfence::") {
+            let rest = &text[at + "::capfence::".len()..];
+            assert!(
+                rest.starts_with("__private"),
+                "{file}: generated code names ::capfence::{}",
+                rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or("")
+            );
+        }
+    }
+}
