@@ -1,5 +1,6 @@
 //! The fuzz corpora replayed on stable, plus a short deterministic mutation
-//! run per target. The targets' bodies are the very ones `cargo fuzz` runs
+//! run per target: every corpus file once, then mutations of files drawn
+//! from the corpus. The targets' bodies are the very ones `cargo fuzz` runs
 //! (fuzz/targets.rs); long runs are in docs/reliability.md.
 
 #[path = "../../fuzz/targets.rs"]
@@ -8,12 +9,12 @@ mod targets;
 
 use std::path::Path;
 
-/// Mutated inputs per corpus file (`FUZZ_MUTATIONS` overrides).
+/// Mutated inputs per target (`FUZZ_MUTATIONS` overrides).
 fn mutations() -> usize {
     std::env::var("FUZZ_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(2_000)
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -111,9 +112,10 @@ fn replay(target: &str, run: impl Fn(&[u8])) {
     let inputs = corpus(target);
     for input in &inputs {
         run(input);
-        for _ in 0..mutations() {
-            run(&mutate(input, &mut rng));
-        }
+    }
+    for _ in 0..mutations() {
+        let input = &inputs[rng.below(inputs.len())];
+        run(&mutate(input, &mut rng));
     }
 }
 
