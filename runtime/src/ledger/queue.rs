@@ -241,11 +241,23 @@ fn resolve(
     let mut pending_ticket = None;
     if let Some(ticket) = tx.latest_ticket(key, now)? {
         let label = ticket_label(ticket.id);
-        // The row is an index; the chain decides. A row the chain does not
-        // vouch for (forged, edited, restored) is ignored.
-        let chain = chain_ticket(&tx.records_citing(&label)?)
-            .ok()
-            .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now);
+        // The row is an index; the chain decides. A pending row is taken as
+        // it is (it can only hold the event, never let it through); any other
+        // is read from the chain, and a row the chain does not vouch for
+        // (forged, edited, restored) is ignored.
+        let chain = if ticket.status == TicketStatus::Pending {
+            Some(ChainTicket {
+                key: key.to_owned(),
+                opened_at: now,
+                approved_by: None,
+                rejected_by: None,
+                used_at: None,
+            })
+        } else {
+            chain_ticket(&tx.records_citing(&label)?)
+                .ok()
+                .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now)
+        };
         match chain {
             Some(c) if c.used_at.is_some() => {}
             Some(ChainTicket {

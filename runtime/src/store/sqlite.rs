@@ -460,19 +460,23 @@ impl Tx for SqliteTx<'_> {
                 "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
                  reason, approval_id, policy_digest, prev_hash, hash FROM audit \
                  WHERE approval_id = ?1 AND (decision != 'require_approval' \
-                 OR seq = (SELECT min(seq) FROM audit WHERE approval_id = ?1)) ORDER BY seq",
+                 OR seq = (SELECT min(seq) FROM audit WHERE approval_id = ?1))",
             )
             .and_then(|mut s| {
                 s.query_map([approval_id], record_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(classify)?;
-        rows.into_iter()
+        // In seq order; sorted here, which is cheaper than a sort in SQL.
+        let mut records: Vec<AuditRecord> = rows
+            .into_iter()
             .map(|(seq, mut record)| {
                 record.seq = from_i64(seq)?;
                 Ok(record)
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        records.sort_by_key(|r| r.seq);
+        Ok(records)
     }
 
     fn head(&mut self) -> Result<(u64, String), StoreError> {
