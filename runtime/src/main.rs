@@ -74,6 +74,11 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +204,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Decide { policy } => decide(&cli.state, &policy),
         Command::Approvals(cmd) => approvals(&cli.state, cmd),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "capfence", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { head } => {
             let ledger = ledger(&cli.state, true)?;
             match ledger.verify(head.as_deref()) {

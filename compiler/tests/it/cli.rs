@@ -226,3 +226,16 @@ fn a_suite_case_whose_event_does_not_read_is_a_suite_error() {
     assert_eq!(report["passed"], 1, "{report}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(&["completions", shell], "");
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in ["lint", "diff", "explain", "build", "test", "eval"] {
+            assert!(text.contains(sub), "{shell} completions lack `{sub}`");
+        }
+    }
+    assert_eq!(run(&["completions", "tcsh"], "").status.code(), Some(2));
+}

@@ -355,3 +355,18 @@ fn agent_text_never_reaches_the_terminal_raw() {
         );
     }
 }
+
+#[test]
+fn completions_are_printed() {
+    let dir = TempDir::new("cli-completions");
+    let o = capfence(dir.path(), &["completions", "bash"], "");
+    assert_eq!(o.status.code(), Some(0));
+    let text = out(&o);
+    for sub in ["decide", "approvals", "verify", "audit", "grant", "revoke"] {
+        assert!(text.contains(sub), "bash completions lack `{sub}`");
+    }
+    assert!(
+        !dir.path().join("ledger.db").exists(),
+        "no state is touched"
+    );
+}
