@@ -15,6 +15,46 @@ use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
 use crate::verdict::Verdict;
 
+/// One `tracing` event per decision, target `capfence::decision`: at INFO
+/// the capability, decision, rule, approval id, whether it was authorized
+/// and the latency in microseconds (decision, approvals and the durable
+/// record); a storage fault at WARN; the payload only at TRACE. Costs a
+/// relaxed atomic load when no subscriber listens.
+fn trace_decision(event: &Event, result: &Result<Verdict, RuntimeError>, latency: Duration) {
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    let capability = event.capability().unwrap_or_default();
+    match result {
+        Ok(verdict) => tracing::info!(
+            target: "capfence::decision",
+            capability = %capability,
+            decision = verdict.decision.as_str(),
+            rule = verdict.rule.as_deref().unwrap_or(""),
+            approval_id = verdict.approval_id.as_deref().unwrap_or(""),
+            authorized = verdict.authorized,
+            latency_us,
+            "decision"
+        ),
+        Err(e) => tracing::warn!(
+            target: "capfence::decision",
+            capability = %capability,
+            decision = "deny",
+            error = %e,
+            latency_us,
+            "decision denied: no audit record could be written"
+        ),
+    }
+    if tracing::enabled!(target: "capfence::decision", tracing::Level::TRACE) {
+        let payload = crate::approvals::canonical_payload(event);
+        tracing::trace!(
+            target: "capfence::decision",
+            capability = %capability,
+            actor = event.actor.as_deref().unwrap_or(""),
+            payload = %payload,
+            "decision payload"
+        );
+    }
+}
+
 /// The state directory used when none is given: `$CAPFENCE_STATE`, else `.capfence`.
 pub fn default_state_dir() -> PathBuf {
     std::env::var_os("CAPFENCE_STATE").map_or_else(|| PathBuf::from(".capfence"), PathBuf::from)
@@ -258,6 +298,13 @@ impl ActionRuntime {
     }
 
     fn try_execute_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
+        let started = std::time::Instant::now();
+        let result = self.settle_event(event);
+        trace_decision(event, &result, started.elapsed());
+        result
+    }
+
+    fn settle_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
         let decision = self.decider.decide(event);
         // A grant's caps hold only on fields the deciding rule compares.
         let tested = match (&decision.kind, &decision.rule) {

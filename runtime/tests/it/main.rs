@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod forgery;
 mod tamper;
+mod telemetry;
 mod vectors;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,116 @@
+//! One `tracing` event per decision, with the fields the docs promise;
+//! the payload only at TRACE.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+use super::{TempDir, runtime, transfer};
+
+/// Collects every event at or below `max` as (level, target, fields).
+struct Collector {
+    max: Level,
+    seen: Arc<Mutex<Vec<(Level, String, Vec<(String, String)>)>>>,
+}
+
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl Subscriber for Collector {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields(Vec::new());
+        event.record(&mut fields);
+        self.seen.lock().unwrap().push((
+            *event.metadata().level(),
+            event.metadata().target().to_owned(),
+            fields.0,
+        ));
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
+}
+
+#[test]
+fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
+    let dir = TempDir::new("telemetry");
+    let rt = runtime(dir.path());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector {
+        max: Level::INFO,
+        seen: Arc::clone(&seen),
+    };
+    tracing::subscriber::with_default(collector, || {
+        rt.execute(&transfer("120", "vendor-7"));
+        rt.execute(&transfer("2500", "vendor-7"));
+    });
+    let events = seen.lock().unwrap().clone();
+    let decisions: Vec<_> = events
+        .iter()
+        .filter(|(_, target, _)| target == "capfence::decision")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{events:?}");
+    let (level, _, first) = decisions[0];
+    assert_eq!(*level, Level::INFO);
+    assert_eq!(field(first, "capability"), "payments.transfer");
+    assert_eq!(field(first, "decision"), "allow");
+    assert_eq!(field(first, "rule"), "allow[0]");
+    assert_eq!(field(first, "authorized"), "true");
+    assert!(field(first, "latency_us").parse::<u64>().is_ok());
+    let (_, _, second) = decisions[1];
+    assert_eq!(field(second, "decision"), "require_approval");
+    assert_eq!(field(second, "approval_id"), "T-1");
+    assert!(
+        events
+            .iter()
+            .all(|(_, _, fields)| fields.iter().all(|(_, v)| !v.contains("vendor-7"))),
+        "no payload value at INFO"
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector {
+        max: Level::TRACE,
+        seen: Arc::clone(&seen),
+    };
+    tracing::subscriber::with_default(collector, || {
+        rt.execute(&transfer("130", "vendor-8"));
+    });
+    let events = seen.lock().unwrap().clone();
+    let payload = events
+        .iter()
+        .find(|(level, _, _)| *level == Level::TRACE)
+        .expect("a TRACE event with the payload");
+    assert!(field(&payload.2, "payload").contains("vendor-8"));
+}
