@@ -9,10 +9,13 @@ use tracing::{Event, Level, Metadata, Subscriber};
 
 use super::{TempDir, runtime, transfer};
 
-/// Collects every event at or below `max` as (level, target, fields).
+/// One collected event: level, target, fields.
+type Seen = (Level, String, Vec<(String, String)>);
+
+/// Collects every event at or below `max`.
 struct Collector {
     max: Level,
-    seen: Arc<Mutex<Vec<(Level, String, Vec<(String, String)>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 struct Fields(Vec<(String, String)>);
