@@ -13,7 +13,7 @@ use capfence_compiler::policy::{RuleFacts, Tier};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AuditRecord, hex};
+use crate::audit::AuditRecord;
 use crate::clock::parse_rfc3339;
 
 /// Where a ticket stands.
@@ -306,7 +306,7 @@ fn key_of(
             None => hasher.update("~\n"),
         }
     }
-    hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 /// A ticket as its chain records tell it (the rows are only an index).

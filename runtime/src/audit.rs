@@ -140,17 +140,11 @@ impl RecordView<'_> {
         self.write_canonical(scratch);
         let digest = Sha256::digest(scratch.as_slice());
         let mut out = [b'0'; 64];
-        for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
-            if let [hi, lo] = pair {
-                *hi = HEX.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
-                *lo = HEX.get(usize::from(byte & 15)).copied().unwrap_or(b'0');
-            }
-        }
+        // 32 bytes always fill 64 hex digits; the error case cannot occur.
+        let _ = hex::encode_to_slice(digest, &mut out);
         out
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl AuditRecord {
     /// The record's fields, borrowed.
@@ -218,21 +212,6 @@ impl AuditRecord {
             "hash": self.hash,
         })
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(
-            DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
-        ));
-        out.push(char::from(
-            DIGITS.get(usize::from(b & 15)).copied().unwrap_or(b'0'),
-        ));
-    }
-    out
 }
 
 /// What is wrong with a chain, at its first bad record.

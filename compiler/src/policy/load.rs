@@ -266,10 +266,7 @@ impl Loader<'_> {
             self.check_names(rule, &unicode)?;
         }
         let field_types = self.field_types(&rules)?;
-        let digest = Sha256::digest(self.source.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = hex::encode(Sha256::digest(self.source.as_bytes()));
         Ok(Policy {
             file: self.file.to_owned(),
             name,
