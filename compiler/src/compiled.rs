@@ -102,52 +102,36 @@ pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
 /// A payload string tested by the policy, as a symbol slot: [`BAD`] when not a
 /// string, [`NOT_TOKEN`] when not a token, else the index `index` gives it.
 pub fn payload_sym(value: Option<&Value>, index: impl Fn(&str) -> u32) -> SymSlot {
-    match value {
-        None => SymSlot {
-            state: MISSING,
-            id: 0,
-        },
-        Some(v) => match v.as_str() {
-            None => SymSlot { state: BAD, id: 0 },
-            Some(s) if !token::is_token(s) => SymSlot {
-                state: NOT_TOKEN,
-                id: 0,
-            },
-            Some(s) => SymSlot {
-                state: OK,
-                id: index(s),
-            },
-        },
-    }
+    string_slot(value, token::is_token, index)
 }
 
 /// A payload string of a `unicode_fields` field, as a symbol slot: the index
 /// of the literal (NFKC form) it equals after normalization, compared without
 /// allocating; the number of literals when it equals none.
 pub fn text_sym(value: Option<&Value>, literals: &[&str]) -> SymSlot {
-    match value {
-        None => SymSlot {
-            state: MISSING,
-            id: 0,
-        },
-        Some(v) => match v.as_str() {
-            None => SymSlot { state: BAD, id: 0 },
-            Some(s) if !token::is_text(s) => SymSlot {
-                state: NOT_TOKEN,
-                id: 0,
-            },
-            Some(s) => {
-                let at = literals
-                    .iter()
-                    .position(|l| token::text_eq(s, l))
-                    .unwrap_or(literals.len());
-                SymSlot {
-                    state: OK,
-                    id: u32::try_from(at).unwrap_or(u32::MAX),
-                }
-            }
-        },
-    }
+    string_slot(value, token::is_text, |s| {
+        let at = literals
+            .iter()
+            .position(|l| token::text_eq(s, l))
+            .unwrap_or(literals.len());
+        u32::try_from(at).unwrap_or(u32::MAX)
+    })
+}
+
+/// A payload string as a slot: missing, not a string, not `well_formed`, or
+/// the index `index` gives it.
+fn string_slot(
+    value: Option<&Value>,
+    well_formed: fn(&str) -> bool,
+    index: impl Fn(&str) -> u32,
+) -> SymSlot {
+    let (state, id) = match value.map(Value::as_str) {
+        None => (MISSING, 0),
+        Some(None) => (BAD, 0),
+        Some(Some(s)) if !well_formed(s) => (NOT_TOKEN, 0),
+        Some(Some(s)) => (OK, index(s)),
+    };
+    SymSlot { state, id }
 }
 
 /// The event's name fault code (see [`crate::eval::name_fault`]).

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::source::Location;
 
-pub use load::{LoadError, LoadErrorKind, rule_from_node};
+pub use load::{LoadError, LoadErrorKind, is_field_name, rule_from_node};
 
 /// The three tiers, in precedence order: a matching `deny` rule beats everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,7 +9,7 @@
 
 use capfence_compiler::Event;
 use capfence_compiler::event::write_object;
-use capfence_compiler::policy::{RuleFacts, Tier};
+use capfence_compiler::policy::{RuleFacts, Tier, is_field_name};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -153,14 +153,6 @@ pub fn parse_caps(text: &str) -> Option<Vec<(String, Decimal)>> {
             is_field_name(field).then(|| (field.to_owned(), max))
         })
         .collect()
-}
-
-fn is_field_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Checks a grant's caps against the policy: every capped field must be
@@ -322,6 +314,21 @@ pub struct ChainTicket {
     pub rejected_by: Option<String>,
     /// The seq of the record that consumed it.
     pub used_at: Option<u64>,
+}
+
+impl ChainTicket {
+    /// Where the ticket stands by its chain records.
+    pub fn standing(&self) -> TicketStatus {
+        if self.used_at.is_some() {
+            TicketStatus::Used
+        } else if self.approved_by.is_some() {
+            TicketStatus::Approved
+        } else if self.rejected_by.is_some() {
+            TicketStatus::Rejected
+        } else {
+            TicketStatus::Pending
+        }
+    }
 }
 
 /// Replays the records citing one ticket, in seq order. The first must open

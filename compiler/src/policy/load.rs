@@ -876,7 +876,9 @@ fn numeric_suffix(key: &str) -> Option<(&str, CmpOp)> {
         .find_map(|(suffix, op)| key.strip_suffix(suffix).map(|base| (base, *op)))
 }
 
-fn is_field_name(name: &str) -> bool {
+/// Whether `name` is a field name: an ASCII letter or `_`, then letters,
+/// digits and `_`.
+pub fn is_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -110,16 +110,8 @@ impl Ledger {
                     ticket_label(id)
                 )));
             }
-            let standing = if chain.used_at.is_some() {
-                Some(TicketStatus::Used)
-            } else if chain.approved_by.is_some() {
-                Some(TicketStatus::Approved)
-            } else if chain.rejected_by.is_some() {
-                Some(TicketStatus::Rejected)
-            } else {
-                None
-            };
-            if let Some(standing) = standing {
+            let standing = chain.standing();
+            if standing != TicketStatus::Pending {
                 return Err(OperatorError::NotPending(
                     ticket_label(id),
                     standing.as_str(),

@@ -2,7 +2,7 @@
 //! approval semantics replayed and every ticket and grant row held to the chain.
 
 use super::{Ledger, VerifyError};
-use crate::approvals::{self, TicketStatus, grant_label, ticket_label};
+use crate::approvals::{self, grant_label, ticket_label};
 use crate::audit::{AuditRecord, Verifier};
 use crate::store::StoreError;
 
@@ -100,15 +100,7 @@ impl Ledger {
                     "ticket {label}: the chain never opened it (a row written outside CapFence)"
                 ));
             };
-            let said = if chain.used_at.is_some() {
-                TicketStatus::Used
-            } else if chain.approved_by.is_some() {
-                TicketStatus::Approved
-            } else if chain.rejected_by.is_some() {
-                TicketStatus::Rejected
-            } else {
-                TicketStatus::Pending
-            };
+            let said = chain.standing();
             if row.status != said {
                 return fault(format!(
                     "ticket {label}: its row says {}, but the chain says {}",
