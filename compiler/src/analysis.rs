@@ -13,7 +13,9 @@
 //!   and an example event;
 //! - `unbounded-amount` (warning): an allow rule bounds a number above only;
 //! - `default-deny-gap` (note): part of a capability the policy mentions that
-//!   no rule covers.
+//!   no rule covers;
+//! - `unauthenticated-approvals` (warning): require_approval rules but no
+//!   `approvers:`, so approvals are not signed.
 //!
 //! Rules are indexed by capability pattern before pairs are compared.
 
@@ -257,7 +259,33 @@ impl<'p> Analysis<'p> {
             }
         }
         self.gaps(&mut out);
+        self.unauthenticated(&mut out);
         out
+    }
+
+    /// A policy that holds events for approval but lists no `approvers:`:
+    /// anyone who can reach the state directory can approve.
+    fn unauthenticated(&self, out: &mut Vec<Diagnostic>) {
+        if !self.policy.approvers.is_empty() {
+            return;
+        }
+        let Some(first) = self.policy.tier(Tier::RequireApproval).next() else {
+            return;
+        };
+        let mut d = self.diagnostic(
+            first,
+            "unauthenticated-approvals",
+            Severity::Warning,
+            "the policy has require_approval rules but no `approvers:`: approvals are not \
+             authenticated, and any process that can write the ledger can approve"
+                .to_owned(),
+        );
+        d.notes.push(
+            "list operators' public keys under a top-level `approvers:` (`capfence keys new` \
+             makes a key pair); approvals must then be signed"
+                .to_owned(),
+        );
+        out.push(d);
     }
 
     fn conflicts(&self, i: usize, rule: &Rule, region: &Region, out: &mut Vec<Diagnostic>) {

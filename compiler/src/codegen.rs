@@ -535,7 +535,7 @@ impl Plan<'_> {
         let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
         let view_fn = self.view_fn();
         let facts = self.policy.rules.iter().map(|rule| {
-            let f = rule.facts();
+            let f = rule.facts(&self.policy.approvers);
             let id = &f.id;
             let tier = match f.tier {
                 Tier::Deny => quote! { #p::Tier::Deny },
@@ -548,6 +548,11 @@ impl Plan<'_> {
             };
             let (resource, action) = (opt(&f.resource), opt(&f.action));
             let numbers = &f.numbers;
+            let approvals = f.approvals;
+            let approvers = f
+                .approvers
+                .iter()
+                .map(|(name, key)| quote! { (#name, #key) });
             quote! {
                 #p::StaticRuleFacts {
                     id: #id,
@@ -555,6 +560,8 @@ impl Plan<'_> {
                     resource: #resource,
                     action: #action,
                     numbers: &[#(#numbers),*],
+                    approvals: #approvals,
+                    approvers: &[#(#approvers),*],
                 }
             }
         });

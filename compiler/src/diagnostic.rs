@@ -101,6 +101,10 @@ pub const RULES: &[(&str, &str)] = &[
         "Part of a capability the policy mentions is covered by no rule and falls to default deny.",
     ),
     (
+        "unauthenticated-approvals",
+        "The policy holds events for approval but lists no `approvers:`: any process that can write the ledger can approve. List operators' Ed25519 public keys under `approvers:` so approvals must be signed.",
+    ),
+    (
         "analysis-skipped",
         "The rule's conditions expand to too many cases to analyse exactly; it was not checked.",
     ),
@@ -138,6 +142,10 @@ pub const RULES: &[(&str, &str)] = &[
     (
         "field-type-conflict",
         "A field tested as a number in one place and as a string in another.",
+    ),
+    (
+        "bad-approvers",
+        "A bad `approvers:` entry or rule `approvals:`/`approvers:` key: a key that is not `ed25519:<base64>`, one key under two names, an unknown approver, or a quorum larger than the rule's eligible approvers.",
     ),
 ];
 

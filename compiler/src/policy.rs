@@ -415,6 +415,12 @@ pub struct Rule {
     pub conditions: Vec<Condition>,
     /// The `reason` key, if given.
     pub reason: Option<String>,
+    /// `approvals: N` (require_approval rules only): how many distinct
+    /// approvers must sign. `None`: one.
+    pub approvals: Option<u32>,
+    /// `approvers: [..]` (require_approval rules only): who may sign for the
+    /// rule. `None`: every approver the policy lists.
+    pub approvers: Option<Vec<String>>,
     /// Where the rule starts.
     pub location: Location,
 }
@@ -465,6 +471,35 @@ pub struct Policy {
     pub field_types: Vec<(Field, FieldType)>,
     /// Payload fields whose strings are Unicode text (`unicode_fields`), sorted.
     pub unicode_fields: Vec<String>,
+    /// The operators who may sign approvals (`approvers:`), in file order.
+    /// Empty: approvals are not authenticated (any `--by` name is taken).
+    pub approvers: Vec<Approver>,
+}
+
+/// An operator listed under `approvers:`: a name and an Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// The operator's name (`ops1`), recorded with each signature.
+    pub name: String,
+    /// The public key as written: `ed25519:` and the 32 key bytes in
+    /// standard base64.
+    pub key: String,
+    /// Where the entry is.
+    pub location: Location,
+}
+
+/// The prefix of an operator public key in a policy.
+pub const ED25519_PREFIX: &str = "ed25519:";
+
+/// The 32 bytes of an `ed25519:<base64>` public key, if it is one. (Whether
+/// the bytes are a usable curve point is the runtime's check.)
+pub fn public_key_bytes(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let encoded = text.strip_prefix(ED25519_PREFIX)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    bytes.try_into().ok()
 }
 
 /// What the runtime needs to know of a rule beyond its decision: its
@@ -482,24 +517,35 @@ pub struct RuleFacts {
     pub action: Option<String>,
     /// The payload fields it compares as numbers, sorted, distinct.
     pub numbers: Vec<String>,
+    /// For `require_approval`: how many distinct approvers must sign.
+    pub approvals: u32,
+    /// For `require_approval`: who may sign, as (name, `ed25519:` key).
+    /// Empty when the policy lists no approvers: approvals are then not
+    /// authenticated.
+    pub approvers: Vec<(String, String)>,
 }
 
 impl RuleFacts {
     /// Facts from generated code.
-    pub fn new(
-        id: &str,
-        tier: Tier,
-        resource: Option<&str>,
-        action: Option<&str>,
-        numbers: &[&str],
-    ) -> RuleFacts {
+    pub fn new(f: &StaticRuleFacts) -> RuleFacts {
         RuleFacts {
-            id: id.to_owned(),
-            tier,
-            resource: resource.map(str::to_owned),
-            action: action.map(str::to_owned),
-            numbers: numbers.iter().map(|n| (*n).to_owned()).collect(),
+            id: f.id.to_owned(),
+            tier: f.tier,
+            resource: f.resource.map(str::to_owned),
+            action: f.action.map(str::to_owned),
+            numbers: f.numbers.iter().map(|n| (*n).to_owned()).collect(),
+            approvals: f.approvals,
+            approvers: f
+                .approvers
+                .iter()
+                .map(|(name, key)| ((*name).to_owned(), (*key).to_owned()))
+                .collect(),
         }
+    }
+
+    /// Whether approvals for this rule must be signed.
+    pub fn signed(&self) -> bool {
+        !self.approvers.is_empty()
     }
 
     /// Whether the rule's pattern covers `resource.action`.
@@ -522,6 +568,10 @@ pub struct StaticRuleFacts {
     pub action: Option<&'static str>,
     /// The payload fields it compares as numbers.
     pub numbers: &'static [&'static str],
+    /// How many distinct approvers must sign.
+    pub approvals: u32,
+    /// Who may sign: (name, `ed25519:` key).
+    pub approvers: &'static [(&'static str, &'static str)],
 }
 
 /// The facts of a generated table, owned (read on the approval path only,
@@ -530,14 +580,13 @@ pub type RuleFactList = Vec<RuleFacts>;
 
 /// Owned facts from a generated table's static ones.
 pub fn facts_from_static(list: &[StaticRuleFacts]) -> RuleFactList {
-    list.iter()
-        .map(|f| RuleFacts::new(f.id, f.tier, f.resource, f.action, f.numbers))
-        .collect()
+    list.iter().map(RuleFacts::new).collect()
 }
 
 impl Rule {
-    /// The rule's [`RuleFacts`].
-    pub fn facts(&self) -> RuleFacts {
+    /// The rule's [`RuleFacts`], with `approvers` the policy's list (the
+    /// rule's eligible approvers are picked from it).
+    pub fn facts(&self, approvers: &[Approver]) -> RuleFacts {
         let (resource, action) = match &self.capability {
             CapabilityPattern::Any => (None, None),
             CapabilityPattern::Segments { resource, action } => (resource.clone(), action.clone()),
@@ -550,12 +599,27 @@ impl Rule {
         });
         numbers.sort();
         numbers.dedup();
+        let eligible = if self.tier == Tier::RequireApproval {
+            approvers
+                .iter()
+                .filter(|a| {
+                    self.approvers
+                        .as_ref()
+                        .is_none_or(|names| names.contains(&a.name))
+                })
+                .map(|a| (a.name.clone(), a.key.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         RuleFacts {
             id: self.id.clone(),
             tier: self.tier,
             resource,
             action,
             numbers,
+            approvals: self.approvals.unwrap_or(1),
+            approvers: eligible,
         }
     }
 }
@@ -563,7 +627,10 @@ impl Rule {
 impl Policy {
     /// Every rule's [`RuleFacts`], in precedence order.
     pub fn rule_facts(&self) -> Vec<RuleFacts> {
-        self.rules.iter().map(Rule::facts).collect()
+        self.rules
+            .iter()
+            .map(|r| r.facts(&self.approvers))
+            .collect()
     }
 
     /// The rules of one tier, in file order.

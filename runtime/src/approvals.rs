@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::AuditRecord;
 use crate::clock::parse_rfc3339;
+use crate::signing;
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,19 @@ pub struct Grant {
     pub uses_left: Option<u32>,
     /// The operator who revoked it.
     pub revoked_by: Option<String>,
+    /// Who signed it, if it was signed (read from the chain; rows carry none).
+    pub signed: Option<GrantSignature>,
+}
+
+/// The signature on a grant, verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSignature {
+    /// The approver's name.
+    pub signer: String,
+    /// The approver's public key (`ed25519:…`).
+    pub key: String,
+    /// The policy digest the grant was signed under.
+    pub policy_digest: String,
 }
 
 /// Limits on a grant beyond its duration.
@@ -215,6 +229,60 @@ impl Grant {
     }
 }
 
+/// The note key under which a ledger keeps a policy's signing requirements.
+pub fn requirements_key(digest: &str) -> String {
+    format!("approvers:{digest}")
+}
+
+/// A policy's signing requirements as a ledger note: for each
+/// require_approval rule whose approvals are signed, its id, quorum and
+/// eligible approvers. `None` when the policy lists no approvers.
+pub fn requirements_note(facts: &[RuleFacts]) -> Option<String> {
+    let rules: Vec<serde_json::Value> = facts
+        .iter()
+        .filter(|f| f.tier == Tier::RequireApproval && f.signed())
+        .map(|f| {
+            serde_json::json!({
+                "id": f.id,
+                "approvals": f.approvals,
+                "approvers": f.approvers,
+            })
+        })
+        .collect();
+    (!rules.is_empty()).then(|| serde_json::json!({ "rules": rules }).to_string())
+}
+
+/// Reads [`requirements_note`] back (only the fields it holds); `None` if it
+/// is not one.
+pub fn parse_requirements(text: &str) -> Option<Vec<RuleFacts>> {
+    let body: serde_json::Value = serde_json::from_str(text).ok()?;
+    body.get("rules")?
+        .as_array()?
+        .iter()
+        .map(|rule| {
+            let approvers = rule
+                .get("approvers")?
+                .as_array()?
+                .iter()
+                .map(|pair| {
+                    let name = pair.get(0)?.as_str()?;
+                    let key = pair.get(1)?.as_str()?;
+                    Some((name.to_owned(), key.to_owned()))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(RuleFacts {
+                id: rule.get("id")?.as_str()?.to_owned(),
+                tier: Tier::RequireApproval,
+                resource: None,
+                action: None,
+                numbers: Vec::new(),
+                approvals: u32::try_from(rule.get("approvals")?.as_u64()?).ok()?,
+                approvers,
+            })
+        })
+        .collect()
+}
+
 /// Formats a ticket id: `T-7`.
 pub fn ticket_label(id: u64) -> String {
     format!("T-{id}")
@@ -301,6 +369,168 @@ fn key_of(
     hex::encode(hasher.finalize())
 }
 
+/// A record that does not fit its ticket's or grant's earlier records, or
+/// whose signature fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {seq} ({decision}): {message}")]
+pub struct ReplayFault {
+    /// The record's seq (0: none opened it).
+    pub seq: u64,
+    /// The record's decision.
+    pub decision: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn fault(record: &AuditRecord, message: impl Into<String>) -> ReplayFault {
+    ReplayFault {
+        seq: record.seq,
+        decision: record.decision.clone(),
+        message: message.into(),
+    }
+}
+
+/// What a signature names beside the signature itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The approver's name.
+    pub signer: String,
+    /// The approver's public key.
+    pub key: String,
+    /// The quorum the approver signed for (tickets).
+    pub quorum: u32,
+    /// The expiry the approver signed (tickets), µs since the epoch.
+    pub expires_at: Option<i64>,
+}
+
+/// The statement an approver signs to approve or reject a ticket: the
+/// action, the ticket, the event it is bound to, the chain record that
+/// opened it, the policy, the quorum and the expiry, and the signer's name.
+#[allow(clippy::too_many_arguments)]
+pub fn ticket_statement(
+    verb: &str,
+    label: &str,
+    event_key: &str,
+    opened_hash: &str,
+    policy_digest: &str,
+    quorum: u32,
+    expires_at: &str,
+    signer: &str,
+) -> Vec<u8> {
+    signing::statement(
+        "ticket",
+        &[
+            ("action", verb),
+            ("ticket", label),
+            ("event_key", event_key),
+            ("opened", opened_hash),
+            ("policy", policy_digest),
+            ("quorum", &quorum.to_string()),
+            ("expires_at", expires_at),
+            ("signer", signer),
+        ],
+    )
+}
+
+/// The statement an approver signs to grant: the grant's id, scope, caps,
+/// use limit, expiry, the policy and the signer's name.
+#[allow(clippy::too_many_arguments)]
+pub fn grant_statement(
+    label: &str,
+    actor: &str,
+    capability: &str,
+    environment: &str,
+    caps: &str,
+    uses: Option<u32>,
+    expires_at: &str,
+    policy_digest: &str,
+    signer: &str,
+) -> Vec<u8> {
+    let uses = uses.map_or_else(|| "unlimited".to_owned(), |u| u.to_string());
+    signing::statement(
+        "grant",
+        &[
+            ("action", "grant"),
+            ("grant", label),
+            ("actor", actor),
+            ("capability", capability),
+            ("environment", environment),
+            ("caps", caps),
+            ("uses", &uses),
+            ("expires_at", expires_at),
+            ("policy", policy_digest),
+            ("signer", signer),
+        ],
+    )
+}
+
+/// The statement an approver signs to revoke a grant: the grant, the chain
+/// record that granted it, the policy and the signer's name.
+pub fn revoke_statement(
+    label: &str,
+    granted_hash: &str,
+    policy_digest: &str,
+    signer: &str,
+) -> Vec<u8> {
+    signing::statement(
+        "grant",
+        &[
+            ("action", "revoke"),
+            ("grant", label),
+            ("granted", granted_hash),
+            ("policy", policy_digest),
+            ("signer", signer),
+        ],
+    )
+}
+
+/// Reads and checks the signature of an operator record. A record is signed
+/// exactly when it names a policy digest; then its payload must hold
+/// `signer`, `key` and `signature`, and the signature must verify over
+/// `statement(signer, quorum, expires_at)`. `Ok(None)`: not signed.
+fn signature_of(
+    record: &AuditRecord,
+    statement: impl Fn(&str, u32, &str) -> Vec<u8>,
+) -> Result<Option<Signed>, ReplayFault> {
+    if record.policy_digest.is_none() {
+        return Ok(None);
+    }
+    let body: serde_json::Value = serde_json::from_str(&record.payload)
+        .map_err(|_| fault(record, "its signature block is unreadable"))?;
+    let text = |key: &str| body.get(key).and_then(serde_json::Value::as_str);
+    let (Some(signer), Some(key), Some(signature)) =
+        (text("signer"), text("key"), text("signature"))
+    else {
+        return Err(fault(record, "it names a policy but carries no signature"));
+    };
+    let quorum = match body.get("quorum") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|q| u32::try_from(q).ok())
+            .ok_or_else(|| fault(record, "its signed quorum is unreadable"))?,
+    };
+    let expires_text = text("expires_at").unwrap_or_default();
+    let expires_at = match text("expires_at") {
+        None => None,
+        Some(t) => {
+            Some(parse_rfc3339(t).ok_or_else(|| fault(record, "its signed expiry is unreadable"))?)
+        }
+    };
+    if !signing::verify(key, &statement(signer, quorum, expires_text), signature) {
+        return Err(fault(
+            record,
+            format!("the signature by `{signer}` does not verify"),
+        ));
+    }
+    Ok(Some(Signed {
+        signer: signer.to_owned(),
+        key: key.to_owned(),
+        quorum,
+        expires_at,
+    }))
+}
+
 /// A ticket as its chain records tell it (the rows are only an index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainTicket {
@@ -308,12 +538,20 @@ pub struct ChainTicket {
     pub key: String,
     /// When it was opened (µs since the epoch).
     pub opened_at: i64,
-    /// The operator who approved it.
-    pub approved_by: Option<String>,
+    /// The hash of the record that opened it.
+    pub opened_hash: String,
+    /// The policy digest of the record that opened it.
+    pub policy_digest: String,
+    /// The distinct approvers so far, in order.
+    pub approvals: Vec<String>,
+    /// Whether enough of them approved.
+    pub approved: bool,
     /// The operator who rejected it.
     pub rejected_by: Option<String>,
     /// The seq of the record that consumed it.
     pub used_at: Option<u64>,
+    /// The earliest expiry an approver signed (µs since the epoch).
+    pub signed_expiry: Option<i64>,
 }
 
 impl ChainTicket {
@@ -321,7 +559,7 @@ impl ChainTicket {
     pub fn standing(&self) -> TicketStatus {
         if self.used_at.is_some() {
             TicketStatus::Used
-        } else if self.approved_by.is_some() {
+        } else if self.approved {
             TicketStatus::Approved
         } else if self.rejected_by.is_some() {
             TicketStatus::Rejected
@@ -329,44 +567,133 @@ impl ChainTicket {
             TicketStatus::Pending
         }
     }
+
+    /// The approvers, joined (`ops1, ops2`), once approved.
+    pub fn approved_by(&self) -> Option<String> {
+        self.approved.then(|| self.approvals.join(", "))
+    }
+
+    /// Whether a signed expiry still holds at `now`.
+    pub fn signature_current(&self, now: i64) -> bool {
+        self.signed_expiry.is_none_or(|at| at > now)
+    }
 }
 
 /// Replays the records citing one ticket, in seq order. The first must open
-/// it (`require_approval`); then at most one approve or reject; an `allow`
-/// only after an approve, for the same key, once; a `deny` only after a
-/// reject; `require_approval` again only for the same key before a decision.
-/// `Err` names the first record that does not fit.
-pub fn chain_ticket(records: &[AuditRecord]) -> Result<ChainTicket, String> {
+/// it (`require_approval`); then approvals until the quorum is met, or one
+/// reject; an `allow` only after the quorum, for the same key, once; a
+/// `deny` only after a reject; `require_approval` again only for the same
+/// key before a decision.
+///
+/// Every signed record's signature must verify. With `rule` (the facts of
+/// the rule that opened the ticket, from the policy in force) and a rule
+/// whose approvals are signed, every approve and reject must be signed by an
+/// approver eligible for the rule, for the rule's quorum; the quorum counts
+/// distinct approvers. Without `rule` (`verify`, which has no policy), the
+/// quorum is the one the approvers signed.
+pub fn chain_ticket(
+    records: &[AuditRecord],
+    rule: Option<&RuleFacts>,
+) -> Result<ChainTicket, ReplayFault> {
     let Some((open, rest)) = records.split_first() else {
-        return Err("no record opened it".to_owned());
+        return Err(ReplayFault {
+            seq: 0,
+            decision: String::new(),
+            message: "no record opened it".to_owned(),
+        });
     };
     if open.decision != "require_approval" {
-        return Err(format!(
-            "record {} ({}) cites it before any record opened it",
-            open.seq, open.decision
-        ));
+        return Err(fault(open, "it cites a ticket before any record opened it"));
     }
     let mut t = ChainTicket {
         key: record_key(open),
         opened_at: parse_rfc3339(&open.time)
-            .ok_or_else(|| format!("record {} has an unreadable time", open.seq))?,
-        approved_by: None,
+            .ok_or_else(|| fault(open, "its time is unreadable"))?,
+        opened_hash: open.hash.clone(),
+        policy_digest: open.policy_digest.clone().unwrap_or_default(),
+        approvals: Vec::new(),
+        approved: false,
         rejected_by: None,
         used_at: None,
+        signed_expiry: None,
     };
+    let label = open.approval_id.clone().unwrap_or_default();
     for r in rest {
-        let decided = t.approved_by.is_some() || t.rejected_by.is_some();
+        let decided = t.approved || t.rejected_by.is_some();
         let fits = match r.decision.as_str() {
             "require_approval" => !decided && record_key(r) == t.key,
-            "approve" if !decided => {
-                t.approved_by = Some(r.actor.clone().unwrap_or_default());
+            verb @ ("approve" | "reject") if !decided => {
+                let signed = if r.policy_digest.is_some() {
+                    if r.policy_digest.as_deref() != Some(t.policy_digest.as_str()) {
+                        return Err(fault(
+                            r,
+                            "it is signed under another policy than the one that opened the ticket",
+                        ));
+                    }
+                    signature_of(r, |signer, quorum, expires| {
+                        ticket_statement(
+                            verb,
+                            &label,
+                            &t.key,
+                            &t.opened_hash,
+                            &t.policy_digest,
+                            quorum,
+                            expires,
+                            signer,
+                        )
+                    })?
+                } else {
+                    None
+                };
+                let needed = match (rule.filter(|f| f.signed()), &signed) {
+                    (Some(f), Some(s)) => {
+                        if !f
+                            .approvers
+                            .iter()
+                            .any(|(n, k)| *n == s.signer && *k == s.key)
+                        {
+                            return Err(fault(
+                                r,
+                                format!("`{}` may not sign for rule {}", s.signer, f.id),
+                            ));
+                        }
+                        if s.quorum != f.approvals {
+                            return Err(fault(
+                                r,
+                                format!(
+                                    "`{}` signed for a quorum of {}, but rule {} needs {}",
+                                    s.signer, s.quorum, f.id, f.approvals
+                                ),
+                            ));
+                        }
+                        f.approvals
+                    }
+                    (Some(f), None) => {
+                        return Err(fault(
+                            r,
+                            format!("it is not signed, but rule {} needs signed approvals", f.id),
+                        ));
+                    }
+                    (None, Some(s)) => s.quorum,
+                    (None, None) => 1,
+                };
+                let name = signed
+                    .as_ref()
+                    .map_or_else(|| r.actor.clone().unwrap_or_default(), |s| s.signer.clone());
+                if let Some(at) = signed.as_ref().and_then(|s| s.expires_at) {
+                    t.signed_expiry = Some(t.signed_expiry.map_or(at, |e| e.min(at)));
+                }
+                if verb == "approve" {
+                    if !t.approvals.contains(&name) {
+                        t.approvals.push(name);
+                    }
+                    t.approved = t.approvals.len() >= usize::try_from(needed).unwrap_or(usize::MAX);
+                } else {
+                    t.rejected_by = Some(name);
+                }
                 true
             }
-            "reject" if !decided => {
-                t.rejected_by = Some(r.actor.clone().unwrap_or_default());
-                true
-            }
-            "allow" if t.approved_by.is_some() && t.used_at.is_none() && record_key(r) == t.key => {
+            "allow" if t.approved && t.used_at.is_none() && record_key(r) == t.key => {
                 t.used_at = Some(r.seq);
                 true
             }
@@ -374,9 +701,9 @@ pub fn chain_ticket(records: &[AuditRecord]) -> Result<ChainTicket, String> {
             _ => false,
         };
         if !fits {
-            return Err(format!(
-                "record {} ({}) does not follow from the ticket's earlier records",
-                r.seq, r.decision
+            return Err(fault(
+                r,
+                "it does not follow from the ticket's earlier records",
             ));
         }
     }
@@ -384,19 +711,20 @@ pub fn chain_ticket(records: &[AuditRecord]) -> Result<ChainTicket, String> {
 }
 
 /// A grant as its chain records tell it: the grant record's scope and limits,
-/// the uses the chain shows, and its revocation. `Err` names the first record
-/// that does not fit.
-pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, String> {
+/// its verified signature, the uses the chain shows, and its revocation.
+/// `Err` names the first record that does not fit or whose signature fails.
+pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, ReplayFault> {
     let Some((open, rest)) = records.split_first() else {
-        return Err("no record granted it".to_owned());
+        return Err(ReplayFault {
+            seq: 0,
+            decision: String::new(),
+            message: "no record granted it".to_owned(),
+        });
     };
     if open.decision != "grant" {
-        return Err(format!(
-            "record {} ({}) cites it before any record granted it",
-            open.seq, open.decision
-        ));
+        return Err(fault(open, "it cites a grant before any record granted it"));
     }
-    let bad = |what: &str| format!("record {} (grant) has {what}", open.seq);
+    let bad = |what: &str| fault(open, format!("it has {what}"));
     let body: serde_json::Value =
         serde_json::from_str(&open.payload).map_err(|_| bad("an unreadable payload"))?;
     let text = |key: &str| body.get(key).and_then(serde_json::Value::as_str);
@@ -408,6 +736,7 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, String> {
                 .ok_or_else(|| bad("a bad use limit"))?,
         ),
     };
+    let label = grant_label(id);
     let mut grant = Grant {
         id,
         actor: text("actor").ok_or_else(|| bad("no actor"))?.to_owned(),
@@ -427,7 +756,32 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, String> {
             .ok_or_else(|| bad("unreadable caps"))?,
         uses_left: uses,
         revoked_by: None,
+        signed: None,
     };
+    let digest = open.policy_digest.clone().unwrap_or_default();
+    let expires_text = text("expires_at").unwrap_or_default();
+    let caps_text = text("caps").unwrap_or_default();
+    grant.signed = signature_of(open, |signer, _, _| {
+        grant_statement(
+            &label,
+            &grant.actor,
+            &grant.capability,
+            &grant.environment,
+            caps_text,
+            grant.uses_left,
+            expires_text,
+            &digest,
+            signer,
+        )
+    })?
+    .map(|s| GrantSignature {
+        signer: s.signer,
+        key: s.key,
+        policy_digest: digest.clone(),
+    });
+    if let Some(s) = &grant.signed {
+        grant.granted_by = s.signer.clone();
+    }
     for r in rest {
         let fits = match r.decision.as_str() {
             "allow" => {
@@ -445,15 +799,24 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, String> {
                 in_scope && usable
             }
             "revoke" if grant.revoked_by.is_none() => {
-                grant.revoked_by = Some(r.actor.clone().unwrap_or_default());
+                let signed = signature_of(r, |signer, _, _| {
+                    revoke_statement(
+                        &label,
+                        &open.hash,
+                        r.policy_digest.as_deref().unwrap_or_default(),
+                        signer,
+                    )
+                })?;
+                grant.revoked_by =
+                    Some(signed.map_or_else(|| r.actor.clone().unwrap_or_default(), |s| s.signer));
                 true
             }
             _ => false,
         };
         if !fits {
-            return Err(format!(
-                "record {} ({}) does not follow from the grant's earlier records",
-                r.seq, r.decision
+            return Err(fault(
+                r,
+                "it does not follow from the grant's earlier records",
             ));
         }
     }

@@ -30,6 +30,7 @@ pub mod decide;
 pub mod gate;
 pub mod ledger;
 pub mod runtime;
+pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -48,6 +49,7 @@ pub use gate::{Blocked, Context, PayloadValue};
 pub use ledger::{Ledger, OperatorError, VerifyError};
 pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
+pub use signing::OperatorKey;
 pub use store::StoreError;
 pub use verdict::Verdict;
 

@@ -32,6 +32,8 @@ use std::time::Duration;
 use capfence::approvals::{grant_label, ticket_label};
 use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
+use capfence::ledger::{Operator, PolicyFacts};
+use capfence::signing::OperatorKey;
 use capfence::store::sqlite::{SqliteOptions, SqliteStore};
 use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
 use capfence_compiler::lines::{Line, Lines};
@@ -74,6 +76,9 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Make and inspect operator keys (Ed25519) that sign approvals.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -95,16 +100,45 @@ enum ApprovalsCommand {
     Revoke(Decide),
 }
 
-#[derive(Args)]
-struct Decide {
-    /// The ticket (`T-1`) or grant (`G-1`).
-    id: String,
-    /// The operator's name, recorded in the audit log.
-    #[arg(long)]
-    by: String,
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new operator key (mode 0600; never overwrites) and print the
+    /// public key line to paste under the policy's `approvers:`.
+    New {
+        /// The operator's name (`ops1`).
+        #[arg(long)]
+        name: String,
+        /// The key file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a key file's public key line.
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("operator").required(true).args(["by", "key"])))]
+struct Decide {
+    /// The ticket (`T-1`) or grant (`G-1`).
+    id: String,
+    /// The operator's name, recorded in the audit log (only where the policy
+    /// lists no approvers).
+    #[arg(long)]
+    by: Option<String>,
+    /// The operator's key file: the action is signed.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The policy in force (default: the requirements the ledger noted for
+    /// the ticket's policy).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("operator").required(true).args(["granted_by", "key"])))]
 struct GrantArgs {
     /// The actor (exact).
     #[arg(long)]
@@ -115,9 +149,12 @@ struct GrantArgs {
     /// The environment (unless the capability names it).
     #[arg(long)]
     environment: Option<String>,
-    /// The operator's name.
+    /// The operator's name (only where the policy lists no approvers).
     #[arg(long)]
-    granted_by: String,
+    granted_by: Option<String>,
+    /// The operator's key file: the grant is signed (needs --policy).
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// How long: `30s`, `15m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     duration: Duration,
@@ -126,7 +163,8 @@ struct GrantArgs {
     /// Needs --policy, to check that a require_approval rule compares FIELD.
     #[arg(long = "max", value_name = "FIELD=VALUE")]
     max: Vec<String>,
-    /// The policy the caps are checked against (required with --max).
+    /// The policy in force: caps are checked against it, and a signed grant
+    /// is signed under it (required with --max and --key).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// How many decisions it may satisfy.
@@ -204,6 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Decide { policy } => decide(&cli.state, &policy),
         Command::Approvals(cmd) => approvals(&cli.state, cmd),
+        Command::Keys(cmd) => keys(cmd),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "capfence", &mut std::io::stdout());
@@ -293,15 +332,6 @@ fn decide(state: &Path, policy: &Path) -> Result<ExitCode, String> {
 }
 
 fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
-    let refused = |e: capfence::OperatorError| -> Result<ExitCode, String> {
-        match e {
-            capfence::OperatorError::Store(e) => Err(e.to_string()),
-            other => {
-                eprintln!("refused: {other}");
-                Ok(ExitCode::from(1))
-            }
-        }
-    };
     match cmd {
         ApprovalsCommand::List => {
             let ledger = ledger(state, true)?;
@@ -347,39 +377,24 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ApprovalsCommand::Approve(args) => match ledger(state, true)?.approve(&args.id, &args.by) {
-            Ok(t) => {
-                println!(
-                    "approved {} ({} {} by {})",
-                    ticket_label(t.id),
-                    t.capability,
-                    t.payload,
-                    args.by
-                );
-                Ok(ExitCode::SUCCESS)
+        ApprovalsCommand::Approve(args) => ticket_action(state, &args, true).or_else(refused),
+        ApprovalsCommand::Reject(args) => ticket_action(state, &args, false).or_else(refused),
+        ApprovalsCommand::Revoke(args) => {
+            let key = args.key.as_deref().map(load_key).transpose()?;
+            let policy = args.policy.as_deref().map(policy_facts).transpose()?;
+            let who = operator(args.by.as_deref(), key.as_ref());
+            match ledger(state, true)?.revoke(&args.id, who, policy.as_ref()) {
+                Ok(g) => {
+                    println!(
+                        "revoked {} by {}",
+                        grant_label(g.id),
+                        g.revoked_by.unwrap_or_default()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => refused(e),
             }
-            Err(e) => refused(e),
-        },
-        ApprovalsCommand::Reject(args) => match ledger(state, true)?.reject(&args.id, &args.by) {
-            Ok(t) => {
-                println!(
-                    "rejected {} ({} {} by {})",
-                    ticket_label(t.id),
-                    t.capability,
-                    t.payload,
-                    args.by
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => refused(e),
-        },
-        ApprovalsCommand::Revoke(args) => match ledger(state, true)?.revoke(&args.id, &args.by) {
-            Ok(g) => {
-                println!("revoked {} by {}", grant_label(g.id), args.by);
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => refused(e),
-        },
+        }
         ApprovalsCommand::Grant(args) => {
             let (capability, environment) = match (
                 &args.environment,
@@ -406,22 +421,15 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                     format!("--max `{text}` is not FIELD=VALUE with an exact decimal VALUE")
                 })?);
             }
-            if !caps.is_empty() {
-                let Some(path) = &args.policy else {
-                    return Err(
-                        "--max needs --policy: a cap must name a field the policy's \
-                         require_approval rules compare"
-                            .to_owned(),
-                    );
-                };
-                let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
-                if let Err(why) =
-                    capfence::approvals::check_caps(&policy.rule_facts(), &capability, &caps)
-                {
-                    eprintln!("refused: {why}");
-                    return Ok(ExitCode::from(1));
-                }
+            if args.policy.is_none() && (!caps.is_empty() || args.key.is_some()) {
+                return Err(
+                    "--max and --key need --policy: a cap must name a field the policy's \
+                     require_approval rules compare, and a signed grant is signed under a policy"
+                        .to_owned(),
+                );
             }
+            let key = args.key.as_deref().map(load_key).transpose()?;
+            let policy = args.policy.as_deref().map(policy_facts).transpose()?;
             let limits = GrantLimits {
                 caps,
                 uses: args.uses,
@@ -430,9 +438,10 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                 &args.actor,
                 &capability,
                 &environment,
-                &args.granted_by,
+                operator(args.granted_by.as_deref(), key.as_ref()),
                 args.duration,
                 limits,
+                policy.as_ref(),
             ) {
                 Ok(g) => {
                     println!(
@@ -447,6 +456,121 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                 }
                 Err(e) => refused(e),
             }
+        }
+    }
+}
+
+fn refused(e: capfence::OperatorError) -> Result<ExitCode, String> {
+    match e {
+        capfence::OperatorError::Store(e) => Err(e.to_string()),
+        other => {
+            eprintln!("refused: {other}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The operator: a key if one was given, else the name.
+fn operator<'a>(by: Option<&'a str>, key: Option<&'a OperatorKey>) -> Operator<'a> {
+    match key {
+        Some(key) => Operator::Key(key),
+        None => Operator::Name(by.unwrap_or_default()),
+    }
+}
+
+fn load_key(path: &Path) -> Result<OperatorKey, String> {
+    OperatorKey::load(path).map_err(|e| e.to_string())
+}
+
+fn policy_facts(path: &Path) -> Result<PolicyFacts, String> {
+    let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
+    Ok(PolicyFacts::new(&policy.digest, policy.rule_facts()))
+}
+
+/// `approvals approve|reject`.
+fn ticket_action(
+    state: &Path,
+    args: &Decide,
+    approve: bool,
+) -> Result<ExitCode, capfence::OperatorError> {
+    let invalid = capfence::OperatorError::Invalid;
+    let key = args
+        .key
+        .as_deref()
+        .map(load_key)
+        .transpose()
+        .map_err(invalid)?;
+    let policy = args
+        .policy
+        .as_deref()
+        .map(policy_facts)
+        .transpose()
+        .map_err(invalid)?;
+    let ledger = ledger(state, true).map_err(invalid)?;
+    let who = operator(args.by.as_deref(), key.as_ref());
+    let outcome = if approve {
+        ledger.approve(&args.id, who, policy.as_ref())?
+    } else {
+        ledger.reject(&args.id, who, policy.as_ref())?
+    };
+    let t = &outcome.ticket;
+    let by = outcome
+        .approvals
+        .last()
+        .cloned()
+        .or_else(|| t.decided_by.clone())
+        .unwrap_or_default();
+    let what = format!(
+        "{} {} by {}",
+        t.capability,
+        t.payload,
+        t.actor.as_deref().unwrap_or("?")
+    );
+    if !approve {
+        let by = t.decided_by.clone().unwrap_or_default();
+        println!("rejected {} ({what}) by {by}", ticket_label(t.id));
+    } else if t.status == capfence::TicketStatus::Approved {
+        println!(
+            "approved {} ({what}) by {}",
+            ticket_label(t.id),
+            outcome.approvals.join(", ")
+        );
+    } else {
+        println!(
+            "recorded {by}'s approval of {} ({what}): {} of {} approvals, waiting for more",
+            ticket_label(t.id),
+            outcome.approvals.len(),
+            outcome.needed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(cmd: KeysCommand) -> Result<ExitCode, String> {
+    match cmd {
+        KeysCommand::New { name, out } => {
+            let key = OperatorKey::generate(&name).map_err(|e| e.to_string())?;
+            match key.write_new(&out) {
+                Ok(()) => {}
+                Err(e @ capfence::signing::KeyError::Exists(_)) => {
+                    eprintln!("refused: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            println!("{}: {}", key.name(), key.public_key());
+            eprintln!(
+                "wrote {}'s secret key to {} (mode 0600); paste the line above under the \
+                 policy's `approvers:`",
+                key.name(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Show { file } => {
+            let key = load_key(&file)?;
+            println!("{}: {}", key.name(), key.public_key());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::action::ActionEvent;
 use crate::approvals::{Grant, GrantLimits, Ticket};
 use crate::clock::{SharedClock, SystemClock};
 use crate::decide::Decide;
-use crate::ledger::{Ledger, OperatorError, VerifyError};
+use crate::ledger::{Ledger, Operator, OperatorError, PolicyFacts, TicketOutcome, VerifyError};
+use crate::signing::OperatorKey;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
 use crate::verdict::Verdict;
@@ -69,6 +70,9 @@ pub enum RuntimeError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// An approver's public key is not a usable Ed25519 key.
+    #[error("approver `{0}`: the public key is not a usable Ed25519 key")]
+    Approver(String),
 }
 
 /// Decides agent tool calls: policy, then approvals, then a durable audit
@@ -95,6 +99,8 @@ pub enum RuntimeError {
 #[derive(Clone)]
 pub struct ActionRuntime {
     decider: Arc<dyn Decide>,
+    /// The decider's rule facts and signing requirements, read once.
+    policy: Arc<PolicyFacts>,
     ledger: Ledger,
 }
 
@@ -194,6 +200,15 @@ impl RuntimeBuilder {
             Source::Path(path) => Arc::new(Policy::load(path)?),
             Source::Decider(d) => Arc::clone(d),
         };
+        for f in decider.rule_facts() {
+            if let Some((name, _)) = f
+                .approvers
+                .iter()
+                .find(|(_, key)| !crate::signing::usable_public_key(key))
+            {
+                return Err(RuntimeError::Approver(name.clone()));
+            }
+        }
         Ok(self.assemble(decider))
     }
 
@@ -206,10 +221,15 @@ impl RuntimeBuilder {
             )),
         };
         ActionRuntime {
+            policy: policy_facts(decider.as_ref()),
             decider,
             ledger: Ledger::new(store, self.clock, self.ticket_ttl),
         }
     }
+}
+
+fn policy_facts(decider: &dyn Decide) -> Arc<PolicyFacts> {
+    Arc::new(PolicyFacts::new(decider.digest(), decider.rule_facts()))
 }
 
 impl ActionRuntime {
@@ -242,6 +262,7 @@ impl ActionRuntime {
         ));
         ActionRuntime {
             decider: Arc::new(Static(table)),
+            policy: policy_facts(table),
             ledger: Ledger::new(store, builder.clock, builder.ticket_ttl),
         }
     }
@@ -280,12 +301,7 @@ impl ActionRuntime {
             reason: reason.to_owned(),
         };
         self.ledger
-            .settle(
-                Event::default(),
-                decision,
-                self.decider.digest(),
-                Vec::new(),
-            )
+            .settle(Event::default(), decision, self.decider.digest(), None)
             .unwrap_or_else(|e| {
                 Verdict::deny(format!("denied: no audit record could be written ({e})"))
             })
@@ -306,24 +322,18 @@ impl ActionRuntime {
 
     fn settle_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
         let decision = self.decider.decide(event);
-        // A grant's caps hold only on fields the deciding rule compares.
-        let tested = match (&decision.kind, &decision.rule) {
-            (DecisionKind::RequireApproval, Some(rule)) => self
-                .decider
-                .rule_facts()
-                .into_iter()
-                .find(|f| &f.id == rule)
-                .map(|f| f.numbers)
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        // Approvals need the deciding rule's facts: the fields a grant's caps
+        // may name, the quorum and who may sign.
+        let policy =
+            (decision.kind == DecisionKind::RequireApproval).then(|| Arc::clone(&self.policy));
         Ok(self
             .ledger
-            .settle(event.clone(), decision, self.decider.digest(), tested)?)
+            .settle(event.clone(), decision, self.decider.digest(), policy)?)
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`
-    /// (`payments.transfer.production`).
+    /// (`payments.transfer.production`). Unsigned: refused where the policy
+    /// lists approvers (use [`grant_with_key`](Self::grant_with_key)).
     pub fn grant_capability(
         &self,
         actor: &str,
@@ -336,7 +346,7 @@ impl ActionRuntime {
                 "`{capability}` is not `resource.action.environment`"
             ))
         })?;
-        self.ledger.grant(
+        self.grant(
             actor,
             cap,
             environment,
@@ -348,7 +358,8 @@ impl ActionRuntime {
 
     /// A grant for (actor, capability, environment) with limits. Every
     /// capped field must be one a `require_approval` rule of the capability
-    /// compares as a number (refused otherwise, naming the field).
+    /// compares as a number (refused otherwise, naming the field). Unsigned:
+    /// refused where the policy lists approvers.
     pub fn grant(
         &self,
         actor: &str,
@@ -358,25 +369,88 @@ impl ActionRuntime {
         duration: Duration,
         limits: GrantLimits,
     ) -> Result<Grant, OperatorError> {
-        crate::approvals::check_caps(&self.decider.rule_facts(), capability, &limits.caps)
-            .map_err(OperatorError::Invalid)?;
-        self.ledger
-            .grant(actor, capability, environment, granted_by, duration, limits)
+        self.ledger.grant(
+            actor,
+            capability,
+            environment,
+            Operator::Name(granted_by),
+            duration,
+            limits,
+            Some(&self.policy),
+        )
     }
 
-    /// Approves a pending ticket.
+    /// A grant signed with an operator key: the key must belong to an
+    /// approver of a `require_approval` rule of the capability that needs one
+    /// approval, and the grant satisfies only such rules.
+    pub fn grant_with_key(
+        &self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+        key: &OperatorKey,
+        duration: Duration,
+        limits: GrantLimits,
+    ) -> Result<Grant, OperatorError> {
+        self.ledger.grant(
+            actor,
+            capability,
+            environment,
+            Operator::Key(key),
+            duration,
+            limits,
+            Some(&self.policy),
+        )
+    }
+
+    /// Approves a pending ticket by name. Refused where the policy lists
+    /// approvers (use [`approve_with_key`](Self::approve_with_key)).
     pub fn approve(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.ledger.approve(ticket, by)
+        self.ledger
+            .approve(ticket, Operator::Name(by), Some(&self.policy))
+            .map(|o| o.ticket)
     }
 
-    /// Rejects a pending ticket.
+    /// Approves a pending ticket with an operator key eligible for its rule.
+    /// The ticket is approved once the rule's quorum of distinct approvers
+    /// has signed; the outcome says how many have.
+    pub fn approve_with_key(
+        &self,
+        ticket: &str,
+        key: &OperatorKey,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.ledger
+            .approve(ticket, Operator::Key(key), Some(&self.policy))
+    }
+
+    /// Rejects a pending ticket by name (refused where the policy lists approvers).
     pub fn reject(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.ledger.reject(ticket, by)
+        self.ledger
+            .reject(ticket, Operator::Name(by), Some(&self.policy))
+            .map(|o| o.ticket)
     }
 
-    /// Revokes a grant.
+    /// Rejects a pending ticket with an operator key eligible for its rule.
+    pub fn reject_with_key(
+        &self,
+        ticket: &str,
+        key: &OperatorKey,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.ledger
+            .reject(ticket, Operator::Key(key), Some(&self.policy))
+    }
+
+    /// Revokes a grant by name (refused for a signed grant).
     pub fn revoke(&self, grant: &str, by: &str) -> Result<Grant, OperatorError> {
-        self.ledger.revoke(grant, by)
+        self.ledger
+            .revoke(grant, Operator::Name(by), Some(&self.policy))
+    }
+
+    /// Revokes a grant with an operator key (a signed grant needs one listed
+    /// by the policy it was signed under).
+    pub fn revoke_with_key(&self, grant: &str, key: &OperatorKey) -> Result<Grant, OperatorError> {
+        self.ledger
+            .revoke(grant, Operator::Key(key), Some(&self.policy))
     }
 
     /// Verifies the audit chain.

@@ -83,6 +83,14 @@ pub trait Tx {
         uses_left: Option<u32>,
         revoked_by: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// A note kept beside the chain (`approvers:<digest>`: the signing
+    /// requirements of a policy, for operator tools that have no policy).
+    /// Notes are hints for refusing early; decisions never rely on them.
+    fn note(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Keeps a note (replacing one with the same key).
+    fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Whether any note's key starts with `prefix`.
+    fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError>;
 }
 
 /// A storage backend.

@@ -47,3 +47,36 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
     }
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[test]
+fn the_two_person_example_needs_both_signatures() {
+    let exe = demo_binary().with_file_name("two_person");
+    let out = Command::new(exe).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let story = [
+        "Verdict: Authorized=false | Decision=require_approval | Rule=one-person | Ticket=T-1",
+        "Unsigned approval refused: ticket T-1's rule one-person needs 1 signed approval from ops1, ops2: sign it with an operator key (--key)",
+        "ops1 signed: 1 of 1 approvals",
+        "Retry: Authorized=true | Decision=allow | Rule=one-person | Ticket=T-1",
+        "Verdict: Authorized=false | Decision=require_approval | Rule=two-person | Ticket=T-2",
+        "ops1 signed: 1 of 2 approvals",
+        "Retry after one: Authorized=false | Decision=require_approval | Rule=two-person | Ticket=T-2",
+        "ops1 signing again refused: `ops1` has already approved T-2",
+        "ops2 signed: 2 of 2 approvals",
+        "Retry after two: Authorized=true | Decision=allow | Rule=two-person | Ticket=T-2 | approval required by two-person",
+        "Audit chain and signatures verified: 8 records, head 8 ",
+    ];
+    let mut rest = text.as_ref();
+    for line in story {
+        let at = rest
+            .find(line)
+            .unwrap_or_else(|| panic!("missing `{line}` in\n{text}"));
+        rest = &rest[at + line.len()..];
+    }
+}

@@ -6,8 +6,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet, Rule, Test,
-    Tier,
+    Approver, CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet,
+    Rule, Test, Tier,
 };
 use crate::number::parse_exact;
 use crate::source::Location;
@@ -46,6 +46,10 @@ pub enum LoadErrorKind {
     /// A name or tested string that is not a plain token (whitespace, control,
     /// format or non-ASCII characters), or bad `unicode_fields` text.
     NotAToken,
+    /// A bad `approvers:` entry or rule `approvals:`/`approvers:` key: a key
+    /// that is not `ed25519:<base64>`, a key listed twice, an unknown
+    /// approver, a quorum no set of eligible approvers can meet.
+    Approvers,
 }
 
 impl LoadErrorKind {
@@ -65,6 +69,7 @@ impl LoadErrorKind {
             LoadErrorKind::When => "when-syntax",
             LoadErrorKind::FieldTypeConflict => "field-type-conflict",
             LoadErrorKind::NotAToken => "not-a-token",
+            LoadErrorKind::Approvers => "bad-approvers",
         }
     }
 }
@@ -101,16 +106,19 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "policy_name",
     "version",
     "unicode_fields",
+    "approvers",
     "deny",
     "require_approval",
     "allow",
 ];
-const RULE_KEYS: [&str; 13] = [
+const RULE_KEYS: [&str; 15] = [
     "id",
+    "approvals",
+    "approvers",
     "capability",
     "environment",
     "actor",
@@ -169,13 +177,20 @@ impl Policy {
     /// );
     /// ```
     pub fn parse(text: &str, file: &str) -> Result<Policy, LoadError> {
-        Loader { file, source: text }.policy()
+        Loader {
+            file,
+            source: text,
+            approvers: Vec::new(),
+        }
+        .policy()
     }
 }
 
 struct Loader<'a> {
     file: &'a str,
     source: &'a str,
+    /// The policy's `approvers:`, read before its rules.
+    approvers: Vec<Approver>,
 }
 
 impl Loader<'_> {
@@ -224,6 +239,22 @@ impl Loader<'_> {
                 ),
             ));
         };
+        // Approvers first: rules name them, wherever the map stands.
+        let mut approvers = Vec::new();
+        for (key_node, value) in entries {
+            if self.key_text(key_node)? == "approvers" {
+                approvers = self.approvers(value)?;
+            }
+        }
+        let this = Loader {
+            file: self.file,
+            source: self.source,
+            approvers,
+        };
+        this.policy_body(entries)
+    }
+
+    fn policy_body(&self, entries: &[(Node, Node)]) -> Result<Policy, LoadError> {
         let mut name = None;
         let mut version = None;
         let mut unicode_fields: Vec<(String, Location)> = Vec::new();
@@ -231,6 +262,7 @@ impl Loader<'_> {
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
+                "approvers" => {}
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
                 "unicode_fields" => unicode_fields = self.unicode_fields(value)?,
@@ -251,7 +283,8 @@ impl Loader<'_> {
                         Some(other),
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
-                             `version`, `unicode_fields`, `deny`, `require_approval` and `allow`"
+                             `version`, `unicode_fields`, `approvers`, `deny`, \
+                             `require_approval` and `allow`"
                         ),
                     );
                     err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
@@ -279,7 +312,168 @@ impl Loader<'_> {
                 sorted.sort();
                 sorted
             },
+            approvers: self.approvers.clone(),
         })
+    }
+
+    /// `approvers: {ops1: "ed25519:<base64>", …}`: token names, each key a
+    /// 32-byte Ed25519 public key, no key listed under two names (one
+    /// person would count twice towards a quorum).
+    fn approvers(&self, node: &Node) -> Result<Vec<Approver>, LoadError> {
+        let NodeKind::Map(entries) = &node.kind else {
+            return Err(self.error(
+                LoadErrorKind::Approvers,
+                node.location,
+                Some("approvers"),
+                format!(
+                    "`approvers` maps operator names to public keys (`ops1: ed25519:…`), found {}",
+                    node.kind_name()
+                ),
+            ));
+        };
+        let mut list: Vec<Approver> = Vec::new();
+        for (name_node, key_node) in entries {
+            let name = self.key_text(name_node)?.to_owned();
+            if !token::is_token(&name) {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    name_node.location,
+                    Some("approvers"),
+                    format!(
+                        "approver name {} is not a plain token (letters, digits, `_-.@:+`)",
+                        token::escape_for_terminal(&format!("{name:?}"))
+                    ),
+                ));
+            }
+            let key = self.string(key_node, "approvers")?;
+            if super::public_key_bytes(&key).is_none() {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    key_node.location,
+                    Some("approvers"),
+                    format!(
+                        "approver `{name}`: the key is not `ed25519:` followed by 32 bytes in \
+                         base64 (`capfence keys new` prints one)"
+                    ),
+                ));
+            }
+            if let Some(other) = list.iter().find(|a| a.key == key) {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    key_node.location,
+                    Some("approvers"),
+                    format!(
+                        "approvers `{}` and `{name}` have the same key: one person would count \
+                         twice towards a quorum",
+                        other.name
+                    ),
+                ));
+            }
+            list.push(Approver {
+                name,
+                key,
+                location: name_node.location,
+            });
+        }
+        Ok(list)
+    }
+
+    /// `approvals: N` on a require_approval rule: a whole number from 1 up.
+    fn approvals(&self, tier: Tier, key: &str, value: &Node) -> Result<u32, LoadError> {
+        self.approval_key_tier(tier, key, value)?;
+        let n = value
+            .as_scalar()
+            .filter(|_| !value.is_null())
+            .and_then(|(text, _)| text.parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                self.error(
+                    LoadErrorKind::Approvers,
+                    value.location,
+                    Some(key),
+                    "`approvals` expects a whole number of approvers, 1 or more".to_owned(),
+                )
+            })?;
+        let eligible = self.approvers.len();
+        if eligible == 0 && n > 1 {
+            return Err(self.error(
+                LoadErrorKind::Approvers,
+                value.location,
+                Some(key),
+                format!(
+                    "`approvals: {n}` needs a top-level `approvers:` list: unsigned approvals \
+                     cannot tell {n} people apart"
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// `approvers: [ops1, ops2]` on a require_approval rule: names from the
+    /// policy's `approvers:`, each once.
+    fn rule_approvers(
+        &self,
+        tier: Tier,
+        key: &str,
+        value: &Node,
+    ) -> Result<Vec<String>, LoadError> {
+        self.approval_key_tier(tier, key, value)?;
+        let names = self.strings(value, key)?;
+        let mut seen: Vec<String> = Vec::new();
+        for name in names {
+            if self.approvers.is_empty() {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    value.location,
+                    Some(key),
+                    "the rule names approvers, but the policy has no top-level `approvers:` list"
+                        .to_owned(),
+                ));
+            }
+            if !self.approvers.iter().any(|a| a.name == name) {
+                let mut err = self.error(
+                    LoadErrorKind::Approvers,
+                    value.location,
+                    Some(key),
+                    format!(
+                        "unknown approver `{name}` (the policy lists: {})",
+                        self.approvers
+                            .iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                err.help = closest(&name, self.approvers.iter().map(|a| a.name.as_str()))
+                    .map(|s| format!("did you mean `{s}`?"));
+                return Err(err);
+            }
+            if seen.contains(&name) {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    value.location,
+                    Some(key),
+                    format!("`approvers` lists `{name}` twice"),
+                ));
+            }
+            seen.push(name);
+        }
+        Ok(seen)
+    }
+
+    fn approval_key_tier(&self, tier: Tier, key: &str, value: &Node) -> Result<(), LoadError> {
+        if tier == Tier::RequireApproval {
+            return Ok(());
+        }
+        Err(self.error(
+            LoadErrorKind::Approvers,
+            value.location,
+            Some(key),
+            format!(
+                "`{key}` belongs to require_approval rules, not to {} rules",
+                tier.key()
+            ),
+        ))
     }
 
     /// `unicode_fields: [memo, beneficiary_name]`: payload fields only, each once.
@@ -559,11 +753,17 @@ impl Loader<'_> {
         let mut capability = None;
         let mut conditions = Vec::new();
         let mut reason = None;
+        let mut approvals = None;
+        let mut approvers = None;
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             let at = key_node.location;
             match key {
                 "id" => {}
+                "approvals" => {
+                    approvals = Some((self.approvals(tier, key, value)?, value.location))
+                }
+                "approvers" => approvers = Some(self.rule_approvers(tier, key, value)?),
                 "capability" => {
                     let text = self.string(value, key)?;
                     capability = Some((self.capability(&text, value.location)?, at));
@@ -609,6 +809,21 @@ impl Loader<'_> {
                 format!("rule {id} has no `capability` (e.g. `capability: payments.transfer`)"),
             ));
         };
+        if let Some((n, at)) = approvals {
+            let eligible = approvers.as_ref().map_or(self.approvers.len(), Vec::len);
+            if usize::try_from(n).unwrap_or(usize::MAX) > eligible {
+                return Err(self.error(
+                    LoadErrorKind::Approvers,
+                    at,
+                    Some("approvals"),
+                    format!(
+                        "rule {id} needs {n} approvals, but only {eligible} approver{} may sign \
+                         for it: no approval could ever let it through",
+                        if eligible == 1 { "" } else { "s" }
+                    ),
+                ));
+            }
+        }
         Ok(Rule {
             id,
             tier,
@@ -617,6 +832,8 @@ impl Loader<'_> {
             capability_location,
             conditions,
             reason,
+            approvals: approvals.map(|(n, _)| n),
+            approvers,
             location: node.location,
         })
     }
@@ -907,7 +1124,12 @@ fn suggest_key(key: &str) -> Option<String> {
 /// with the very code that reads rules; `id` names it in messages. `source`
 /// is the whole file's text, for error positions.
 pub fn rule_from_node(node: &Node, source: &str, file: &str, id: &str) -> Result<Rule, LoadError> {
-    let mut rule = Loader { file, source }.rule_named(Tier::Allow, 0, node, Some(id))?;
+    let loader = Loader {
+        file,
+        source,
+        approvers: Vec::new(),
+    };
+    let mut rule = loader.rule_named(Tier::Allow, 0, node, Some(id))?;
     rule.id = id.to_owned();
     Ok(rule)
 }

@@ -31,10 +31,14 @@ fn blocks(path: &Path) -> Vec<(String, String, usize)> {
 
 #[test]
 fn policy_language_examples_load_or_fail_as_documented() {
-    let path = root().join("docs/policy-language.md");
     let (mut ok, mut failing) = (0, 0);
-    for (info, body, line) in blocks(&path) {
-        let name = format!("docs/policy-language.md:{line}");
+    let pages = ["docs/policy-language.md", "docs/approvals.md"];
+    let all = pages.iter().flat_map(|page| {
+        blocks(&root().join(page))
+            .into_iter()
+            .map(move |(info, body, line)| (info, body, format!("{page}:{line}")))
+    });
+    for (info, body, name) in all {
         match info.as_str() {
             "yaml policy" => {
                 Policy::parse(&body, &name).unwrap_or_else(|e| panic!("{e}"));

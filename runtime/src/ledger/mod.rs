@@ -14,12 +14,14 @@ mod verify;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use capfence_compiler::policy::RuleFacts;
+
 use crate::approvals::{Grant, Ticket};
 use crate::audit::{AuditRecord, ChainFault};
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError, Tx};
 
-pub use operator::OperatorError;
+pub use operator::{Operator, OperatorError, TicketOutcome};
 use queue::Queue;
 
 /// A failure to verify the chain.
@@ -36,6 +38,40 @@ pub enum VerifyError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What the ledger needs to know of the policy in force: its digest, every
+/// rule's facts (caps, quorum, eligible approvers) and its signing
+/// requirements as a ledger note. Built once per runtime.
+#[derive(Debug, Clone)]
+pub struct PolicyFacts {
+    /// The policy digest.
+    pub digest: String,
+    /// Every rule's facts, in precedence order.
+    pub facts: Vec<RuleFacts>,
+    /// [`crate::approvals::requirements_note`] of the facts.
+    pub note: Option<String>,
+}
+
+impl PolicyFacts {
+    /// The facts of a policy with this digest.
+    pub fn new(digest: &str, facts: Vec<RuleFacts>) -> PolicyFacts {
+        PolicyFacts {
+            digest: digest.to_owned(),
+            note: crate::approvals::requirements_note(&facts),
+            facts,
+        }
+    }
+
+    /// One rule's facts.
+    pub fn rule(&self, id: &str) -> Option<&RuleFacts> {
+        self.facts.iter().find(|f| f.id == id)
+    }
+
+    /// Whether the policy lists approvers (approvals must be signed).
+    pub fn signed(&self) -> bool {
+        self.note.is_some()
+    }
 }
 
 struct Inner {

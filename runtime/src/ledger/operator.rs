@@ -4,13 +4,38 @@
 
 use std::time::Duration;
 
+use capfence_compiler::policy::{RuleFacts, Tier};
 use capfence_compiler::token;
 
-use super::{Ledger, append, micros};
-use crate::approvals::{self, Grant, GrantLimits, Ticket, TicketStatus, grant_label, ticket_label};
+use super::{Ledger, PolicyFacts, append, micros};
+use crate::approvals::{
+    self, Grant, GrantLimits, Ticket, TicketStatus, grant_label, requirements_key, ticket_label,
+};
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
+use crate::signing::OperatorKey;
 use crate::store::{StoreError, Tx};
+
+/// Who carries out an operator action.
+#[derive(Debug, Clone, Copy)]
+pub enum Operator<'a> {
+    /// A name, taken as given: only where the policy lists no approvers.
+    Name(&'a str),
+    /// An operator key: the action is signed, and the signer is the name the
+    /// policy gives the key.
+    Key(&'a OperatorKey),
+}
+
+/// An approve or reject, carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketOutcome {
+    /// The ticket as it now stands (`pending` while a quorum is incomplete).
+    pub ticket: Ticket,
+    /// The distinct approvers so far.
+    pub approvals: Vec<String>,
+    /// How many the rule needs.
+    pub needed: u32,
+}
 
 /// An operator action that could not be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +55,11 @@ pub enum OperatorError {
     /// A malformed argument.
     #[error("{0}")]
     Invalid(String),
+    /// Refused: no key where the policy needs a signature, a key the policy
+    /// does not list or that may not sign for this rule, or the same
+    /// approver twice. Nothing was recorded.
+    #[error("{0}")]
+    Refused(String),
     /// The store failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -67,25 +97,42 @@ impl Ledger {
         }
     }
 
-    /// Approves a pending ticket; the next identical event consumes it.
-    pub fn approve(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.decide_ticket(ticket, by, TicketStatus::Approved)
+    /// Approves a pending ticket; the next identical event consumes it once
+    /// the rule's quorum is met. `policy`: the policy in force (else the
+    /// requirements the ledger noted when it opened the ticket).
+    pub fn approve(
+        &self,
+        ticket: &str,
+        who: Operator<'_>,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.decide_ticket(ticket, who, TicketStatus::Approved, policy)
     }
 
-    /// Rejects a pending ticket; the identical event is then denied until the ticket expires.
-    pub fn reject(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.decide_ticket(ticket, by, TicketStatus::Rejected)
+    /// Rejects a pending ticket; the identical event is then denied until the
+    /// ticket expires.
+    pub fn reject(
+        &self,
+        ticket: &str,
+        who: Operator<'_>,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.decide_ticket(ticket, who, TicketStatus::Rejected, policy)
     }
 
     fn decide_ticket(
         &self,
         ticket: &str,
-        by: &str,
+        who: Operator<'_>,
         status: TicketStatus,
-    ) -> Result<Ticket, OperatorError> {
-        let by = operator_name(by)?;
+        policy: Option<&PolicyFacts>,
+    ) -> Result<TicketOutcome, OperatorError> {
+        if let Operator::Name(by) = who {
+            operator_name(by)?;
+        }
         let id = approvals::parse_label(ticket, 'T')
             .ok_or_else(|| OperatorError::NotFound("ticket", ticket.to_owned()))?;
+        let label = ticket_label(id);
         let verb = if status == TicketStatus::Approved {
             "approve"
         } else {
@@ -95,65 +142,150 @@ impl Ledger {
         self.operator(|tx, now| {
             let mut t = tx
                 .ticket(id)?
-                .ok_or_else(|| OperatorError::NotFound("ticket", ticket_label(id)))?;
+                .ok_or_else(|| OperatorError::NotFound("ticket", label.clone()))?;
+            let records = tx.records_citing(&label)?;
+            let digest = records
+                .first()
+                .and_then(|r| r.policy_digest.clone())
+                .unwrap_or_default();
+            let rule = ticket_rule(tx, policy, &digest, t.rule.as_deref(), &label)?;
             // The chain, not the row, says where the ticket stands.
-            let chain =
-                approvals::chain_ticket(&tx.records_citing(&ticket_label(id))?).map_err(|why| {
-                    OperatorError::Invalid(format!(
-                        "ticket {} is not vouched for by the audit chain: {why}",
-                        ticket_label(id)
-                    ))
-                })?;
+            let chain = approvals::chain_ticket(&records, rule.as_ref()).map_err(|why| {
+                OperatorError::Invalid(format!(
+                    "ticket {label} is not vouched for by the audit chain: {why}"
+                ))
+            })?;
             if chain.key != t.event_key {
                 return Err(OperatorError::Invalid(format!(
-                    "ticket {}'s row does not match the event its chain records opened it for",
-                    ticket_label(id)
+                    "ticket {label}'s row does not match the event its chain records opened it for"
                 )));
             }
             let standing = chain.standing();
             if standing != TicketStatus::Pending {
-                return Err(OperatorError::NotPending(
-                    ticket_label(id),
-                    standing.as_str(),
-                ));
+                return Err(OperatorError::NotPending(label.clone(), standing.as_str()));
             }
-            if chain.opened_at.saturating_add(ttl) <= now {
-                return Err(OperatorError::Expired(ticket_label(id)));
+            let expires_at = chain.opened_at.saturating_add(ttl);
+            if expires_at <= now {
+                return Err(OperatorError::Expired(label.clone()));
             }
-            tx.update_ticket(id, status, Some(&by))?;
-            t.status = status;
-            t.decided_by = Some(by.clone());
-            let record = operator_record(
+            let signed_rule = rule.as_ref().filter(|f| f.signed());
+            let needed = signed_rule.map_or(1, |f| f.approvals);
+            let (by, signature) = match (who, signed_rule) {
+                (Operator::Name(_), Some(f)) => {
+                    return Err(OperatorError::Refused(format!(
+                        "ticket {label}'s rule {} needs {} signed approval{} from {}: sign it \
+                         with an operator key (--key)",
+                        f.id,
+                        f.approvals,
+                        if f.approvals == 1 { "" } else { "s" },
+                        names(f)
+                    )));
+                }
+                (Operator::Name(by), None) => (operator_name(by)?, None),
+                (Operator::Key(key), rule) => {
+                    let name = match rule {
+                        Some(f) => eligible_name(key, f)?,
+                        None => key.name().to_owned(),
+                    };
+                    if verb == "approve" && chain.approvals.contains(&name) {
+                        return Err(OperatorError::Refused(format!(
+                            "`{name}` has already approved {label}; it needs {needed} distinct \
+                             approvers"
+                        )));
+                    }
+                    let expires = rfc3339(expires_at);
+                    let statement = approvals::ticket_statement(
+                        verb,
+                        &label,
+                        &chain.key,
+                        &chain.opened_hash,
+                        &digest,
+                        needed,
+                        &expires,
+                        &name,
+                    );
+                    let payload = serde_json::json!({
+                        "signer": name,
+                        "key": key.public_key(),
+                        "signature": key.sign(&statement),
+                        "quorum": needed,
+                        "expires_at": expires,
+                    });
+                    (name, Some(payload.to_string()))
+                }
+            };
+            let mut approvals = chain.approvals.clone();
+            if verb == "approve" && !approvals.contains(&by) {
+                approvals.push(by.clone());
+            }
+            let done = status == TicketStatus::Rejected
+                || approvals.len() >= usize::try_from(needed).unwrap_or(usize::MAX);
+            if done {
+                tx.update_ticket(id, status, Some(&by))?;
+                t.status = status;
+                t.decided_by = Some(if status == TicketStatus::Approved {
+                    approvals.join(", ")
+                } else {
+                    by.clone()
+                });
+            }
+            let reason = if done || status == TicketStatus::Rejected {
+                format!(
+                    "ticket {label} for {} by {} {verb}d by {by}",
+                    t.capability,
+                    t.actor.as_deref().unwrap_or("?"),
+                )
+            } else {
+                format!(
+                    "ticket {label} for {} by {} approved by {by} ({} of {needed})",
+                    t.capability,
+                    t.actor.as_deref().unwrap_or("?"),
+                    approvals.len()
+                )
+            };
+            let signed = signature.is_some();
+            let mut record = operator_record(
                 &by,
                 verb,
                 Some(t.environment.clone().unwrap_or_default()),
-                t.payload.clone(),
+                signature.unwrap_or_else(|| t.payload.clone()),
                 t.rule.clone(),
-                format!(
-                    "ticket {} for {} by {} {}d by {by}",
-                    ticket_label(id),
-                    t.capability,
-                    t.actor.as_deref().unwrap_or("?"),
-                    verb
-                ),
-                ticket_label(id),
+                reason,
+                label.clone(),
             );
-            Ok((t, record))
+            if signed {
+                record.policy_digest = Some(digest.clone());
+            }
+            Ok((
+                TicketOutcome {
+                    ticket: t,
+                    approvals,
+                    needed,
+                },
+                record,
+            ))
         })
     }
 
     /// Grants `actor` passage through `require_approval` for `capability` in
     /// `environment` for `duration`, within `limits`. Never overrides deny.
+    /// Where the policy lists approvers, the grant must be signed by one
+    /// eligible for a rule of the capability that needs one approval, and it
+    /// satisfies only such rules.
+    #[allow(clippy::too_many_arguments)]
     pub fn grant(
         &self,
         actor: &str,
         capability: &str,
         environment: &str,
-        granted_by: &str,
+        who: Operator<'_>,
         duration: Duration,
         limits: GrantLimits,
+        policy: Option<&PolicyFacts>,
     ) -> Result<Grant, OperatorError> {
-        let by = operator_name(granted_by)?;
+        if let Operator::Name(by) = who {
+            operator_name(by)?;
+        }
         let capability = capability.to_ascii_lowercase();
         let environment = environment.to_ascii_lowercase();
         let segments = capability
@@ -170,7 +302,34 @@ impl Ledger {
                 "a grant needs a positive duration".to_owned(),
             ));
         }
+        if let Some(p) = policy {
+            approvals::check_caps(&p.facts, &capability, &limits.caps)
+                .map_err(OperatorError::Invalid)?;
+        }
         self.operator(|tx, now| {
+            let signed_policy = match policy {
+                Some(p) if p.signed() => Some(p),
+                Some(_) => None,
+                None if tx.has_note_with_prefix(&requirements_key(""))? => {
+                    return Err(OperatorError::Refused(
+                        "this ledger holds tickets of a policy that lists approvers: a grant \
+                         must be signed (--key) and name the policy it is signed under \
+                         (--policy)"
+                            .to_owned(),
+                    ));
+                }
+                None => None,
+            };
+            let by = match (who, signed_policy) {
+                (Operator::Name(_), Some(_)) => {
+                    return Err(OperatorError::Refused(
+                        "the policy lists approvers: a grant must be signed with --key".to_owned(),
+                    ));
+                }
+                (Operator::Name(by), None) => operator_name(by)?,
+                (Operator::Key(key), Some(p)) => grant_signer(key, p, &capability)?,
+                (Operator::Key(key), None) => key.name().to_owned(),
+            };
             let mut grant = Grant {
                 id: 0,
                 actor: actor.to_owned(),
@@ -182,76 +341,241 @@ impl Ledger {
                 caps: limits.caps.clone(),
                 uses_left: limits.uses,
                 revoked_by: None,
+                signed: None,
             };
             grant.id = tx.insert_grant(&grant)?;
-            let payload = serde_json::json!({
+            let label = grant_label(grant.id);
+            let caps = approvals::caps_text(&grant.caps);
+            let expires = rfc3339(grant.expires_at);
+            let mut payload = serde_json::json!({
                 "actor": grant.actor,
                 "capability": grant.capability,
                 "environment": grant.environment,
-                "expires_at": rfc3339(grant.expires_at),
-                "caps": approvals::caps_text(&grant.caps),
+                "expires_at": expires,
+                "caps": caps,
                 "uses": grant.uses_left,
             });
-            let record = operator_record(
+            let mut digest = None;
+            if let (Operator::Key(key), Some(p)) = (who, signed_policy) {
+                let statement = approvals::grant_statement(
+                    &label,
+                    &grant.actor,
+                    &grant.capability,
+                    &grant.environment,
+                    &caps,
+                    grant.uses_left,
+                    &expires,
+                    &p.digest,
+                    &by,
+                );
+                if let Some(body) = payload.as_object_mut() {
+                    body.insert("signer".to_owned(), serde_json::json!(by));
+                    body.insert("key".to_owned(), serde_json::json!(key.public_key()));
+                    body.insert(
+                        "signature".to_owned(),
+                        serde_json::json!(key.sign(&statement)),
+                    );
+                }
+                grant.signed = Some(approvals::GrantSignature {
+                    signer: by.clone(),
+                    key: key.public_key(),
+                    policy_digest: p.digest.clone(),
+                });
+                if let Some(note) = &p.note {
+                    tx.set_note(&requirements_key(&p.digest), note)?;
+                }
+                digest = Some(p.digest.clone());
+            }
+            let mut record = operator_record(
                 &by,
                 "grant",
                 Some(environment.clone()),
                 payload.to_string(),
                 None,
                 format!(
-                    "grant {} of {capability}.{environment} to {actor} by {by} until {}",
-                    grant_label(grant.id),
-                    rfc3339(grant.expires_at)
+                    "grant {label} of {capability}.{environment} to {actor} by {by} until {expires}"
                 ),
-                grant_label(grant.id),
+                label.clone(),
             );
+            record.policy_digest = digest;
             Ok((grant, record))
         })
     }
 
-    /// Revokes a grant.
-    pub fn revoke(&self, grant: &str, by: &str) -> Result<Grant, OperatorError> {
-        let by = operator_name(by)?;
+    /// Revokes a grant. A signed grant needs a signed revoke, by any
+    /// approver its policy lists.
+    pub fn revoke(
+        &self,
+        grant: &str,
+        who: Operator<'_>,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Grant, OperatorError> {
+        if let Operator::Name(by) = who {
+            operator_name(by)?;
+        }
         let id = approvals::parse_label(grant, 'G')
             .ok_or_else(|| OperatorError::NotFound("grant", grant.to_owned()))?;
+        let label = grant_label(id);
         self.operator(|tx, _now| {
             if tx.grant(id)?.is_none() {
-                return Err(OperatorError::NotFound("grant", grant_label(id)));
+                return Err(OperatorError::NotFound("grant", label.clone()));
             }
-            let mut g = approvals::chain_grant(id, &tx.records_citing(&grant_label(id))?).map_err(
-                |why| {
-                    OperatorError::Invalid(format!(
-                        "grant {} is not vouched for by the audit chain: {why}",
-                        grant_label(id)
-                    ))
-                },
-            )?;
+            let records = tx.records_citing(&label)?;
+            let mut g = approvals::chain_grant(id, &records).map_err(|why| {
+                OperatorError::Invalid(format!(
+                    "grant {label} is not vouched for by the audit chain: {why}"
+                ))
+            })?;
             if let Some(previous) = &g.revoked_by {
                 return Err(OperatorError::AlreadyRevoked(
-                    grant_label(id),
+                    label.clone(),
                     previous.clone(),
                 ));
             }
+            let granted_hash = records.first().map(|r| r.hash.clone()).unwrap_or_default();
+            let (by, signature) = match (&g.signed, who) {
+                (Some(_), Operator::Name(_)) => {
+                    return Err(OperatorError::Refused(format!(
+                        "grant {label} was signed: revoking it must be signed too (--key)"
+                    )));
+                }
+                (Some(s), Operator::Key(key)) => {
+                    let listed = match policy.filter(|p| p.digest == s.policy_digest) {
+                        Some(p) => p.facts.clone(),
+                        None => tx
+                            .note(&requirements_key(&s.policy_digest))?
+                            .and_then(|n| approvals::parse_requirements(&n))
+                            .unwrap_or_default(),
+                    };
+                    let public = key.public_key();
+                    let name = listed
+                        .iter()
+                        .flat_map(|f| f.approvers.iter())
+                        .find(|(_, k)| *k == public)
+                        .map(|(n, _)| n.clone())
+                        .ok_or_else(|| {
+                            OperatorError::Refused(format!(
+                                "the key of `{}` is not among the approvers of the policy grant \
+                                 {label} was signed under",
+                                key.name()
+                            ))
+                        })?;
+                    let statement =
+                        approvals::revoke_statement(&label, &granted_hash, &s.policy_digest, &name);
+                    let payload = serde_json::json!({
+                        "signer": name,
+                        "key": public,
+                        "signature": key.sign(&statement),
+                    });
+                    (name, Some((payload.to_string(), s.policy_digest.clone())))
+                }
+                (None, Operator::Name(by)) => (operator_name(by)?, None),
+                (None, Operator::Key(key)) => (key.name().to_owned(), None),
+            };
             tx.update_grant(id, g.uses_left, Some(&by))?;
             g.revoked_by = Some(by.clone());
-            let record = operator_record(
+            let (payload, digest) = match signature {
+                Some((payload, digest)) => (payload, Some(digest)),
+                None => ("{}".to_owned(), None),
+            };
+            let mut record = operator_record(
                 &by,
                 "revoke",
                 Some(g.environment.clone()),
-                "{}".to_owned(),
+                payload,
                 None,
                 format!(
-                    "grant {} of {}.{} to {} revoked by {by}",
-                    grant_label(id),
-                    g.capability,
-                    g.environment,
-                    g.actor
+                    "grant {label} of {}.{} to {} revoked by {by}",
+                    g.capability, g.environment, g.actor
                 ),
-                grant_label(id),
+                label.clone(),
             );
+            record.policy_digest = digest;
             Ok((g, record))
         })
     }
+}
+
+/// The facts of the rule that opened a ticket: from the policy in force
+/// (which must be the ticket's), else from the requirements the ledger
+/// noted for the ticket's policy. `None`: approvals for it are not signed.
+fn ticket_rule(
+    tx: &mut dyn Tx,
+    policy: Option<&PolicyFacts>,
+    digest: &str,
+    rule: Option<&str>,
+    label: &str,
+) -> Result<Option<RuleFacts>, OperatorError> {
+    let rule = rule.unwrap_or_default();
+    match policy {
+        Some(p) if p.digest != digest => Err(OperatorError::Invalid(format!(
+            "ticket {label} was opened under policy {}, not under this one ({}); an approval \
+             under another policy could never let its event through",
+            short(digest),
+            short(&p.digest)
+        ))),
+        Some(p) => Ok(p.rule(rule).cloned()),
+        None => Ok(tx
+            .note(&requirements_key(digest))?
+            .and_then(|n| approvals::parse_requirements(&n))
+            .and_then(|facts| facts.into_iter().find(|f| f.id == rule))),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// The policy's name for `key`, if it may sign for `rule`.
+fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, OperatorError> {
+    let public = key.public_key();
+    rule.approvers
+        .iter()
+        .find(|(_, k)| *k == public)
+        .map(|(n, _)| n.clone())
+        .ok_or_else(|| {
+            OperatorError::Refused(format!(
+                "the key of `{}` ({public}) may not sign for rule {}: its approvers are {}",
+                key.name(),
+                rule.id,
+                names(rule)
+            ))
+        })
+}
+
+/// The policy's name for `key`, if some rule of `capability` that a grant
+/// can satisfy (quorum 1) lists it.
+fn grant_signer(
+    key: &OperatorKey,
+    policy: &PolicyFacts,
+    capability: &str,
+) -> Result<String, OperatorError> {
+    let public = key.public_key();
+    let (resource, action) = capability.split_once('.').unwrap_or((capability, ""));
+    policy
+        .facts
+        .iter()
+        .filter(|f| f.tier == Tier::RequireApproval && f.covers(resource, action))
+        .filter(|f| f.approvals == 1)
+        .flat_map(|f| f.approvers.iter())
+        .find(|(_, k)| *k == public)
+        .map(|(n, _)| n.clone())
+        .ok_or_else(|| {
+            OperatorError::Refused(format!(
+                "the key of `{}` ({public}) may not sign grants for {capability}: a grant needs \
+                 an approver of a require_approval rule of {capability} with `approvals: 1` \
+                 (rules that need more approvers take tickets, one event at a time)",
+                key.name()
+            ))
+        })
+}
+
+fn names(rule: &RuleFacts) -> String {
+    rule.approvers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn operator_name(by: &str) -> Result<String, OperatorError> {

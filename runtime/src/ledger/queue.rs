@@ -6,9 +6,10 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use capfence_compiler::policy::RuleFacts;
 use capfence_compiler::{Decision, DecisionKind, Event};
 
-use super::{Ledger, append, micros};
+use super::{Ledger, PolicyFacts, append, micros};
 use crate::approvals::{
     self, ChainTicket, Ticket, TicketStatus, canonical_payload, chain_grant, chain_ticket,
     grant_label, ticket_label,
@@ -28,8 +29,9 @@ struct Job {
     payload: String,
     /// For `require_approval`: the key binding tickets to this exact event.
     event_key: Option<String>,
-    /// For `require_approval`: the fields the deciding rule compares as numbers.
-    tested: Vec<String>,
+    /// The policy in force: the deciding rule's caps fields, quorum and
+    /// eligible approvers.
+    policy: Option<Arc<PolicyFacts>>,
 }
 
 /// A caller's place in the group commit.
@@ -78,7 +80,7 @@ impl Ledger {
         event: Event,
         decision: Decision,
         digest: &str,
-        tested: Vec<String>,
+        policy: Option<Arc<PolicyFacts>>,
     ) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
         let event_key = (decision.kind == DecisionKind::RequireApproval)
@@ -87,7 +89,7 @@ impl Ledger {
             capability: event.capability(),
             payload: canonical_payload(&event),
             event_key,
-            tested,
+            policy,
             event,
             decision,
             digest: digest.to_owned(),
@@ -176,7 +178,7 @@ impl Ledger {
                         tx,
                         &job.event,
                         &job.decision,
-                        &job.tested,
+                        job.policy.as_deref(),
                         job.event_key.as_deref().unwrap_or_default(),
                         &job.payload,
                         now,
@@ -226,18 +228,27 @@ impl Ledger {
 /// for this exact event (consumed: authorized); a ticket for it that an
 /// operator rejected (deny); an active grant (one use taken: authorized); the
 /// event's pending ticket, created if there is none (require_approval).
+///
+/// Where the deciding rule's approvals are signed, a ticket counts as
+/// approved only when its chain holds valid signatures of the rule's quorum
+/// of distinct eligible approvers, and a grant only when it was signed under
+/// this policy by an approver eligible for the rule and the rule needs one.
 #[allow(clippy::too_many_arguments)]
 fn resolve(
     tx: &mut dyn Tx,
     event: &Event,
     decision: &Decision,
-    tested: &[String],
+    policy: Option<&PolicyFacts>,
     key: &str,
     payload: &str,
     now: i64,
     ticket_ttl_micros: i64,
 ) -> Result<Verdict, StoreError> {
     let capability = event.capability().unwrap_or_default();
+    let rule = policy
+        .zip(decision.rule.as_deref())
+        .and_then(|(p, id)| p.rule(id));
+    let tested = rule.map(|r| r.numbers.as_slice()).unwrap_or_default();
     let mut pending_ticket = None;
     if let Some(ticket) = tx.latest_ticket(key, now)? {
         let label = ticket_label(ticket.id);
@@ -246,18 +257,19 @@ fn resolve(
         // is read from the chain, and a row the chain does not vouch for
         // (forged, edited, restored) is ignored.
         let chain = if ticket.status == TicketStatus::Pending {
-            Some(ChainTicket {
-                key: key.to_owned(),
-                opened_at: now,
-                approved_by: None,
-                rejected_by: None,
-                used_at: None,
-            })
+            None
         } else {
-            chain_ticket(&tx.records_citing(&label)?)
+            chain_ticket(&tx.records_citing(&label)?, rule)
                 .ok()
-                .filter(|c| c.key == key && c.opened_at.saturating_add(ticket_ttl_micros) > now)
+                .filter(|c| {
+                    c.key == key
+                        && c.opened_at.saturating_add(ticket_ttl_micros) > now
+                        && c.signature_current(now)
+                })
         };
+        if ticket.status == TicketStatus::Pending {
+            pending_ticket = Some(label.clone());
+        }
         match chain {
             Some(c) if c.used_at.is_some() => {}
             Some(ChainTicket {
@@ -272,10 +284,8 @@ fn resolve(
                     approval_id: Some(label),
                 });
             }
-            Some(ChainTicket {
-                approved_by: Some(by),
-                ..
-            }) => {
+            Some(c) if c.approved => {
+                let by = c.approvals.join(", ");
                 tx.update_ticket(ticket.id, TicketStatus::Used, None)?;
                 return Ok(Verdict {
                     authorized: true,
@@ -298,7 +308,17 @@ fn resolve(
             let in_scope = grant.actor == *actor
                 && grant.capability == capability
                 && grant.environment == *environment;
-            if in_scope && grant.usable(now, event, tested) {
+            let signed_ok = match rule.filter(|r| r.signed()) {
+                None => true,
+                Some(r) => grant.signed.as_ref().is_some_and(|s| {
+                    r.approvals == 1
+                        && policy.is_some_and(|p| p.digest == s.policy_digest)
+                        && r.approvers
+                            .iter()
+                            .any(|(n, k)| *n == s.signer && *k == s.key)
+                }),
+            };
+            if in_scope && signed_ok && grant.usable(now, event, tested) {
                 let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
                 tx.update_grant(grant.id, uses_left, None)?;
                 return Ok(Verdict {
@@ -316,6 +336,11 @@ fn resolve(
     }
     if let Some(label) = pending_ticket {
         return Ok(pending(decision, label));
+    }
+    if let Some(p) = policy.filter(|_| rule.is_some_and(RuleFacts::signed))
+        && let Some(note) = &p.note
+    {
+        tx.set_note(&approvals::requirements_key(&p.digest), note)?;
     }
     let id = tx.insert_ticket(&Ticket {
         id: 0,

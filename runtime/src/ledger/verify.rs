@@ -66,14 +66,22 @@ impl Ledger {
         let fault = |text: String| Err(VerifyError::Approval(text));
         let mut tickets = std::collections::HashMap::new();
         let mut grants = std::collections::HashMap::new();
+        // Every ticket and grant is replayed; the fault reported is the one
+        // at the lowest seq, so the first bad record is the one named.
+        let mut first: Option<(u64, String)> = None;
+        let mut note = |seq: u64, text: String| {
+            if first.as_ref().is_none_or(|(at, _)| seq < *at) {
+                first = Some((seq, text));
+            }
+        };
         for (label, records) in &cited.order {
             if let Some(id) = approvals::parse_label(label, 'T').filter(|_| label.starts_with('T'))
             {
-                match approvals::chain_ticket(records) {
+                match approvals::chain_ticket(records, None) {
                     Ok(t) => {
                         tickets.insert(id, t);
                     }
-                    Err(why) => return fault(format!("ticket {label}: {why}")),
+                    Err(why) => note(why.seq, format!("ticket {label}: {why}")),
                 }
             } else if let Some(id) =
                 approvals::parse_label(label, 'G').filter(|_| label.starts_with('G'))
@@ -82,14 +90,18 @@ impl Ledger {
                     Ok(g) => {
                         grants.insert(id, g);
                     }
-                    Err(why) => return fault(format!("grant {label}: {why}")),
+                    Err(why) => note(why.seq, format!("grant {label}: {why}")),
                 }
             } else {
                 let seq = records.first().map_or(0, |r| r.seq);
-                return fault(format!(
-                    "record {seq} cites `{label}`, which is no ticket or grant"
-                ));
+                note(
+                    seq,
+                    format!("record {seq} cites `{label}`, which is no ticket or grant"),
+                );
             }
+        }
+        if let Some((_, text)) = first {
+            return fault(text);
         }
         let mut rows = self.inner.store.tickets()?;
         rows.sort_by_key(|t| t.id);

@@ -12,6 +12,7 @@ struct State {
     records: Vec<AuditRecord>,
     tickets: Vec<Ticket>,
     grants: Vec<Grant>,
+    notes: std::collections::BTreeMap<String, String>,
 }
 
 /// The in-memory store. Transactions are serialized by a mutex and applied
@@ -131,6 +132,7 @@ impl Tx for MemoryTx<'_> {
         let id = id_of(self.state.grants.len()) + 1;
         self.state.grants.push(Grant {
             id,
+            signed: None,
             ..grant.clone()
         });
         Ok(id)
@@ -150,6 +152,19 @@ impl Tx for MemoryTx<'_> {
         }
         Ok(())
     }
+
+    fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state.notes.get(key).cloned())
+    }
+
+    fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.state.notes.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        Ok(self.state.notes.keys().any(|k| k.starts_with(prefix)))
+    }
 }
 
 impl Store for MemoryStore {
@@ -165,6 +180,7 @@ impl Store for MemoryStore {
             records: Vec::new(),
             tickets: state.tickets.clone(),
             grants: state.grants.clone(),
+            notes: state.notes.clone(),
         };
         // Records are append-only: work on the tail and keep the head visible.
         let head = state.records.last().cloned();
@@ -178,6 +194,7 @@ impl Store for MemoryStore {
         state.records.extend(draft.records.into_iter().skip(kept));
         state.tickets = draft.tickets;
         state.grants = draft.grants;
+        state.notes = draft.notes;
         Ok(())
     }
 

@@ -427,6 +427,7 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
         caps,
         uses_left,
         revoked_by,
+        signed: None,
     })
 }
 
@@ -673,6 +674,42 @@ impl Tx for SqliteTx<'_> {
             .map_err(classify)?;
         Ok(())
     }
+
+    fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT value FROM capfence_meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([note_key(key)], |row| row.get(0)).optional())
+            .map_err(classify)
+    }
+
+    fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO capfence_meta (key, value) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![note_key(key), value]))
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        let prefix = note_key(prefix);
+        self.conn
+            .prepare_cached("SELECT 1 FROM capfence_meta WHERE substr(key, 1, ?2) = ?1 LIMIT 1")
+            .and_then(|mut s| {
+                s.query_row(
+                    params![prefix, i64::try_from(prefix.len()).unwrap_or(i64::MAX)],
+                    |_| Ok(()),
+                )
+                .optional()
+            })
+            .map(|found| found.is_some())
+            .map_err(classify)
+    }
+}
+
+/// Notes live in the meta table under their own namespace, apart from the
+/// store's format key.
+fn note_key(key: &str) -> String {
+    format!("note:{key}")
 }
 
 impl Store for SqliteStore {

@@ -36,8 +36,8 @@ fn documented_vectors_hold() {
         );
     }
     // The approval steps replay: T-1 opened, approved, consumed once; G-1 given.
-    let ticket = capfence::approvals::chain_ticket(&chain[2..]).unwrap();
-    assert_eq!(ticket.approved_by.as_deref(), Some("ops@corp"));
+    let ticket = capfence::approvals::chain_ticket(&chain[2..], None).unwrap();
+    assert_eq!(ticket.approved_by().as_deref(), Some("ops@corp"));
     assert_eq!(ticket.used_at, Some(5));
     let grant = capfence::approvals::chain_grant(1, &chain[1..2]).unwrap();
     assert_eq!(grant.uses_left, Some(3));
