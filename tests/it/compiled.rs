@@ -51,3 +51,62 @@ fn a_runtime_runs_on_a_compiled_table() {
     );
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[test]
+fn a_compiled_table_carries_its_approvers_and_quorums() {
+    use capfence::{ActionEvent, OperatorKey, Risk, payload};
+    static SIGNED: &dyn Decide = &capfence::policy!("tests/fixtures/policies/two_person.yaml");
+    let reference = capfence::Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/policies/two_person.yaml"
+    ))
+    .unwrap();
+    // The generated facts are the reference evaluator's, quorum and keys included.
+    assert_eq!(SIGNED.rule_facts(), reference.rule_facts());
+    let two = SIGNED
+        .rule_facts()
+        .into_iter()
+        .find(|f| f.id == "two-person")
+        .unwrap();
+    assert_eq!(two.approvals, 2);
+    assert_eq!(two.approvers.len(), 2);
+
+    let state =
+        std::env::temp_dir().join(format!("capfence-compiled-signed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let rt = capfence::ActionRuntime::compiled_builder(SIGNED)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let ops1 = OperatorKey::from_seed("ops1", [1; 32]).unwrap();
+    let ops2 = OperatorKey::from_seed("ops2", [2; 32]).unwrap();
+    let event = ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => "7500", "destination" => "vendor-7"},
+    );
+    assert!(!rt.execute(&event).authorized);
+    assert!(rt.approve("T-1", "ops1").is_err());
+    rt.approve_with_key("T-1", &ops1).unwrap();
+    assert!(!rt.execute(&event).authorized);
+    rt.approve_with_key("T-1", &ops2).unwrap();
+    assert!(rt.execute(&event).authorized);
+    // ops1 is not eligible for one-person.
+    let small = ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => "900", "destination" => "vendor-7"},
+    );
+    assert!(!rt.execute(&small).authorized);
+    assert!(rt.approve_with_key("T-2", &ops1).is_err());
+    rt.approve_with_key("T-2", &ops2).unwrap();
+    assert!(rt.execute(&small).authorized);
+    rt.verify().unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+}
