@@ -95,6 +95,15 @@ pub const DEFAULT_DENY_REASON: &str = "no rule matches this event (default deny)
 
 /// The reason for an event missing `field`.
 pub fn missing_field_reason(field: &Field) -> String {
+    if let Field::Payload(name) = field
+        && name.starts_with('@')
+    {
+        // A velocity aggregate: the call lacks what groups or sums it.
+        return format!(
+            "malformed event: no window total `{name}` (the call lacks a `per` value that is a \
+             plain token, or the summed number)"
+        );
+    }
     format!("malformed event: missing field `{field}`")
 }
 

@@ -32,6 +32,7 @@ pub mod suggest;
 pub mod suite;
 pub mod token;
 pub mod when;
+pub mod window;
 pub mod yaml;
 
 pub use eval::{Decision, DecisionKind};

@@ -421,6 +421,9 @@ pub struct Rule {
     /// `approvers: [..]` (require_approval rules only): who may sign for the
     /// rule. `None`: every approver the policy lists.
     pub approvers: Option<Vec<String>>,
+    /// The velocity aggregates the rule tests (`amount_sum_gt` with
+    /// `window`): each is read from the event under [`Window::key`].
+    pub windows: Vec<crate::window::Window>,
     /// Where the rule starts.
     pub location: Location,
 }
@@ -625,6 +628,18 @@ impl Rule {
 }
 
 impl Policy {
+    /// Every velocity aggregate any rule tests, distinct, sorted.
+    pub fn windows(&self) -> Vec<crate::window::Window> {
+        let mut all: Vec<crate::window::Window> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.windows.iter().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// Every rule's [`RuleFacts`], in precedence order.
     pub fn rule_facts(&self) -> Vec<RuleFacts> {
         self.rules

@@ -6,6 +6,7 @@
 
 use capfence_compiler::compiled::CompiledDecision;
 use capfence_compiler::policy::RuleFacts;
+use capfence_compiler::window::Window;
 use capfence_compiler::{Decision, Event, Policy};
 
 /// A policy in decidable form.
@@ -20,6 +21,12 @@ pub trait Decide: Send + Sync {
     /// Every rule's capability pattern and numerically tested fields, in
     /// precedence order: what grants' caps are checked against.
     fn rule_facts(&self) -> Vec<RuleFacts>;
+
+    /// Every velocity window a rule tests: the runtime computes each one's
+    /// total inside the transaction that records the decision and hands it
+    /// to [`decide`](Self::decide) in the event (see
+    /// [`capfence_compiler::window`]).
+    fn windows(&self) -> Vec<Window>;
 }
 
 impl Decide for Policy {
@@ -29,6 +36,10 @@ impl Decide for Policy {
 
     fn rule_facts(&self) -> Vec<RuleFacts> {
         Policy::rule_facts(self)
+    }
+
+    fn windows(&self) -> Vec<Window> {
+        Policy::windows(self)
     }
 
     fn digest(&self) -> &str {

@@ -68,5 +68,6 @@ pub mod __private {
     pub use capfence_compiler::policy::{
         RuleFactList, RuleFacts, StaticRuleFacts, Tier, facts_from_static,
     };
+    pub use capfence_compiler::window::{StaticWindow, Window, WindowList, windows_from_static};
     pub use rust_decimal::Decimal;
 }

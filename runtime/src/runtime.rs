@@ -10,7 +10,9 @@ use crate::action::ActionEvent;
 use crate::approvals::{Grant, GrantLimits, Ticket};
 use crate::clock::{SharedClock, SystemClock};
 use crate::decide::Decide;
-use crate::ledger::{Ledger, Operator, OperatorError, PolicyFacts, TicketOutcome, VerifyError};
+use crate::ledger::{
+    Ledger, Operator, OperatorError, PolicyFacts, TicketOutcome, VerifyError, Windowed,
+};
 use crate::signing::OperatorKey;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
@@ -101,6 +103,8 @@ pub struct ActionRuntime {
     decider: Arc<dyn Decide>,
     /// The decider's rule facts and signing requirements, read once.
     policy: Arc<PolicyFacts>,
+    /// The decider and its velocity windows, if it has any.
+    windowed: Option<Arc<Windowed>>,
     ledger: Ledger,
 }
 
@@ -126,6 +130,10 @@ impl Decide for Static {
 
     fn rule_facts(&self) -> Vec<capfence_compiler::policy::RuleFacts> {
         self.0.rule_facts()
+    }
+
+    fn windows(&self) -> Vec<capfence_compiler::window::Window> {
+        self.0.windows()
     }
 }
 
@@ -222,6 +230,7 @@ impl RuntimeBuilder {
         };
         ActionRuntime {
             policy: policy_facts(decider.as_ref()),
+            windowed: windowed(&decider),
             decider,
             ledger: Ledger::new(store, self.clock, self.ticket_ttl),
         }
@@ -230,6 +239,16 @@ impl RuntimeBuilder {
 
 fn policy_facts(decider: &dyn Decide) -> Arc<PolicyFacts> {
     Arc::new(PolicyFacts::new(decider.digest(), decider.rule_facts()))
+}
+
+fn windowed(decider: &Arc<dyn Decide>) -> Option<Arc<Windowed>> {
+    let windows = decider.windows();
+    (!windows.is_empty()).then(|| {
+        Arc::new(Windowed {
+            decider: Arc::clone(decider),
+            windows,
+        })
+    })
 }
 
 impl ActionRuntime {
@@ -260,8 +279,10 @@ impl ActionRuntime {
             default_state_dir(),
             builder.sqlite.clone(),
         ));
+        let decider: Arc<dyn Decide> = Arc::new(Static(table));
         ActionRuntime {
-            decider: Arc::new(Static(table)),
+            windowed: windowed(&decider),
+            decider,
             policy: policy_facts(table),
             ledger: Ledger::new(store, builder.clock, builder.ticket_ttl),
         }
@@ -301,7 +322,13 @@ impl ActionRuntime {
             reason: reason.to_owned(),
         };
         self.ledger
-            .settle(Event::default(), decision, self.decider.digest(), None)
+            .settle(
+                Event::default(),
+                decision,
+                self.decider.digest(),
+                None,
+                None,
+            )
             .unwrap_or_else(|e| {
                 Verdict::deny(format!("denied: no audit record could be written ({e})"))
             })
@@ -321,14 +348,28 @@ impl ActionRuntime {
     }
 
     fn settle_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
-        let decision = self.decider.decide(event);
+        // A capability some velocity window covers is decided inside the
+        // transaction, on its window totals; this decision is a placeholder.
+        let windowed = self.windowed.as_ref().filter(|w| w.covers(event)).cloned();
+        let decision = match &windowed {
+            Some(_) => Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason: "decided on its window totals".to_owned(),
+            },
+            None => self.decider.decide(event),
+        };
         // Approvals need the deciding rule's facts: the fields a grant's caps
         // may name, the quorum and who may sign.
-        let policy =
-            (decision.kind == DecisionKind::RequireApproval).then(|| Arc::clone(&self.policy));
-        Ok(self
-            .ledger
-            .settle(event.clone(), decision, self.decider.digest(), policy)?)
+        let policy = (decision.kind == DecisionKind::RequireApproval || windowed.is_some())
+            .then(|| Arc::clone(&self.policy));
+        Ok(self.ledger.settle(
+            event.clone(),
+            decision,
+            self.decider.digest(),
+            policy,
+            windowed,
+        )?)
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`

@@ -83,6 +83,22 @@ pub trait Tx {
         uses_left: Option<u32>,
         revoked_by: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// The total of `spec`'s window rows for `group` recorded after `after`
+    /// (µs since the epoch): the authorized calls a velocity rule counts.
+    fn window_total(
+        &mut self,
+        spec: &str,
+        group: &str,
+        after: i64,
+    ) -> Result<rust_decimal::Decimal, StoreError>;
+    /// Adds an authorized call's contribution to `spec`'s window for `group`.
+    fn add_to_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        value: rust_decimal::Decimal,
+    ) -> Result<(), StoreError>;
     /// A note kept beside the chain (`approvers:<digest>`: the signing
     /// requirements of a policy, for operator tools that have no policy).
     /// Notes are hints for refusing early; decisions never rely on them.

@@ -110,3 +110,34 @@ fn a_compiled_table_carries_its_approvers_and_quorums() {
     rt.verify().unwrap();
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[test]
+fn a_compiled_table_enforces_velocity_windows() {
+    use capfence::{ActionEvent, Risk, payload};
+    static VELOCITY: &dyn Decide = &capfence::policy!("policies/treasury_velocity.yaml");
+    let reference = capfence::Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/treasury_velocity.yaml"
+    ))
+    .unwrap();
+    assert_eq!(VELOCITY.windows(), reference.windows());
+    assert_eq!(VELOCITY.windows().len(), 2);
+    let state =
+        std::env::temp_dir().join(format!("capfence-compiled-velocity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let rt = capfence::ActionRuntime::compiled_builder(VELOCITY)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let split = ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => "499.99", "destination" => "attacker-1"},
+    );
+    let outcomes: Vec<bool> = (0..5).map(|_| rt.execute(&split).authorized).collect();
+    assert_eq!(outcomes, [true, true, false, false, false]);
+    std::fs::remove_dir_all(&state).unwrap();
+}

@@ -108,3 +108,13 @@ fn unicode_policy() {
         "tests/fixtures/policies/unicode.yaml",
     );
 }
+
+/// Velocity windows: the aggregates reach both evaluators as the same input
+/// (drawn around each window's threshold like any other number).
+#[test]
+fn velocity_policy() {
+    check(
+        &capfence::policy!("policies/treasury_velocity.yaml"),
+        "policies/treasury_velocity.yaml",
+    );
+}

@@ -50,6 +50,9 @@ pub enum LoadErrorKind {
     /// that is not `ed25519:<base64>`, a key listed twice, an unknown
     /// approver, a quorum no set of eligible approvers can meet.
     Approvers,
+    /// A velocity condition without a `window`, a bad duration, a `per`
+    /// field that cannot group calls.
+    Window,
 }
 
 impl LoadErrorKind {
@@ -70,6 +73,7 @@ impl LoadErrorKind {
             LoadErrorKind::FieldTypeConflict => "field-type-conflict",
             LoadErrorKind::NotAToken => "not-a-token",
             LoadErrorKind::Approvers => "bad-approvers",
+            LoadErrorKind::Window => "bad-window",
         }
     }
 }
@@ -115,8 +119,12 @@ const TOP_KEYS: [&str; 7] = [
     "require_approval",
     "allow",
 ];
-const RULE_KEYS: [&str; 15] = [
+const RULE_KEYS: [&str; 19] = [
     "id",
+    "window",
+    "per",
+    "calls_gt",
+    "calls_gte",
     "approvals",
     "approvers",
     "capability",
@@ -376,6 +384,83 @@ impl Loader<'_> {
             });
         }
         Ok(list)
+    }
+
+    /// A threshold: an exact decimal scalar.
+    fn threshold(&self, key: &str, value: &Node) -> Result<rust_decimal::Decimal, LoadError> {
+        let text = value
+            .as_scalar()
+            .filter(|_| !value.is_null())
+            .map(|(t, _)| t)
+            .ok_or_else(|| {
+                self.error(
+                    LoadErrorKind::NotANumber,
+                    value.location,
+                    Some(key),
+                    format!("`{key}` expects a number, found {}", value.kind_name()),
+                )
+            })?;
+        parse_exact(text).ok_or_else(|| {
+            self.error(
+                LoadErrorKind::NotANumber,
+                value.location,
+                Some(key),
+                format!("`{key}` expects an exact decimal number, found `{text}`"),
+            )
+        })
+    }
+
+    /// `window: 24h`: a whole number and one unit (s, m, h, d), at most 366 days.
+    fn window_length(&self, node: &Node) -> Result<u64, LoadError> {
+        let text = self.string(node, "window")?;
+        crate::window::parse_duration(&text).ok_or_else(|| {
+            self.error(
+                LoadErrorKind::Window,
+                node.location,
+                Some("window"),
+                format!(
+                    "`window: {text}` is not a duration: a whole number and one unit, s, m, h \
+                     or d (`30m`, `24h`, `7d`), at most 366d"
+                ),
+            )
+        })
+    }
+
+    /// `per: [actor, destination]`: `actor`, `environment` or payload fields,
+    /// each once.
+    fn per_fields(&self, node: &Node) -> Result<Vec<String>, LoadError> {
+        let names = self.strings(node, "per")?;
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let field = Field::from_name(&name);
+            let ok = match &field {
+                Field::Actor | Field::Environment => true,
+                Field::Payload(base) => is_field_name(base) && !base.contains('.'),
+                _ => false,
+            };
+            if !ok {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    node.location,
+                    Some("per"),
+                    format!(
+                        "`per`: `{name}` cannot group calls; use `actor`, `environment` or a \
+                         payload field name"
+                    ),
+                ));
+            }
+            let name = field.name().to_owned();
+            if out.contains(&name) {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    node.location,
+                    Some("per"),
+                    format!("`per` lists `{name}` twice"),
+                ));
+            }
+            out.push(name);
+        }
+        Ok(out)
     }
 
     /// `approvals: N` on a require_approval rule: a whole number from 1 up.
@@ -735,7 +820,14 @@ impl Loader<'_> {
             ));
         };
         let mut id = None;
+        let mut window_node = None;
+        let mut per_node = None;
         for (key, value) in entries {
+            match self.key_text(key)? {
+                "window" => window_node = Some((key.location, value)),
+                "per" => per_node = Some(value),
+                _ => {}
+            }
             if self.key_text(key)? == "id" {
                 let text = self.string(value, "id")?;
                 if text.trim().is_empty() {
@@ -755,11 +847,16 @@ impl Loader<'_> {
         let mut reason = None;
         let mut approvals = None;
         let mut approvers = None;
+        let mut velocity = Vec::new();
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             let at = key_node.location;
+            if let Some((field, op)) = velocity_key(key) {
+                velocity.push((key, at, field, op, value));
+                continue;
+            }
             match key {
-                "id" => {}
+                "id" | "window" | "per" => {}
                 "approvals" => {
                     approvals = Some((self.approvals(tier, key, value)?, value.location))
                 }
@@ -809,6 +906,78 @@ impl Loader<'_> {
                 format!("rule {id} has no `capability` (e.g. `capability: payments.transfer`)"),
             ));
         };
+        let mut windows = Vec::new();
+        if velocity.is_empty() {
+            if let Some((at, _)) = window_node {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    at,
+                    Some("window"),
+                    format!(
+                        "rule {id} has a `window` but no `<field>_sum_gt`/`calls_gt`-style \
+                         condition for it to apply to"
+                    ),
+                ));
+            }
+            if let Some(value) = per_node {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    value.location,
+                    Some("per"),
+                    format!("rule {id} has `per` but no window condition"),
+                ));
+            }
+        } else {
+            let Some((_, window_value)) = window_node else {
+                let (key, at) = velocity
+                    .first()
+                    .map_or(("window", node.location), |v| (v.0, v.1));
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    at,
+                    Some(key),
+                    format!(
+                        "`{key}` needs a `window` in the same rule (`window: 24h`; units s, m, h, d)"
+                    ),
+                ));
+            };
+            let seconds = self.window_length(window_value)?;
+            let per = match per_node {
+                Some(node) => self.per_fields(node)?,
+                None => vec!["actor".to_owned()],
+            };
+            let (resource, action) = match &capability {
+                CapabilityPattern::Segments { resource, action } => {
+                    (resource.clone(), action.clone())
+                }
+                CapabilityPattern::Any => (None, None),
+            };
+            for (key, at, field, op, value) in velocity {
+                let window = crate::window::Window {
+                    field: field.map(str::to_owned),
+                    seconds,
+                    per: per.clone(),
+                    resource: resource.clone(),
+                    action: action.clone(),
+                };
+                let number = self.threshold(key, value)?;
+                let text = format!(
+                    "{} {} {}",
+                    window.describe(),
+                    op.symbol(),
+                    value.as_scalar().map(|(t, _)| t).unwrap_or_default()
+                );
+                let test = Test::Number {
+                    field: Field::Payload(window.key()),
+                    op,
+                    value: number,
+                };
+                conditions.push(condition(key, at, Expr::Test(test), text));
+                if !windows.contains(&window) {
+                    windows.push(window);
+                }
+            }
+        }
         if let Some((n, at)) = approvals {
             let eligible = approvers.as_ref().map_or(self.approvers.len(), Vec::len);
             if usize::try_from(n).unwrap_or(usize::MAX) > eligible {
@@ -834,6 +1003,7 @@ impl Loader<'_> {
             reason,
             approvals: approvals.map(|(n, _)| n),
             approvers,
+            windows,
             location: node.location,
         })
     }
@@ -1085,6 +1255,25 @@ fn set_text(field: &Field, op: &str, values: &[String]) -> String {
         [one] => format!("{field} != {one}"),
         _ => format!("{field} {op} [{}]", values.join(", ")),
     }
+}
+
+/// A velocity key: `calls_gt` … `calls_lte` (field `None`), or
+/// `<field>_sum_gt` … `<field>_sum_lte`.
+fn velocity_key(key: &str) -> Option<(Option<&str>, CmpOp)> {
+    const OPS: [(&str, CmpOp); 4] = [
+        ("_gte", CmpOp::Ge),
+        ("_gt", CmpOp::Gt),
+        ("_lte", CmpOp::Le),
+        ("_lt", CmpOp::Lt),
+    ];
+    let (base, op) = OPS
+        .iter()
+        .find_map(|(suffix, op)| key.strip_suffix(suffix).map(|b| (b, *op)))?;
+    if base == "calls" {
+        return Some((None, op));
+    }
+    let field = base.strip_suffix("_sum")?;
+    is_field_name(field).then_some((Some(field), op))
 }
 
 fn numeric_suffix(key: &str) -> Option<(&str, CmpOp)> {

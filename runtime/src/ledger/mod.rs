@@ -74,6 +74,32 @@ impl PolicyFacts {
     }
 }
 
+/// What deciding inside the transaction needs: the decider and the policy's
+/// velocity windows. Events of a capability some window covers are decided
+/// there, after their window totals are read, so concurrent callers can
+/// never jointly pass a cap.
+pub struct Windowed {
+    /// The decider.
+    pub decider: Arc<dyn crate::decide::Decide>,
+    /// Every window the policy's rules test.
+    pub windows: Vec<capfence_compiler::window::Window>,
+}
+
+impl std::fmt::Debug for Windowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Windowed")
+            .field("windows", &self.windows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Windowed {
+    /// Whether some window counts `event`'s calls.
+    pub fn covers(&self, event: &capfence_compiler::Event) -> bool {
+        self.windows.iter().any(|w| w.covers_event(event))
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     clock: SharedClock,

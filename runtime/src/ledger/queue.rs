@@ -9,7 +9,7 @@ use std::time::Duration;
 use capfence_compiler::policy::RuleFacts;
 use capfence_compiler::{Decision, DecisionKind, Event};
 
-use super::{Ledger, PolicyFacts, append, micros};
+use super::{Ledger, PolicyFacts, Windowed, append, micros};
 use crate::approvals::{
     self, ChainTicket, Ticket, TicketStatus, canonical_payload, chain_grant, chain_ticket,
     grant_label, ticket_label,
@@ -32,6 +32,9 @@ struct Job {
     /// The policy in force: the deciding rule's caps fields, quorum and
     /// eligible approvers.
     policy: Option<Arc<PolicyFacts>>,
+    /// Set when a velocity window covers the event: it is decided inside the
+    /// transaction, on its window totals.
+    windowed: Option<Arc<Windowed>>,
 }
 
 /// A caller's place in the group commit.
@@ -81,6 +84,7 @@ impl Ledger {
         decision: Decision,
         digest: &str,
         policy: Option<Arc<PolicyFacts>>,
+        windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
         let event_key = (decision.kind == DecisionKind::RequireApproval)
@@ -90,6 +94,7 @@ impl Ledger {
             payload: canonical_payload(&event),
             event_key,
             policy,
+            windowed,
             event,
             decision,
             digest: digest.to_owned(),
@@ -173,13 +178,21 @@ impl Ledger {
             verdicts.clear();
             for job in batch {
                 let now = self.inner.clock.now_micros();
-                let verdict = match job.decision.kind {
+                let windowed = match &job.windowed {
+                    Some(w) => Some(decide_on_windows(tx, w, job, now)?),
+                    None => None,
+                };
+                let (decision, event_key) = match &windowed {
+                    Some((decision, key)) => (decision, key.as_deref()),
+                    None => (&job.decision, job.event_key.as_deref()),
+                };
+                let verdict = match decision.kind {
                     DecisionKind::RequireApproval => resolve(
                         tx,
                         &job.event,
-                        &job.decision,
+                        decision,
                         job.policy.as_deref(),
-                        job.event_key.as_deref().unwrap_or_default(),
+                        event_key.unwrap_or_default(),
                         &job.payload,
                         now,
                         ttl,
@@ -187,11 +200,14 @@ impl Ledger {
                     kind => Verdict {
                         authorized: kind == DecisionKind::Allow,
                         decision: kind,
-                        reason: job.decision.reason.clone(),
-                        rule: job.decision.rule.clone(),
+                        reason: decision.reason.clone(),
+                        rule: decision.rule.clone(),
                         approval_id: None,
                     },
                 };
+                if let (Some(w), true) = (&job.windowed, verdict.authorized) {
+                    count_in_windows(tx, w, &job.event, now)?;
+                }
                 let record = AuditRecord {
                     seq: 0,
                     time: rfc3339(now),
@@ -222,6 +238,68 @@ impl Ledger {
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }
     }
+}
+
+/// Decides a job whose capability a velocity window covers, inside the
+/// transaction: reads each window's total of authorized calls in
+/// `(now - window, now]` for the event's group, hands the totals (plus the
+/// call's own part) to the decider, and names them in the reason of a
+/// decision that holds or refuses the call. Returns the decision and, for
+/// `require_approval`, the ticket key.
+fn decide_on_windows(
+    tx: &mut dyn Tx,
+    w: &Windowed,
+    job: &Job,
+    now: i64,
+) -> Result<(Decision, Option<String>), StoreError> {
+    let mut fault = None;
+    let augmented =
+        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group| {
+            tx.window_total(&win.key(), group, now.saturating_sub(win.micros()))
+                .unwrap_or_else(|e| {
+                    fault = Some(e);
+                    rust_decimal::Decimal::ZERO
+                })
+        });
+    if let Some(e) = fault {
+        return Err(e);
+    }
+    let mut decision = w.decider.decide(&augmented);
+    if decision.kind != DecisionKind::Allow {
+        let totals: Vec<String> = w
+            .windows
+            .iter()
+            .filter_map(|win| {
+                let total = augmented.payload.get(&win.key())?.as_number()?;
+                Some(format!(
+                    "{}: {} with this call",
+                    win.describe(),
+                    total.normalize()
+                ))
+            })
+            .collect();
+        if !totals.is_empty() {
+            decision.reason = format!("{} ({})", decision.reason, totals.join("; "));
+        }
+    }
+    let key = (decision.kind == DecisionKind::RequireApproval)
+        .then(|| approvals::event_key(&job.event, decision.rule.as_deref(), &job.digest));
+    Ok((decision, key))
+}
+
+/// Counts an authorized call in every window that covers it.
+fn count_in_windows(
+    tx: &mut dyn Tx,
+    w: &Windowed,
+    event: &Event,
+    now: i64,
+) -> Result<(), StoreError> {
+    for win in w.windows.iter().filter(|win| win.covers_event(event)) {
+        if let (Some(group), Some(value)) = (win.group(event), win.contribution(event)) {
+            tx.add_to_window(&win.key(), &group, now, value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Settles a `require_approval` decision, in this order: an approved ticket

@@ -13,6 +13,7 @@ struct State {
     tickets: Vec<Ticket>,
     grants: Vec<Grant>,
     notes: std::collections::BTreeMap<String, String>,
+    windows: Vec<(String, String, i64, rust_decimal::Decimal)>,
 }
 
 /// The in-memory store. Transactions are serialized by a mutex and applied
@@ -153,6 +154,35 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
+    fn window_total(
+        &mut self,
+        spec: &str,
+        group: &str,
+        after: i64,
+    ) -> Result<rust_decimal::Decimal, StoreError> {
+        self.state
+            .windows
+            .iter()
+            .filter(|(s, g, at, _)| s == spec && g == group && *at > after)
+            .try_fold(rust_decimal::Decimal::ZERO, |total, (_, _, _, v)| {
+                total.checked_add(*v)
+            })
+            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
+    }
+
+    fn add_to_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        value: rust_decimal::Decimal,
+    ) -> Result<(), StoreError> {
+        self.state
+            .windows
+            .push((spec.to_owned(), group.to_owned(), at, value));
+        Ok(())
+    }
+
     fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.state.notes.get(key).cloned())
     }
@@ -181,6 +211,7 @@ impl Store for MemoryStore {
             tickets: state.tickets.clone(),
             grants: state.grants.clone(),
             notes: state.notes.clone(),
+            windows: state.windows.clone(),
         };
         // Records are append-only: work on the tail and keep the head visible.
         let head = state.records.last().cloned();
@@ -195,6 +226,7 @@ impl Store for MemoryStore {
         state.tickets = draft.tickets;
         state.grants = draft.grants;
         state.notes = draft.notes;
+        state.windows = draft.windows;
         Ok(())
     }
 

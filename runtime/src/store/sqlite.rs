@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
+use rust_decimal::Decimal;
+
 use super::{Store, StoreError, Tx};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordView};
@@ -72,6 +74,13 @@ CREATE TABLE IF NOT EXISTS grants (
     revoked_by TEXT
 );
 CREATE INDEX IF NOT EXISTS grants_by_subject ON grants (actor, capability, environment);
+CREATE TABLE IF NOT EXISTS windows (
+    spec TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_by_group ON windows (spec, grp, at);
 ";
 
 /// How the SQLite store opens its files.
@@ -317,7 +326,7 @@ impl SqliteStore {
 fn is_ours(table: &str) -> bool {
     matches!(
         table,
-        "capfence_meta" | "audit" | "tickets" | "grants" | "sqlite_sequence"
+        "capfence_meta" | "audit" | "tickets" | "grants" | "windows" | "sqlite_sequence"
     )
 }
 
@@ -671,6 +680,39 @@ impl Tx for SqliteTx<'_> {
                 "UPDATE grants SET uses_left = ?2, revoked_by = COALESCE(?3, revoked_by) WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![to_i64(id).unwrap_or(-1), uses_left, revoked_by]))
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT value FROM windows WHERE spec = ?1 AND grp = ?2 AND at > ?3")
+            .map_err(classify)?;
+        let mut rows = stmt.query(params![spec, group, after]).map_err(classify)?;
+        let mut total = Decimal::ZERO;
+        while let Some(row) = rows.next().map_err(classify)? {
+            let text: String = row.get(0).map_err(classify)?;
+            let value = capfence_compiler::number::parse_exact(&text).ok_or_else(|| {
+                StoreError::Invalid(format!("window row holds {text:?}, not a number"))
+            })?;
+            total = total
+                .checked_add(value)
+                .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
+        }
+        Ok(total)
+    }
+
+    fn add_to_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        value: Decimal,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO windows (spec, grp, at, value) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![spec, group, at, value.normalize().to_string()]))
             .map_err(classify)?;
         Ok(())
     }

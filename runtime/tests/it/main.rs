@@ -19,6 +19,7 @@ mod signed;
 mod tamper;
 mod telemetry;
 mod vectors;
+mod velocity;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
