@@ -290,9 +290,28 @@ impl Event {
                 "invalid event JSON: nested deeper than {MAX_JSON_DEPTH} levels"
             )));
         }
-        let raw: RawEvent = serde_json::from_str(text)
+        let (time, event) = Event::from_json_timed(text)?;
+        match time {
+            Some(_) => Err(EventError(
+                "invalid event JSON: unknown field `time` (only history lines carry a time)"
+                    .to_owned(),
+            )),
+            None => Ok(event),
+        }
+    }
+
+    /// [`from_json`](Self::from_json) for a line that may also carry a
+    /// top-level `"time"` (history files): the time's text and the event.
+    pub fn from_json_timed(text: &str) -> Result<(Option<String>, Event), EventError> {
+        if json_depth(text) > MAX_JSON_DEPTH {
+            return Err(EventError(format!(
+                "invalid event JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        let mut raw: RawEvent = serde_json::from_str(text)
             .map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
-        raw.into_event()
+        let time = raw.time.take();
+        Ok((time, raw.into_event()?))
     }
 
     /// Reads an event from a YAML node (test suites). Plain scalars that read as
@@ -467,6 +486,8 @@ struct RawEvent<'a> {
     risk: Option<String>,
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
+    /// Only in history lines (`Event::from_json_timed`).
+    time: Option<String>,
     #[serde(skip)]
     fields: Option<BTreeMap<String, Value>>,
 }

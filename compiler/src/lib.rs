@@ -30,6 +30,7 @@ pub mod policy;
 pub mod source;
 pub mod suggest;
 pub mod suite;
+pub mod time;
 pub mod token;
 pub mod when;
 pub mod window;

@@ -30,8 +30,8 @@ use std::process::ExitCode;
 
 use capfence_compiler::Policy;
 use capfence_compiler::eval::{Decision, DecisionKind};
-use capfence_compiler::event::Event;
 use capfence_compiler::suite::Suite;
+use capfence_compiler::window::{History, Window};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// CapFence policy compiler.
@@ -48,6 +48,10 @@ enum Command {
     Eval {
         /// The policy file.
         policy: PathBuf,
+        /// Earlier authorized calls (JSON lines, each with a `time`) that
+        /// velocity windows count; allowed events of the stream are added.
+        #[arg(long)]
+        history: Option<PathBuf>,
     },
     /// Check policies exactly: unsatisfiable, shadowed and conflicting rules,
     /// unbounded amounts, default-deny gaps.
@@ -80,6 +84,10 @@ enum Command {
     Explain {
         /// The policy file.
         policy: PathBuf,
+        /// Earlier authorized calls (JSON lines, each with a `time`) that
+        /// velocity windows count.
+        #[arg(long)]
+        history: Option<PathBuf>,
     },
     /// Emit the static Rust decision table of a policy.
     Build {
@@ -135,7 +143,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Eval { policy } => eval(&policy),
+        Command::Eval { policy, history } => eval(&policy, history.as_deref()),
         Command::Lint {
             policies,
             format,
@@ -144,7 +152,7 @@ fn main() -> ExitCode {
         } => lint(&policies, format, deny_warnings, src.as_deref()),
         Command::Build { policy, output } => build(&policy, &output),
         Command::Diff { old, new, format } => diff(&old, &new, format),
-        Command::Explain { policy } => explain(&policy),
+        Command::Explain { policy, history } => explain(&policy, history.as_deref()),
         Command::Test {
             policy,
             tests,
@@ -171,11 +179,66 @@ fn load(path: &PathBuf) -> Result<Policy, ExitCode> {
     })
 }
 
-fn eval(path: &PathBuf) -> ExitCode {
+/// Reads `--history`: earlier authorized calls.
+fn history(path: Option<&std::path::Path>) -> Result<History, ExitCode> {
+    let Some(path) = path else {
+        return Ok(History::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        ExitCode::from(2)
+    })?;
+    History::parse(&text, &path.display().to_string()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Decides one event line of `eval`: velocity windows filled in from the
+/// history as of the line's `time` (default: now); an allowed call joins the
+/// history.
+fn eval_line(policy: &Policy, windows: &[Window], history: &mut History, text: &str) -> Decision {
+    let (time, event) = match capfence_compiler::window::timed_event(text) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return Decision {
+                kind: DecisionKind::Deny,
+                rule: None,
+                reason: e,
+            };
+        }
+    };
+    if windows.is_empty() {
+        return policy.decide(&event);
+    }
+    let now = time.unwrap_or_else(now_micros);
+    let augmented = history.augment(&event, windows, now);
+    let mut decision = policy.decide(&augmented);
+    if decision.kind == DecisionKind::Allow {
+        history.push(now, event);
+    } else if let Some(totals) = capfence_compiler::window::totals_text(windows, &augmented) {
+        decision.reason = format!("{} ({totals})", decision.reason);
+    }
+    decision
+}
+
+fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let mut history = match history(history_file) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let windows = policy.windows();
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for line in Lines::new(stdin) {
@@ -192,10 +255,7 @@ fn eval(path: &PathBuf) -> ExitCode {
             reason,
         };
         let decision = match line {
-            Line::Text(text) => match Event::from_json(&text) {
-                Ok(event) => policy.decide(&event),
-                Err(e) => deny(e.to_string()),
-            },
+            Line::Text(text) => eval_line(&policy, &windows, &mut history, &text),
             Line::Unreadable(why) => deny(why),
         };
         if writeln!(stdout, "{}", decision.to_json())
@@ -421,9 +481,13 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
     }
 }
 
-fn explain(path: &PathBuf) -> ExitCode {
+fn explain(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
+        Err(code) => return code,
+    };
+    let history = match history(history_file) {
+        Ok(h) => h,
         Err(code) => return code,
     };
     let mut input = String::new();
@@ -431,12 +495,21 @@ fn explain(path: &PathBuf) -> ExitCode {
         eprintln!("error: cannot read stdin: {e}");
         return ExitCode::from(2);
     }
-    match Event::from_json(input.trim()) {
-        Ok(event) => {
+    match capfence_compiler::window::timed_event(input.trim()) {
+        Ok((time, event)) => {
+            let windows = policy.windows();
+            let event = if windows.is_empty() {
+                event
+            } else {
+                history.augment(&event, &windows, time.unwrap_or_else(now_micros))
+            };
             print!(
                 "{}",
                 capfence_compiler::explain::explain(&policy, &event).render()
             );
+            if let Some(totals) = capfence_compiler::window::totals_text(&windows, &event) {
+                println!("window totals: {totals}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

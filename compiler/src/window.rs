@@ -175,6 +175,24 @@ pub fn augment(
     out
 }
 
+/// The totals an augmented event carries, in words, for a reason:
+/// `sum of amount over 24h per actor, destination: 1499.97 with this call`.
+/// `None` when it carries none.
+pub fn totals_text(windows: &[Window], augmented: &Event) -> Option<String> {
+    let totals: Vec<String> = windows
+        .iter()
+        .filter_map(|w| {
+            let total = augmented.payload.get(&w.key())?.as_number()?;
+            Some(format!(
+                "{}: {} with this call",
+                w.describe(),
+                total.normalize()
+            ))
+        })
+        .collect();
+    (!totals.is_empty()).then(|| totals.join("; "))
+}
+
 /// `86400` → `24h`, `90` → `90s`, `1800` → `30m`, `172800` → `2d`.
 pub fn duration_text(seconds: u64) -> String {
     if seconds >= 2 * 86_400 && seconds.is_multiple_of(86_400) {
@@ -227,4 +245,71 @@ mod tests {
         assert_eq!(duration_text(1800), "30m");
         assert_eq!(duration_text(90), "90s");
     }
+}
+
+/// Earlier authorized calls with their times, for `eval --history` and
+/// `explain --history`: what the runtime reads from its ledger.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    calls: Vec<(i64, Event)>,
+}
+
+impl History {
+    /// Reads JSON lines, each an event with a `time` (RFC 3339 UTC,
+    /// `2026-11-27T10:00:00Z`). Errors name the line.
+    pub fn parse(text: &str, file: &str) -> Result<History, String> {
+        let mut history = History::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (time, event) = timed_event(line).map_err(|e| format!("{file}:{}: {e}", i + 1))?;
+            let time = time.ok_or_else(|| format!("{file}:{}: the call has no `time`", i + 1))?;
+            history.calls.push((time, event));
+        }
+        Ok(history)
+    }
+
+    /// Adds an authorized call.
+    pub fn push(&mut self, time: i64, event: Event) {
+        self.calls.push((time, event));
+    }
+
+    /// The latest time in the history.
+    pub fn latest(&self) -> Option<i64> {
+        self.calls.iter().map(|(t, _)| *t).max()
+    }
+
+    /// `window`'s total for `group` over `(now - window, now]`.
+    pub fn total(&self, window: &Window, group: &str, now: i64) -> Decimal {
+        let after = now.saturating_sub(window.micros());
+        self.calls
+            .iter()
+            .filter(|(t, e)| {
+                *t > after
+                    && *t <= now
+                    && window.covers_event(e)
+                    && window.group(e).as_deref() == Some(group)
+            })
+            .filter_map(|(_, e)| window.contribution(e))
+            .fold(Decimal::ZERO, |total, v| total.saturating_add(v))
+    }
+
+    /// `event` with every window of `windows` filled in from this history, as of `now`.
+    pub fn augment(&self, event: &Event, windows: &[Window], now: i64) -> Event {
+        augment(event, windows, &mut |w, group| self.total(w, group, now))
+    }
+}
+
+/// Reads one JSON line of an event with an optional top-level `time`.
+pub fn timed_event(line: &str) -> Result<(Option<i64>, Event), String> {
+    let (time, event) = Event::from_json_timed(line).map_err(|e| e.to_string())?;
+    let time = match time {
+        None => None,
+        Some(t) => Some(
+            crate::time::parse_time(&t)
+                .ok_or_else(|| format!("`time` is not an RFC 3339 UTC time: {t:?}"))?,
+        ),
+    };
+    Ok((time, event))
 }

@@ -239,3 +239,65 @@ fn completions_are_printed_for_each_shell() {
     }
     assert_eq!(run(&["completions", "tcsh"], "").status.code(), Some(2));
 }
+
+#[test]
+fn eval_history_is_read_strictly_and_window_names_cannot_be_smuggled() {
+    let dir = std::env::temp_dir().join(format!("capfence-history-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let untimed = dir.join("untimed.jsonl");
+    std::fs::write(
+        &untimed,
+        "\n{\"actor\":\"a\",\"capability\":\"payments.transfer\",\"payload\":{\"amount\":1,\"destination\":\"d\"}}\n",
+    )
+    .unwrap();
+    let policy = "policies/treasury_velocity.yaml";
+    let out = run(
+        &["eval", policy, "--history", untimed.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("untimed.jsonl:2: the call has no `time`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let badtime = dir.join("badtime.jsonl");
+    std::fs::write(
+        &badtime,
+        "{\"time\":\"yesterday\",\"capability\":\"payments.transfer\"}\n",
+    )
+    .unwrap();
+    let out = run(
+        &["eval", policy, "--history", badtime.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("badtime.jsonl:1: `time` is not an RFC 3339")
+    );
+    // Three calls of 499 to one destination: the third is held, whatever
+    // total it claims under the window's reserved name.
+    let line = |extra: &str| {
+        format!(
+            "{{\"time\":\"2026-11-27T09:00:00Z\",\"actor\":\"a\",\"capability\":\"payments.transfer\",\"payload\":{{\"amount\":\"499\",\"destination\":\"d\"{extra}}}}}\n"
+        )
+    };
+    let smuggled = ",\"@sum(amount)/86400s/actor,destination/payments.transfer\":0";
+    let input = format!("{}{}{}", line(""), line(""), line(smuggled));
+    let out = run(&["eval", policy], &input);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let decisions: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            if l.contains("\"allow\"") {
+                "allow"
+            } else {
+                "held"
+            }
+        })
+        .collect();
+    assert_eq!(decisions, ["allow", "allow", "held"], "{text}");
+    // `eval` reads a `time` on any line; the runtime's event JSON refuses one.
+    assert!(capfence_compiler::Event::from_json("{\"time\":\"2026-11-27T09:00:00Z\"}").is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
