@@ -80,3 +80,25 @@ fn the_two_person_example_needs_both_signatures() {
         rest = &rest[at + line.len()..];
     }
 }
+
+#[test]
+fn the_split_transfer_example_holds_the_call_that_crosses_the_cap() {
+    let exe = demo_binary().with_file_name("split_transfers");
+    let out = Command::new(exe).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let story = [
+        "call  1: allowed, $499.99 moved so far",
+        "call  2: allowed, $999.98 moved so far",
+        "call  3: require_approval (T-1) — approval required by daily-sum: payments.transfer, sum of amount over 24h per actor, destination > 1000 (sum of amount over 24h per actor, destination: 1499.97 with this call)",
+        "38 of 40 calls wait for a human; $999.98 moved without one.",
+        "Audit chain verified: 40 records.",
+    ];
+    let mut rest = text.as_ref();
+    for line in story {
+        let at = rest
+            .find(line)
+            .unwrap_or_else(|| panic!("missing `{line}` in\n{text}"));
+        rest = &rest[at + line.len()..];
+    }
+}
