@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS windows (
     spec TEXT NOT NULL,
     grp TEXT NOT NULL,
     at INTEGER NOT NULL,
-    value TEXT NOT NULL
+    value TEXT NOT NULL,
+    running TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS windows_by_group ON windows (spec, grp, at);
 ";
@@ -685,22 +686,18 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT value FROM windows WHERE spec = ?1 AND grp = ?2 AND at > ?3")
-            .map_err(classify)?;
-        let mut rows = stmt.query(params![spec, group, after]).map_err(classify)?;
-        let mut total = Decimal::ZERO;
-        while let Some(row) = rows.next().map_err(classify)? {
-            let text: String = row.get(0).map_err(classify)?;
-            let value = capfence_compiler::number::parse_exact(&text).ok_or_else(|| {
-                StoreError::Invalid(format!("window row holds {text:?}, not a number"))
-            })?;
-            total = total
-                .checked_add(value)
-                .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
-        }
-        Ok(total)
+        // Each row carries the group's running total; the window's total is
+        // the latest running total minus the last one at or before its start:
+        // two index seeks, however many calls the window holds.
+        let Some((_, latest)) = self.running(spec, group, i64::MAX)? else {
+            return Ok(Decimal::ZERO);
+        };
+        let before = self
+            .running(spec, group, after)?
+            .map_or(Decimal::ZERO, |(_, r)| r);
+        latest
+            .checked_sub(before)
+            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
     }
 
     fn add_to_window(
@@ -710,9 +707,27 @@ impl Tx for SqliteTx<'_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
+        let (at, running) = match self.running(spec, group, i64::MAX)? {
+            // Times never go backwards within a group, so running totals
+            // stay ordered by time even if the clock steps back.
+            Some((last, total)) => (at.max(last), total.checked_add(value)),
+            None => (at, Some(value)),
+        };
+        let running = running
+            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
         self.conn
-            .prepare_cached("INSERT INTO windows (spec, grp, at, value) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![spec, group, at, value.normalize().to_string()]))
+            .prepare_cached(
+                "INSERT INTO windows (spec, grp, at, value, running) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    spec,
+                    group,
+                    at,
+                    value.normalize().to_string(),
+                    running.normalize().to_string()
+                ])
+            })
             .map_err(classify)?;
         Ok(())
     }
@@ -745,6 +760,37 @@ impl Tx for SqliteTx<'_> {
             })
             .map(|found| found.is_some())
             .map_err(classify)
+    }
+}
+
+impl SqliteTx<'_> {
+    /// The time and running total of the group's last window row at or
+    /// before `at`.
+    fn running(
+        &self,
+        spec: &str,
+        group: &str,
+        at: i64,
+    ) -> Result<Option<(i64, Decimal)>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT at, running FROM windows WHERE spec = ?1 AND grp = ?2 AND at <= ?3 \
+                 ORDER BY at DESC, rowid DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![spec, group, at], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(classify)?;
+        row.map(|(at, text)| {
+            capfence_compiler::number::parse_exact(&text)
+                .map(|total| (at, total))
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!("window row holds {text:?}, not a number"))
+                })
+        })
+        .transpose()
     }
 }
 
