@@ -72,6 +72,9 @@ enum Command {
         /// A head hash printed earlier by `capfence audit head`: it must still be in the chain.
         #[arg(long)]
         head: Option<String>,
+        /// The policy in force: its velocity windows' rows are held to the chain too.
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Read the audit log.
     #[command(subcommand)]
@@ -248,9 +251,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             clap_complete::generate(shell, &mut command, "capfence", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { head } => {
+        Command::Verify { head, policy } => {
             let ledger = ledger(&cli.state, true)?;
-            match ledger.verify(head.as_deref()) {
+            let policy = policy
+                .as_deref()
+                .map(capfence::Policy::load)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let verified = ledger
+                .verify(head.as_deref())
+                .and_then(|head| match &policy {
+                    Some(p) => ledger
+                        .verify_windows(&p.windows(), &p.digest)
+                        .map(|()| head),
+                    None => Ok(head),
+                });
+            match verified {
                 Ok((seq, hash)) => {
                     println!("ok: {seq} records verified; head {seq} {hash}");
                     Ok(ExitCode::SUCCESS)

@@ -494,9 +494,15 @@ impl ActionRuntime {
             .revoke(grant, Operator::Key(key), Some(&self.policy))
     }
 
-    /// Verifies the audit chain.
+    /// Verifies the audit chain, the approvals, and (for a policy with
+    /// velocity windows) the window rows against the chain's allowed calls.
     pub fn verify(&self) -> Result<(u64, String), VerifyError> {
-        self.ledger.verify(None)
+        let head = self.ledger.verify(None)?;
+        if let Some(w) = &self.windowed {
+            self.ledger
+                .verify_windows(&w.windows, self.decider.digest())?;
+        }
+        Ok(head)
     }
 
     /// The ledger (chain and approvals).

@@ -109,6 +109,21 @@ pub trait Tx {
     fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError>;
 }
 
+/// One row of a velocity window: a call it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    /// The window's reserved name.
+    pub spec: String,
+    /// The call's group.
+    pub group: String,
+    /// When (µs since the epoch).
+    pub at: i64,
+    /// The call's contribution.
+    pub value: rust_decimal::Decimal,
+    /// The group's running total, this call included.
+    pub running: rust_decimal::Decimal,
+}
+
 /// A storage backend.
 pub trait Store: Send + Sync {
     /// Runs `work` in one transaction that is serialized against every other
@@ -133,4 +148,11 @@ pub trait Store: Send + Sync {
 
     /// Every grant, newest first.
     fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+
+    /// Every window row, each group's in order, for `verify`.
+    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError>;
+
+    /// Each window group's head, for `verify`: (window, group, rows, running total).
+    fn window_heads(&self)
+    -> Result<Vec<(String, String, u64, rust_decimal::Decimal)>, StoreError>;
 }

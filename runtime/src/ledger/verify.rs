@@ -265,3 +265,120 @@ impl Chunk {
         }
     }
 }
+
+/// A multiset of window contributions: (window, group, value) → count.
+type Contributions = std::collections::BTreeMap<(String, String, rust_decimal::Decimal), u64>;
+
+impl Ledger {
+    /// Holds the velocity window rows to the chain, for a policy with these
+    /// `windows` and `digest`. Each group's running totals must add up row by
+    /// row; every row must be the contribution of an `allow` record in the
+    /// chain (no forged rows); every `allow` record under this policy must
+    /// have its rows (none deleted). `Err` names the first window and group
+    /// that differ.
+    pub fn verify_windows(
+        &self,
+        windows: &[capfence_compiler::window::Window],
+        digest: &str,
+    ) -> Result<(), VerifyError> {
+        let fault = |text: String| Err(VerifyError::Approval(text));
+        let describe = |spec: &str| {
+            windows.iter().find(|w| w.key() == spec).map_or_else(
+                || spec.to_owned(),
+                capfence_compiler::window::Window::describe,
+            )
+        };
+        let mut all = Contributions::new();
+        let mut current = Contributions::new();
+        for record in self.records()? {
+            if record.decision != "allow" {
+                continue;
+            }
+            let Some(event) = event_of(&record) else {
+                continue;
+            };
+            for w in windows.iter().filter(|w| w.covers_event(&event)) {
+                if let (Some(group), Some(value)) = (w.group(&event), w.contribution(&event)) {
+                    let key = (w.key(), group, value.normalize());
+                    *all.entry(key.clone()).or_default() += 1;
+                    if record.policy_digest.as_deref() == Some(digest) {
+                        *current.entry(key).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut rows = Contributions::new();
+        let mut running: std::collections::HashMap<(String, String), rust_decimal::Decimal> =
+            std::collections::HashMap::new();
+        for row in self.inner.store.window_rows()? {
+            let previous = running
+                .get(&(row.spec.clone(), row.group.clone()))
+                .copied()
+                .unwrap_or_default();
+            if previous.checked_add(row.value) != Some(row.running) {
+                return fault(format!(
+                    "window `{}`: a row's running total {} does not follow from the one before \
+                     ({previous} + {})",
+                    describe(&row.spec),
+                    row.running,
+                    row.value
+                ));
+            }
+            running.insert((row.spec.clone(), row.group.clone()), row.running);
+            *rows
+                .entry((row.spec, row.group, row.value.normalize()))
+                .or_default() += 1;
+        }
+        let mut counts: std::collections::HashMap<(String, String), u64> =
+            std::collections::HashMap::new();
+        for ((spec, group, _), n) in &rows {
+            *counts.entry((spec.clone(), group.clone())).or_default() += n;
+        }
+        let heads = self.inner.store.window_heads()?;
+        for (spec, group, n, total) in &heads {
+            let key = (spec.clone(), group.clone());
+            if counts.get(&key) != Some(n) || running.get(&key) != Some(total) {
+                return fault(format!(
+                    "window `{}`: its head says {n} calls totalling {total}, but its rows differ",
+                    describe(spec)
+                ));
+            }
+        }
+        if heads.len() != counts.len() {
+            return fault("a window group has rows but no head".to_owned());
+        }
+        for (key, count) in &rows {
+            if all.get(key).copied().unwrap_or_default() < *count {
+                return fault(format!(
+                    "window `{}`: a row counts a call of {} that no allow record in the chain made",
+                    describe(&key.0),
+                    key.2
+                ));
+            }
+        }
+        for (key, count) in &current {
+            if rows.get(key).copied().unwrap_or_default() < *count {
+                return fault(format!(
+                    "window `{}`: an allowed call of {} has no window row (rows deleted?)",
+                    describe(&key.0),
+                    key.2
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The event a decision record was made for.
+fn event_of(record: &AuditRecord) -> Option<capfence_compiler::Event> {
+    let text = |v: &Option<String>| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
+    capfence_compiler::Event::from_json(&format!(
+        "{{\"actor\":{},\"capability\":{},\"environment\":{},\"risk\":{},\"payload\":{}}}",
+        text(&record.actor),
+        text(&record.capability),
+        text(&record.environment),
+        text(&record.risk),
+        record.payload
+    ))
+    .ok()
+}

@@ -13,7 +13,7 @@ struct State {
     tickets: Vec<Ticket>,
     grants: Vec<Grant>,
     notes: std::collections::BTreeMap<String, String>,
-    windows: Vec<(String, String, i64, rust_decimal::Decimal)>,
+    windows: Vec<super::WindowRow>,
 }
 
 /// The in-memory store. Transactions are serialized by a mutex and applied
@@ -163,9 +163,9 @@ impl Tx for MemoryTx<'_> {
         self.state
             .windows
             .iter()
-            .filter(|(s, g, at, _)| s == spec && g == group && *at > after)
-            .try_fold(rust_decimal::Decimal::ZERO, |total, (_, _, _, v)| {
-                total.checked_add(*v)
+            .filter(|w| w.spec == spec && w.group == group && w.at > after)
+            .try_fold(rust_decimal::Decimal::ZERO, |total, w| {
+                total.checked_add(w.value)
             })
             .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
     }
@@ -177,9 +177,25 @@ impl Tx for MemoryTx<'_> {
         at: i64,
         value: rust_decimal::Decimal,
     ) -> Result<(), StoreError> {
-        self.state
+        let last = self
+            .state
             .windows
-            .push((spec.to_owned(), group.to_owned(), at, value));
+            .iter()
+            .rev()
+            .find(|w| w.spec == spec && w.group == group);
+        let (at, running) = match last {
+            Some(w) => (at.max(w.at), w.running.checked_add(value)),
+            None => (at, Some(value)),
+        };
+        let running = running
+            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
+        self.state.windows.push(super::WindowRow {
+            spec: spec.to_owned(),
+            group: group.to_owned(),
+            at,
+            value,
+            running,
+        });
         Ok(())
     }
 
@@ -251,6 +267,31 @@ impl Store for MemoryStore {
             .lock()
             .map_err(|_| StoreError::Io("poisoned".to_owned()))?;
         Ok(state.tickets.iter().rev().cloned().collect())
+    }
+
+    fn window_heads(
+        &self,
+    ) -> Result<Vec<(String, String, u64, rust_decimal::Decimal)>, StoreError> {
+        let mut heads: Vec<(String, String, u64, rust_decimal::Decimal)> = Vec::new();
+        for w in self.window_rows()? {
+            match heads.iter_mut().find(|h| h.0 == w.spec && h.1 == w.group) {
+                Some(h) => {
+                    h.2 += 1;
+                    h.3 = w.running;
+                }
+                None => heads.push((w.spec, w.group, 1, w.running)),
+            }
+        }
+        Ok(heads)
+    }
+
+    fn window_rows(&self) -> Result<Vec<super::WindowRow>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?
+            .windows
+            .clone())
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {

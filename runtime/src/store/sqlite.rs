@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use rust_decimal::Decimal;
 
-use super::{Store, StoreError, Tx};
+use super::{Store, StoreError, Tx, WindowRow};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordView};
 
@@ -77,11 +77,21 @@ CREATE INDEX IF NOT EXISTS grants_by_subject ON grants (actor, capability, envir
 CREATE TABLE IF NOT EXISTS windows (
     spec TEXT NOT NULL,
     grp TEXT NOT NULL,
+    n INTEGER NOT NULL,
     at INTEGER NOT NULL,
     value TEXT NOT NULL,
-    running TEXT NOT NULL
+    running TEXT NOT NULL,
+    PRIMARY KEY (spec, grp, n)
 );
-CREATE INDEX IF NOT EXISTS windows_by_group ON windows (spec, grp, at);
+CREATE TABLE IF NOT EXISTS window_heads (
+    spec TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    last_n INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    running TEXT NOT NULL,
+    start_n INTEGER NOT NULL,
+    PRIMARY KEY (spec, grp)
+);
 ";
 
 /// How the SQLite store opens its files.
@@ -209,6 +219,10 @@ impl SqliteStore {
         }
         let ledger = self.dir.join(LEDGER_FILE);
         let conn = Connection::open_with_flags(&ledger, flags).map_err(classify)?;
+        // Every statement on the decision path stays prepared: rusqlite's
+        // default cache of 16 is smaller than the set the ledger uses, and
+        // re-preparing costs ~20 us a statement.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(wait).map_err(classify)?;
         if !self.options.read_only {
             let mode: String = conn
@@ -327,7 +341,13 @@ impl SqliteStore {
 fn is_ours(table: &str) -> bool {
     matches!(
         table,
-        "capfence_meta" | "audit" | "tickets" | "grants" | "windows" | "sqlite_sequence"
+        "capfence_meta"
+            | "audit"
+            | "tickets"
+            | "grants"
+            | "windows"
+            | "window_heads"
+            | "sqlite_sequence"
     )
 }
 
@@ -686,17 +706,38 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        // Each row carries the group's running total; the window's total is
-        // the latest running total minus the last one at or before its start:
-        // two index seeks, however many calls the window holds.
-        let Some((_, latest)) = self.running(spec, group, i64::MAX)? else {
+        // Each row carries its group's running total, and the head the
+        // latest one and where the window started last time. The start only
+        // moves forward (time does), one equality lookup per row it passes:
+        // the window's total is the latest running total minus the one just
+        // before its first row, whatever the window holds.
+        let Some(head) = self.head_of(spec, group)? else {
             return Ok(Decimal::ZERO);
         };
-        let before = self
-            .running(spec, group, after)?
-            .map_or(Decimal::ZERO, |(_, r)| r);
-        latest
-            .checked_sub(before)
+        let mut start = head.start_n;
+        let mut first = None;
+        while start <= head.last_n {
+            let row = self.window_row(spec, group, start)?.ok_or_else(|| {
+                StoreError::Invalid(format!("window {spec} lacks row {start} of its group"))
+            })?;
+            if row.0 > after {
+                first = Some(row);
+                break;
+            }
+            start += 1;
+        }
+        if start != head.start_n {
+            self.conn
+                .prepare_cached("UPDATE window_heads SET start_n = ?3 WHERE spec = ?1 AND grp = ?2")
+                .and_then(|mut s| s.execute(params![spec, group, start]))
+                .map_err(classify)?;
+        }
+        let Some((_, running, value)) = first else {
+            return Ok(Decimal::ZERO);
+        };
+        running
+            .checked_sub(value)
+            .and_then(|before| head.running.checked_sub(before))
             .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
     }
 
@@ -707,27 +748,37 @@ impl Tx for SqliteTx<'_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
-        let (at, running) = match self.running(spec, group, i64::MAX)? {
-            // Times never go backwards within a group, so running totals
-            // stay ordered by time even if the clock steps back.
-            Some((last, total)) => (at.max(last), total.checked_add(value)),
-            None => (at, Some(value)),
+        let head = self.head_of(spec, group)?;
+        // Times never go backwards within a group, so rows stay in time
+        // order even if the clock steps back.
+        let (n, at, running, start) = match &head {
+            Some(h) => (
+                h.last_n + 1,
+                at.max(h.last_at),
+                h.running.checked_add(value),
+                h.start_n,
+            ),
+            None => (1, at, Some(value), 1),
         };
         let running = running
             .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
+        let (value, running) = (
+            value.normalize().to_string(),
+            running.normalize().to_string(),
+        );
         self.conn
             .prepare_cached(
-                "INSERT INTO windows (spec, grp, at, value, running) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO windows (spec, grp, n, at, value, running) VALUES (?1, ?2, ?3, ?4, \
+                 ?5, ?6)",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    spec,
-                    group,
-                    at,
-                    value.normalize().to_string(),
-                    running.normalize().to_string()
-                ])
-            })
+            .and_then(|mut s| s.execute(params![spec, group, n, at, value, running]))
+            .map_err(classify)?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO window_heads (spec, grp, last_n, last_at, running, \
+                 start_n) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![spec, group, n, at, running, start]))
             .map_err(classify)?;
         Ok(())
     }
@@ -763,34 +814,66 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
+/// A window group's head row.
+struct WindowHead {
+    last_n: i64,
+    last_at: i64,
+    running: Decimal,
+    start_n: i64,
+}
+
+fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
+    capfence_compiler::number::parse_exact(text)
+        .ok_or_else(|| StoreError::Invalid(format!("window row holds {text:?}, not a number")))
+}
+
 impl SqliteTx<'_> {
-    /// The time and running total of the group's last window row at or
-    /// before `at`.
-    fn running(
+    fn head_of(&self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
+        let row: Option<(i64, i64, String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT last_n, last_at, running, start_n FROM window_heads WHERE spec = ?1 AND \
+                 grp = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![spec, group], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .map_err(classify)?;
+        row.map(|(last_n, last_at, running, start_n)| {
+            Ok(WindowHead {
+                last_n,
+                last_at,
+                running: decimal_of(&running)?,
+                start_n,
+            })
+        })
+        .transpose()
+    }
+
+    /// Row `n` of a group: (at, running, value).
+    fn window_row(
         &self,
         spec: &str,
         group: &str,
-        at: i64,
-    ) -> Result<Option<(i64, Decimal)>, StoreError> {
-        let row: Option<(i64, String)> = self
+        n: i64,
+    ) -> Result<Option<(i64, Decimal, Decimal)>, StoreError> {
+        let row: Option<(i64, String, String)> = self
             .conn
             .prepare_cached(
-                "SELECT at, running FROM windows WHERE spec = ?1 AND grp = ?2 AND at <= ?3 \
-                 ORDER BY at DESC, rowid DESC LIMIT 1",
+                "SELECT at, running, value FROM windows WHERE spec = ?1 AND grp = ?2 AND n = ?3",
             )
             .and_then(|mut s| {
-                s.query_row(params![spec, group, at], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
+                s.query_row(params![spec, group, n], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
             })
             .map_err(classify)?;
-        row.map(|(at, text)| {
-            capfence_compiler::number::parse_exact(&text)
-                .map(|total| (at, total))
-                .ok_or_else(|| {
-                    StoreError::Invalid(format!("window row holds {text:?}, not a number"))
-                })
-        })
-        .transpose()
+        row.map(|(at, running, value)| Ok((at, decimal_of(&running)?, decimal_of(&value)?)))
+            .transpose()
     }
 }
 
@@ -897,6 +980,71 @@ impl Store for SqliteStore {
                 })
                 .map_err(classify)?;
             rows.into_iter().map(finish_ticket).collect()
+        })
+    }
+
+    fn window_heads(&self) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {
+        self.with_connection(|conn| {
+            let rows = conn
+                .prepare("SELECT spec, grp, last_n, running FROM window_heads ORDER BY spec, grp")
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(classify)?;
+            rows.into_iter()
+                .map(|(spec, group, n, running)| {
+                    Ok((
+                        spec,
+                        group,
+                        u64::try_from(n).unwrap_or(0),
+                        decimal_of(&running)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError> {
+        self.with_connection(|conn| {
+            let rows = conn
+                .prepare("SELECT spec, grp, at, value, running FROM windows ORDER BY spec, grp, n")
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(classify)?;
+            rows.into_iter()
+                .map(|(spec, group, at, value, running)| {
+                    let number = |t: &str| {
+                        capfence_compiler::number::parse_exact(t).ok_or_else(|| {
+                            StoreError::Invalid(format!("window row holds {t:?}, not a number"))
+                        })
+                    };
+                    Ok(WindowRow {
+                        value: number(&value)?,
+                        running: number(&running)?,
+                        spec,
+                        group,
+                        at,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -212,3 +212,77 @@ fn racing_callers_never_jointly_pass_a_cap() {
     assert_eq!(records.iter().filter(|r| r.decision == "allow").count(), 10);
     rt.verify().unwrap();
 }
+
+#[test]
+fn verify_holds_the_window_rows_to_the_chain() {
+    let dir = TempDir::new("velocity-verify");
+    let rt = runtime(dir.path(), Arc::new(ManualClock::default()));
+    for _ in 0..3 {
+        rt.execute(&transfer("400", "vendor-5"));
+    }
+    rt.verify().unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_capfence"))
+            .arg("--state")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(cli(&["verify", "--policy", POLICY]).status.code(), Some(0));
+    // Deleting a row would reset the window: verify names it.
+    let db = super::sql(dir.path());
+    db.execute(
+        "DELETE FROM windows WHERE rowid = (SELECT max(rowid) FROM windows)",
+        [],
+    )
+    .unwrap();
+    let err = rt.verify().unwrap_err().to_string();
+    assert!(err.contains("its head says 2 calls"), "{err}");
+    let out = cli(&["verify", "--policy", POLICY]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("its head says 2 calls"));
+    // Deleting the row and lowering the head to match: the chain still has
+    // the allowed call.
+    db.execute("UPDATE window_heads SET last_n = 1, running = '400'", [])
+        .unwrap();
+    let err = rt.verify().unwrap_err().to_string();
+    assert!(err.contains("has no window row"), "{err}");
+    // Without the policy, verify cannot know the windows.
+    assert_eq!(cli(&["verify"]).status.code(), Some(0));
+    // A running total lowered to make room: verify names it.
+    let dir2 = TempDir::new("velocity-verify-running");
+    let rt2 = runtime(dir2.path(), Arc::new(ManualClock::default()));
+    rt2.execute(&transfer("400", "vendor-5"));
+    rt2.execute(&transfer("400", "vendor-5"));
+    super::sql(dir2.path())
+        .execute("UPDATE windows SET running = '0' WHERE rowid = 2", [])
+        .unwrap();
+    let err = rt2.verify().unwrap_err().to_string();
+    assert!(err.contains("does not follow"), "{err}");
+    // A head lowered to make room: verify names it.
+    let dir4 = TempDir::new("velocity-verify-head");
+    let rt4 = runtime(dir4.path(), Arc::new(ManualClock::default()));
+    rt4.execute(&transfer("400", "vendor-5"));
+    super::sql(dir4.path())
+        .execute("UPDATE window_heads SET running = '0'", [])
+        .unwrap();
+    let err = rt4.verify().unwrap_err().to_string();
+    assert!(err.contains("its head says"), "{err}");
+    // A forged row for a call never made.
+    let dir3 = TempDir::new("velocity-verify-forged");
+    let rt3 = runtime(dir3.path(), Arc::new(ManualClock::default()));
+    rt3.execute(&transfer("400", "vendor-5"));
+    super::sql(dir3.path())
+        .execute(
+            "INSERT INTO windows (spec, grp, n, at, value, running) SELECT spec, grp, 2, at, \
+             '9999', '10399' FROM windows",
+            [],
+        )
+        .unwrap();
+    super::sql(dir3.path())
+        .execute("UPDATE window_heads SET last_n = 2, running = '10399'", [])
+        .unwrap();
+    let err = rt3.verify().unwrap_err().to_string();
+    assert!(err.contains("no allow record"), "{err}");
+}
