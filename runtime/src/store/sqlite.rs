@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS window_heads (
     last_at INTEGER NOT NULL,
     running TEXT NOT NULL,
     start_n INTEGER NOT NULL,
+    start_at INTEGER NOT NULL,
+    start_before TEXT NOT NULL,
     PRIMARY KEY (spec, grp)
 );
 ";
@@ -354,6 +356,9 @@ fn is_ours(table: &str) -> bool {
 struct SqliteTx<'c> {
     conn: &'c Connection,
     head: Option<(u64, String)>,
+    /// Window heads read or written in this transaction (it is the only
+    /// writer while it lasts).
+    window_heads: std::collections::HashMap<(String, String), Option<WindowHead>>,
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
@@ -706,38 +711,40 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        // Each row carries its group's running total, and the head the
-        // latest one and where the window started last time. The start only
-        // moves forward (time does), one equality lookup per row it passes:
-        // the window's total is the latest running total minus the one just
-        // before its first row, whatever the window holds.
-        let Some(head) = self.head_of(spec, group)? else {
+        // Each row carries its group's running total; the head holds the
+        // latest one and the window's first row (its time, and the running
+        // total just before it). The start only moves forward, as time does,
+        // one equality lookup per row it passes: a window's total is the
+        // latest running total minus the one before its first row.
+        let Some(mut head) = self.head_of(spec, group)? else {
             return Ok(Decimal::ZERO);
         };
-        let mut start = head.start_n;
-        let mut first = None;
-        while start <= head.last_n {
-            let row = self.window_row(spec, group, start)?.ok_or_else(|| {
-                StoreError::Invalid(format!("window {spec} lacks row {start} of its group"))
-            })?;
-            if row.0 > after {
-                first = Some(row);
-                break;
+        let mut moved = false;
+        while head.start_n <= head.last_n && head.start_at <= after {
+            head.start_n += 1;
+            moved = true;
+            if head.start_n <= head.last_n {
+                let (at, running, value) =
+                    self.window_row(spec, group, head.start_n)?.ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "window {spec} lacks row {} of its group",
+                            head.start_n
+                        ))
+                    })?;
+                head.start_at = at;
+                head.start_before = running.checked_sub(value).ok_or_else(|| {
+                    StoreError::Invalid(format!("window total of {spec} overflows"))
+                })?;
             }
-            start += 1;
         }
-        if start != head.start_n {
-            self.conn
-                .prepare_cached("UPDATE window_heads SET start_n = ?3 WHERE spec = ?1 AND grp = ?2")
-                .and_then(|mut s| s.execute(params![spec, group, start]))
-                .map_err(classify)?;
+        if moved {
+            self.put_head(spec, group, &head)?;
         }
-        let Some((_, running, value)) = first else {
+        if head.start_n > head.last_n {
             return Ok(Decimal::ZERO);
-        };
-        running
-            .checked_sub(value)
-            .and_then(|before| head.running.checked_sub(before))
+        }
+        head.running
+            .checked_sub(head.start_before)
             .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
     }
 
@@ -748,39 +755,49 @@ impl Tx for SqliteTx<'_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
-        let head = self.head_of(spec, group)?;
-        // Times never go backwards within a group, so rows stay in time
-        // order even if the clock steps back.
-        let (n, at, running, start) = match &head {
-            Some(h) => (
-                h.last_n + 1,
-                at.max(h.last_at),
-                h.running.checked_add(value),
-                h.start_n,
-            ),
-            None => (1, at, Some(value), 1),
+        let overflow = || StoreError::Invalid(format!("window total of {spec} overflows"));
+        let head = match self.head_of(spec, group)? {
+            // Times never go backwards within a group, so rows stay in time
+            // order even if the clock steps back.
+            Some(h) => {
+                let running = h.running.checked_add(value).ok_or_else(overflow)?;
+                let at = at.max(h.last_at);
+                let empty = h.start_n > h.last_n;
+                WindowHead {
+                    last_n: h.last_n + 1,
+                    last_at: at,
+                    running,
+                    start_n: if empty { h.last_n + 1 } else { h.start_n },
+                    start_at: if empty { at } else { h.start_at },
+                    start_before: if empty { h.running } else { h.start_before },
+                }
+            }
+            None => WindowHead {
+                last_n: 1,
+                last_at: at,
+                running: value,
+                start_n: 1,
+                start_at: at,
+                start_before: Decimal::ZERO,
+            },
         };
-        let running = running
-            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
-        let (value, running) = (
-            value.normalize().to_string(),
-            running.normalize().to_string(),
-        );
         self.conn
             .prepare_cached(
                 "INSERT INTO windows (spec, grp, n, at, value, running) VALUES (?1, ?2, ?3, ?4, \
                  ?5, ?6)",
             )
-            .and_then(|mut s| s.execute(params![spec, group, n, at, value, running]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    spec,
+                    group,
+                    head.last_n,
+                    head.last_at,
+                    value.normalize().to_string(),
+                    head.running.normalize().to_string()
+                ])
+            })
             .map_err(classify)?;
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO window_heads (spec, grp, last_n, last_at, running, \
-                 start_n) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| s.execute(params![spec, group, n, at, running, start]))
-            .map_err(classify)?;
-        Ok(())
+        self.put_head(spec, group, &head)
     }
 
     fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
@@ -815,11 +832,17 @@ impl Tx for SqliteTx<'_> {
 }
 
 /// A window group's head row.
+#[derive(Clone)]
 struct WindowHead {
     last_n: i64,
     last_at: i64,
     running: Decimal,
+    /// The window's first row (`last_n + 1`: the window is empty).
     start_n: i64,
+    /// Its time.
+    start_at: i64,
+    /// The running total just before it.
+    start_before: Decimal,
 }
 
 fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
@@ -828,29 +851,70 @@ fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
 }
 
 impl SqliteTx<'_> {
-    fn head_of(&self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
-        let row: Option<(i64, i64, String, i64)> = self
+    fn head_of(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
+        let key = (spec.to_owned(), group.to_owned());
+        if let Some(head) = self.window_heads.get(&key) {
+            return Ok(head.clone());
+        }
+        type Row = (i64, i64, String, i64, i64, String);
+        let row: Option<Row> = self
             .conn
             .prepare_cached(
-                "SELECT last_n, last_at, running, start_n FROM window_heads WHERE spec = ?1 AND \
-                 grp = ?2",
+                "SELECT last_n, last_at, running, start_n, start_at, start_before FROM \
+                 window_heads WHERE spec = ?1 AND grp = ?2",
             )
             .and_then(|mut s| {
                 s.query_row(params![spec, group], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .optional()
             })
             .map_err(classify)?;
-        row.map(|(last_n, last_at, running, start_n)| {
-            Ok(WindowHead {
-                last_n,
-                last_at,
-                running: decimal_of(&running)?,
-                start_n,
+        let head = row
+            .map(|(last_n, last_at, running, start_n, start_at, before)| {
+                Ok::<_, StoreError>(WindowHead {
+                    last_n,
+                    last_at,
+                    running: decimal_of(&running)?,
+                    start_n,
+                    start_at,
+                    start_before: decimal_of(&before)?,
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        self.window_heads.insert(key, head.clone());
+        Ok(head)
+    }
+
+    fn put_head(&mut self, spec: &str, group: &str, head: &WindowHead) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO window_heads (spec, grp, last_n, last_at, running, \
+                 start_n, start_at, start_before) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    spec,
+                    group,
+                    head.last_n,
+                    head.last_at,
+                    head.running.normalize().to_string(),
+                    head.start_n,
+                    head.start_at,
+                    head.start_before.normalize().to_string()
+                ])
+            })
+            .map_err(classify)?;
+        self.window_heads
+            .insert((spec.to_owned(), group.to_owned()), Some(head.clone()));
+        Ok(())
     }
 
     /// Row `n` of a group: (at, running, value).
@@ -896,7 +960,11 @@ impl Store for SqliteStore {
                     .map_err(classify)
             };
             run("BEGIN IMMEDIATE")?;
-            let mut tx = SqliteTx { conn, head: None };
+            let mut tx = SqliteTx {
+                conn,
+                head: None,
+                window_heads: std::collections::HashMap::new(),
+            };
             let result = work(&mut tx).and_then(|()| run("COMMIT"));
             if result.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
