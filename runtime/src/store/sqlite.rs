@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS windows (
     value TEXT NOT NULL,
     running TEXT NOT NULL,
     PRIMARY KEY (spec, grp, n)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS window_heads (
     spec TEXT NOT NULL,
     grp TEXT NOT NULL,
@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS window_heads (
     start_at INTEGER NOT NULL,
     start_before TEXT NOT NULL,
     PRIMARY KEY (spec, grp)
-);
+) WITHOUT ROWID;
 ";
 
 /// How the SQLite store opens its files.

@@ -233,7 +233,7 @@ fn verify_holds_the_window_rows_to_the_chain() {
     // Deleting a row would reset the window: verify names it.
     let db = super::sql(dir.path());
     db.execute(
-        "DELETE FROM windows WHERE rowid = (SELECT max(rowid) FROM windows)",
+        "DELETE FROM windows WHERE n = (SELECT max(n) FROM windows)",
         [],
     )
     .unwrap();
@@ -256,7 +256,7 @@ fn verify_holds_the_window_rows_to_the_chain() {
     rt2.execute(&transfer("400", "vendor-5"));
     rt2.execute(&transfer("400", "vendor-5"));
     super::sql(dir2.path())
-        .execute("UPDATE windows SET running = '0' WHERE rowid = 2", [])
+        .execute("UPDATE windows SET running = '0' WHERE n = 2", [])
         .unwrap();
     let err = rt2.verify().unwrap_err().to_string();
     assert!(err.contains("does not follow"), "{err}");
