@@ -265,22 +265,10 @@ fn decide_on_windows(
         return Err(e);
     }
     let mut decision = w.decider.decide(&augmented);
-    if decision.kind != DecisionKind::Allow {
-        let totals: Vec<String> = w
-            .windows
-            .iter()
-            .filter_map(|win| {
-                let total = augmented.payload.get(&win.key())?.as_number()?;
-                Some(format!(
-                    "{}: {} with this call",
-                    win.describe(),
-                    total.normalize()
-                ))
-            })
-            .collect();
-        if !totals.is_empty() {
-            decision.reason = format!("{} ({})", decision.reason, totals.join("; "));
-        }
+    if decision.kind != DecisionKind::Allow
+        && let Some(totals) = capfence_compiler::window::totals_text(&w.windows, &augmented)
+    {
+        decision.reason = format!("{} ({totals})", decision.reason);
     }
     let key = (decision.kind == DecisionKind::RequireApproval)
         .then(|| approvals::event_key(&job.event, decision.rule.as_deref(), &job.digest));
