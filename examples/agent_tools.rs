@@ -116,8 +116,14 @@ fn operator_approves(runtime: &ActionRuntime, state: &std::path::Path, ticket: &
 fn main() -> ExitCode {
     let state = std::env::temp_dir().join(format!("capfence-agent-tools-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/treasury_agent.yaml");
-    let runtime = match ActionRuntime::builder(policy).state_dir(&state).build() {
+    // The runtime decides with the table generated from the same policy the
+    // gates were checked against; a runtime on any other policy would be
+    // refused by every gate (both digests named).
+    static POLICY: &dyn capfence::Decide = &capfence::policy!("policies/treasury_agent.yaml");
+    let runtime = match ActionRuntime::compiled_builder(POLICY)
+        .state_dir(&state)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -236,6 +236,9 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         None => quote! { ::core::option::Option::None },
     };
     let track = path.display().to_string();
+    // The digest of the policy this gate was checked against: a runtime on
+    // any other policy (another file, or this one edited since) is refused.
+    let digest = &policy.digest;
     let blocked = quote_spanned! { func.sig.output.span() =>
         return ::core::result::Result::Err(::core::convert::From::from(__capfence_blocked));
     };
@@ -247,7 +250,7 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             payload
         };
         if let ::core::result::Result::Err(__capfence_blocked) =
-            ::capfence::__private::check(#context, #resource, #action, __capfence_payload)
+            ::capfence::__private::check(#context, #resource, #action, #digest, __capfence_payload)
         {
             #blocked
         }

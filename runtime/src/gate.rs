@@ -210,12 +210,15 @@ impl<T: PayloadValue> PayloadValue for Option<T> {
 }
 
 /// Decides a gated call: builds the event, executes it (decision and audit
-/// record), and lets the call proceed only if it is authorized.
+/// record), and lets the call proceed only if it is authorized. `digest` is
+/// the policy the gate was checked against at compile time: a runtime on any
+/// other policy denies the call (recorded), naming both digests.
 #[doc(hidden)]
 pub fn check(
     context: Option<&Context>,
     resource: &str,
     action: &str,
+    digest: &str,
     payload: BTreeMap<String, Value>,
 ) -> Result<Verdict, Blocked> {
     let ambient;
@@ -244,7 +247,19 @@ pub fn check(
         context.risk.name(),
     );
     event.payload = payload;
-    let verdict = context.runtime.execute_event(&event);
+    let running = context.runtime.policy_digest();
+    let verdict = if running == digest {
+        context.runtime.execute_event(&event)
+    } else {
+        context.runtime.deny_event(
+            &event,
+            &format!(
+                "denied: this gate was checked against policy {digest}, but the runtime runs \
+                 policy {running}; build the runtime from the same policy \
+                 (ActionRuntime::compiled_builder(&capfence::policy!(…)))"
+            ),
+        )
+    };
     if verdict.authorized {
         Ok(verdict)
     } else {

@@ -334,6 +334,21 @@ impl ActionRuntime {
             })
     }
 
+    /// Records a deny of `event` for `reason` without consulting the policy
+    /// (a gate checked against another policy than the runtime's).
+    pub(crate) fn deny_event(&self, event: &Event, reason: &str) -> Verdict {
+        let decision = Decision {
+            kind: DecisionKind::Deny,
+            rule: None,
+            reason: reason.to_owned(),
+        };
+        self.ledger
+            .settle(event.clone(), decision, self.decider.digest(), None, None)
+            .unwrap_or_else(|e| {
+                Verdict::deny(format!("denied: no audit record could be written ({e})"))
+            })
+    }
+
     /// Like [`execute`](Self::execute), but a storage fault is an `Err`
     /// (nothing was authorized or recorded).
     pub fn try_execute(&self, event: &ActionEvent) -> Result<Verdict, RuntimeError> {

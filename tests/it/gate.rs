@@ -218,3 +218,44 @@ fn generated_code_names_only_private_paths() {
         }
     }
 }
+
+#[test]
+fn a_gate_refuses_a_runtime_on_another_policy() {
+    let state = std::env::temp_dir().join(format!("capfence-gate-drift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    // The gates of this file were checked against policies/treasury_agent.yaml;
+    // this runtime runs the case-study policy, which allows the same transfer.
+    let other = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/fintech_policy.yaml");
+    let rt = ActionRuntime::builder(other)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let checked = capfence::Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/treasury_agent.yaml"
+    ))
+    .unwrap();
+    let ctx = Context::new(rt.clone(), "treasury-agent", "production");
+    let err = transfer(&ctx, Decimal::new(120, 0), "vendor-corp-123").unwrap_err();
+    let reason = &err.blocked().verdict().reason;
+    assert_eq!(err.blocked().decision(), DecisionKind::Deny);
+    assert!(reason.contains(&checked.digest), "{reason}");
+    assert!(reason.contains(rt.policy_digest()), "{reason}");
+    // The refusal is on the record.
+    let records = rt.ledger().records().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].decision, "deny");
+    assert!(records[0].reason.contains("checked against policy"));
+    // The same policy as a compiled table: the gate runs.
+    static TABLE: &dyn capfence::Decide = &capfence::policy!("policies/treasury_agent.yaml");
+    let state2 = state.with_extension("table");
+    let _ = std::fs::remove_dir_all(&state2);
+    let rt = ActionRuntime::compiled_builder(TABLE)
+        .state_dir(&state2)
+        .build()
+        .unwrap();
+    let ctx = Context::new(rt, "treasury-agent", "production");
+    assert!(transfer(&ctx, Decimal::new(120, 0), "vendor-corp-123").is_ok());
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_dir_all(&state2).unwrap();
+}
