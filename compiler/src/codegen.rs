@@ -683,7 +683,8 @@ pub fn generate_expr(policy: &Policy, track: &[String]) -> TokenStream {
 
 /// The decision table as a formatted Rust file to check in, with a header
 /// naming the policy and its digest. Include it in a module of its own:
-/// `mod fintech { include!("fintech_table.rs"); }`.
+/// `mod fintech { include!("fintech_table.rs"); }`. (Feature `cli`.)
+#[cfg(feature = "cli")]
 pub fn render_file(policy: &Policy) -> String {
     let items = generate(policy);
     let body = match syn::parse2::<syn::File>(items.clone()) {

@@ -422,7 +422,7 @@ pub struct Rule {
     /// rule. `None`: every approver the policy lists.
     pub approvers: Option<Vec<String>>,
     /// The velocity aggregates the rule tests (`amount_sum_gt` with
-    /// `window`): each is read from the event under [`Window::key`].
+    /// `window`): each is read from the event under [`Window::key`](crate::window::Window::key).
     pub windows: Vec<crate::window::Window>,
     /// Where the rule starts.
     pub location: Location,
