@@ -36,13 +36,7 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
             "[BANK GATEWAY] Successfully transferred $2500.00 to strategic-partner-456.",
             &format!("Audit chain verified: {n} records, head {n} ", n = 6 * run),
         ];
-        let mut rest = text.as_ref();
-        for line in story {
-            let at = rest
-                .find(line)
-                .unwrap_or_else(|| panic!("run {run}: missing `{line}` in\n{text}"));
-            rest = &rest[at + line.len()..];
-        }
+        assert_story(&text, &story);
         assert!(!text.contains("Still Blocked"), "{text}");
     }
     std::fs::remove_dir_all(&state).unwrap();
@@ -72,13 +66,7 @@ fn the_two_person_example_needs_both_signatures() {
         "Retry after two: Authorized=true | Decision=allow | Rule=two-person | Ticket=T-2 | approval required by two-person",
         "Audit chain and signatures verified: 8 records, head 8 ",
     ];
-    let mut rest = text.as_ref();
-    for line in story {
-        let at = rest
-            .find(line)
-            .unwrap_or_else(|| panic!("missing `{line}` in\n{text}"));
-        rest = &rest[at + line.len()..];
-    }
+    assert_story(&text, &story);
 }
 
 #[test]
@@ -94,7 +82,12 @@ fn the_split_transfer_example_holds_the_call_that_crosses_the_cap() {
         "38 of 40 calls wait for a human; $999.98 moved without one.",
         "Audit chain verified: 40 records.",
     ];
-    let mut rest = text.as_ref();
+    assert_story(&text, &story);
+}
+
+/// Every line of `story` appears in `text`, in order.
+fn assert_story(text: &str, story: &[&str]) {
+    let mut rest = text;
     for line in story {
         let at = rest
             .find(line)
