@@ -625,3 +625,50 @@ fn two_operators_approve_from_the_command_line() {
     let o = capfence(&state, &["verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn an_ineligible_key_and_a_signed_rejection_from_the_command_line() {
+    let s = setup("signed-cli-reject");
+    let state = s.state();
+    let policy = s.policy.to_str().unwrap();
+    let path = |k: &OperatorKey| {
+        let p = s.dir.path().join(format!("{}.key", k.name()));
+        k.write_new(&p).unwrap();
+        p
+    };
+    let (k2, k3) = (path(&ops2()), path(&ops3()));
+    let event = r#"{"actor":"treasury-agent","resource":"payments","action":"transfer","environment":"production","risk":"high","payload":{"amount":"2500","destination":"vendor-7"}}"#;
+    let decide = || -> serde_json::Value {
+        let o = capfence_in(
+            &state,
+            &["decide", "--policy", policy],
+            &format!("{event}\n"),
+        );
+        serde_json::from_str(stdout(&o).trim()).unwrap()
+    };
+    assert_eq!(decide()["rule"], "one-person");
+    // ops3 is listed, but not for this rule.
+    let o = capfence(
+        &state,
+        &["approvals", "approve", "T-1", "--key", k3.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("may not sign for rule one-person"),
+        "{}",
+        stderr(&o)
+    );
+    let o = capfence(
+        &state,
+        &["approvals", "reject", "T-1", "--key", k2.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("rejected T-1"), "{}", stdout(&o));
+    let v = decide();
+    assert_eq!(v["decision"], "deny");
+    assert!(
+        v["reason"].as_str().unwrap().contains("rejected by ops2"),
+        "{v}"
+    );
+    assert_eq!(capfence(&state, &["verify"]).status.code(), Some(0));
+}
