@@ -591,10 +591,14 @@ pub fn diff_fields(old: &Policy, new: &Policy) -> Vec<FieldChange> {
 /// Every region where `new` decides differently from `old` (decision kinds;
 /// renamed or reordered rules that decide alike are no change). Regions
 /// cover well-formed events: those carrying every field either policy tests.
-/// `None` when a policy is too complex to compare exactly.
-pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Change>> {
+/// [`TooComplex`](region::TooComplex) when a policy is too complex to
+/// compare exactly.
+pub fn diff(old: &Policy, new: &Policy) -> Result<Vec<Change>, region::TooComplex> {
     let (a, b) = (Analysis::new(old), Analysis::new(new));
-    let (map_a, map_b) = (decision_map(&a)?, decision_map(&b)?);
+    let (map_a, map_b) = (
+        decision_map(&a).ok_or(region::TooComplex)?,
+        decision_map(&b).ok_or(region::TooComplex)?,
+    );
     let mut fields = old.field_types.clone();
     for f in &new.field_types {
         if !fields.iter().any(|(g, _)| g == &f.0) {
@@ -607,7 +611,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Change>> {
             if ka == kb {
                 continue;
             }
-            let overlap = ra.intersect(rb).ok()?;
+            let overlap = ra.intersect(rb)?;
             for piece in &overlap.boxes {
                 changes.push(Change {
                     region: describe_box(piece, true),
@@ -618,5 +622,5 @@ pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Change>> {
             }
         }
     }
-    Some(changes)
+    Ok(changes)
 }

@@ -4,8 +4,10 @@
 //! has two parts:
 //! - `view(&Event) -> CompiledView`: intake, done once per event. It maps the
 //!   capability to a *class* (the set of rules that apply), every tested
-//!   string to the index of its literal, every tested number to an exact
-//!   decimal, and records which fields are missing or ill typed.
+//!   string to the index of its literal, every tested number to its rank
+//!   among the policy's thresholds for that field, and records which fields
+//!   are missing, ill typed or not tokens (and the first event name that is
+//!   not a token). Velocity window totals arrive as numbers like any other.
 //! - `decide_view(&CompiledView) -> CompiledDecision`: the decision. No heap,
 //!   no strings, no dynamic dispatch: each rule's condition is a `bool`
 //!   computed without short-circuits, the rules of a class are bits of a mask

@@ -393,9 +393,12 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let Some(changes) = capfence_compiler::analysis::diff(&old, &new) else {
-        eprintln!("error: the policies are too complex to compare exactly");
-        return ExitCode::from(2);
+    let changes = match capfence_compiler::analysis::diff(&old, &new) {
+        Ok(changes) => changes,
+        Err(e) => {
+            eprintln!("error: the policies cannot be compared: {e}");
+            return ExitCode::from(2);
+        }
     };
     let fields = capfence_compiler::analysis::diff_fields(&old, &new);
     let required = |t: Option<capfence_compiler::policy::FieldType>| {

@@ -1,8 +1,10 @@
 //! The [`Decide`] trait: anything that turns an event into a decision.
 //!
-//! The reference evaluator ([`Policy`]) implements it, and so will the
-//! compiled decision tables that `policy!` generates, so the runtime takes
-//! either.
+//! The reference evaluator ([`Policy`]) and the compiled decision tables
+//! that `policy!` and `capfence-compile build` generate ([`Compiled`])
+//! implement it, so the runtime takes either. Besides deciding, a decider
+//! tells the runtime its digest, every rule's facts (caps fields, quorum,
+//! eligible approvers) and its velocity windows.
 
 use capfence_compiler::compiled::CompiledDecision;
 use capfence_compiler::policy::RuleFacts;

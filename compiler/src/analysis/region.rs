@@ -460,7 +460,8 @@ pub struct Region {
 pub const MAX_BOXES: usize = 4096;
 
 /// A region too complex to analyse exactly within [`MAX_BOXES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too complex to analyse exactly (a region of more than {MAX_BOXES} boxes)")]
 pub struct TooComplex;
 
 impl Region {
