@@ -47,37 +47,37 @@ fn policy_path(args: &GateArgs) -> syn::Result<(PathBuf, String)> {
     }
     let manifest = std::fs::read_to_string(base.join("Cargo.toml")).unwrap_or_default();
     match metadata_policy(&manifest) {
-        Some(path) => Ok((base.join(&path), path)),
-        None => Err(syn::Error::new(
+        Ok(Some(path)) => Ok((base.join(&path), path)),
+        Ok(None) => Err(syn::Error::new(
             args.capability.span(),
             "no policy to check this gate against: add `[package.metadata.capfence] policy = \"policies/….yaml\"` \
              to Cargo.toml, or `policy = \"…\"` to the attribute",
         )),
+        Err(why) => Err(syn::Error::new(args.capability.span(), why)),
     }
 }
 
-/// `policy = "…"` in the `[package.metadata.capfence]` table of a manifest.
-/// (A two-key lookup: the manifest's other tables are not read.)
-fn metadata_policy(manifest: &str) -> Option<String> {
-    let mut inside = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            inside = line == "[package.metadata.capfence]";
-            continue;
-        }
-        if inside
-            && let Some((key, value)) = line.split_once('=')
-            && key.trim() == "policy"
-        {
-            let value = value.split('#').next()?.trim();
-            return value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .map(str::to_owned);
-        }
+/// `policy` in the `[package.metadata.capfence]` table of a manifest, in any
+/// TOML form (a table, an inline table, dotted keys, either quote style), read
+/// by the `toml` crate. `Err` for a manifest that is not TOML or a `policy`
+/// that is not a string.
+fn metadata_policy(manifest: &str) -> Result<Option<String>, String> {
+    let table: toml::Table = manifest
+        .parse()
+        .map_err(|e| format!("Cargo.toml is not valid TOML: {e}"))?;
+    let value = table
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("capfence"))
+        .and_then(|c| c.get("policy"));
+    match value {
+        None => Ok(None),
+        Some(toml::Value::String(path)) => Ok(Some(path.clone())),
+        Some(other) => Err(format!(
+            "`[package.metadata.capfence] policy` must be a path string, found {}",
+            other.type_str()
+        )),
     }
-    None
 }
 
 fn is_context(ty: &Type) -> Option<bool> {
@@ -282,5 +282,34 @@ fn returns_result(output: &ReturnType) -> bool {
             _ => false,
         },
         ReturnType::Default => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metadata_policy;
+
+    #[test]
+    fn the_policy_is_read_in_every_toml_form() {
+        let forms = [
+            "[package.metadata.capfence]\npolicy = \"p.yaml\" # the gate's policy\n",
+            "[package.metadata.capfence]\npolicy = 'p.yaml'\n",
+            "[package.metadata]\ncapfence = { policy = \"p.yaml\" }\n",
+            "[package]\nname = \"x\"\nmetadata.capfence.policy = \"p.yaml\"\n",
+        ];
+        for form in forms {
+            assert_eq!(
+                metadata_policy(form),
+                Ok(Some("p.yaml".to_owned())),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            metadata_policy("[package.metadata.capfence]\npolicy = \"a#b.yaml\"\n"),
+            Ok(Some("a#b.yaml".to_owned()))
+        );
+        assert_eq!(metadata_policy("[package]\nname = \"x\"\n"), Ok(None));
+        assert!(metadata_policy("[package.metadata.capfence]\npolicy = 3\n").is_err());
+        assert!(metadata_policy("[package\n").is_err());
     }
 }
