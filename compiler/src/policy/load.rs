@@ -386,8 +386,12 @@ impl Loader<'_> {
         Ok(list)
     }
 
-    /// A threshold: an exact decimal scalar.
-    fn threshold(&self, key: &str, value: &Node) -> Result<rust_decimal::Decimal, LoadError> {
+    /// A threshold: an exact decimal scalar, and its text as written.
+    fn threshold<'n>(
+        &self,
+        key: &str,
+        value: &'n Node,
+    ) -> Result<(rust_decimal::Decimal, &'n str), LoadError> {
         let text = value
             .as_scalar()
             .filter(|_| !value.is_null())
@@ -400,14 +404,22 @@ impl Loader<'_> {
                     format!("`{key}` expects a number, found {}", value.kind_name()),
                 )
             })?;
-        parse_exact(text).ok_or_else(|| {
+        let number = parse_exact(text).ok_or_else(|| {
             self.error(
                 LoadErrorKind::NotANumber,
                 value.location,
                 Some(key),
-                format!("`{key}` expects an exact decimal number, found `{text}`"),
+                format!(
+                    "`{key}` expects an exact decimal number, found `{text}`{}",
+                    if text.chars().any(|c| c.is_ascii_digit()) {
+                        " (it cannot be held exactly in 28 digits)"
+                    } else {
+                        ""
+                    }
+                ),
             )
-        })
+        })?;
+        Ok((number, text))
     }
 
     /// `window: 24h`: a whole number and one unit (s, m, h, d), at most 366 days.
@@ -960,13 +972,8 @@ impl Loader<'_> {
                     resource: resource.clone(),
                     action: action.clone(),
                 };
-                let number = self.threshold(key, value)?;
-                let text = format!(
-                    "{} {} {}",
-                    window.describe(),
-                    op.symbol(),
-                    value.as_scalar().map(|(t, _)| t).unwrap_or_default()
-                );
+                let (number, written) = self.threshold(key, value)?;
+                let text = format!("{} {} {written}", window.describe(), op.symbol());
                 let test = Test::Number {
                     field: Field::Payload(window.key()),
                     op,
@@ -1051,32 +1058,7 @@ impl Loader<'_> {
                     format!("`{key}`: `{base}` is not a numeric field"),
                 ));
             }
-            let (text, _) = value
-                .as_scalar()
-                .filter(|_| !value.is_null())
-                .ok_or_else(|| {
-                    self.error(
-                        LoadErrorKind::NotANumber,
-                        value.location,
-                        Some(key),
-                        format!("`{key}` expects a number, found {}", value.kind_name()),
-                    )
-                })?;
-            let number = parse_exact(text).ok_or_else(|| {
-                self.error(
-                    LoadErrorKind::NotANumber,
-                    value.location,
-                    Some(key),
-                    format!(
-                        "`{key}` expects an exact decimal number, found `{text}`{}",
-                        if text.chars().any(|c| c.is_ascii_digit()) {
-                            " (it cannot be held exactly in 28 digits)"
-                        } else {
-                            ""
-                        }
-                    ),
-                )
-            })?;
+            let (number, text) = self.threshold(key, value)?;
             let rendered = format!("{base} {} {text}", op.symbol());
             let test = Test::Number {
                 field,
