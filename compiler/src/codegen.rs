@@ -260,17 +260,33 @@ impl Plan<'_> {
         }
     }
 
+    /// A numeric field's thresholds as a `Thresholds` constant expression.
+    fn thresholds_tokens(&self, field: &Field) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        let values = self.thresholds.get(field).cloned().unwrap_or_default();
+        let (scale, scaled) = crate::compiled::fixed_point(&values);
+        let values = values.into_iter().map(decimal_tokens);
+        let scaled = match scaled {
+            Some(list) => {
+                let list = list.into_iter().map(Literal::i128_suffixed);
+                quote! { ::core::option::Option::Some(&[#(#list),*]) }
+            }
+            None => quote! { ::core::option::Option::None },
+        };
+        quote! {
+            #p::Thresholds { values: &[#(#values),*], scale: #scale, scaled: #scaled }
+        }
+    }
+
     fn slot_init(&self, field: &Field, ty: FieldType) -> TokenStream {
         let p = quote! { ::capfence::__private };
         match (field, ty) {
             (Field::Risk, _) => quote! { #p::risk(event.risk.as_deref()) },
             (Field::Payload(name), FieldType::Number) => {
-                let values = self.thresholds.get(field).cloned().unwrap_or_default();
-                let len = values.len();
-                let values = values.into_iter().map(decimal_tokens);
+                let thresholds = self.thresholds_tokens(field);
                 quote! {
                     {
-                        const THRESHOLDS: [#p::Decimal; #len] = [#(#values),*];
+                        const THRESHOLDS: #p::Thresholds<'static> = #thresholds;
                         #p::num(event.payload.get(#name), &THRESHOLDS)
                     }
                 }
@@ -319,8 +335,9 @@ impl Plan<'_> {
                                 }
                             };
                         }
+                        let count = u32::try_from(values.len()).unwrap_or(u32::MAX);
                         return quote! {
-                            #p::payload_sym(event.payload.get(#name), |s: &str| #index)
+                            #p::payload_sym(event.payload.get(#name), #count, |s: &str| #index)
                         };
                     }
                     Field::Capability | Field::Risk => quote! { ::core::option::Option::None },
@@ -510,20 +527,174 @@ impl Plan<'_> {
         }
     }
 
+    /// The view's slot fields, `f0 …`, with their types.
+    fn slot_fields(&self) -> Vec<TokenStream> {
+        let p = quote! { ::capfence::__private };
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, (field, ty))| {
+                let name = format_ident!("f{}", i);
+                let doc = format!("`{}` ({})", field, ty.describe());
+                let ty = match (field, ty) {
+                    (Field::Risk, _) => quote! { #p::RiskSlot },
+                    (_, FieldType::Number) => quote! { #p::NumSlot },
+                    _ => quote! { #p::SymSlot },
+                };
+                quote! { #[doc = #doc] pub #name: #ty, }
+            })
+            .collect()
+    }
+
+    /// A slot of a gated call's view, from its context and typed arguments.
+    fn gate_slot(&self, field: &Field, ty: FieldType, call: &GateCall<'_>) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        let ctx = &call.context;
+        let values = self.symbols.get(field).cloned().unwrap_or_default();
+        let constant = |name: &str| {
+            let index = index_match(quote! { s }, &values);
+            quote! { #p::sym(::core::option::Option::Some(::core::result::Result::Ok(#name)), |s: &str| #index) }
+        };
+        match (field, ty) {
+            (Field::Risk, _) => quote! { #p::risk_level(#p::GateContext::risk(#ctx)) },
+            (Field::Resource, _) => constant(call.resource),
+            (Field::Action, _) => constant(call.action),
+            (Field::Capability, _) => {
+                let capability = format!("{}.{}", call.resource, call.action);
+                let id = values
+                    .iter()
+                    .position(|v| *v == capability)
+                    .unwrap_or(values.len());
+                let id = u32::try_from(id).unwrap_or(u32::MAX);
+                quote! { #p::SymSlot { state: #p::OK, id: #id } }
+            }
+            (Field::Actor | Field::Environment, _) => {
+                let index = index_match(quote! { s }, &values);
+                let source = if *field == Field::Actor {
+                    quote! { #p::GateContext::actor(#ctx) }
+                } else {
+                    quote! { #p::GateContext::environment(#ctx) }
+                };
+                quote! { #p::sym(::core::option::Option::Some(::core::result::Result::Ok(#source)), |s: &str| #index) }
+            }
+            (Field::Payload(name), _) => {
+                let arg = call
+                    .args
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, tokens)| quote! { ::core::option::Option::Some(#p::PayloadValue::as_arg(&#tokens)) });
+                let Some(arg) = arg else {
+                    return if ty == FieldType::Number {
+                        quote! { #p::MISSING_NUM }
+                    } else {
+                        quote! { #p::MISSING_SYM }
+                    };
+                };
+                match ty {
+                    FieldType::Number => {
+                        let thresholds = self.thresholds_tokens(field);
+                        quote! {
+                            {
+                                const THRESHOLDS: #p::Thresholds<'static> = #thresholds;
+                                #p::arg_num(#arg, &THRESHOLDS)
+                            }
+                        }
+                    }
+                    FieldType::Text => {
+                        let len = values.len();
+                        quote! {
+                            {
+                                const LITERALS: [&str; #len] = [#(#values),*];
+                                #p::arg_text(#arg, &LITERALS)
+                            }
+                        }
+                    }
+                    _ => {
+                        let index = index_match(quote! { s }, &values);
+                        let count = u32::try_from(values.len()).unwrap_or(u32::MAX);
+                        quote! { #p::arg_sym(#arg, #count, |s: &str| #index) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The decision of one gated call (see [`generate_gate`]).
+    fn gate(&self, call: &GateCall<'_>) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        let windowed = self
+            .policy
+            .windows()
+            .iter()
+            .any(|w| w.covers(call.resource, call.action));
+        if windowed {
+            return quote! { ::core::option::Option::None::<#p::CompiledDecision> };
+        }
+        let r = self
+            .resources
+            .iter()
+            .position(|v| v == call.resource)
+            .unwrap_or(self.resources.len());
+        let a = self
+            .actions
+            .iter()
+            .position(|v| v == call.action)
+            .unwrap_or(self.actions.len());
+        let class = self
+            .class_of
+            .get(r)
+            .and_then(|row| row.get(a))
+            .copied()
+            .flatten();
+        let ctx = &call.context;
+        let resource_ok = crate::token::is_segment(call.resource);
+        let action_ok = crate::token::is_segment(call.action);
+        let fault =
+            quote! { #p::gate_fault(#resource_ok, #action_ok, #p::GateContext::fault(#ctx)) };
+        let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
+        let Some(class) = class.and_then(|c| self.classes.get(c).map(|rules| (c, rules))) else {
+            return quote! {
+                ::core::option::Option::Some(match #fault {
+                    0 => #default,
+                    code => #p::name_fault_decision(code),
+                })
+            };
+        };
+        let class_fn = self.class_fn(class.0, class.1);
+        let class_name = format_ident!("class_{}", class.0);
+        let slot_fields = self.slot_fields();
+        let slots = self.slots.iter().enumerate().map(|(i, (field, ty))| {
+            let name = format_ident!("f{}", i);
+            let value = self.gate_slot(field, *ty, call);
+            quote! { #name: #value, }
+        });
+        quote! {
+            {
+                #[allow(clippy::all, clippy::pedantic, unused_parens, non_camel_case_types, dead_code, missing_docs)]
+                mod __capfence_gate {
+                    #[derive(Debug, Clone, Copy)]
+                    pub struct CompiledView { #(#slot_fields)* }
+                    #class_fn
+                    #[inline]
+                    pub fn decide(fault: u8, v: &CompiledView) -> #p::CompiledDecision {
+                        if fault != 0 {
+                            return #p::name_fault_decision(fault);
+                        }
+                        #class_name(v)
+                    }
+                }
+                #[allow(unused_parens, clippy::all)]
+                let view = __capfence_gate::CompiledView { #(#slots)* };
+                ::core::option::Option::Some(__capfence_gate::decide(#fault, &view))
+            }
+        }
+    }
+
     fn items(&self) -> TokenStream {
         let p = quote! { ::capfence::__private };
         let digest = &self.policy.digest;
         let file = &self.policy.file;
-        let slot_fields = self.slots.iter().enumerate().map(|(i, (field, ty))| {
-            let name = format_ident!("f{}", i);
-            let doc = format!("`{}` ({})", field, ty.describe());
-            let ty = match (field, ty) {
-                (Field::Risk, _) => quote! { #p::RiskSlot },
-                (_, FieldType::Number) => quote! { #p::NumSlot },
-                _ => quote! { #p::SymSlot },
-            };
-            quote! { #[doc = #doc] pub #name: #ty, }
-        });
+        let slot_fields = self.slot_fields();
         let class_fns = self
             .classes
             .iter()
@@ -661,6 +832,32 @@ impl Plan<'_> {
 /// impls), for a file or a module.
 pub fn generate(policy: &Policy) -> TokenStream {
     Plan::new(policy).items()
+}
+
+/// One gated call, as [`generate_gate`] decides it.
+pub struct GateCall<'a> {
+    /// The capability's resource and action (lowercase).
+    pub resource: &'a str,
+    /// See `resource`.
+    pub action: &'a str,
+    /// An expression of a type that implements `GateContext` (actor,
+    /// environment, risk and their name fault).
+    pub context: TokenStream,
+    /// Payload field name and the expression of the argument passed as it
+    /// (a type that implements `PayloadValue`).
+    pub args: Vec<(String, TokenStream)>,
+}
+
+/// The decision of a gated call as an expression of type
+/// `Option<CompiledDecision>`, computed from its context and typed arguments:
+/// the capability's class is fixed at compile time, numbers are ranked and
+/// strings looked up without building an event or a payload map. `None` when
+/// a velocity window counts the capability: that decision needs the ledger's
+/// totals and is made inside the transaction that records it. It decides as
+/// [`Policy::decide`] does on the event the call stands for (a property test
+/// checks it).
+pub fn generate_gate(policy: &Policy, call: &GateCall<'_>) -> TokenStream {
+    Plan::new(policy).gate(call)
 }
 
 /// The decision table as a block expression whose value is the

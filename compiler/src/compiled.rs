@@ -59,22 +59,157 @@ pub struct RiskSlot {
 
 /// A payload value as a number slot (a number, or a string holding one),
 /// ranked among `thresholds` (sorted, distinct).
-pub fn num(value: Option<&Value>, thresholds: &[Decimal]) -> NumSlot {
+#[inline]
+pub fn num(value: Option<&Value>, thresholds: &Thresholds<'_>) -> NumSlot {
+    arg_num(value.map(Value::as_arg), thresholds)
+}
+
+/// A payload value borrowed for a decision: what a generated view needs to
+/// know of it, without copying a string. [`Value::as_arg`] gives it for an
+/// event's payload; a gated function's typed arguments give it directly, so
+/// the gate decides without building a payload map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    /// An exact number.
+    Number(Decimal),
+    /// A string (a plain decimal in it also counts as a number).
+    Str(&'a str),
+    /// Anything else: a boolean, null, a list, an object, a number that
+    /// cannot be held exactly. Neither a number nor a string for any test.
+    Other,
+}
+
+impl Arg<'_> {
+    /// The argument as an exact decimal: a number, or a string holding one
+    /// (the same rule as [`Value::as_number`]).
+    pub fn as_number(self) -> Option<Decimal> {
+        match self {
+            Arg::Number(n) => Some(n),
+            Arg::Str(s) => crate::number::parse_exact(s),
+            Arg::Other => None,
+        }
+    }
+}
+
+/// A (possibly missing) argument as a number slot, ranked among `thresholds`.
+#[inline]
+pub fn arg_num(value: Option<Arg<'_>>, thresholds: &Thresholds<'_>) -> NumSlot {
     match value {
-        None => NumSlot {
-            state: MISSING,
-            rank: 0,
-        },
+        None => MISSING_NUM,
         Some(v) => match v.as_number() {
             Some(n) => NumSlot {
                 state: OK,
-                rank: rank(n, thresholds),
+                rank: thresholds.rank(n),
             },
             None => NumSlot {
                 state: BAD,
                 rank: 0,
             },
         },
+    }
+}
+
+/// A numeric field's thresholds, sorted and distinct, as a generated table
+/// holds them: as decimals, and (when they fit) as integers at one common
+/// scale, so that ranking a value is an integer binary search instead of
+/// decimal comparisons that rescale on every step.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds<'a> {
+    /// The thresholds.
+    pub values: &'a [Decimal],
+    /// The largest scale among them.
+    pub scale: u32,
+    /// Each threshold times `10^scale`, or `None` when one does not fit an `i128`.
+    pub scaled: Option<&'a [i128]>,
+}
+
+/// `10^i` for every scale a [`Decimal`] can have.
+// Evaluated at compile time: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
+const POW10: [i128; 29] = {
+    let mut table = [1i128; 29];
+    let mut i = 1;
+    while i < 29 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// `10^exponent` (exponents above 28 do not occur: a scale is at most 28).
+fn pow10(exponent: u32) -> i128 {
+    usize::try_from(exponent)
+        .ok()
+        .and_then(|i| POW10.get(i))
+        .copied()
+        .unwrap_or(i128::MAX)
+}
+
+/// `mantissa * up`, `None` on overflow. Amounts are small: when both fit a
+/// `u64`, one widening multiply (an `i128` overflow check is a library call).
+#[inline]
+fn scale_up(mantissa: i128, up: i128) -> Option<i128> {
+    let magnitude = mantissa.unsigned_abs();
+    if let (Ok(m), Ok(u)) = (u64::try_from(magnitude), u64::try_from(up)) {
+        let product = i128::try_from(u128::from(m) * u128::from(u)).ok()?;
+        return Some(if mantissa < 0 { -product } else { product });
+    }
+    mantissa.checked_mul(up)
+}
+
+/// The common scale of a generated table's thresholds: at least this, so that
+/// an amount with up to this many decimals ranks by one multiply and an
+/// integer search.
+const MIN_COMMON_SCALE: u32 = 8;
+
+/// `values` (sorted, distinct) as integers at their largest scale, for
+/// [`Thresholds::scaled`]; `None` when one does not fit.
+pub fn fixed_point(values: &[Decimal]) -> (u32, Option<Vec<i128>>) {
+    let at = |scale: u32| -> Option<Vec<i128>> {
+        values
+            .iter()
+            .map(|v| v.mantissa().checked_mul(pow10(scale - v.scale())))
+            .collect()
+    };
+    let least = values.iter().map(Decimal::scale).max().unwrap_or(0);
+    let wide = least.max(MIN_COMMON_SCALE);
+    match at(wide) {
+        Some(scaled) => (wide, Some(scaled)),
+        None => (least, at(least)),
+    }
+}
+
+impl Thresholds<'_> {
+    /// The rank of `value` (see [`NumSlot`]); equal to [`rank`] always.
+    #[inline]
+    pub fn rank(&self, value: Decimal) -> u32 {
+        let Some(scaled) = self.scaled else {
+            return rank(value, self.values);
+        };
+        // Compare at the larger of the two scales, by multiplying only (an
+        // `i128` division is a slow library call). A product that overflows
+        // is beyond every threshold (`|mantissa| < 2^96`), on its sign's side.
+        let mantissa = value.mantissa();
+        let found = if value.scale() <= self.scale {
+            let up = pow10(self.scale - value.scale());
+            match scale_up(mantissa, up) {
+                Some(q) => scaled.binary_search(&q),
+                None if mantissa > 0 => Err(scaled.len()),
+                None => Err(0),
+            }
+        } else {
+            let up = pow10(value.scale() - self.scale);
+            scaled.binary_search_by(|t| match t.checked_mul(up) {
+                Some(t) => t.cmp(&mantissa),
+                None if *t > 0 => std::cmp::Ordering::Greater,
+                None => std::cmp::Ordering::Less,
+            })
+        };
+        let r = match found {
+            Ok(i) => 2 * i + 1,
+            Err(i) => 2 * i,
+        };
+        u32::try_from(r).unwrap_or(u32::MAX)
     }
 }
 
@@ -100,16 +235,30 @@ pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
 }
 
 /// A payload string tested by the policy, as a symbol slot: [`BAD`] when not a
-/// string, [`NOT_TOKEN`] when not a token, else the index `index` gives it.
-pub fn payload_sym(value: Option<&Value>, index: impl Fn(&str) -> u32) -> SymSlot {
-    string_slot(value, token::is_token, index)
+/// string, [`NOT_TOKEN`] when not a token, else the index `index` gives it
+/// (`literals`, their number, when it is none of them).
+#[inline]
+pub fn payload_sym(value: Option<&Value>, literals: u32, index: impl Fn(&str) -> u32) -> SymSlot {
+    arg_sym(value.map(Value::as_arg), literals, index)
 }
 
 /// A payload string of a `unicode_fields` field, as a symbol slot: the index
 /// of the literal (NFKC form) it equals after normalization, compared without
 /// allocating; the number of literals when it equals none.
 pub fn text_sym(value: Option<&Value>, literals: &[&str]) -> SymSlot {
-    string_slot(value, token::is_text, |s| {
+    arg_text(value.map(Value::as_arg), literals)
+}
+
+/// [`payload_sym`] for a borrowed argument.
+#[inline]
+pub fn arg_sym(value: Option<Arg<'_>>, literals: u32, index: impl Fn(&str) -> u32) -> SymSlot {
+    string_slot(value, token::is_token, literals, index)
+}
+
+/// [`text_sym`] for a borrowed argument.
+pub fn arg_text(value: Option<Arg<'_>>, literals: &[&str]) -> SymSlot {
+    let count = u32::try_from(literals.len()).unwrap_or(u32::MAX);
+    string_slot(value, token::is_text, count, |s| {
         let at = literals
             .iter()
             .position(|l| token::text_eq(s, l))
@@ -118,18 +267,25 @@ pub fn text_sym(value: Option<&Value>, literals: &[&str]) -> SymSlot {
     })
 }
 
-/// A payload string as a slot: missing, not a string, not `well_formed`, or
-/// the index `index` gives it.
+/// An argument as a string slot: missing, not a string, not `well_formed`, or
+/// the index `index` gives it. A value equal to one of the policy's literals
+/// is well formed (the loader accepts only well-formed literals), so only a
+/// value that is none of them (index `literals`) is checked.
+#[inline]
 fn string_slot(
-    value: Option<&Value>,
+    value: Option<Arg<'_>>,
     well_formed: fn(&str) -> bool,
+    literals: u32,
     index: impl Fn(&str) -> u32,
 ) -> SymSlot {
-    let (state, id) = match value.map(Value::as_str) {
+    let (state, id) = match value {
         None => (MISSING, 0),
-        Some(None) => (BAD, 0),
-        Some(Some(s)) if !well_formed(s) => (NOT_TOKEN, 0),
-        Some(Some(s)) => (OK, index(s)),
+        Some(Arg::Str(s)) => match index(s) {
+            id if id < literals => (OK, id),
+            _ if !well_formed(s) => (NOT_TOKEN, 0),
+            id => (OK, id),
+        },
+        Some(_) => (BAD, 0),
     };
     SymSlot { state, id }
 }
@@ -139,7 +295,72 @@ pub fn name_fault(event: &crate::event::Event) -> u8 {
     crate::eval::name_fault(event)
 }
 
+/// The name fault code of a gated call: its capability was fixed when the
+/// gate compiled; `context` is the code of its actor, environment and risk
+/// ([`crate::eval::names_fault`] with no resource or action).
+#[inline]
+pub const fn gate_fault(resource_ok: bool, action_ok: bool, context: u8) -> u8 {
+    if !resource_ok {
+        1
+    } else if !action_ok {
+        2
+    } else {
+        context
+    }
+}
+
+/// What a gated call's view reads of the context it runs in. The environment
+/// is lowercase (as event intake makes it); `fault` is the name fault code of
+/// actor, environment and risk, computed when the context was made.
+pub trait GateContext {
+    /// The actor.
+    fn actor(&self) -> &str;
+    /// The environment, lowercase.
+    fn environment(&self) -> &str;
+    /// The risk level.
+    fn risk(&self) -> Risk;
+    /// [`crate::eval::names_fault`] of the actor, environment and risk.
+    fn fault(&self) -> u8;
+}
+
+impl<T: GateContext + ?Sized> GateContext for &T {
+    fn actor(&self) -> &str {
+        (**self).actor()
+    }
+    fn environment(&self) -> &str {
+        (**self).environment()
+    }
+    fn risk(&self) -> Risk {
+        (**self).risk()
+    }
+    fn fault(&self) -> u8 {
+        (**self).fault()
+    }
+}
+
+/// A risk slot for a level known to be valid.
+#[inline]
+pub const fn risk_level(level: Risk) -> RiskSlot {
+    RiskSlot {
+        state: OK,
+        level: level as u8,
+    }
+}
+
+/// A symbol slot for a field the call does not carry.
+pub const MISSING_SYM: SymSlot = SymSlot {
+    state: MISSING,
+    id: 0,
+};
+
+/// A number slot for a field the call does not carry.
+pub const MISSING_NUM: NumSlot = NumSlot {
+    state: MISSING,
+    rank: 0,
+};
+
 /// The deny for a name fault code.
+#[inline]
 pub fn name_fault_decision(code: u8) -> CompiledDecision {
     CompiledDecision {
         kind: DecisionKind::Deny,
@@ -152,6 +373,7 @@ pub fn name_fault_decision(code: u8) -> CompiledDecision {
 }
 
 /// A symbol slot from a looked-up built-in name and its index function.
+#[inline]
 pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u32) -> SymSlot {
     match value {
         None => SymSlot {

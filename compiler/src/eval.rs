@@ -137,16 +137,33 @@ pub const NAME_FAULT_REASONS: [&str; 6] = [
 /// 2 action, 3 environment, 4 actor, 5 risk; 0 when all are fine. Every event
 /// is held to this, whatever the policy tests (see [`NAME_FAULT_REASONS`]).
 pub fn name_fault(event: &Event) -> u8 {
-    let bad = |v: &Option<String>, ok: fn(&str) -> bool| v.as_deref().is_some_and(|v| !ok(v));
-    if bad(&event.resource, token::is_segment) {
+    names_fault(
+        event.resource.as_deref(),
+        event.action.as_deref(),
+        event.environment.as_deref(),
+        event.actor.as_deref(),
+        event.risk.as_deref(),
+    )
+}
+
+/// [`name_fault`] of names given one by one (absent names are not faults).
+pub fn names_fault(
+    resource: Option<&str>,
+    action: Option<&str>,
+    environment: Option<&str>,
+    actor: Option<&str>,
+    risk: Option<&str>,
+) -> u8 {
+    let bad = |v: Option<&str>, ok: fn(&str) -> bool| v.is_some_and(|v| !ok(v));
+    if bad(resource, token::is_segment) {
         1
-    } else if bad(&event.action, token::is_segment) {
+    } else if bad(action, token::is_segment) {
         2
-    } else if bad(&event.environment, token::is_token) {
+    } else if bad(environment, token::is_token) {
         3
-    } else if bad(&event.actor, token::is_token) {
+    } else if bad(actor, token::is_token) {
         4
-    } else if bad(&event.risk, token::is_token) {
+    } else if bad(risk, token::is_token) {
         5
     } else {
         0

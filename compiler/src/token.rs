@@ -43,11 +43,43 @@ pub const TEXT_DESCRIPTION: &str =
 /// assert!(!is_token("ſtaging"));
 /// assert!(!is_token(""));
 /// ```
+#[inline]
 pub fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || TOKEN_PUNCTUATION.as_bytes().contains(&b))
+    !text.is_empty() && text.bytes().fold(TOKEN, |all, b| all & byte_class(b)) != 0
+}
+
+/// [`byte_class`] bit: the byte may appear in a token.
+const TOKEN: u8 = 1;
+/// [`byte_class`] bit: the byte may appear in a segment.
+const SEGMENT: u8 = 2;
+
+/// Which kinds of name each byte may appear in, one lookup per byte (names
+/// are checked on every decision).
+// Evaluated at compile time: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+            table[b] = TOKEN | SEGMENT;
+        }
+        let mut i = 0;
+        while i < TOKEN_PUNCTUATION.len() {
+            if TOKEN_PUNCTUATION.as_bytes()[i] == c {
+                table[b] |= TOKEN;
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+#[inline]
+fn byte_class(b: u8) -> u8 {
+    CLASSES.get(usize::from(b)).copied().unwrap_or(0)
 }
 
 /// Whether `text` is a segment: non-empty, ASCII letters, digits, `_` and `-`.
@@ -59,10 +91,7 @@ pub fn is_token(text: &str) -> bool {
 /// assert!(!is_segment("ｔransfer"));
 /// ```
 pub fn is_segment(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !text.is_empty() && text.bytes().fold(SEGMENT, |all, b| all & byte_class(b)) != 0
 }
 
 /// Whether `text` may be compared as Unicode text (see the module docs): its

@@ -9,6 +9,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 
 use capfence_compiler::Policy;
+use capfence_compiler::codegen::{GateCall, generate_gate};
 use capfence_compiler::policy::{CapabilityPattern, Field, FieldType};
 use capfence_compiler::suggest::closest;
 
@@ -38,22 +39,25 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The policy file: `policy = "…"` on the attribute, else
 /// `[package.metadata.capfence] policy = "…"` in the crate's Cargo.toml.
-fn policy_path(args: &GateArgs) -> syn::Result<(PathBuf, String)> {
+fn policy_path(
+    capability: &syn::LitStr,
+    policy: Option<&syn::LitStr>,
+) -> syn::Result<(PathBuf, String)> {
     let base = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_default();
-    if let Some(lit) = &args.policy {
+    if let Some(lit) = policy {
         return Ok((base.join(lit.value()), lit.value()));
     }
     let manifest = std::fs::read_to_string(base.join("Cargo.toml")).unwrap_or_default();
     match metadata_policy(&manifest) {
         Ok(Some(path)) => Ok((base.join(&path), path)),
         Ok(None) => Err(syn::Error::new(
-            args.capability.span(),
+            capability.span(),
             "no policy to check this gate against: add `[package.metadata.capfence] policy = \"policies/….yaml\"` \
              to Cargo.toml, or `policy = \"…\"` to the attribute",
         )),
-        Err(why) => Err(syn::Error::new(args.capability.span(), why)),
+        Err(why) => Err(syn::Error::new(capability.span(), why)),
     }
 }
 
@@ -93,39 +97,48 @@ fn is_context(ty: &Type) -> Option<bool> {
     }
 }
 
-fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
-    let args: GateArgs = syn::parse2(args)?;
-    let capability = args.capability.value();
+/// A gate's capability and the policy it is checked against.
+pub struct Checked {
+    pub policy: Policy,
+    pub resource: String,
+    pub action: String,
+    /// The policy file, as a path to track for rebuilds.
+    pub track: String,
+}
+
+/// Loads the policy (`policy = "…"` or Cargo.toml's) and checks that
+/// `capability` is a `resource.action` some rule of it names.
+pub fn check_capability(
+    capability_lit: &syn::LitStr,
+    policy: Option<&syn::LitStr>,
+) -> syn::Result<Checked> {
+    let capability = capability_lit.value();
     let Some((resource, action)) = capability
         .split_once('.')
         .filter(|(r, a)| !r.is_empty() && !a.is_empty() && !a.contains('.'))
         .map(|(r, a)| (r.to_ascii_lowercase(), a.to_ascii_lowercase()))
     else {
         return Err(syn::Error::new(
-            args.capability.span(),
+            capability_lit.span(),
             format!(
                 "`{capability}` is not a capability: expected `resource.action`, e.g. \"payments.transfer\""
             ),
         ));
     };
-    let (path, shown) = policy_path(&args)?;
+    let (path, shown) = policy_path(capability_lit, policy)?;
     let mut policy = Policy::load(&path).map_err(|e| {
         let mut e = e;
         e.file = shown.clone();
-        syn::Error::new(
-            args.capability.span(),
-            format!("capfence policy error: {e}"),
-        )
+        syn::Error::new(capability_lit.span(), format!("capfence policy error: {e}"))
     })?;
     policy.file = shown.clone();
 
     // The capability must be one the policy names.
-    let applicable: Vec<_> = policy
+    let applicable = policy
         .rules
         .iter()
-        .filter(|r| r.capability.matches(&resource, &action))
-        .collect();
-    if applicable.is_empty() {
+        .any(|r| r.capability.matches(&resource, &action));
+    if !applicable {
         let known: Vec<String> = policy
             .rules
             .iter()
@@ -147,12 +160,34 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             None => String::new(),
         };
         return Err(syn::Error::new(
-            args.capability.span(),
+            capability_lit.span(),
             format!(
                 "the policy {shown} has no rule for `{capability}`, so every call would be denied{hint}"
             ),
         ));
     }
+    Ok(Checked {
+        policy,
+        resource,
+        action,
+        track: path.display().to_string(),
+    })
+}
+
+fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
+    let args: GateArgs = syn::parse2(args)?;
+    let capability = args.capability.value();
+    let Checked {
+        policy,
+        resource,
+        action,
+        track,
+    } = check_capability(&args.capability, args.policy.as_ref())?;
+    let applicable: Vec<_> = policy
+        .rules
+        .iter()
+        .filter(|r| r.capability.matches(&resource, &action))
+        .collect();
 
     // Arguments: the context, the payload, skip and rename.
     let mut context: Option<(Ident, bool)> = None;
@@ -235,7 +270,20 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         Some((ident, false)) => quote! { ::core::option::Option::Some(&#ident) },
         None => quote! { ::core::option::Option::None },
     };
-    let track = path.display().to_string();
+    // The table of the policy this gate was checked against, specialized to
+    // its capability: it decides from the typed arguments.
+    let decide = generate_gate(
+        &policy,
+        &GateCall {
+            resource: &resource,
+            action: &action,
+            context: quote! { __capfence_ctx },
+            args: payload
+                .iter()
+                .map(|(ident, name)| (name.clone(), quote! { #ident }))
+                .collect(),
+        },
+    );
     // The digest of the policy this gate was checked against: a runtime on
     // any other policy (another file, or this one edited since) is refused.
     let digest = &policy.digest;
@@ -244,14 +292,18 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     };
     let check = quote! {
         const _: &[u8] = ::core::include_bytes!(#track);
-        let __capfence_payload = {
-            let mut payload = ::std::collections::BTreeMap::<::std::string::String, ::capfence::__private::Value>::new();
-            #( payload.insert(::std::string::String::from(#names), ::capfence::__private::PayloadValue::to_payload_value(&#idents)); )*
-            payload
-        };
-        if let ::core::result::Result::Err(__capfence_blocked) =
-            ::capfence::__private::check(#context, #resource, #action, #digest, __capfence_payload)
-        {
+        if let ::core::result::Result::Err(__capfence_blocked) = ::capfence::__private::gate(
+            #context,
+            #resource,
+            #action,
+            #digest,
+            |__capfence_ctx: &::capfence::__private::Context| #decide,
+            || {
+                let mut payload = ::std::collections::BTreeMap::<::std::string::String, ::capfence::__private::Value>::new();
+                #( payload.insert(::std::string::String::from(#names), ::capfence::__private::PayloadValue::to_payload_value(&#idents)); )*
+                payload
+            },
+        ) {
             #blocked
         }
     };
@@ -282,6 +334,95 @@ fn returns_result(output: &ReturnType) -> bool {
             _ => false,
         },
         ReturnType::Default => false,
+    }
+}
+
+/// `gate_decision!([policy = "…",] "resource.action", context, field = expr, …)`:
+/// the decision the gate's table makes for a call, without recording it.
+pub struct DecisionInput {
+    policy: Option<syn::LitStr>,
+    capability: syn::LitStr,
+    context: syn::Expr,
+    args: Vec<(Ident, syn::Expr)>,
+}
+
+impl syn::parse::Parse for DecisionInput {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let mut policy = None;
+        if input.peek(Ident) && input.peek2(syn::Token![=]) {
+            let key: Ident = input.parse()?;
+            if key != "policy" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "expected `policy = \"path.yaml\",` or the capability string first",
+                ));
+            }
+            input.parse::<syn::Token![=]>()?;
+            policy = Some(input.parse()?);
+            input.parse::<syn::Token![,]>()?;
+        }
+        let capability = input.parse()?;
+        input.parse::<syn::Token![,]>()?;
+        let context = input.parse()?;
+        let mut args = Vec::new();
+        while !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            input.parse::<syn::Token![=]>()?;
+            args.push((name, input.parse()?));
+        }
+        Ok(DecisionInput {
+            policy,
+            capability,
+            context,
+            args,
+        })
+    }
+}
+
+pub fn expand_decision(input: TokenStream) -> TokenStream {
+    let input: DecisionInput = match syn::parse2(input) {
+        Ok(i) => i,
+        Err(e) => return e.to_compile_error(),
+    };
+    let checked = match check_capability(&input.capability, input.policy.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return e.to_compile_error(),
+    };
+    let lets = input.args.iter().enumerate().map(|(i, (_, expr))| {
+        let var = quote::format_ident!("__capfence_arg{}", i);
+        quote! { let #var = &(#expr); }
+    });
+    let args = input
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let var = quote::format_ident!("__capfence_arg{}", i);
+            (name.to_string(), quote! { #var })
+        })
+        .collect();
+    let decide = generate_gate(
+        &checked.policy,
+        &GateCall {
+            resource: &checked.resource,
+            action: &checked.action,
+            context: quote! { __capfence_ctx },
+            args,
+        },
+    );
+    let context = &input.context;
+    let track = &checked.track;
+    quote! {
+        {
+            const _: &[u8] = ::core::include_bytes!(#track);
+            let __capfence_ctx = &(#context);
+            #(#lets)*
+            #decide
+        }
     }
 }
 

@@ -38,3 +38,16 @@ pub fn gate(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn policy(input: TokenStream) -> TokenStream {
     policy::expand(input.into()).into()
 }
+
+/// The decision a gate's table makes for one call, without running or
+/// recording anything: `Option<capfence::CompiledDecision>`, `None` for a
+/// capability a velocity window counts (that needs the ledger).
+///
+/// `capfence::gate_decision!([policy = "p.yaml",] "payments.transfer", &ctx, amount = dec!(120), destination = "v")`.
+/// The same generated code a `#[capfence::gate]` on a function taking those
+/// arguments runs first: for regression suites and benchmarks of the gate's
+/// typed path.
+#[proc_macro]
+pub fn gate_decision(input: TokenStream) -> TokenStream {
+    gate::expand_decision(input.into()).into()
+}

@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use capfence_compiler::DecisionKind;
+use capfence_compiler::compiled::{Arg, CompiledDecision, GateContext};
+use capfence_compiler::eval::names_fault;
 use capfence_compiler::event::{Event, Value};
 use capfence_compiler::policy::Risk;
 use rust_decimal::Decimal;
@@ -34,8 +36,11 @@ use crate::verdict::Verdict;
 pub struct Context {
     runtime: ActionRuntime,
     actor: String,
+    /// Lowercase, as event intake makes it.
     environment: String,
     risk: Risk,
+    /// The name fault code of actor and environment (0: both are tokens).
+    fault: u8,
 }
 
 thread_local! {
@@ -45,11 +50,14 @@ thread_local! {
 impl Context {
     /// A context for `actor` in `environment` (risk `low` unless set).
     pub fn new(runtime: ActionRuntime, actor: &str, environment: &str) -> Context {
+        let environment = environment.to_ascii_lowercase();
+        let fault = names_fault(None, None, Some(&environment), Some(actor), None);
         Context {
             runtime,
             actor: actor.to_owned(),
-            environment: environment.to_owned(),
+            environment,
             risk: Risk::Low,
+            fault,
         }
     }
 
@@ -62,6 +70,16 @@ impl Context {
     /// The actor.
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+
+    /// The environment (lowercase).
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// The risk level.
+    pub fn risk(&self) -> Risk {
+        self.risk
     }
 
     /// The runtime.
@@ -95,6 +113,21 @@ impl Context {
     /// The innermost ambient context on this thread, if any.
     pub fn current() -> Option<Context> {
         AMBIENT.with(|a| a.borrow().last().cloned())
+    }
+}
+
+impl GateContext for Context {
+    fn actor(&self) -> &str {
+        &self.actor
+    }
+    fn environment(&self) -> &str {
+        &self.environment
+    }
+    fn risk(&self) -> Risk {
+        self.risk
+    }
+    fn fault(&self) -> u8 {
+        self.fault
     }
 }
 
@@ -156,14 +189,25 @@ impl fmt::Display for Blocked {
 impl std::error::Error for Blocked {}
 
 /// A tool argument as a payload value.
+///
+/// The gate decides from [`as_arg`](Self::as_arg), a borrowed view that costs
+/// nothing to make; [`to_payload_value`](Self::to_payload_value) is called
+/// only to write the audit record. The two must agree:
+/// `to_payload_value().as_arg() == as_arg()`.
 pub trait PayloadValue {
     /// The value the policy sees.
     fn to_payload_value(&self) -> Value;
+
+    /// The value borrowed for the decision.
+    fn as_arg(&self) -> Arg<'_>;
 }
 
 impl PayloadValue for Decimal {
     fn to_payload_value(&self) -> Value {
         Value::Number(*self)
+    }
+    fn as_arg(&self) -> Arg<'_> {
+        Arg::Number(*self)
     }
 }
 
@@ -172,6 +216,9 @@ macro_rules! integers {
         impl PayloadValue for $t {
             fn to_payload_value(&self) -> Value {
                 Value::Number(Decimal::from(*self))
+            }
+            fn as_arg(&self) -> Arg<'_> {
+                Arg::Number(Decimal::from(*self))
             }
         }
     )*};
@@ -182,11 +229,17 @@ impl PayloadValue for str {
     fn to_payload_value(&self) -> Value {
         Value::String(self.to_owned())
     }
+    fn as_arg(&self) -> Arg<'_> {
+        Arg::Str(self)
+    }
 }
 
 impl PayloadValue for String {
     fn to_payload_value(&self) -> Value {
         Value::String(self.clone())
+    }
+    fn as_arg(&self) -> Arg<'_> {
+        Arg::Str(self)
     }
 }
 
@@ -194,11 +247,17 @@ impl PayloadValue for bool {
     fn to_payload_value(&self) -> Value {
         Value::Bool(*self)
     }
+    fn as_arg(&self) -> Arg<'_> {
+        Arg::Other
+    }
 }
 
 impl<T: PayloadValue + ?Sized> PayloadValue for &T {
     fn to_payload_value(&self) -> Value {
         (**self).to_payload_value()
+    }
+    fn as_arg(&self) -> Arg<'_> {
+        (**self).as_arg()
     }
 }
 
@@ -207,19 +266,26 @@ impl<T: PayloadValue> PayloadValue for Option<T> {
         self.as_ref()
             .map_or(Value::Null, PayloadValue::to_payload_value)
     }
+    fn as_arg(&self) -> Arg<'_> {
+        self.as_ref().map_or(Arg::Other, PayloadValue::as_arg)
+    }
 }
 
-/// Decides a gated call: builds the event, executes it (decision and audit
-/// record), and lets the call proceed only if it is authorized. `digest` is
-/// the policy the gate was checked against at compile time: a runtime on any
-/// other policy denies the call (recorded), naming both digests.
+/// Decides a gated call and records it; the call proceeds only if it is
+/// authorized. `digest` is the policy the gate was checked against at compile
+/// time: a runtime on any other policy denies the call (recorded), naming both
+/// digests. `decide` is the gate's own table, deciding from the typed
+/// arguments (`None` for a capability a velocity window counts: the runtime
+/// decides that one on the ledger's totals); `payload` builds the payload for
+/// the audit record and any ticket, after the decision.
 #[doc(hidden)]
-pub fn check(
+pub fn gate(
     context: Option<&Context>,
     resource: &str,
     action: &str,
     digest: &str,
-    payload: BTreeMap<String, Value>,
+    decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+    payload: impl FnOnce() -> BTreeMap<String, Value>,
 ) -> Result<Verdict, Blocked> {
     let ambient;
     let context = match context {
@@ -239,6 +305,8 @@ pub fn check(
             }
         },
     };
+    let running = context.runtime.policy_digest();
+    let decision = (running == digest).then(|| decide(context));
     let mut event = Event::new(
         &context.actor,
         resource,
@@ -246,19 +314,19 @@ pub fn check(
         &context.environment,
         context.risk.name(),
     );
-    event.payload = payload;
-    let running = context.runtime.policy_digest();
-    let verdict = if running == digest {
-        context.runtime.execute_event(&event)
-    } else {
-        context.runtime.deny_event(
-            &event,
+    event.payload = payload();
+    let verdict = match decision {
+        Some(decision) => context
+            .runtime
+            .execute_decided(event, decision.map(CompiledDecision::to_decision)),
+        None => context.runtime.deny_event(
+            event,
             &format!(
                 "denied: this gate was checked against policy {digest}, but the runtime runs \
                  policy {running}; build the runtime from the same policy \
                  (ActionRuntime::compiled_builder(&capfence::policy!(…)))"
             ),
-        )
+        ),
     };
     if verdict.authorized {
         Ok(verdict)

@@ -43,7 +43,7 @@ pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
 pub use capfence_compiler::event::{Event, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
-pub use capfence_macros::{gate, policy};
+pub use capfence_macros::{gate, gate_decision, policy};
 pub use decide::{Compiled, Decide};
 pub use gate::{Blocked, Context, PayloadValue};
 pub use ledger::{Ledger, OperatorError, VerifyError};
@@ -57,10 +57,11 @@ pub use verdict::Verdict;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decide::{Compiled, Decide};
-    pub use crate::gate::{PayloadValue, check};
+    pub use crate::gate::{Context, PayloadValue, gate};
     pub use capfence_compiler::compiled::{
-        BAD, CompiledDecision, MISSING, NOT_TOKEN, NumSlot, OK, RiskSlot, SymSlot, name_fault,
-        name_fault_decision, num, payload_sym, risk, sym, text_sym,
+        Arg, BAD, CompiledDecision, GateContext, MISSING, MISSING_NUM, MISSING_SYM, NOT_TOKEN,
+        NumSlot, OK, RiskSlot, SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault,
+        name_fault, name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
     };
     pub use capfence_compiler::eval::{Decision, DecisionKind};
     pub use capfence_compiler::event::Event;

@@ -336,17 +336,35 @@ impl ActionRuntime {
 
     /// Records a deny of `event` for `reason` without consulting the policy
     /// (a gate checked against another policy than the runtime's).
-    pub(crate) fn deny_event(&self, event: &Event, reason: &str) -> Verdict {
+    pub(crate) fn deny_event(&self, event: Event, reason: &str) -> Verdict {
         let decision = Decision {
             kind: DecisionKind::Deny,
             rule: None,
             reason: reason.to_owned(),
         };
         self.ledger
-            .settle(event.clone(), decision, self.decider.digest(), None, None)
+            .settle(event, decision, self.decider.digest(), None, None)
             .unwrap_or_else(|e| {
                 Verdict::deny(format!("denied: no audit record could be written ({e})"))
             })
+    }
+
+    /// Settles `event` on a decision already made by a table of this
+    /// runtime's policy (a gate's, from its typed arguments): approvals,
+    /// grants and the audit record as for [`execute`](Self::execute).
+    /// `None`, or a capability a velocity window counts, is decided here.
+    pub(crate) fn execute_decided(&self, event: Event, decision: Option<Decision>) -> Verdict {
+        let started = std::time::Instant::now();
+        // The event moves into the ledger; keep a copy only for a listener.
+        let traced = tracing::enabled!(target: "capfence::decision", tracing::Level::INFO)
+            .then(|| event.clone());
+        let result = self.settle_owned(event, decision);
+        if let Some(event) = traced {
+            trace_decision(&event, &result, started.elapsed());
+        }
+        result.unwrap_or_else(|e| {
+            Verdict::deny(format!("denied: no audit record could be written ({e})"))
+        })
     }
 
     /// Like [`execute`](Self::execute), but a storage fault is an `Err`
@@ -363,28 +381,35 @@ impl ActionRuntime {
     }
 
     fn settle_event(&self, event: &Event) -> Result<Verdict, RuntimeError> {
+        self.settle_owned(event.clone(), None)
+    }
+
+    /// Settles `event`, decided by `decided` when given (a decision of this
+    /// runtime's policy), else by the decider.
+    fn settle_owned(
+        &self,
+        event: Event,
+        decided: Option<Decision>,
+    ) -> Result<Verdict, RuntimeError> {
         // A capability some velocity window covers is decided inside the
         // transaction, on its window totals; this decision is a placeholder.
-        let windowed = self.windowed.as_ref().filter(|w| w.covers(event)).cloned();
-        let decision = match &windowed {
-            Some(_) => Decision {
+        let windowed = self.windowed.as_ref().filter(|w| w.covers(&event)).cloned();
+        let decision = match (&windowed, decided) {
+            (Some(_), _) => Decision {
                 kind: DecisionKind::Deny,
                 rule: None,
                 reason: "decided on its window totals".to_owned(),
             },
-            None => self.decider.decide(event),
+            (None, Some(decision)) => decision,
+            (None, None) => self.decider.decide(&event),
         };
         // Approvals need the deciding rule's facts: the fields a grant's caps
         // may name, the quorum and who may sign.
         let policy = (decision.kind == DecisionKind::RequireApproval || windowed.is_some())
             .then(|| Arc::clone(&self.policy));
-        Ok(self.ledger.settle(
-            event.clone(),
-            decision,
-            self.decider.digest(),
-            policy,
-            windowed,
-        )?)
+        Ok(self
+            .ledger
+            .settle(event, decision, self.decider.digest(), policy, windowed)?)
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`

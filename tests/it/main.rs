@@ -13,5 +13,6 @@ mod demo;
 mod differential;
 mod fuzz_replay;
 mod gate;
+mod gate_typed;
 mod hardening;
 mod ui;

@@ -95,3 +95,58 @@ proptest! {
         }
     }
 }
+
+/// A decimal of any sign and scale, often near whole amounts.
+fn decimal() -> impl Strategy<Value = Decimal> {
+    prop_oneof![
+        (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+        (-100_000i64..100_000, 0u32..=4).prop_map(|(m, s)| Decimal::new(m, s)),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<bool>(),
+            0u32..=28
+        )
+            .prop_map(|(lo, mid, hi, neg, s)| Decimal::from_parts(lo, mid, hi, neg, s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// The generated tables rank a value by integers at a common scale; that
+    /// rank is the decimal rank, for any thresholds and any value (huge
+    /// mantissas, 28 decimals, negative numbers, values equal to a threshold
+    /// written at another scale).
+    #[test]
+    fn the_integer_rank_is_the_decimal_rank(
+        mut thresholds in prop::collection::vec(decimal(), 0..12),
+        value in decimal(),
+        pick in any::<prop::sample::Index>(),
+        rescale in 0u32..6,
+    ) {
+        thresholds.sort();
+        thresholds.dedup();
+        // Often the value is a threshold, written with more decimals.
+        let value = match thresholds.get(pick.index(thresholds.len().max(1))) {
+            Some(t) if rescale > 0 => {
+                let mut t = *t;
+                t.rescale(t.scale() + rescale);
+                t
+            }
+            _ => value,
+        };
+        let (scale, scaled) = capfence_compiler::compiled::fixed_point(&thresholds);
+        let table = capfence_compiler::compiled::Thresholds {
+            values: &thresholds,
+            scale,
+            scaled: scaled.as_deref(),
+        };
+        prop_assert_eq!(
+            table.rank(value),
+            capfence_compiler::compiled::rank(value, &thresholds),
+            "{} among {:?}", value, thresholds
+        );
+    }
+}
