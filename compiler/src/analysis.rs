@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use region::{Box, End, Region, describe_box};
 
 use crate::diagnostic::{Diagnostic, Related, Severity};
-use crate::policy::{CapabilityPattern, Policy, Rule, Tier};
+use crate::policy::{CapabilityPattern, DecisionKind, Policy, Rule};
 
 /// How many boxes of a region a note spells out.
 const SHOWN: usize = 3;
@@ -251,10 +251,10 @@ impl<'p> Analysis<'p> {
                 out.push(d);
                 continue;
             }
-            if rule.tier != Tier::Deny {
+            if rule.tier != DecisionKind::Deny {
                 self.conflicts(i, rule, region, &mut out);
             }
-            if rule.tier == Tier::Allow {
+            if rule.tier == DecisionKind::Allow {
                 self.unbounded(rule, region, &mut out);
             }
         }
@@ -269,7 +269,7 @@ impl<'p> Analysis<'p> {
         if !self.policy.approvers.is_empty() {
             return;
         }
-        let Some(first) = self.policy.tier(Tier::RequireApproval).next() else {
+        let Some(first) = self.policy.tier(DecisionKind::RequireApproval).next() else {
             return;
         };
         let mut d = self.diagnostic(
@@ -454,11 +454,7 @@ pub fn decision_map(
     let mut map = Vec::new();
     let mut rest = Region::of(Box::all());
     for (i, rule) in analysis.policy.rules.iter().enumerate() {
-        let kind = match rule.tier {
-            Tier::Deny => DecisionKind::Deny,
-            Tier::RequireApproval => DecisionKind::RequireApproval,
-            Tier::Allow => DecisionKind::Allow,
-        };
+        let kind = rule.tier;
         let effective = analysis.effective(i)?;
         if !effective.is_empty() {
             map.push((effective, kind, Some(rule.id.clone())));

@@ -24,7 +24,9 @@ use quote::{format_ident, quote};
 use rust_decimal::Decimal;
 
 use crate::eval::{DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason, not_token_reason};
-use crate::policy::{CapabilityPattern, CmpOp, Expr, Field, FieldType, Policy, Rule, Test, Tier};
+use crate::policy::{
+    CapabilityPattern, CmpOp, DecisionKind, Expr, Field, FieldType, Policy, Rule, Test,
+};
 
 /// Symbol tables and classes of one policy.
 struct Plan<'p> {
@@ -177,11 +179,13 @@ fn decimal_tokens(value: Decimal) -> TokenStream {
     quote! { ::capfence::__private::Decimal::from_parts(#lo, #mid, #hi, #negative, #scale) }
 }
 
-fn kind_tokens(tier: Tier) -> TokenStream {
+fn kind_tokens(tier: DecisionKind) -> TokenStream {
     match tier {
-        Tier::Deny => quote! { ::capfence::__private::DecisionKind::Deny },
-        Tier::RequireApproval => quote! { ::capfence::__private::DecisionKind::RequireApproval },
-        Tier::Allow => quote! { ::capfence::__private::DecisionKind::Allow },
+        DecisionKind::Deny => quote! { ::capfence::__private::DecisionKind::Deny },
+        DecisionKind::RequireApproval => {
+            quote! { ::capfence::__private::DecisionKind::RequireApproval }
+        }
+        DecisionKind::Allow => quote! { ::capfence::__private::DecisionKind::Allow },
     }
 }
 
@@ -710,11 +714,7 @@ impl Plan<'_> {
         let facts = self.policy.rules.iter().map(|rule| {
             let f = rule.facts(&self.policy.approvers);
             let id = &f.id;
-            let tier = match f.tier {
-                Tier::Deny => quote! { #p::Tier::Deny },
-                Tier::RequireApproval => quote! { #p::Tier::RequireApproval },
-                Tier::Allow => quote! { #p::Tier::Allow },
-            };
+            let tier = kind_tokens(f.tier);
             let opt = |s: &Option<String>| match s {
                 Some(s) => quote! { ::core::option::Option::Some(#s) },
                 None => quote! { ::core::option::Option::None },

@@ -19,19 +19,29 @@ use crate::event::{Event, Value};
 use crate::policy::{Expr, Field, FieldType, Policy, Risk, Rule, Test};
 use crate::token;
 
-/// What a policy says about an event.
+/// What a policy says about an event, and the tier of the rule that says
+/// it: the variants are in precedence order (a matching `deny` rule beats
+/// everything), so `Ord` is precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DecisionKind {
+    /// Refuse the call.
+    Deny,
+    /// Hold the call until a human signs off.
+    RequireApproval,
     /// Let the call through.
     Allow,
-    /// Hold it for a human.
-    RequireApproval,
-    /// Refuse it.
-    Deny,
 }
 
 impl DecisionKind {
-    /// `allow`, `require_approval` or `deny`.
+    /// All three, in precedence order.
+    pub const ALL: [DecisionKind; 3] = [
+        DecisionKind::Deny,
+        DecisionKind::RequireApproval,
+        DecisionKind::Allow,
+    ];
+
+    /// `deny`, `require_approval` or `allow`: the decision's name and the
+    /// tier's YAML key.
     pub const fn as_str(self) -> &'static str {
         match self {
             DecisionKind::Allow => "allow",
@@ -331,11 +341,7 @@ impl Policy {
             .find(|r| r.conditions.iter().all(|c| holds(&c.expr, event)))
         {
             Some(rule) => Decision {
-                kind: match rule.tier {
-                    crate::policy::Tier::Deny => DecisionKind::Deny,
-                    crate::policy::Tier::RequireApproval => DecisionKind::RequireApproval,
-                    crate::policy::Tier::Allow => DecisionKind::Allow,
-                },
+                kind: rule.tier,
                 rule: Some(rule.id.clone()),
                 reason: rule.decision_reason(),
             },

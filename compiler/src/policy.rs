@@ -14,36 +14,9 @@ use crate::source::Location;
 
 pub use load::{LoadError, LoadErrorKind, is_field_name, rule_from_node};
 
-/// The three tiers, in precedence order: a matching `deny` rule beats everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tier {
-    /// Refuse the call.
-    Deny,
-    /// Hold the call until a human signs off.
-    RequireApproval,
-    /// Let the call through.
-    Allow,
-}
-
-impl Tier {
-    /// All tiers in precedence order.
-    pub const ALL: [Tier; 3] = [Tier::Deny, Tier::RequireApproval, Tier::Allow];
-
-    /// The YAML key of the tier: `deny`, `require_approval`, `allow`.
-    pub const fn key(self) -> &'static str {
-        match self {
-            Tier::Deny => "deny",
-            Tier::RequireApproval => "require_approval",
-            Tier::Allow => "allow",
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
+/// A rule's tier is the decision it makes: one type for both (see
+/// [`DecisionKind`]), its variants in precedence order.
+pub use crate::eval::DecisionKind;
 
 /// A risk level; ordered `low < medium < high < critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -404,7 +377,7 @@ pub struct Rule {
     /// The rule's id: its `id` key, or `<tier>[<index>]`.
     pub id: String,
     /// The tier the rule sits in.
-    pub tier: Tier,
+    pub tier: DecisionKind,
     /// Its index within the tier, in file order.
     pub index: usize,
     /// The capability pattern.
@@ -436,9 +409,9 @@ impl Rule {
             return reason.clone();
         }
         let verb = match self.tier {
-            Tier::Deny => "denied by",
-            Tier::RequireApproval => "approval required by",
-            Tier::Allow => "allowed by",
+            DecisionKind::Deny => "denied by",
+            DecisionKind::RequireApproval => "approval required by",
+            DecisionKind::Allow => "allowed by",
         };
         let mut text = format!("{verb} {}: {}", self.id, self.capability);
         for condition in &self.conditions {
@@ -513,7 +486,7 @@ pub struct RuleFacts {
     /// The rule's id.
     pub id: String,
     /// Its tier.
-    pub tier: Tier,
+    pub tier: DecisionKind,
     /// The resource segment, `None` for `*`.
     pub resource: Option<String>,
     /// The action segment, `None` for `*`.
@@ -564,7 +537,7 @@ pub struct StaticRuleFacts {
     /// The rule's id.
     pub id: &'static str,
     /// Its tier.
-    pub tier: Tier,
+    pub tier: DecisionKind,
     /// The resource segment, `None` for `*`.
     pub resource: Option<&'static str>,
     /// The action segment, `None` for `*`.
@@ -602,7 +575,7 @@ impl Rule {
         });
         numbers.sort();
         numbers.dedup();
-        let eligible = if self.tier == Tier::RequireApproval {
+        let eligible = if self.tier == DecisionKind::RequireApproval {
             approvers
                 .iter()
                 .filter(|a| {
@@ -649,7 +622,7 @@ impl Policy {
     }
 
     /// The rules of one tier, in file order.
-    pub fn tier(&self, tier: Tier) -> impl Iterator<Item = &Rule> {
+    pub fn tier(&self, tier: DecisionKind) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(move |r| r.tier == tier)
     }
 

@@ -9,7 +9,7 @@
 
 use capfence_compiler::Event;
 use capfence_compiler::event::write_object;
-use capfence_compiler::policy::{RuleFacts, Tier, is_field_name};
+use capfence_compiler::policy::{DecisionKind, RuleFacts, is_field_name};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
@@ -186,14 +186,14 @@ pub fn check_caps(
             return Err(format!("`{field}` is not a payload field name"));
         }
         let tested = facts.iter().any(|f| {
-            f.tier == Tier::RequireApproval
+            f.tier == DecisionKind::RequireApproval
                 && f.covers(resource, action)
                 && f.numbers.iter().any(|n| n == field)
         });
         if !tested {
             let fields: Vec<&str> = facts
                 .iter()
-                .filter(|f| f.tier == Tier::RequireApproval && f.covers(resource, action))
+                .filter(|f| f.tier == DecisionKind::RequireApproval && f.covers(resource, action))
                 .flat_map(|f| f.numbers.iter().map(String::as_str))
                 .collect();
             return Err(format!(
@@ -240,7 +240,7 @@ pub fn requirements_key(digest: &str) -> String {
 pub fn requirements_note(facts: &[RuleFacts]) -> Option<String> {
     let rules: Vec<serde_json::Value> = facts
         .iter()
-        .filter(|f| f.tier == Tier::RequireApproval && f.signed())
+        .filter(|f| f.tier == DecisionKind::RequireApproval && f.signed())
         .map(|f| {
             serde_json::json!({
                 "id": f.id,
@@ -272,7 +272,7 @@ pub fn parse_requirements(text: &str) -> Option<Vec<RuleFacts>> {
                 .collect::<Option<Vec<_>>>()?;
             Some(RuleFacts {
                 id: rule.get("id")?.as_str()?.to_owned(),
-                tier: Tier::RequireApproval,
+                tier: DecisionKind::RequireApproval,
                 resource: None,
                 action: None,
                 numbers: Vec::new(),
@@ -283,26 +283,48 @@ pub fn parse_requirements(text: &str) -> Option<Vec<RuleFacts>> {
         .collect()
 }
 
-/// Formats a ticket id: `T-7`.
-pub fn ticket_label(id: u64) -> String {
-    format!("T-{id}")
+macro_rules! label_id {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("A ", $what, "'s id: `", $prefix, "-7` in text (records, the CLI, verdicts).")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            #[doc = concat!("Parses what an operator types: `", $prefix, "-7`, its lowercase form, or `7`.")]
+            pub fn parse(text: &str) -> Option<$name> {
+                let t = text.trim();
+                let digits = t
+                    .strip_prefix($prefix)
+                    .or_else(|| t.strip_prefix(&$prefix.to_ascii_lowercase()))
+                    .and_then(|r| r.strip_prefix('-'))
+                    .unwrap_or(t);
+                Self::digits(digits)
+            }
+
+            #[doc = concat!("Parses a label as records write it, exactly `", $prefix, "-<digits>` (no sign, no leading zero).")]
+            pub fn from_label(text: &str) -> Option<$name> {
+                let id = Self::digits(text.strip_prefix(concat!($prefix, "-"))?)?;
+                (id.to_string() == text).then_some(id)
+            }
+
+            fn digits(text: &str) -> Option<$name> {
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                text.parse().ok().map($name)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "-{}"), self.0)
+            }
+        }
+    };
 }
 
-/// Formats a grant id: `G-3`.
-pub fn grant_label(id: u64) -> String {
-    format!("G-{id}")
-}
-
-/// Parses `T-7`, `t-7` or `7` (with `prefix` `T`).
-pub fn parse_label(text: &str, prefix: char) -> Option<u64> {
-    let t = text.trim();
-    let digits = t
-        .strip_prefix(prefix)
-        .or_else(|| t.strip_prefix(prefix.to_ascii_lowercase()))
-        .and_then(|r| r.strip_prefix('-'))
-        .unwrap_or(t);
-    digits.parse().ok()
-}
+label_id!(TicketId, "T", "ticket");
+label_id!(GrantId, "G", "grant");
 
 /// The canonical payload of an event: sorted keys, exact decimals.
 pub fn canonical_payload(event: &Event) -> String {
@@ -736,7 +758,7 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, ReplayFaul
                 .ok_or_else(|| bad("a bad use limit"))?,
         ),
     };
-    let label = grant_label(id);
+    let label = GrantId(id).to_string();
     let mut grant = Grant {
         id,
         actor: text("actor").ok_or_else(|| bad("no actor"))?.to_owned(),
@@ -838,4 +860,28 @@ fn caps_hold(caps: &[(String, Decimal)], payload: &str) -> bool {
             .and_then(|v| v.as_number())
             .is_some_and(|v| v <= *max)
     })
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::{GrantId, TicketId};
+
+    #[test]
+    fn operators_type_ids_loosely_and_records_hold_them_exactly() {
+        for typed in ["T-7", "t-7", "7", " T-7 "] {
+            assert_eq!(TicketId::parse(typed), Some(TicketId(7)), "{typed}");
+        }
+        for bad in ["", "T-", "T-+7", "T--7", "G-7", "T-7x", "T-١"] {
+            assert_eq!(TicketId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(TicketId(7).to_string(), "T-7");
+        assert_eq!(GrantId(3).to_string(), "G-3");
+        assert_eq!(TicketId::from_label("T-7"), Some(TicketId(7)));
+        // A record's label is exact: no other spelling names the same id.
+        for loose in ["t-7", "7", "T-07", " T-7", "T-+7", "G-7"] {
+            assert_eq!(TicketId::from_label(loose), None, "{loose}");
+        }
+        assert_eq!(GrantId::from_label("G-3"), Some(GrantId(3)));
+        assert_eq!(GrantId::from_label("T-3"), None);
+    }
 }

@@ -37,7 +37,7 @@ pub mod testing;
 pub mod verdict;
 
 pub use action::ActionEvent;
-pub use approvals::{Grant, GrantLimits, Ticket, TicketStatus};
+pub use approvals::{Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus};
 pub use audit::AuditRecord;
 pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
@@ -67,7 +67,7 @@ pub mod __private {
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
     pub use capfence_compiler::policy::{
-        RuleFactList, RuleFacts, StaticRuleFacts, Tier, facts_from_static,
+        RuleFactList, RuleFacts, StaticRuleFacts, facts_from_static,
     };
     pub use capfence_compiler::window::{StaticWindow, Window, WindowList, windows_from_static};
     pub use rust_decimal::Decimal;

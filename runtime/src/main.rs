@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capfence::approvals::{grant_label, ticket_label};
+use capfence::approvals::{GrantId, TicketId};
 use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
 use capfence::ledger::{Operator, PolicyFacts};
@@ -356,7 +356,7 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             for t in ledger.tickets().map_err(|e| e.to_string())? {
                 println!(
                     "  {:<6} {:<9} {:<16} {:<20} {:<11} risk {:<8} rule {:<20} {} expires {}{}",
-                    ticket_label(t.id),
+                    TicketId(t.id).to_string(),
                     t.status.as_str(),
                     t.actor.as_deref().unwrap_or("-"),
                     t.capability,
@@ -372,7 +372,7 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             for g in ledger.grants().map_err(|e| e.to_string())? {
                 println!(
                     "  {:<6} {:<16} {}.{} by {} until {}{}{}{}",
-                    grant_label(g.id),
+                    GrantId(g.id).to_string(),
                     g.actor,
                     g.capability,
                     g.environment,
@@ -403,7 +403,7 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                 Ok(g) => {
                     println!(
                         "revoked {} by {}",
-                        grant_label(g.id),
+                        GrantId(g.id).to_string(),
                         g.revoked_by.unwrap_or_default()
                     );
                     Ok(ExitCode::SUCCESS)
@@ -462,7 +462,7 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                 Ok(g) => {
                     println!(
                         "granted {} to {} for {}.{} until {}",
-                        grant_label(g.id),
+                        GrantId(g.id).to_string(),
                         g.actor,
                         g.capability,
                         g.environment,
@@ -544,17 +544,17 @@ fn ticket_action(
     );
     if !approve {
         let by = t.decided_by.clone().unwrap_or_default();
-        println!("rejected {} ({what}) by {by}", ticket_label(t.id));
+        println!("rejected {} ({what}) by {by}", TicketId(t.id).to_string());
     } else if t.status == capfence::TicketStatus::Approved {
         println!(
             "approved {} ({what}) by {}",
-            ticket_label(t.id),
+            TicketId(t.id).to_string(),
             outcome.approvals.join(", ")
         );
     } else {
         println!(
             "recorded {by}'s approval of {} ({what}): {} of {} approvals, waiting for more",
-            ticket_label(t.id),
+            TicketId(t.id).to_string(),
             outcome.approvals.len(),
             outcome.needed
         );

@@ -42,9 +42,9 @@ fn check<C: Compiled>(table: &C, path: &str) {
         .unwrap();
     // The generator must reach every kind of decision the policy can make.
     let tiers = [
-        capfence_compiler::policy::Tier::Allow,
-        capfence_compiler::policy::Tier::RequireApproval,
-        capfence_compiler::policy::Tier::Deny,
+        capfence_compiler::policy::DecisionKind::Allow,
+        capfence_compiler::policy::DecisionKind::RequireApproval,
+        capfence_compiler::policy::DecisionKind::Deny,
     ];
     for (i, tier) in tiers.iter().enumerate() {
         if policy.tier(*tier).next().is_some() {

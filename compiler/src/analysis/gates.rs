@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use syn::visit::Visit;
 
 use crate::diagnostic::{Diagnostic, Severity};
-use crate::policy::{Policy, Tier};
+use crate::policy::{DecisionKind, Policy};
 
 /// One `#[gate("resource.action")]` found in the sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub fn check(policy: &Policy, gates: &[Gate]) -> Vec<Diagnostic> {
         let passes = policy
             .rules
             .iter()
-            .any(|r| r.tier != Tier::Deny && r.capability.matches(resource, action));
+            .any(|r| r.tier != DecisionKind::Deny && r.capability.matches(resource, action));
         if !passes {
             out.push(Diagnostic {
                 code: "gate-without-rule",

@@ -6,8 +6,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Approver, CapabilityPattern, CmpOp, Condition, Expr, Field, FieldType, Policy, Risk, RiskSet,
-    Rule, Test, Tier,
+    Approver, CapabilityPattern, CmpOp, Condition, DecisionKind, Expr, Field, FieldType, Policy,
+    Risk, RiskSet, Rule, Test,
 };
 use crate::number::parse_exact;
 use crate::source::Location;
@@ -276,9 +276,9 @@ impl Loader<'_> {
                 "unicode_fields" => unicode_fields = self.unicode_fields(value)?,
                 "deny" | "require_approval" | "allow" => {
                     let (slot, tier) = match key {
-                        "deny" => (0, Tier::Deny),
-                        "require_approval" => (1, Tier::RequireApproval),
-                        _ => (2, Tier::Allow),
+                        "deny" => (0, DecisionKind::Deny),
+                        "require_approval" => (1, DecisionKind::RequireApproval),
+                        _ => (2, DecisionKind::Allow),
                     };
                     if let Some(rules) = tiers.get_mut(slot) {
                         *rules = self.tier(tier, value)?;
@@ -476,7 +476,7 @@ impl Loader<'_> {
     }
 
     /// `approvals: N` on a require_approval rule: a whole number from 1 up.
-    fn approvals(&self, tier: Tier, key: &str, value: &Node) -> Result<u32, LoadError> {
+    fn approvals(&self, tier: DecisionKind, key: &str, value: &Node) -> Result<u32, LoadError> {
         self.approval_key_tier(tier, key, value)?;
         let n = value
             .as_scalar()
@@ -510,7 +510,7 @@ impl Loader<'_> {
     /// policy's `approvers:`, each once.
     fn rule_approvers(
         &self,
-        tier: Tier,
+        tier: DecisionKind,
         key: &str,
         value: &Node,
     ) -> Result<Vec<String>, LoadError> {
@@ -558,8 +558,13 @@ impl Loader<'_> {
         Ok(seen)
     }
 
-    fn approval_key_tier(&self, tier: Tier, key: &str, value: &Node) -> Result<(), LoadError> {
-        if tier == Tier::RequireApproval {
+    fn approval_key_tier(
+        &self,
+        tier: DecisionKind,
+        key: &str,
+        value: &Node,
+    ) -> Result<(), LoadError> {
+        if tier == DecisionKind::RequireApproval {
             return Ok(());
         }
         Err(self.error(
@@ -568,7 +573,7 @@ impl Loader<'_> {
             Some(key),
             format!(
                 "`{key}` belongs to require_approval rules, not to {} rules",
-                tier.key()
+                tier.as_str()
             ),
         ))
     }
@@ -787,7 +792,7 @@ impl Loader<'_> {
         }
     }
 
-    fn tier(&self, tier: Tier, node: &Node) -> Result<Vec<Rule>, LoadError> {
+    fn tier(&self, tier: DecisionKind, node: &Node) -> Result<Vec<Rule>, LoadError> {
         match &node.kind {
             _ if node.is_null() => Ok(Vec::new()),
             NodeKind::Seq(items) => items
@@ -798,33 +803,33 @@ impl Loader<'_> {
             _ => Err(self.error(
                 LoadErrorKind::WrongType,
                 node.location,
-                Some(tier.key()),
+                Some(tier.as_str()),
                 format!(
                     "`{}` expects a list of rules, found {}",
-                    tier.key(),
+                    tier.as_str(),
                     node.kind_name()
                 ),
             )),
         }
     }
 
-    fn rule(&self, tier: Tier, index: usize, node: &Node) -> Result<Rule, LoadError> {
+    fn rule(&self, tier: DecisionKind, index: usize, node: &Node) -> Result<Rule, LoadError> {
         self.rule_named(tier, index, node, None)
     }
 
     fn rule_named(
         &self,
-        tier: Tier,
+        tier: DecisionKind,
         index: usize,
         node: &Node,
         name: Option<&str>,
     ) -> Result<Rule, LoadError> {
-        let default_id = name.map_or_else(|| format!("{}[{index}]", tier.key()), str::to_owned);
+        let default_id = name.map_or_else(|| format!("{}[{index}]", tier.as_str()), str::to_owned);
         let NodeKind::Map(entries) = &node.kind else {
             return Err(self.error(
                 LoadErrorKind::WrongType,
                 node.location,
-                Some(tier.key()),
+                Some(tier.as_str()),
                 format!(
                     "rule {default_id} must be a mapping of conditions (`capability: …`), found {}",
                     node.kind_name()
@@ -1300,7 +1305,7 @@ pub fn rule_from_node(node: &Node, source: &str, file: &str, id: &str) -> Result
         source,
         approvers: Vec::new(),
     };
-    let mut rule = loader.rule_named(Tier::Allow, 0, node, Some(id))?;
+    let mut rule = loader.rule_named(DecisionKind::Allow, 0, node, Some(id))?;
     rule.id = id.to_owned();
     Ok(rule)
 }

@@ -3,7 +3,7 @@
 
 use capfence_compiler::Policy;
 use capfence_compiler::event::{Event, Value};
-use capfence_compiler::policy::Tier;
+use capfence_compiler::policy::DecisionKind;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
@@ -81,19 +81,22 @@ pub fn rule() -> impl Strategy<Value = RuleText> {
 }
 
 /// A policy as (tier, rule) pairs in file order within each tier.
-pub fn rules() -> impl Strategy<Value = Vec<(Tier, RuleText)>> {
-    prop::collection::vec((prop::sample::select(Tier::ALL.to_vec()), rule()), 0..6)
+pub fn rules() -> impl Strategy<Value = Vec<(DecisionKind, RuleText)>> {
+    prop::collection::vec(
+        (prop::sample::select(DecisionKind::ALL.to_vec()), rule()),
+        0..6,
+    )
 }
 
 /// Renders rules as a policy file with the tiers in the given order.
-pub fn render(rules: &[(Tier, RuleText)], order: [Tier; 3]) -> String {
+pub fn render(rules: &[(DecisionKind, RuleText)], order: [DecisionKind; 3]) -> String {
     let mut out = String::from("policy_name: generated\n");
     for tier in order {
         let in_tier: Vec<_> = rules.iter().filter(|(t, _)| *t == tier).collect();
         if in_tier.is_empty() {
             continue;
         }
-        out.push_str(&format!("{}:\n", tier.key()));
+        out.push_str(&format!("{}:\n", tier.as_str()));
         for (_, rule) in in_tier {
             for (i, line) in rule.0.lines().enumerate() {
                 out.push_str(if i == 0 { "  - " } else { "    " });
@@ -105,8 +108,8 @@ pub fn render(rules: &[(Tier, RuleText)], order: [Tier; 3]) -> String {
     out
 }
 
-pub fn load(rules: &[(Tier, RuleText)]) -> Policy {
-    let text = render(rules, Tier::ALL);
+pub fn load(rules: &[(DecisionKind, RuleText)]) -> Policy {
+    let text = render(rules, DecisionKind::ALL);
     Policy::parse(&text, "generated.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 

@@ -1,7 +1,6 @@
 //! Properties of the reference evaluator over random policies and events.
 
 use capfence_compiler::event::Value;
-use capfence_compiler::policy::Tier;
 use capfence_compiler::{DecisionKind, Policy};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -17,7 +16,7 @@ proptest! {
     ) {
         let before = arb::load(&rules);
         let mut more = rules.clone();
-        more.push((Tier::Deny, extra));
+        more.push((DecisionKind::Deny, extra));
         let after = arb::load(&more);
         for event in &events {
             if before.decide(event).kind == DecisionKind::Deny {
@@ -34,7 +33,7 @@ proptest! {
     ) {
         let before = arb::load(&rules);
         let mut more = rules.clone();
-        more.push((Tier::Allow, extra));
+        more.push((DecisionKind::Allow, extra));
         let after = arb::load(&more);
         for event in &events {
             let b = before.decide(event);
@@ -61,12 +60,12 @@ proptest! {
 
     #[test]
     fn tier_order_in_the_file_does_not_matter(
-        rules in arb::rules(), order in Just(Tier::ALL).prop_shuffle(), events in prop::collection::vec(arb::event(), 16)
+        rules in arb::rules(), order in Just(DecisionKind::ALL).prop_shuffle(), events in prop::collection::vec(arb::event(), 16)
     ) {
         let canonical = arb::load(&rules);
         let text = arb::render(&rules, order);
         let shuffled = Policy::parse(&text, "generated.yaml").unwrap();
-        let summary = |p: &Policy| -> Vec<(String, Tier, String)> {
+        let summary = |p: &Policy| -> Vec<(String, DecisionKind, String)> {
             p.rules.iter().map(|r| (r.id.clone(), r.tier, r.decision_reason())).collect()
         };
         prop_assert_eq!(summary(&canonical), summary(&shuffled));

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use capfence_compiler::policy::{RuleFacts, Tier};
+use capfence_compiler::policy::{DecisionKind, RuleFacts};
 use capfence_compiler::token;
 
 use super::{Ledger, PolicyFacts, append, micros};
 use crate::approvals::{
-    self, Grant, GrantLimits, Ticket, TicketStatus, grant_label, requirements_key, ticket_label,
+    self, Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus, requirements_key,
 };
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
@@ -130,9 +130,10 @@ impl Ledger {
         if let Operator::Name(by) = who {
             operator_name(by)?;
         }
-        let id = approvals::parse_label(ticket, 'T')
+        let id = TicketId::parse(ticket)
+            .map(|t| t.0)
             .ok_or_else(|| OperatorError::NotFound("ticket", ticket.to_owned()))?;
-        let label = ticket_label(id);
+        let label = TicketId(id).to_string();
         let verb = if status == TicketStatus::Approved {
             "approve"
         } else {
@@ -344,7 +345,7 @@ impl Ledger {
                 signed: None,
             };
             grant.id = tx.insert_grant(&grant)?;
-            let label = grant_label(grant.id);
+            let label = GrantId(grant.id).to_string();
             let caps = approvals::caps_text(&grant.caps);
             let expires = rfc3339(grant.expires_at);
             let mut payload = serde_json::json!({
@@ -413,9 +414,10 @@ impl Ledger {
         if let Operator::Name(by) = who {
             operator_name(by)?;
         }
-        let id = approvals::parse_label(grant, 'G')
+        let id = GrantId::parse(grant)
+            .map(|g| g.0)
             .ok_or_else(|| OperatorError::NotFound("grant", grant.to_owned()))?;
-        let label = grant_label(id);
+        let label = GrantId(id).to_string();
         self.operator(|tx, _now| {
             if tx.grant(id)?.is_none() {
                 return Err(OperatorError::NotFound("grant", label.clone()));
@@ -555,7 +557,7 @@ fn grant_signer(
     policy
         .facts
         .iter()
-        .filter(|f| f.tier == Tier::RequireApproval && f.covers(resource, action))
+        .filter(|f| f.tier == DecisionKind::RequireApproval && f.covers(resource, action))
         .filter(|f| f.approvals == 1)
         .flat_map(|f| f.approvers.iter())
         .find(|(_, k)| *k == public)

@@ -11,8 +11,8 @@ use capfence_compiler::{Decision, DecisionKind, Event};
 
 use super::{Ledger, PolicyFacts, Windowed, append, micros};
 use crate::approvals::{
-    self, ChainTicket, Ticket, TicketStatus, canonical_payload, chain_grant, chain_ticket,
-    grant_label, ticket_label,
+    self, ChainTicket, GrantId, Ticket, TicketId, TicketStatus, canonical_payload, chain_grant,
+    chain_ticket,
 };
 use crate::audit::AuditRecord;
 use crate::clock::rfc3339;
@@ -317,7 +317,7 @@ fn resolve(
     let tested = rule.map(|r| r.numbers.as_slice()).unwrap_or_default();
     let mut pending_ticket = None;
     if let Some(ticket) = tx.latest_ticket(key, now)? {
-        let label = ticket_label(ticket.id);
+        let label = TicketId(ticket.id).to_string();
         // The row is an index; the chain decides. A pending row is taken as
         // it is (it can only hold the event, never let it through); any other
         // is read from the chain, and a row the chain does not vouch for
@@ -367,7 +367,7 @@ fn resolve(
     }
     if let (Some(actor), Some(environment)) = (&event.actor, &event.environment) {
         for row in tx.grants_for(actor, &capability, environment)? {
-            let label = grant_label(row.id);
+            let label = GrantId(row.id).to_string();
             let Ok(grant) = chain_grant(row.id, &tx.records_citing(&label)?) else {
                 continue;
             };
@@ -422,7 +422,7 @@ fn resolve(
         expires_at: now.saturating_add(ticket_ttl_micros),
         decided_by: None,
     })?;
-    Ok(pending(decision, ticket_label(id)))
+    Ok(pending(decision, TicketId(id).to_string()))
 }
 
 fn pending(decision: &Decision, label: String) -> Verdict {

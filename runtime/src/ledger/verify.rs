@@ -2,7 +2,7 @@
 //! approval semantics replayed and every ticket and grant row held to the chain.
 
 use super::{Ledger, VerifyError};
-use crate::approvals::{self, grant_label, ticket_label};
+use crate::approvals::{self, GrantId, TicketId};
 use crate::audit::{AuditRecord, Verifier};
 use crate::store::StoreError;
 
@@ -75,17 +75,14 @@ impl Ledger {
             }
         };
         for (label, records) in &cited.order {
-            if let Some(id) = approvals::parse_label(label, 'T').filter(|_| label.starts_with('T'))
-            {
+            if let Some(id) = TicketId::from_label(label).map(|t| t.0) {
                 match approvals::chain_ticket(records, None) {
                     Ok(t) => {
                         tickets.insert(id, t);
                     }
                     Err(why) => note(why.seq, format!("ticket {label}: {why}")),
                 }
-            } else if let Some(id) =
-                approvals::parse_label(label, 'G').filter(|_| label.starts_with('G'))
-            {
+            } else if let Some(id) = GrantId::from_label(label).map(|g| g.0) {
                 match approvals::chain_grant(id, records) {
                     Ok(g) => {
                         grants.insert(id, g);
@@ -106,7 +103,7 @@ impl Ledger {
         let mut rows = self.inner.store.tickets()?;
         rows.sort_by_key(|t| t.id);
         for row in rows {
-            let label = ticket_label(row.id);
+            let label = TicketId(row.id).to_string();
             let Some(chain) = tickets.get(&row.id) else {
                 return fault(format!(
                     "ticket {label}: the chain never opened it (a row written outside CapFence)"
@@ -129,7 +126,7 @@ impl Ledger {
         let mut rows = self.inner.store.grants()?;
         rows.sort_by_key(|g| g.id);
         for row in rows {
-            let label = grant_label(row.id);
+            let label = GrantId(row.id).to_string();
             let Some(chain) = grants.get(&row.id) else {
                 return fault(format!(
                     "grant {label}: the chain never granted it (a row written outside CapFence)"
