@@ -306,10 +306,10 @@ impl Plan<'_> {
                 quote! {
                     match (event.resource.as_deref(), event.action.as_deref()) {
                         (::core::option::Option::Some(r), ::core::option::Option::Some(a)) => #p::SymSlot {
-                            state: #p::OK,
+                            state: #p::SlotState::Ok,
                             id: match (r, a) { #(#arms)* _ => #other },
                         },
-                        _ => #p::SymSlot { state: #p::MISSING, id: 0 },
+                        _ => #p::SymSlot { state: #p::SlotState::Missing, id: 0 },
                     }
                 }
             }
@@ -446,7 +446,7 @@ impl Plan<'_> {
         } else {
             let states = order.iter().map(|(s, _, _)| {
                 let slot = format_ident!("f{}", s);
-                quote! { v.#slot.state }
+                quote! { (v.#slot.state as u8) }
             });
             let checks = order.iter().map(|(s, field, ty)| {
                 let slot = format_ident!("f{}", s);
@@ -469,19 +469,19 @@ impl Plan<'_> {
                             &not_token_reason(field, *ty),
                         );
                         quote! {
-                            if v.#slot.state == ::capfence::__private::NOT_TOKEN { return #decision; }
+                            if v.#slot.state == ::capfence::__private::SlotState::NotToken { return #decision; }
                         }
                     }
                     _ => quote! {},
                 };
                 quote! {
-                    if v.#slot.state == ::capfence::__private::MISSING { return #missing; }
+                    if v.#slot.state == ::capfence::__private::SlotState::Missing { return #missing; }
                     #not_token
-                    if v.#slot.state != ::capfence::__private::OK { return #bad; }
+                    if v.#slot.state != ::capfence::__private::SlotState::Ok { return #bad; }
                 }
             });
             quote! {
-                if (#(#states)|*) != ::capfence::__private::OK {
+                if (#(#states)|*) != 0 {
                     #(#checks)*
                 }
             }
@@ -570,7 +570,7 @@ impl Plan<'_> {
                     .position(|v| *v == capability)
                     .unwrap_or(values.len());
                 let id = u32::try_from(id).unwrap_or(u32::MAX);
-                quote! { #p::SymSlot { state: #p::OK, id: #id } }
+                quote! { #p::SymSlot { state: #p::SlotState::Ok, id: #id } }
             }
             (Field::Actor | Field::Environment, _) => {
                 let index = index_match(quote! { s }, &values);

@@ -13,15 +13,21 @@ use crate::event::Value;
 use crate::policy::Risk;
 use crate::token;
 
-/// The field is present and well typed.
-pub const OK: u8 = 0;
-/// The field is absent.
-pub const MISSING: u8 = 1;
-/// The field is present with the wrong type.
-pub const BAD: u8 = 2;
-/// The field is a string but not a plain token (or, for a `unicode_fields`
-/// field, not acceptable text): see [`crate::token`].
-pub const NOT_TOKEN: u8 = 3;
+/// What a view found for a field. `Ok` is 0, so a generated class checks all
+/// of its fields at once: `(a as u8 | b as u8) != 0` only when one is not `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    /// The field is present and well typed.
+    Ok = 0,
+    /// The field is absent.
+    Missing = 1,
+    /// The field is present with the wrong type.
+    Bad = 2,
+    /// The field is a string but not a plain token (or, for a
+    /// `unicode_fields` field, not acceptable text): see [`crate::token`].
+    NotToken = 3,
+}
 
 /// A numeric field of a view, as its *rank* among the policy's thresholds for
 /// that field: with the thresholds sorted `t0 < t1 < …`, the rank of `v` is
@@ -30,9 +36,9 @@ pub const NOT_TOKEN: u8 = 3;
 /// `v > ti` is `rank > 2i + 1`, `v <= ti` is `rank <= 2i + 1`, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumSlot {
-    /// [`OK`], [`MISSING`] or [`BAD`].
-    pub state: u8,
-    /// The rank (zero unless `state` is [`OK`]).
+    /// [`SlotState::Ok`], [`SlotState::Missing`] or [`SlotState::Bad`].
+    pub state: SlotState,
+    /// The rank (zero unless `state` is [`SlotState::Ok`]).
     pub rank: u32,
 }
 
@@ -42,8 +48,8 @@ pub struct NumSlot {
 /// `u32::MAX - 1` values cannot be written in a file the loader reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SymSlot {
-    /// [`OK`], [`MISSING`], [`BAD`] or [`NOT_TOKEN`].
-    pub state: u8,
+    /// Any [`SlotState`].
+    pub state: SlotState,
     /// The literal's index.
     pub id: u32,
 }
@@ -51,8 +57,8 @@ pub struct SymSlot {
 /// The risk field of a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RiskSlot {
-    /// [`OK`], [`MISSING`] or [`BAD`].
-    pub state: u8,
+    /// [`SlotState::Ok`], [`SlotState::Missing`] or [`SlotState::Bad`].
+    pub state: SlotState,
     /// The level's index in `low, medium, high, critical`.
     pub level: u8,
 }
@@ -98,11 +104,11 @@ pub fn arg_num(value: Option<Arg<'_>>, thresholds: &Thresholds<'_>) -> NumSlot {
         None => MISSING_NUM,
         Some(v) => match v.as_number() {
             Some(n) => NumSlot {
-                state: OK,
+                state: SlotState::Ok,
                 rank: thresholds.rank(n),
             },
             None => NumSlot {
-                state: BAD,
+                state: SlotState::Bad,
                 rank: 0,
             },
         },
@@ -234,8 +240,8 @@ pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
     u32::try_from(r).unwrap_or(u32::MAX)
 }
 
-/// A payload string tested by the policy, as a symbol slot: [`BAD`] when not a
-/// string, [`NOT_TOKEN`] when not a token, else the index `index` gives it
+/// A payload string tested by the policy, as a symbol slot: [`SlotState::Bad`] when not a
+/// string, [`SlotState::NotToken`] when not a token, else the index `index` gives it
 /// (`literals`, their number, when it is none of them).
 #[inline]
 pub fn payload_sym(value: Option<&Value>, literals: u32, index: impl Fn(&str) -> u32) -> SymSlot {
@@ -279,13 +285,13 @@ fn string_slot(
     index: impl Fn(&str) -> u32,
 ) -> SymSlot {
     let (state, id) = match value {
-        None => (MISSING, 0),
+        None => (SlotState::Missing, 0),
         Some(Arg::Str(s)) => match index(s) {
-            id if id < literals => (OK, id),
-            _ if !well_formed(s) => (NOT_TOKEN, 0),
-            id => (OK, id),
+            id if id < literals => (SlotState::Ok, id),
+            _ if !well_formed(s) => (SlotState::NotToken, 0),
+            id => (SlotState::Ok, id),
         },
-        Some(_) => (BAD, 0),
+        Some(_) => (SlotState::Bad, 0),
     };
     SymSlot { state, id }
 }
@@ -342,20 +348,20 @@ impl<T: GateContext + ?Sized> GateContext for &T {
 #[inline]
 pub const fn risk_level(level: Risk) -> RiskSlot {
     RiskSlot {
-        state: OK,
+        state: SlotState::Ok,
         level: level as u8,
     }
 }
 
 /// A symbol slot for a field the call does not carry.
 pub const MISSING_SYM: SymSlot = SymSlot {
-    state: MISSING,
+    state: SlotState::Missing,
     id: 0,
 };
 
 /// A number slot for a field the call does not carry.
 pub const MISSING_NUM: NumSlot = NumSlot {
-    state: MISSING,
+    state: SlotState::Missing,
     rank: 0,
 };
 
@@ -377,12 +383,15 @@ pub fn name_fault_decision(code: u8) -> CompiledDecision {
 pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u32) -> SymSlot {
     match value {
         None => SymSlot {
-            state: MISSING,
+            state: SlotState::Missing,
             id: 0,
         },
-        Some(Err(())) => SymSlot { state: BAD, id: 0 },
+        Some(Err(())) => SymSlot {
+            state: SlotState::Bad,
+            id: 0,
+        },
         Some(Ok(s)) => SymSlot {
-            state: OK,
+            state: SlotState::Ok,
             id: index(s),
         },
     }
@@ -392,16 +401,16 @@ pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u32) -> SymS
 pub fn risk(value: Option<&str>) -> RiskSlot {
     match value {
         None => RiskSlot {
-            state: MISSING,
+            state: SlotState::Missing,
             level: 0,
         },
         Some(text) => match Risk::parse(text) {
             Some(level) => RiskSlot {
-                state: OK,
+                state: SlotState::Ok,
                 level: level as u8,
             },
             None => RiskSlot {
-                state: BAD,
+                state: SlotState::Bad,
                 level: 0,
             },
         },
