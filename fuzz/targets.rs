@@ -5,7 +5,7 @@
 // Every target asserts more than "no panic": where an input is accepted, it
 // checks a property that would catch a wrong answer.
 
-use capfence::audit::{AuditRecord, GENESIS, Verifier};
+use capfence::audit::{AuditRecord, GENESIS, RecordKind, Verifier};
 use capfence::{Compiled, Event, Policy};
 use capfence_compiler::suite::Suite;
 use capfence_compiler::when::parse_when;
@@ -104,6 +104,15 @@ pub fn suite(data: &[u8]) {
 /// not. Then the raw input, read as claimed records, must never panic the
 /// verifier.
 pub fn audit(data: &[u8]) {
+    const KINDS: [RecordKind; 7] = [
+        RecordKind::ALLOW,
+        RecordKind::REQUIRE_APPROVAL,
+        RecordKind::DENY,
+        RecordKind::Approve,
+        RecordKind::Reject,
+        RecordKind::Grant,
+        RecordKind::Revoke,
+    ];
     let chunks: Vec<&[u8]> = data.split(|b| *b == 0).take(8).collect();
     let mut records = Vec::new();
     let mut prev = GENESIS.to_owned();
@@ -124,7 +133,11 @@ pub fn audit(data: &[u8]) {
             environment: next(true),
             risk: next(true),
             payload: next(false).unwrap_or_default(),
-            decision: next(false).unwrap_or_default(),
+            decision: {
+                // A kind CapFence writes, picked by the chunk's text.
+                let text = next(false).unwrap_or_default();
+                RecordKind::parse(&text).unwrap_or(KINDS[text.len() % KINDS.len()])
+            },
             rule: next(true),
             reason: next(false).unwrap_or_default(),
             approval_id: next(true),

@@ -13,7 +13,7 @@ use capfence_compiler::policy::{DecisionKind, RuleFacts, is_field_name};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, RecordKind};
 use crate::clock::parse_rfc3339;
 use crate::signing;
 
@@ -394,12 +394,12 @@ fn key_of(
 /// A record that does not fit its ticket's or grant's earlier records, or
 /// whose signature fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record {seq} ({decision}): {message}")]
+#[error("record {seq} ({}): {message}", decision.map_or("none", RecordKind::as_str))]
 pub struct ReplayFault {
     /// The record's seq (0: none opened it).
     pub seq: u64,
-    /// The record's decision.
-    pub decision: String,
+    /// The record's kind (`None`: no record).
+    pub decision: Option<RecordKind>,
     /// What is wrong.
     pub message: String,
 }
@@ -407,7 +407,7 @@ pub struct ReplayFault {
 fn fault(record: &AuditRecord, message: impl Into<String>) -> ReplayFault {
     ReplayFault {
         seq: record.seq,
-        decision: record.decision.clone(),
+        decision: Some(record.decision),
         message: message.into(),
     }
 }
@@ -620,11 +620,11 @@ pub fn chain_ticket(
     let Some((open, rest)) = records.split_first() else {
         return Err(ReplayFault {
             seq: 0,
-            decision: String::new(),
+            decision: None,
             message: "no record opened it".to_owned(),
         });
     };
-    if open.decision != "require_approval" {
+    if open.decision != RecordKind::REQUIRE_APPROVAL {
         return Err(fault(open, "it cites a ticket before any record opened it"));
     }
     let mut t = ChainTicket {
@@ -642,9 +642,9 @@ pub fn chain_ticket(
     let label = open.approval_id.clone().unwrap_or_default();
     for r in rest {
         let decided = t.approved || t.rejected_by.is_some();
-        let fits = match r.decision.as_str() {
-            "require_approval" => !decided && record_key(r) == t.key,
-            verb @ ("approve" | "reject") if !decided => {
+        let fits = match r.decision {
+            RecordKind::REQUIRE_APPROVAL => !decided && record_key(r) == t.key,
+            verb @ (RecordKind::Approve | RecordKind::Reject) if !decided => {
                 let signed = if r.policy_digest.is_some() {
                     if r.policy_digest.as_deref() != Some(t.policy_digest.as_str()) {
                         return Err(fault(
@@ -654,7 +654,7 @@ pub fn chain_ticket(
                     }
                     signature_of(r, |signer, quorum, expires| {
                         ticket_statement(
-                            verb,
+                            verb.as_str(),
                             &label,
                             &t.key,
                             &t.opened_hash,
@@ -705,7 +705,7 @@ pub fn chain_ticket(
                 if let Some(at) = signed.as_ref().and_then(|s| s.expires_at) {
                     t.signed_expiry = Some(t.signed_expiry.map_or(at, |e| e.min(at)));
                 }
-                if verb == "approve" {
+                if verb == RecordKind::Approve {
                     if !t.approvals.contains(&name) {
                         t.approvals.push(name);
                     }
@@ -715,11 +715,11 @@ pub fn chain_ticket(
                 }
                 true
             }
-            "allow" if t.approved && t.used_at.is_none() && record_key(r) == t.key => {
+            RecordKind::ALLOW if t.approved && t.used_at.is_none() && record_key(r) == t.key => {
                 t.used_at = Some(r.seq);
                 true
             }
-            "deny" => t.rejected_by.is_some() && record_key(r) == t.key,
+            RecordKind::DENY => t.rejected_by.is_some() && record_key(r) == t.key,
             _ => false,
         };
         if !fits {
@@ -739,11 +739,11 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, ReplayFaul
     let Some((open, rest)) = records.split_first() else {
         return Err(ReplayFault {
             seq: 0,
-            decision: String::new(),
+            decision: None,
             message: "no record granted it".to_owned(),
         });
     };
-    if open.decision != "grant" {
+    if open.decision != RecordKind::Grant {
         return Err(fault(open, "it cites a grant before any record granted it"));
     }
     let bad = |what: &str| fault(open, format!("it has {what}"));
@@ -805,8 +805,8 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, ReplayFaul
         grant.granted_by = s.signer.clone();
     }
     for r in rest {
-        let fits = match r.decision.as_str() {
-            "allow" => {
+        let fits = match r.decision {
+            RecordKind::ALLOW => {
                 let at = parse_rfc3339(&r.time).unwrap_or(i64::MAX);
                 let in_scope = r.actor.as_deref() == Some(grant.actor.as_str())
                     && r.capability.as_deref() == Some(grant.capability.as_str())
@@ -820,7 +820,7 @@ pub fn chain_grant(id: u64, records: &[AuditRecord]) -> Result<Grant, ReplayFaul
                 }
                 in_scope && usable
             }
-            "revoke" if grant.revoked_by.is_none() => {
+            RecordKind::Revoke if grant.revoked_by.is_none() => {
                 let signed = signature_of(r, |signer, _, _| {
                     revoke_statement(
                         &label,

@@ -6,6 +6,9 @@
 //! encoding never depends on map order or float formatting: payloads are
 //! canonical JSON with sorted keys and exact decimals.
 
+use std::fmt;
+
+use capfence_compiler::DecisionKind;
 use sha2::{Digest, Sha256};
 
 /// The previous hash of the first record.
@@ -13,6 +16,60 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The first line of every canonical encoding; names the format version.
 pub const FORMAT: &str = "capfence-audit-v1";
+
+/// What a record records: a decision, or an operator action. Its text is the
+/// record's `decision` field (docs/audit-format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A decision on an event: `allow`, `require_approval` or `deny`.
+    Decision(DecisionKind),
+    /// An operator approved a ticket: `approve`.
+    Approve,
+    /// An operator rejected a ticket: `reject`.
+    Reject,
+    /// An operator granted a standing capability: `grant`.
+    Grant,
+    /// An operator revoked a grant: `revoke`.
+    Revoke,
+}
+
+impl RecordKind {
+    /// `allow`.
+    pub const ALLOW: RecordKind = RecordKind::Decision(DecisionKind::Allow);
+    /// `require_approval`.
+    pub const REQUIRE_APPROVAL: RecordKind = RecordKind::Decision(DecisionKind::RequireApproval);
+    /// `deny`.
+    pub const DENY: RecordKind = RecordKind::Decision(DecisionKind::Deny);
+
+    /// The record's `decision` text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Decision(kind) => kind.as_str(),
+            RecordKind::Approve => "approve",
+            RecordKind::Reject => "reject",
+            RecordKind::Grant => "grant",
+            RecordKind::Revoke => "revoke",
+        }
+    }
+
+    /// Parses a record's `decision` text; `None` for anything CapFence does
+    /// not write.
+    pub fn parse(text: &str) -> Option<RecordKind> {
+        Some(match text {
+            "approve" => RecordKind::Approve,
+            "reject" => RecordKind::Reject,
+            "grant" => RecordKind::Grant,
+            "revoke" => RecordKind::Revoke,
+            other => RecordKind::Decision(DecisionKind::parse(other)?),
+        })
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One record of the chain: a decision, or an operator action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +90,7 @@ pub struct AuditRecord {
     /// The canonical JSON payload (`{}` when empty).
     pub payload: String,
     /// `allow`, `require_approval`, `deny`; or `approve`, `reject`, `grant`, `revoke`.
-    pub decision: String,
+    pub decision: RecordKind,
     /// The deciding rule.
     pub rule: Option<String>,
     /// Why.
@@ -160,7 +217,7 @@ impl AuditRecord {
             environment: opt(&self.environment),
             risk: opt(&self.risk),
             payload: self.payload.as_bytes(),
-            decision: self.decision.as_bytes(),
+            decision: self.decision.as_str().as_bytes(),
             rule: opt(&self.rule),
             reason: self.reason.as_bytes(),
             approval_id: opt(&self.approval_id),
@@ -203,7 +260,7 @@ impl AuditRecord {
             "environment": self.environment,
             "risk": self.risk,
             "payload": self.payload,
-            "decision": self.decision,
+            "decision": self.decision.as_str(),
             "rule": self.rule,
             "reason": self.reason,
             "approval_id": self.approval_id,

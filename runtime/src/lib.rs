@@ -38,7 +38,7 @@ pub mod verdict;
 
 pub use action::ActionEvent;
 pub use approvals::{Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus};
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, RecordKind};
 pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
 pub use capfence_compiler::event::{Event, Value};
@@ -59,9 +59,9 @@ pub mod __private {
     pub use crate::decide::{Compiled, Decide};
     pub use crate::gate::{Context, PayloadValue, gate};
     pub use capfence_compiler::compiled::{
-        Arg, BAD, CompiledDecision, GateContext, MISSING, MISSING_NUM, MISSING_SYM, NOT_TOKEN,
-        NumSlot, OK, RiskSlot, SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault,
-        name_fault, name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
+        Arg, CompiledDecision, GateContext, MISSING_NUM, MISSING_SYM, NumSlot, RiskSlot, SlotState,
+        SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,
+        name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
     };
     pub use capfence_compiler::eval::{Decision, DecisionKind};
     pub use capfence_compiler::event::Event;

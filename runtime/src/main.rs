@@ -275,7 +275,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     println!("FAILED: {fault}");
                     Ok(ExitCode::from(1))
                 }
-                Err(VerifyError::Approval(fault)) => {
+                Err(VerifyError::Approval(fault) | VerifyError::Record(fault)) => {
                     println!("FAILED: {fault}");
                     Ok(ExitCode::from(1))
                 }

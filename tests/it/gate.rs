@@ -244,7 +244,7 @@ fn a_gate_refuses_a_runtime_on_another_policy() {
     // The refusal is on the record.
     let records = rt.ledger().records().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].decision, "deny");
+    assert_eq!(records[0].decision.as_str(), "deny");
     assert!(records[0].reason.contains("checked against policy"));
     // The same policy as a compiled table: the gate runs.
     static TABLE: &dyn capfence::Decide = &capfence::policy!("policies/treasury_agent.yaml");

@@ -35,6 +35,10 @@ pub enum VerifyError {
     /// ticket or grant row the chain does not vouch for.
     #[error("{0}")]
     Approval(String),
+    /// The chain is intact, but a record holds what CapFence never writes
+    /// (a `decision` that is neither a decision nor an operator action).
+    #[error("{0}")]
+    Record(String),
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),

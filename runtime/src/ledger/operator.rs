@@ -11,7 +11,7 @@ use super::{Ledger, PolicyFacts, append, micros};
 use crate::approvals::{
     self, Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus, requirements_key,
 };
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, RecordKind};
 use crate::clock::rfc3339;
 use crate::signing::OperatorKey;
 use crate::store::{StoreError, Tx};
@@ -135,9 +135,9 @@ impl Ledger {
             .ok_or_else(|| OperatorError::NotFound("ticket", ticket.to_owned()))?;
         let label = TicketId(id).to_string();
         let verb = if status == TicketStatus::Approved {
-            "approve"
+            RecordKind::Approve
         } else {
-            "reject"
+            RecordKind::Reject
         };
         let ttl = micros(self.inner.ticket_ttl);
         self.operator(|tx, now| {
@@ -188,7 +188,7 @@ impl Ledger {
                         Some(f) => eligible_name(key, f)?,
                         None => key.name().to_owned(),
                     };
-                    if verb == "approve" && chain.approvals.contains(&name) {
+                    if verb == RecordKind::Approve && chain.approvals.contains(&name) {
                         return Err(OperatorError::Refused(format!(
                             "`{name}` has already approved {label}; it needs {needed} distinct \
                              approvers"
@@ -196,7 +196,7 @@ impl Ledger {
                     }
                     let expires = rfc3339(expires_at);
                     let statement = approvals::ticket_statement(
-                        verb,
+                        verb.as_str(),
                         &label,
                         &chain.key,
                         &chain.opened_hash,
@@ -216,7 +216,7 @@ impl Ledger {
                 }
             };
             let mut approvals = chain.approvals.clone();
-            if verb == "approve" && !approvals.contains(&by) {
+            if verb == RecordKind::Approve && !approvals.contains(&by) {
                 approvals.push(by.clone());
             }
             let done = status == TicketStatus::Rejected
@@ -389,7 +389,7 @@ impl Ledger {
             }
             let mut record = operator_record(
                 &by,
-                "grant",
+                RecordKind::Grant,
                 Some(environment.clone()),
                 payload.to_string(),
                 None,
@@ -482,7 +482,7 @@ impl Ledger {
             };
             let mut record = operator_record(
                 &by,
-                "revoke",
+                RecordKind::Revoke,
                 Some(g.environment.clone()),
                 payload,
                 None,
@@ -592,7 +592,7 @@ fn operator_name(by: &str) -> Result<String, OperatorError> {
 
 fn operator_record(
     by: &str,
-    verb: &str,
+    verb: RecordKind,
     environment: Option<String>,
     payload: String,
     rule: Option<String>,
@@ -607,7 +607,7 @@ fn operator_record(
         environment,
         risk: None,
         payload,
-        decision: verb.to_owned(),
+        decision: verb,
         rule,
         reason,
         approval_id: Some(approval_id),

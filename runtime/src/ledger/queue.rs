@@ -14,7 +14,7 @@ use crate::approvals::{
     self, ChainTicket, GrantId, Ticket, TicketId, TicketStatus, canonical_payload, chain_grant,
     chain_ticket,
 };
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, RecordKind};
 use crate::clock::rfc3339;
 use crate::store::{StoreError, Tx};
 use crate::verdict::Verdict;
@@ -216,7 +216,7 @@ impl Ledger {
                     environment: job.event.environment.clone(),
                     risk: job.event.risk.clone(),
                     payload: job.payload.clone(),
-                    decision: verdict.decision.as_str().to_owned(),
+                    decision: RecordKind::Decision(verdict.decision),
                     rule: verdict.rule.clone(),
                     reason: verdict.reason.clone(),
                     approval_id: verdict.approval_id.clone(),

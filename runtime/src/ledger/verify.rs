@@ -26,10 +26,18 @@ impl Ledger {
                         let view = chunk.view(record);
                         if let Err(fault) = verifier.check_view(&view) {
                             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                            return Err(fault);
+                            return Err(VerifyError::from(fault));
                         }
+                        // Every record is one CapFence could have written.
+                        let record = match owned(&view) {
+                            Ok(record) => record,
+                            Err(fault) => {
+                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(fault);
+                            }
+                        };
                         if let Some(id) = view.approval_id {
-                            cited.push(id, owned(&view));
+                            cited.push(id, record);
                         }
                     }
                 }
@@ -175,11 +183,22 @@ impl Cited {
     }
 }
 
-/// A borrowed record, owned.
-fn owned(view: &crate::audit::RecordView<'_>) -> AuditRecord {
+/// A borrowed record, owned; `Err` names a `decision` that is neither a
+/// decision nor an operator action (nothing CapFence writes).
+fn owned(view: &crate::audit::RecordView<'_>) -> Result<AuditRecord, VerifyError> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let opt = |b: Option<&[u8]>| b.map(text);
-    AuditRecord {
+    let decision = std::str::from_utf8(view.decision)
+        .ok()
+        .and_then(crate::audit::RecordKind::parse)
+        .ok_or_else(|| {
+            VerifyError::Record(format!(
+                "record {}: its decision {:?} is neither a decision nor an operator action",
+                view.seq,
+                String::from_utf8_lossy(view.decision)
+            ))
+        })?;
+    Ok(AuditRecord {
         seq: view.seq,
         time: text(view.time),
         actor: opt(view.actor),
@@ -187,14 +206,14 @@ fn owned(view: &crate::audit::RecordView<'_>) -> AuditRecord {
         environment: opt(view.environment),
         risk: opt(view.risk),
         payload: text(view.payload),
-        decision: text(view.decision),
+        decision,
         rule: opt(view.rule),
         reason: text(view.reason),
         approval_id: opt(view.approval_id),
         policy_digest: opt(view.policy_digest),
         prev_hash: text(view.prev_hash),
         hash: text(view.hash),
-    }
+    })
 }
 
 /// Where each of a record's 13 text fields lies in a chunk, if present.
@@ -288,7 +307,7 @@ impl Ledger {
         let mut all = Contributions::new();
         let mut current = Contributions::new();
         for record in self.records()? {
-            if record.decision != "allow" {
+            if record.decision != crate::audit::RecordKind::ALLOW {
                 continue;
             }
             let Some(event) = event_of(&record) else {

@@ -63,7 +63,10 @@ impl Tx for MemoryTx<'_> {
             .iter()
             .chain(self.state.records.iter().skip(self.repeated))
             .filter(|r| r.approval_id.as_deref() == Some(approval_id))
-            .filter(|r| std::mem::take(&mut first) || r.decision != "require_approval")
+            .filter(|r| {
+                std::mem::take(&mut first)
+                    || r.decision != crate::audit::RecordKind::REQUIRE_APPROVAL
+            })
             .cloned()
             .collect())
     }

@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 
 use super::{Store, StoreError, Tx, WindowRow};
 use crate::approvals::{Grant, Ticket, TicketStatus};
-use crate::audit::{AuditRecord, GENESIS, RecordView};
+use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
 
 /// Value of `capfence_meta.format` in a state directory of this version.
 const STATE_FORMAT: &str = "capfence-ledger-v1";
@@ -466,6 +466,19 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
     })
 }
 
+/// A record's `decision` column as its kind; a value CapFence never writes
+/// is a conversion error naming it.
+fn record_kind(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<RecordKind> {
+    let text: String = row.get(index)?;
+    RecordKind::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("{text:?} is neither a decision nor an operator action").into(),
+        )
+    })
+}
+
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRecord)> {
     Ok((
         row.get(0)?,
@@ -477,7 +490,7 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRecor
             environment: row.get(4)?,
             risk: row.get(5)?,
             payload: row.get(6)?,
-            decision: row.get(7)?,
+            decision: record_kind(row, 7)?,
             rule: row.get(8)?,
             reason: row.get(9)?,
             approval_id: row.get(10)?,
@@ -548,7 +561,7 @@ impl Tx for SqliteTx<'_> {
                     r.environment,
                     r.risk,
                     r.payload,
-                    r.decision,
+                    r.decision.as_str(),
                     r.rule,
                     r.reason,
                     r.approval_id,

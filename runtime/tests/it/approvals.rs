@@ -185,7 +185,7 @@ fn every_decision_and_operator_action_is_recorded() {
         .records()
         .unwrap()
         .into_iter()
-        .map(|r| r.decision)
+        .map(|r| r.decision.to_string())
         .collect();
     assert_eq!(
         decisions,

@@ -76,7 +76,10 @@ fn processes_and_threads_never_fork_the_chain() {
         assert_eq!(r.seq, i as u64 + 1);
     }
     assert_eq!(rt.verify().unwrap().0, 2000);
-    let allowed = records.iter().filter(|r| r.decision == "allow").count();
+    let allowed = records
+        .iter()
+        .filter(|r| r.decision.as_str() == "allow")
+        .count();
     assert_eq!(allowed, PROCESSES * THREADS * PER_THREAD.div_ceil(3));
 }
 

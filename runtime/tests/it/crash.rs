@@ -136,7 +136,7 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
         // No ticket authorizes twice; no grant beyond its uses (verify
         // checks both too; this says it in the test's own words).
         let mut uses = std::collections::HashMap::<String, usize>::new();
-        for r in records.iter().filter(|r| r.decision == "allow") {
+        for r in records.iter().filter(|r| r.decision.as_str() == "allow") {
             if let Some(id) = &r.approval_id {
                 *uses.entry(id.clone()).or_default() += 1;
             }
@@ -153,7 +153,7 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
     let records = runtime(dir.path()).ledger().records().unwrap();
     let plain_allows = records
         .iter()
-        .filter(|r| r.decision == "allow" && r.approval_id.is_none())
+        .filter(|r| r.decision.as_str() == "allow" && r.approval_id.is_none())
         .count();
     let printed_plain = printed_authorized.iter().filter(|a| a.is_none()).count();
     assert!(
@@ -164,7 +164,7 @@ fn sigkill_anywhere_never_double_spends_or_loses_a_record() {
         assert!(
             records
                 .iter()
-                .any(|r| r.decision == "allow" && r.approval_id.as_deref() == Some(id)),
+                .any(|r| r.decision.as_str() == "allow" && r.approval_id.as_deref() == Some(id)),
             "{id} was printed as authorizing but has no allow record"
         );
     }

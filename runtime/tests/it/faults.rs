@@ -87,7 +87,10 @@ fn a_full_disk_denies_and_keeps_every_authorized_record() {
     assert!(authorized > 0);
     let records = runtime(dir.path()).ledger().records().unwrap();
     assert_eq!(
-        records.iter().filter(|r| r.decision == "allow").count(),
+        records
+            .iter()
+            .filter(|r| r.decision.as_str() == "allow")
+            .count(),
         authorized
     );
     assert_eq!(runtime(dir.path()).verify().unwrap().0 as usize, authorized);

@@ -280,7 +280,7 @@ fn insert(db: &rusqlite::Connection, r: &AuditRecord) {
             r.environment,
             r.risk,
             r.payload,
-            r.decision,
+            r.decision.as_str(),
             r.rule,
             r.reason,
             r.approval_id,
@@ -298,7 +298,7 @@ fn approve_record(rt: &ActionRuntime, label: &str) -> AuditRecord {
         .records()
         .unwrap()
         .into_iter()
-        .find(|r| r.decision == "approve" && r.approval_id.as_deref() == Some(label))
+        .find(|r| r.decision.as_str() == "approve" && r.approval_id.as_deref() == Some(label))
         .unwrap()
 }
 
@@ -367,7 +367,7 @@ fn verify_names_the_record_whose_signature_fails() {
     let records = s.rt.ledger().records().unwrap();
     let target = records
         .iter()
-        .find(|r| r.decision == "approve" && r.actor.as_deref() == Some("ops2"))
+        .find(|r| r.decision.as_str() == "approve" && r.actor.as_deref() == Some("ops2"))
         .unwrap()
         .clone();
 

@@ -85,7 +85,7 @@ fn an_inserted_record_is_named() {
     conn.execute(
         "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        rusqlite::params![5, forged.time, forged.actor, forged.capability, forged.environment, forged.risk, forged.payload, forged.decision, forged.rule, forged.reason, forged.approval_id, forged.policy_digest, forged.prev_hash, forged.hash],
+        rusqlite::params![5, forged.time, forged.actor, forged.capability, forged.environment, forged.risk, forged.payload, forged.decision.as_str(), forged.rule, forged.reason, forged.approval_id, forged.policy_digest, forged.prev_hash, forged.hash],
     )
     .unwrap();
     let out = capfence(dir.path(), &["verify"]);
@@ -138,4 +138,38 @@ fn a_truncated_tail_is_caught_with_the_head() {
     let out = capfence(dir.path(), &["verify", "--head", hash]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("truncated"), "{}", stdout(&out));
+}
+
+/// A writer with SQL access can re-seal the last record with a `decision`
+/// CapFence never writes ("alow", a look-alike of "allow"): the hashes hold,
+/// so only the record kind gives it away, and `verify` names it.
+#[test]
+fn a_record_kind_capfence_never_writes_is_named() {
+    let dir = chain("kind", 4);
+    let conn = sql(dir.path());
+    let prev: String = conn
+        .query_row("SELECT hash FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let record = runtime(dir.path())
+        .ledger()
+        .records()
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut view = record.view();
+    view.decision = b"alow";
+    view.prev_hash = prev.as_bytes();
+    let hash = view.hash_hex(&mut Vec::new());
+    let hash = String::from_utf8(hash.to_vec()).unwrap();
+    conn.execute(
+        "UPDATE audit SET decision = 'alow', hash = ?1 WHERE seq = 4",
+        [&hash],
+    )
+    .unwrap();
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "FAILED: record 4: its decision \"alow\" is neither a decision nor an operator action"
+    );
 }

@@ -209,7 +209,13 @@ fn racing_callers_never_jointly_pass_a_cap() {
         .unwrap();
     let records = rt.ledger().records().unwrap();
     assert_eq!(records.len(), 200);
-    assert_eq!(records.iter().filter(|r| r.decision == "allow").count(), 10);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.decision.as_str() == "allow")
+            .count(),
+        10
+    );
     rt.verify().unwrap();
 }
 
