@@ -19,6 +19,7 @@
 //!
 //! Rules are indexed by capability pattern before pairs are compared.
 
+#[cfg(feature = "cli")]
 pub mod gates;
 pub mod region;
 

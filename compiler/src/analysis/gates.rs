@@ -1,7 +1,7 @@
 //! `lint --src DIR`: the `#[gate("…")]` attributes in a source tree against
 //! the policy's rules.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use syn::visit::Visit;
 
@@ -84,57 +84,94 @@ impl<'ast> Visit<'ast> for Finder<'_> {
     }
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || name == "target" {
-            continue;
-        }
-        if path.is_dir() {
-            rust_files(&path, out)?;
-        } else if name.ends_with(".rs") {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// What `scan` found under a directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Every gate, in file order.
+    pub gates: Vec<Gate>,
+    /// Rust files that could not be read or parsed, with why: their gates
+    /// were not checked, so `check` reports each one as an error.
+    pub unparsed: Vec<(String, String)>,
 }
 
-/// Every gate under `dir`, in file order. A file that does not parse is skipped.
-pub fn scan(dir: &Path) -> std::io::Result<Vec<Gate>> {
-    let mut files = Vec::new();
-    rust_files(dir, &mut files)?;
-    let mut gates = Vec::new();
-    for path in files {
-        let Ok(text) = std::fs::read_to_string(&path) else {
+/// Every gate in the `.rs` files under `dir`, in path order, skipping hidden
+/// entries and `target`. Symlinks are not followed (a link cannot make the
+/// walk loop or leave the tree). `Err` when the tree cannot be walked (a
+/// directory that cannot be listed), naming the path.
+pub fn scan(dir: &Path) -> std::io::Result<Scan> {
+    let mut out = Scan::default();
+    let walk = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0 || !(name.starts_with('.') || name == "target")
+        });
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let at = e
+                .path()
+                .map_or_else(|| dir.display().to_string(), |p| p.display().to_string());
+            std::io::Error::other(format!("{at}: {e}"))
+        })?;
+        if !entry.file_type().is_file() || entry.path().extension().is_none_or(|x| x != "rs") {
             continue;
-        };
-        let Ok(file) = syn::parse_file(&text) else {
-            continue;
-        };
+        }
+        let path = entry.path();
         let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                out.unparsed.push((shown, format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        let file = match syn::parse_file(&text) {
+            Ok(file) => file,
+            Err(e) => {
+                let at = e.span().start();
+                out.unparsed.push((
+                    shown,
+                    format!(
+                        "does not parse as Rust ({}:{}: {e})",
+                        at.line,
+                        at.column + 1
+                    ),
+                ));
+                continue;
+            }
+        };
         let mut finder = Finder {
             file: &shown,
             found: Vec::new(),
         };
         finder.visit_file(&file);
-        gates.extend(finder.found);
+        out.gates.extend(finder.found);
     }
-    Ok(gates)
+    Ok(out)
 }
 
 /// `gate-without-rule`: a gate whose capability no allow or require_approval
 /// rule covers (every call would be denied); `rule-without-gate`: a rule whose
-/// capability pattern no gate matches.
-pub fn check(policy: &Policy, gates: &[Gate]) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
+/// capability pattern no gate matches; `unparsed-source` (an error): a Rust
+/// file whose gates could not be checked.
+pub fn check(policy: &Policy, scan: &Scan) -> Vec<Diagnostic> {
+    let gates = &scan.gates;
+    let mut out: Vec<Diagnostic> = scan
+        .unparsed
+        .iter()
+        .map(|(file, why)| Diagnostic {
+            code: "unparsed-source",
+            severity: Severity::Error,
+            rule: None,
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("{file} {why}: the gates in it were not checked"),
+            related: Vec::new(),
+            notes: vec!["help: fix the file, or move it out of the --src tree".to_owned()],
+        })
+        .collect();
     for gate in gates {
         let (resource, action) = gate
             .capability

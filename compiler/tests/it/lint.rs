@@ -383,3 +383,75 @@ fn gates_in_the_sources_are_checked_against_the_rules() {
         Some(2)
     );
 }
+
+/// A source tree an attacker (or an accident) shaped: a symlink back to its
+/// root, a gated file that does not parse, a gate hidden in `target/` and in
+/// a dot directory. The walk ends, the unparsed file is an error (its gates
+/// were not checked: exit 1, never a silent pass), and the skipped
+/// directories stay skipped.
+#[test]
+fn a_hostile_source_tree_is_walked_to_the_end_and_fails_closed() {
+    let root = std::env::temp_dir().join(format!("capfence-lint-src-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "a/ok.rs",
+        "#[capfence::gate(\"payments.transfer\")]\nfn t() {}\n#[capfence::gate(\"payments.refund\")]\nfn r() {}\n#[capfence::gate(\"payments.read\")]\nfn b() {}\n",
+    );
+    write(
+        "b/broken.rs",
+        "#[capfence::gate(\"ledger.export\")]\nfn export( {\n",
+    );
+    write(
+        "target/gen.rs",
+        "#[capfence::gate(\"ledger.wipe\")]\nfn w() {}\n",
+    );
+    write(
+        ".hidden/x.rs",
+        "#[capfence::gate(\"ledger.wipe\")]\nfn w() {}\n",
+    );
+    std::os::unix::fs::symlink(&root, root.join("a/loop")).unwrap();
+    let src = root.display().to_string();
+    let out = compile(&[
+        "lint",
+        "policies/fintech_policy.yaml",
+        "--src",
+        &src,
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<(String, String)> = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| {
+            let code = d["code"].as_str().unwrap();
+            code.contains("gate") || code.contains("source")
+        })
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["file"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [("unparsed-source".to_owned(), format!("{src}/b/broken.rs"))],
+        "{json}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let human =
+        String::from_utf8(compile(&["lint", "policies/fintech_policy.yaml", "--src", &src]).stdout)
+            .unwrap();
+    assert!(
+        human.contains("error[unparsed-source]") && human.contains("does not parse as Rust (2:"),
+        "{human}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
