@@ -285,7 +285,7 @@ impl Plan<'_> {
     fn slot_init(&self, field: &Field, ty: FieldType) -> TokenStream {
         let p = quote! { ::capfence::__private };
         match (field, ty) {
-            (Field::Risk, _) => quote! { #p::risk(event.risk.as_deref()) },
+            (Field::Risk, _) => quote! { #p::risk(event.risk.as_ref()) },
             (Field::Payload(name), FieldType::Number) => {
                 let thresholds = self.thresholds_tokens(field);
                 quote! {

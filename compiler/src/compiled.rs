@@ -397,22 +397,18 @@ pub fn sym(value: Option<Result<&str, ()>>, index: impl Fn(&str) -> u32) -> SymS
     }
 }
 
-/// The risk slot of an event's (lowercase) risk.
-pub fn risk(value: Option<&str>) -> RiskSlot {
-    match value {
+/// The risk slot of an event's risk.
+#[inline]
+pub fn risk(value: Option<&crate::event::EventRisk>) -> RiskSlot {
+    match value.map(crate::event::EventRisk::level) {
         None => RiskSlot {
             state: SlotState::Missing,
             level: 0,
         },
-        Some(text) => match Risk::parse(text) {
-            Some(level) => RiskSlot {
-                state: SlotState::Ok,
-                level: level as u8,
-            },
-            None => RiskSlot {
-                state: SlotState::Bad,
-                level: 0,
-            },
+        Some(Some(level)) => risk_level(level),
+        Some(None) => RiskSlot {
+            state: SlotState::Bad,
+            level: 0,
         },
     }
 }

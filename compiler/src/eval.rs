@@ -152,7 +152,7 @@ pub fn name_fault(event: &Event) -> u8 {
         event.action.as_deref(),
         event.environment.as_deref(),
         event.actor.as_deref(),
-        event.risk.as_deref(),
+        event.risk.as_ref().map(crate::event::EventRisk::as_str),
     )
 }
 
@@ -193,7 +193,7 @@ fn lookup<'e>(event: &'e Event, field: &Field) -> Option<Found<'e>> {
         Field::Resource => text(&event.resource),
         Field::Action => text(&event.action),
         Field::Environment => text(&event.environment),
-        Field::Risk => text(&event.risk),
+        Field::Risk => event.risk.as_ref().map(|r| Found::Text(r.as_str().into())),
         Field::Capability => event.capability().map(|c| Found::Text(c.into())),
         Field::Payload(name) => event.payload.get(name).map(Found::Payload),
     }

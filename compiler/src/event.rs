@@ -15,6 +15,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::number::parse_exact;
+use crate::policy::Risk;
 use crate::yaml::{Node, NodeKind, Style};
 
 /// A payload value. Lists and objects are kept whole: no policy test reads
@@ -237,11 +238,63 @@ pub struct Event {
     pub action: Option<String>,
     /// The environment, lowercase.
     pub environment: Option<String>,
-    /// The risk level as given, lowercase (a policy that tests risk requires one of
-    /// low, medium, high, critical).
-    pub risk: Option<String>,
+    /// The risk: a level, or (lowercase) text that names none, kept as sent
+    /// for the record (a policy that tests risk requires a level).
+    pub risk: Option<EventRisk>,
     /// The payload, by field name.
     pub payload: BTreeMap<String, Value>,
+}
+
+/// An event's risk: one of the four levels, or text that names none. Text
+/// is kept, lowercase, for the audit record; wherever a rule tests risk it is
+/// malformed. Built only by [`EventRisk::parse`] and from a [`Risk`], so a
+/// level is always held as a level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRisk(RiskRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RiskRepr {
+    Level(Risk),
+    Other(String),
+}
+
+impl EventRisk {
+    /// `text`, lowercase, as a level when it names one.
+    pub fn parse(text: &str) -> EventRisk {
+        let lower = text.to_ascii_lowercase();
+        EventRisk(match Risk::parse(&lower) {
+            Some(level) => RiskRepr::Level(level),
+            None => RiskRepr::Other(lower),
+        })
+    }
+
+    /// The level, if the risk names one.
+    pub fn level(&self) -> Option<Risk> {
+        match &self.0 {
+            RiskRepr::Level(level) => Some(*level),
+            RiskRepr::Other(_) => None,
+        }
+    }
+
+    /// The risk as text: the level's name, or the text as sent (lowercase).
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            RiskRepr::Level(level) => level.name(),
+            RiskRepr::Other(text) => text,
+        }
+    }
+}
+
+impl From<Risk> for EventRisk {
+    fn from(level: Risk) -> EventRisk {
+        EventRisk(RiskRepr::Level(level))
+    }
+}
+
+impl fmt::Display for EventRisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An event that cannot be read.
@@ -264,7 +317,7 @@ impl Event {
             resource: Some(resource.to_ascii_lowercase()),
             action: Some(action.to_ascii_lowercase()),
             environment: Some(environment.to_ascii_lowercase()),
-            risk: Some(risk.to_ascii_lowercase()),
+            risk: Some(EventRisk::parse(risk)),
             payload: BTreeMap::new(),
         }
     }
@@ -383,7 +436,11 @@ impl Event {
         field(&mut out, "resource", &self.resource);
         field(&mut out, "action", &self.action);
         field(&mut out, "environment", &self.environment);
-        field(&mut out, "risk", &self.risk);
+        field(
+            &mut out,
+            "risk",
+            &self.risk.as_ref().map(|r| r.as_str().to_owned()),
+        );
         if !first {
             out.push(',');
         }
@@ -543,7 +600,7 @@ impl RawEvent<'_> {
             resource,
             action,
             environment: lower(self.environment),
-            risk: lower(self.risk),
+            risk: self.risk.as_deref().map(EventRisk::parse),
             payload,
         })
     }
@@ -634,7 +691,7 @@ mod tests {
         assert_eq!(e.actor.as_deref(), Some("Bot"));
         assert_eq!(e.capability().as_deref(), Some("payments.transfer"));
         assert_eq!(e.environment.as_deref(), Some("staging"));
-        assert_eq!(e.risk.as_deref(), Some("high"));
+        assert_eq!(e.risk.as_ref().map(EventRisk::as_str), Some("high"));
     }
 
     #[test]

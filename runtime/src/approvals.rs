@@ -8,7 +8,7 @@
 //! `ledger/queue.rs`.
 
 use capfence_compiler::Event;
-use capfence_compiler::event::write_object;
+use capfence_compiler::event::{EventRisk, write_object};
 use capfence_compiler::policy::{DecisionKind, RuleFacts, is_field_name};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -343,7 +343,7 @@ pub fn event_key(event: &Event, rule: Option<&str>, digest: &str) -> String {
         event.actor.as_deref(),
         event.capability().as_deref(),
         event.environment.as_deref(),
-        event.risk.as_deref(),
+        event.risk.as_ref().map(EventRisk::as_str),
         &canonical_payload(event),
         rule,
         digest,

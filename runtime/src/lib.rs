@@ -41,7 +41,7 @@ pub use approvals::{Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus}
 pub use audit::{AuditRecord, RecordKind};
 pub use capfence_compiler::compiled::CompiledDecision;
 pub use capfence_compiler::eval::{Decision, DecisionKind};
-pub use capfence_compiler::event::{Event, Value};
+pub use capfence_compiler::event::{Event, EventRisk, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
 pub use capfence_macros::{gate, gate_decision, policy};
 pub use decide::{Compiled, Decide};

@@ -25,7 +25,7 @@
 //! });
 //! ```
 
-use capfence_compiler::event::{Event, Value};
+use capfence_compiler::event::{Event, EventRisk, Value};
 use capfence_compiler::policy::{CapabilityPattern, Field, FieldType, Policy, Test};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -212,7 +212,7 @@ fn build(plan: &Plan, r: usize, a: usize, picks: &[Pick]) -> Event {
             }
             Field::Actor => event.actor = text,
             Field::Environment => event.environment = text,
-            Field::Risk => event.risk = text,
+            Field::Risk => event.risk = text.as_deref().map(EventRisk::parse),
             Field::Resource | Field::Action | Field::Capability => {}
         }
     }

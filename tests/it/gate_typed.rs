@@ -159,8 +159,8 @@ fn check(path: &str, capabilities: &[(&str, &str, Decider)]) {
 /// The call an event stands for, or `None` when no gated call gives it (a
 /// risk that is not a level, a value no argument type holds).
 fn to_call(event: &Event, alt: bool, pick: u8) -> Option<Call> {
-    let risk = match event.risk.as_deref() {
-        Some(text) => Risk::parse(text)?,
+    let risk = match &event.risk {
+        Some(risk) => risk.level()?,
         None => Risk::ALL[usize::from(pick) % 4],
     };
     let defaults = [

@@ -397,7 +397,7 @@ impl Box {
             action: Some(self.action.witness()?),
             ..Event::default()
         };
-        event.risk = Some(self.risk.levels().next()?.name().to_owned());
+        event.risk = Some(self.risk.levels().next()?.into());
         for (field, ty) in fields {
             let value = match ty {
                 crate::policy::FieldType::Number => Value::Number(

@@ -160,7 +160,7 @@ pub fn event() -> impl Strategy<Value = Event> {
             resource: Some(r.into()),
             action: Some(a.into()),
             environment: e.map(str::to_owned),
-            risk: k.map(str::to_owned),
+            risk: k.map(capfence_compiler::event::EventRisk::parse),
             payload: Default::default(),
         };
         if let Some(amount) = amount {

@@ -251,14 +251,18 @@ proptest! {
 
 /// Whether a (well-formed) event lies in a box.
 fn contains(b: &capfence_compiler::analysis::region::Box, event: &Event) -> bool {
-    use capfence_compiler::policy::{Field, Risk};
+    use capfence_compiler::policy::Field;
     let (Some(r), Some(a)) = (&event.resource, &event.action) else {
         return false;
     };
     if !b.resource.contains(r) || !b.action.contains(a) {
         return false;
     }
-    if let Some(risk) = event.risk.as_deref().and_then(Risk::parse) {
+    if let Some(risk) = event
+        .risk
+        .as_ref()
+        .and_then(capfence_compiler::event::EventRisk::level)
+    {
         if !b.risk.contains(risk) {
             return false;
         }
