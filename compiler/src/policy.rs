@@ -450,6 +450,10 @@ pub struct Policy {
     /// The operators who may sign approvals (`approvers:`), in file order.
     /// Empty: approvals are not authenticated (any `--by` name is taken).
     pub approvers: Vec<Approver>,
+    /// MCP tool names and the capability each one's calls exercise
+    /// (`tools:`), in file order: what `capfence mcp-proxy` decides a
+    /// `tools/call` as.
+    pub tools: Vec<(String, String)>,
 }
 
 /// An operator listed under `approvers:`: a name and an Ed25519 public key.
@@ -601,6 +605,26 @@ impl Rule {
 }
 
 impl Policy {
+    /// The capability an MCP tool's calls exercise: the `tools:` entry (exact
+    /// name), else `mcp.<tool>` when that is a capability and the name is not
+    /// a case variant of a mapped tool, else `None` (the call is malformed).
+    pub fn tool_capability(&self, tool: &str) -> Option<String> {
+        if let Some((_, capability)) = self.tools.iter().find(|(name, _)| name == tool) {
+            return Some(capability.clone());
+        }
+        // A case variant of a mapped tool is refused rather than decided as
+        // `mcp.<tool>`: a server that matches names loosely would run the
+        // mapped tool under another capability.
+        if self
+            .tools
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(tool))
+        {
+            return None;
+        }
+        crate::token::is_segment(tool).then(|| format!("mcp.{}", tool.to_ascii_lowercase()))
+    }
+
     /// Every velocity aggregate any rule tests, distinct, sorted.
     pub fn windows(&self) -> Vec<crate::window::Window> {
         let mut all: Vec<crate::window::Window> = self

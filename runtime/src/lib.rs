@@ -29,6 +29,7 @@ pub mod clock;
 pub mod decide;
 pub mod gate;
 pub mod ledger;
+pub mod mcp;
 pub mod runtime;
 pub mod signing;
 pub mod store;

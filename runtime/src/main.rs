@@ -64,6 +64,25 @@ enum Command {
         #[arg(long)]
         policy: PathBuf,
     },
+    /// Run an MCP server behind CapFence: every tools/call is decided and
+    /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).
+    McpProxy {
+        /// The policy file (its `tools:` map names each tool's capability).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The agent: the actor of every call.
+        #[arg(long, default_value = "mcp-agent")]
+        actor: String,
+        /// The environment of every call.
+        #[arg(long, default_value = "production")]
+        environment: String,
+        /// The risk of every call (low, medium, high, critical).
+        #[arg(long, default_value = "low")]
+        risk: String,
+        /// The MCP server's command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        server: Vec<std::ffi::OsString>,
+    },
     /// Operate approvals: tickets and grants.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
@@ -244,6 +263,13 @@ fn ledger(state: &Path, must_exist: bool) -> Result<Ledger, String> {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Decide { policy } => decide(&cli.state, &policy),
+        Command::McpProxy {
+            policy,
+            actor,
+            environment,
+            risk,
+            server,
+        } => mcp_proxy(&cli.state, &policy, actor, environment, &risk, server),
         Command::Approvals(cmd) => approvals(&cli.state, cmd),
         Command::Keys(cmd) => keys(cmd),
         Command::Completions { shell } => {
@@ -345,6 +371,38 @@ fn decide(state: &Path, policy: &Path) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn mcp_proxy(
+    state: &Path,
+    policy_path: &Path,
+    actor: String,
+    environment: String,
+    risk: &str,
+    server: Vec<std::ffi::OsString>,
+) -> Result<ExitCode, String> {
+    let risk = capfence::Risk::parse(&risk.to_ascii_lowercase())
+        .ok_or_else(|| format!("--risk {risk:?}: expected low, medium, high or critical"))?;
+    let policy = capfence::Policy::load(policy_path).map_err(|e| e.to_string())?;
+    let runtime = ActionRuntime::builder(policy_path)
+        .state_dir(state)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if runtime.policy_digest() != policy.digest {
+        return Err(format!(
+            "{} changed while the proxy was starting; start it again",
+            policy_path.display()
+        ));
+    }
+    let options = capfence::mcp::ProxyOptions {
+        actor,
+        environment,
+        risk,
+        server,
+    };
+    let code = capfence::mcp::Proxy::new(runtime, policy, options)
+        .run(std::io::stdin(), Box::new(std::io::stdout()))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {

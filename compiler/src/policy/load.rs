@@ -50,6 +50,8 @@ pub enum LoadErrorKind {
     /// that is not `ed25519:<base64>`, a key listed twice, an unknown
     /// approver, a quorum no set of eligible approvers can meet.
     Approvers,
+    /// A `tools:` entry that is not a tool name mapped to `resource.action`.
+    Tools,
     /// A velocity condition without a `window`, a bad duration, a `per`
     /// field that cannot group calls.
     Window,
@@ -73,6 +75,7 @@ impl LoadErrorKind {
             LoadErrorKind::FieldTypeConflict => "field-type-conflict",
             LoadErrorKind::NotAToken => "not-a-token",
             LoadErrorKind::Approvers => "bad-approvers",
+            LoadErrorKind::Tools => "bad-tools",
             LoadErrorKind::Window => "bad-window",
         }
     }
@@ -110,11 +113,12 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
     "policy_name",
     "version",
     "unicode_fields",
     "approvers",
+    "tools",
     "deny",
     "require_approval",
     "allow",
@@ -266,11 +270,13 @@ impl Loader<'_> {
         let mut name = None;
         let mut version = None;
         let mut unicode_fields: Vec<(String, Location)> = Vec::new();
+        let mut tools = Vec::new();
         let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
                 "approvers" => {}
+                "tools" => tools = self.tools(value)?,
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
                 "unicode_fields" => unicode_fields = self.unicode_fields(value)?,
@@ -291,7 +297,7 @@ impl Loader<'_> {
                         Some(other),
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
-                             `version`, `unicode_fields`, `approvers`, `deny`, \
+                             `version`, `unicode_fields`, `approvers`, `tools`, `deny`, \
                              `require_approval` and `allow`"
                         ),
                     );
@@ -321,7 +327,54 @@ impl Loader<'_> {
                 sorted
             },
             approvers: self.approvers.clone(),
+            tools,
         })
+    }
+
+    /// `tools: {transfer_funds: payments.transfer, …}`: MCP tool names
+    /// (tokens) mapped to the capability their calls exercise.
+    fn tools(&self, node: &Node) -> Result<Vec<(String, String)>, LoadError> {
+        let err = |location: Location, message: String| {
+            self.error(LoadErrorKind::Tools, location, Some("tools"), message)
+        };
+        let NodeKind::Map(entries) = &node.kind else {
+            return Err(err(
+                node.location,
+                format!(
+                    "`tools` maps MCP tool names to capabilities (`transfer_funds: payments.transfer`), found {}",
+                    node.kind_name()
+                ),
+            ));
+        };
+        let mut tools: Vec<(String, String)> = Vec::new();
+        for (name_node, value) in entries {
+            let name = self.key_text(name_node)?.to_owned();
+            if !token::is_token(&name) {
+                return Err(err(
+                    name_node.location,
+                    format!(
+                        "tool name {} is not a plain token (letters, digits, `_-.:@+/`)",
+                        token::escape_for_terminal(&format!("{name:?}"))
+                    ),
+                ));
+            }
+            let capability = self.string(value, "tools")?;
+            let lower = capability.to_ascii_lowercase();
+            let valid = lower
+                .split_once('.')
+                .is_some_and(|(r, a)| token::is_segment(r) && token::is_segment(a));
+            if !valid {
+                return Err(err(
+                    value.location,
+                    format!(
+                        "tool `{name}`: {} is not a capability `resource.action` (e.g. `payments.transfer`)",
+                        token::escape_for_terminal(&format!("{capability:?}"))
+                    ),
+                ));
+            }
+            tools.push((name, lower));
+        }
+        Ok(tools)
     }
 
     /// `approvers: {ops1: "ed25519:<base64>", …}`: token names, each key a

@@ -149,3 +149,37 @@ proptest! {
         );
     }
 }
+
+/// The MCP proxy's capability for a tool: the `tools:` map first (names are
+/// exact: a look-alike is not the mapped tool), else `mcp.<tool>` for a name
+/// that can be a segment, else none (the call is malformed).
+#[test]
+fn a_tool_is_decided_as_its_mapped_capability_or_mcp_tool() {
+    let policy = Policy::parse(
+        "tools:\n  transfer_funds: Payments.Transfer\nallow:\n  - capability: payments.transfer\n",
+        "tools.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.tool_capability("transfer_funds").as_deref(),
+        Some("payments.transfer")
+    );
+    // A case variant of a mapped tool is not another tool.
+    assert_eq!(policy.tool_capability("Transfer_Funds"), None);
+    assert_eq!(
+        policy.tool_capability("read_balance").as_deref(),
+        Some("mcp.read_balance")
+    );
+    for bad in ["transfer_funds ", "transfer.funds", "", "ｔransfer", "a/b"] {
+        assert_eq!(policy.tool_capability(bad), None, "{bad:?}");
+    }
+    for (text, expected) in [
+        ("tools: [a]\n", "`tools` maps MCP tool names"),
+        ("tools:\n  \"bad name\": a.b\n", "is not a plain token"),
+        ("tools:\n  t: a.b.c\n", "is not a capability"),
+        ("tools:\n  t: 3\n", "tools"),
+    ] {
+        let err = Policy::parse(text, "tools.yaml").unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+}

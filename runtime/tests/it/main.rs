@@ -15,6 +15,7 @@ mod corners;
 mod crash;
 mod faults;
 mod forgery;
+mod mcp;
 mod signed;
 mod tamper;
 mod telemetry;

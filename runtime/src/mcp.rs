@@ -1,0 +1,335 @@
+//! `capfence mcp-proxy`: an MCP stdio proxy that decides every `tools/call`.
+//!
+//! The agent host starts the proxy as if it were the MCP server; the proxy
+//! starts the real server as its child and relays JSON-RPC lines both ways,
+//! in order, unchanged. One kind of message is held: a `tools/call` request
+//! from the client is decided and recorded first. Allowed, it goes to the
+//! server; denied or held for approval, the server never sees it and the
+//! client gets a normal tool result with `isError: true` that states the
+//! decision, the reason and the ticket.
+//!
+//! The proxy speaks plain JSON-RPC over newline-delimited stdio (MCP's stdio
+//! transport) with `serde_json`: it reads one field of one kind of message and
+//! forwards everything else byte for byte, so an SDK's typed messages would
+//! add parsing without adding safety. Numbers in `arguments` keep their JSON
+//! text (`arbitrary_precision`), so money is decided exactly.
+//!
+//! Faults: a client line that is not JSON gets a JSON-RPC parse error; when
+//! the server exits, every request still waiting for it is answered with an
+//! error and the proxy exits with the server's status; when the client goes
+//! away, the server's stdin is closed and the server is stopped; a store fault
+//! denies, as everywhere.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use capfence_compiler::Policy;
+use capfence_compiler::event::Event;
+use capfence_compiler::lines::{Line, Lines};
+use capfence_compiler::policy::Risk;
+use serde_json::{Value as Json, json};
+
+use crate::runtime::ActionRuntime;
+use crate::verdict::Verdict;
+
+/// JSON-RPC: the line is not JSON.
+const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC: the request could not be completed (here: the server exited).
+const INTERNAL_ERROR: i64 = -32603;
+
+/// Who the proxied agent is, and what it runs.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The agent (`actor` of every event).
+    pub actor: String,
+    /// The environment of every event.
+    pub environment: String,
+    /// The risk of every event.
+    pub risk: Risk,
+    /// The MCP server's command and arguments.
+    pub server: Vec<OsString>,
+}
+
+/// Lines to the client (stdout), one writer at a time.
+type ClientOut = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn send(out: &ClientOut, line: &str) -> bool {
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
+/// The id of a request (`method` and `id`), as its JSON text.
+fn request_id(message: &Json) -> Option<String> {
+    let object = message.as_object()?;
+    object.get("method")?;
+    object.get("id").map(Json::to_string)
+}
+
+/// A response's id (`id` with `result` or `error`, no `method`).
+fn response_id(message: &Json) -> Option<String> {
+    let object = message.as_object()?;
+    if object.contains_key("method") {
+        return None;
+    }
+    if !(object.contains_key("result") || object.contains_key("error")) {
+        return None;
+    }
+    object.get("id").map(Json::to_string)
+}
+
+/// The proxy: the runtime that decides, the policy's tool map, the agent's
+/// identity.
+pub struct Proxy {
+    runtime: ActionRuntime,
+    policy: Policy,
+    options: ProxyOptions,
+}
+
+impl Proxy {
+    /// A proxy deciding with `runtime` on `policy` (the same file: the tool
+    /// map comes from it).
+    pub fn new(runtime: ActionRuntime, policy: Policy, options: ProxyOptions) -> Proxy {
+        Proxy {
+            runtime,
+            policy,
+            options,
+        }
+    }
+
+    /// Decides one `tools/call` request: the verdict, already on the record.
+    pub fn decide_call(&self, params: Option<&Json>) -> Verdict {
+        let Some(name) = params.and_then(|p| p.get("name")).and_then(Json::as_str) else {
+            return self
+                .runtime
+                .execute_unreadable("malformed tools/call: no tool name");
+        };
+        let Some(capability) = self.policy.tool_capability(name) else {
+            return self.runtime.execute_unreadable(&format!(
+                "malformed tools/call: tool {:?} has no capability (not in the policy's `tools:`, \
+                 and `mcp.<tool>` is not a capability)",
+                capfence_compiler::token::escape_for_terminal(name)
+            ));
+        };
+        let arguments = params
+            .and_then(|p| p.get("arguments"))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let event = json!({
+            "actor": self.options.actor,
+            "capability": capability,
+            "environment": self.options.environment,
+            "risk": self.options.risk.name(),
+            "payload": arguments,
+        });
+        match Event::from_json(&event.to_string()) {
+            Ok(event) => self.runtime.execute_event(&event),
+            Err(e) => self
+                .runtime
+                .execute_unreadable(&format!("malformed tools/call {name}: {e}")),
+        }
+    }
+
+    /// Runs the proxy over `client_in` / `client_out` until one side ends.
+    /// Returns the server's exit code (1 when it has none, 2 when it could not
+    /// be started).
+    pub fn run(
+        self,
+        client_in: impl Read + Send + 'static,
+        client_out: Box<dyn Write + Send>,
+    ) -> Result<i32, String> {
+        let Some((program, args)) = self.options.server.split_first() else {
+            return Err("mcp-proxy: no server command after `--`".to_owned());
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the MCP server {program:?}: {e}"))?;
+        let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err("the MCP server's stdio could not be opened".to_owned());
+        };
+        let out: ClientOut = Arc::new(Mutex::new(client_out));
+        let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let (ended, end) = std::sync::mpsc::channel::<End>();
+
+        // Server → client: every line as it comes; when the server ends,
+        // answer what it left waiting.
+        {
+            let out = Arc::clone(&out);
+            let pending = Arc::clone(&pending);
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                relay_server(server_out, &out, &pending);
+                let _ = ended.send(End::Server);
+            });
+        }
+        // Client → server: decide tools/call, forward the rest.
+        std::thread::spawn(move || {
+            self.relay_client(client_in, server_in, &out, &pending);
+            let _ = ended.send(End::Client);
+        });
+        // Whichever side ends first ends the proxy: the server's input is
+        // closed (when the client left), the server gets a moment, then it
+        // is stopped; the proxy exits with its status.
+        let _ = end.recv();
+        Ok(stop(&mut child, Duration::from_secs(5)))
+    }
+
+    fn relay_client(
+        &self,
+        client_in: impl Read,
+        server_in: ChildStdin,
+        out: &ClientOut,
+        pending: &Mutex<HashSet<String>>,
+    ) {
+        let mut server_in = Some(server_in);
+        for line in Lines::new(BufReader::new(client_in)) {
+            let Ok(line) = line else { break };
+            let text = match line {
+                Line::Text(text) => text,
+                Line::Unreadable(why) => {
+                    send(out, &parse_error(&why));
+                    continue;
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let message: Json = match serde_json::from_str(&text) {
+                Ok(m) => m,
+                Err(e) => {
+                    send(out, &parse_error(&e.to_string()));
+                    continue;
+                }
+            };
+            let is_call = message.get("method").and_then(Json::as_str) == Some("tools/call");
+            if is_call && let Some(id) = message.get("id") {
+                let verdict = self.decide_call(message.get("params"));
+                if !verdict.authorized {
+                    send(out, &refusal(id, &verdict).to_string());
+                    continue;
+                }
+            }
+            if let Some(id) = request_id(&message) {
+                pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id);
+            }
+            if !forward(&mut server_in, &text) {
+                // The server is gone: the server relay answers what is pending.
+                break;
+            }
+        }
+    }
+}
+
+/// Which side ended first.
+enum End {
+    Client,
+    Server,
+}
+
+fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Mutex<HashSet<String>>) {
+    let mut reader = BufReader::new(server_out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Ok(message) = serde_json::from_str::<Json>(text)
+            && let Some(id) = response_id(&message)
+        {
+            pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        }
+        if !send(out, text) {
+            break;
+        }
+    }
+    let waiting: Vec<String> = pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+        .collect();
+    for id in waiting {
+        let id: Json = serde_json::from_str(&id).unwrap_or(Json::Null);
+        let error = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": INTERNAL_ERROR, "message": "the MCP server exited before answering"},
+        });
+        send(out, &error.to_string());
+    }
+}
+
+fn forward(server_in: &mut Option<ChildStdin>, text: &str) -> bool {
+    let Some(stdin) = server_in.as_mut() else {
+        return false;
+    };
+    let ok = writeln!(stdin, "{text}")
+        .and_then(|()| stdin.flush())
+        .is_ok();
+    if !ok {
+        *server_in = None;
+    }
+    ok
+}
+
+/// Waits up to `grace` for the server to exit, then kills it; its exit code.
+fn stop(child: &mut Child, grace: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code().unwrap_or(1),
+            Ok(None) if started.elapsed() < grace => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                return child.wait().ok().and_then(|s| s.code()).unwrap_or(1);
+            }
+        }
+    }
+}
+
+fn parse_error(why: &str) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": PARSE_ERROR, "message": format!("parse error: {why}")},
+    })
+    .to_string()
+}
+
+/// The tool result the client gets for a call that did not go through.
+fn refusal(id: &Json, verdict: &Verdict) -> Json {
+    let mut text = format!("CapFence {}: {}", verdict.decision.as_str(), verdict.reason);
+    if let Some(ticket) = &verdict.approval_id {
+        text.push_str(&format!(
+            "; an operator approves it with `capfence approvals approve {ticket}`, then the same \
+             call goes through once"
+        ));
+    }
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "content": [{"type": "text", "text": text}],
+            "isError": true,
+        },
+    })
+}

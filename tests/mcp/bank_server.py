@@ -1,0 +1,36 @@
+"""A small MCP server for the proxy's tests, written with the official MCP
+Python SDK: a bank whose `transfer_funds` tool appends every transfer it
+executes to the file named on its command line."""
+
+import sys
+
+from mcp.server import MCPServer
+
+LEDGER = sys.argv[1]
+app = MCPServer("test-bank")
+
+
+@app.tool()
+def transfer_funds(amount: float, destination: str) -> str:
+    """Send `amount` to `destination`."""
+    with open(LEDGER, "a", encoding="utf-8") as out:
+        out.write(f"{amount} {destination}\n")
+    return f"[BANK GATEWAY] transferred ${amount:.2f} to {destination}"
+
+
+@app.tool()
+def read_balance() -> str:
+    """The treasury's balance."""
+    return "balance: 1,000,000.00"
+
+
+@app.tool()
+def wipe_ledger() -> str:
+    """Deletes the ledger (no policy rule allows it)."""
+    with open(LEDGER, "a", encoding="utf-8") as out:
+        out.write("WIPED\n")
+    return "wiped"
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,181 @@
+"""`capfence mcp-proxy` driven by the official MCP Python SDK's own stdio
+client, in front of a server written with the same SDK.
+
+The case study's three scenarios go through the proxy as MCP tool calls; the
+held transfer is approved with the `capfence` CLI and retried; the bank's file
+must hold exactly the authorized transfers and `capfence verify` must pass.
+Needs CAPFENCE_BIN (the `capfence` binary); `.ci/run` and
+`runtime/tests/it/mcp.rs` set it.
+"""
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+HERE = Path(__file__).resolve().parent
+CAPFENCE = os.environ.get("CAPFENCE_BIN", "")
+
+
+def capfence(state, *args):
+    return subprocess.run(
+        [CAPFENCE, "--state", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def proxied(state, ledger, *extra):
+    return StdioServerParameters(
+        command=CAPFENCE,
+        args=[
+            "--state", str(state),
+            "mcp-proxy",
+            "--policy", str(HERE / "policy.yaml"),
+            "--actor", "treasury-agent",
+            "--environment", "production",
+            *extra,
+            "--",
+            sys.executable, str(HERE / "bank_server.py"), str(ledger),
+        ],
+    )
+
+
+def text_of(result):
+    return " ".join(c.text for c in result.content if getattr(c, "text", None))
+
+
+@pytest.fixture(autouse=True)
+def need_binary():
+    assert CAPFENCE and Path(CAPFENCE).exists(), "set CAPFENCE_BIN to the capfence binary"
+
+
+def test_the_case_study_through_the_proxy(tmp_path):
+    state, ledger = tmp_path / "state", tmp_path / "bank.txt"
+
+    async def first_session():
+        async with stdio_client(proxied(state, ledger)) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                names = sorted(t.name for t in (await session.list_tools()).tools)
+                assert names == ["read_balance", "transfer_funds", "wipe_ledger"]
+
+                # Scenario 1: a safe automated transfer goes through.
+                safe = await session.call_tool(
+                    "transfer_funds", {"amount": 120.0, "destination": "vendor-corp-123"}
+                )
+                assert not safe.is_error, text_of(safe)
+                assert "transferred $120.00 to vendor-corp-123" in text_of(safe)
+
+                # Scenario 2: the over-limit exfiltration is refused, with why.
+                bad = await session.call_tool(
+                    "transfer_funds",
+                    {"amount": 15000.0, "destination": "malicious-attacker-789"},
+                )
+                assert bad.is_error
+                assert text_of(bad).startswith("CapFence deny: ")
+                assert "deny[0]" in text_of(bad)
+
+                # Scenario 3: above 500 waits for a human; the ticket is named.
+                held = await session.call_tool(
+                    "transfer_funds",
+                    {"amount": 2500.0, "destination": "strategic-partner-456"},
+                )
+                assert held.is_error
+                assert text_of(held).startswith("CapFence require_approval: ")
+                tickets = set(re.findall(r"\bT-[0-9]+\b", text_of(held)))
+                assert len(tickets) == 1, text_of(held)
+                ticket = tickets.pop()
+                assert f"capfence approvals approve {ticket}" in text_of(held)
+
+                # A tool no rule allows is refused; one that falls back to
+                # mcp.<tool> and is allowed goes through.
+                wipe = await session.call_tool("wipe_ledger", {})
+                assert wipe.is_error and "default deny" in text_of(wipe)
+                balance = await session.call_tool("read_balance", {})
+                assert not balance.is_error and "1,000,000.00" in text_of(balance)
+                return ticket
+
+    ticket = asyncio.run(first_session())
+    assert ledger.read_text() == "120.0 vendor-corp-123\n"
+
+    # The operator approves with the CLI; the same call then goes through once.
+    approved = capfence(state, "approvals", "approve", ticket, "--by", "cfo")
+    assert approved.returncode == 0, approved.stderr + approved.stdout
+
+    async def retry():
+        async with stdio_client(proxied(state, ledger)) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                args = {"amount": 2500.0, "destination": "strategic-partner-456"}
+                again = await session.call_tool("transfer_funds", args)
+                assert not again.is_error, text_of(again)
+                once_more = await session.call_tool("transfer_funds", args)
+                assert once_more.is_error and "require_approval" in text_of(once_more)
+
+    asyncio.run(retry())
+    assert ledger.read_text() == (
+        "120.0 vendor-corp-123\n2500.0 strategic-partner-456\n"
+    )
+    verified = capfence(state, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def raw_proxy(state, ledger):
+    params = proxied(state, ledger)
+    return subprocess.Popen(
+        [params.command, *params.args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def exchange(proc, line):
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+INIT = json.dumps({
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "raw", "version": "0"}},
+})
+
+
+def test_a_line_that_is_not_json_gets_a_parse_error_and_nothing_else_changes(tmp_path):
+    proc = raw_proxy(tmp_path / "state", tmp_path / "bank.txt")
+    try:
+        assert exchange(proc, INIT)["id"] == 1
+        error = exchange(proc, "{not json")
+        assert error["error"]["code"] == -32700 and error["id"] is None
+        # Exact money from the JSON text: 500.000000000000000001 is above
+        # 500 (a float would round it to 500.0 and allow it).
+        held = exchange(
+            proc,
+            '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"transfer_funds",'
+            '"arguments":{"amount":500.000000000000000001,"destination":"vendor-corp-123"}}}',
+        )
+        assert held["id"] == 2 and held["result"]["isError"] is True
+        assert "require_approval" in held["result"]["content"][0]["text"]
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    assert not (tmp_path / "bank.txt").exists()
+
+
+def test_a_client_that_goes_away_stops_the_server(tmp_path):
+    proc = raw_proxy(tmp_path / "state", tmp_path / "bank.txt")
+    assert exchange(proc, INIT)["id"] == 1
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
