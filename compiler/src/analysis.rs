@@ -185,6 +185,45 @@ impl<'p> Analysis<'p> {
             .map(|e| e.to_json())
     }
 
+    /// Whether some call of `resource.action` by `actor` in `environment` at
+    /// `risk` can be allowed or held for approval, whatever its payload: some
+    /// allow or require_approval rule decides a non-empty part of that space
+    /// (exact, by regions; never sampled). `true` when the analysis is too
+    /// complex to say: a caller hiding what cannot pass never hides on doubt.
+    pub fn can_pass(
+        &self,
+        resource: &str,
+        action: &str,
+        actor: &str,
+        environment: &str,
+        risk: crate::policy::Risk,
+    ) -> bool {
+        use crate::policy::{Field, RiskSet};
+        let mut space = Box::capability(&CapabilityPattern::Segments {
+            resource: Some(resource.to_ascii_lowercase()),
+            action: Some(action.to_ascii_lowercase()),
+        });
+        space.risk = RiskSet(risk.bit());
+        space
+            .strings
+            .insert(Field::Actor, region::StrSet::of([actor.to_owned()]));
+        space.strings.insert(
+            Field::Environment,
+            region::StrSet::of([environment.to_ascii_lowercase()]),
+        );
+        let space = Region::of(space);
+        self.policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.tier != DecisionKind::Deny)
+            .any(|(i, _)| {
+                self.effective(i)
+                    .and_then(|effective| effective.intersect(&space).ok())
+                    .is_none_or(|overlap| !overlap.is_empty())
+            })
+    }
+
     /// Every finding, in rule order.
     pub fn lint(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();

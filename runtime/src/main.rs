@@ -79,6 +79,9 @@ enum Command {
         /// The risk of every call (low, medium, high, critical).
         #[arg(long, default_value = "low")]
         risk: String,
+        /// Drop from tools/list the tools the policy denies this agent for every input.
+        #[arg(long)]
+        hide_denied: bool,
         /// The MCP server's command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         server: Vec<std::ffi::OsString>,
@@ -268,8 +271,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             actor,
             environment,
             risk,
+            hide_denied,
             server,
-        } => mcp_proxy(&cli.state, &policy, actor, environment, &risk, server),
+        } => mcp_proxy(
+            &cli.state,
+            &policy,
+            capfence::mcp::ProxyOptions {
+                actor,
+                environment,
+                risk: parse_risk(&risk)?,
+                hide_denied,
+                server,
+            },
+        ),
         Command::Approvals(cmd) => approvals(&cli.state, cmd),
         Command::Keys(cmd) => keys(cmd),
         Command::Completions { shell } => {
@@ -373,16 +387,16 @@ fn decide(state: &Path, policy: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_risk(risk: &str) -> Result<capfence::Risk, String> {
+    capfence::Risk::parse(&risk.to_ascii_lowercase())
+        .ok_or_else(|| format!("--risk {risk:?}: expected low, medium, high or critical"))
+}
+
 fn mcp_proxy(
     state: &Path,
     policy_path: &Path,
-    actor: String,
-    environment: String,
-    risk: &str,
-    server: Vec<std::ffi::OsString>,
+    options: capfence::mcp::ProxyOptions,
 ) -> Result<ExitCode, String> {
-    let risk = capfence::Risk::parse(&risk.to_ascii_lowercase())
-        .ok_or_else(|| format!("--risk {risk:?}: expected low, medium, high or critical"))?;
     let policy = capfence::Policy::load(policy_path).map_err(|e| e.to_string())?;
     let runtime = ActionRuntime::builder(policy_path)
         .state_dir(state)
@@ -394,12 +408,6 @@ fn mcp_proxy(
             policy_path.display()
         ));
     }
-    let options = capfence::mcp::ProxyOptions {
-        actor,
-        environment,
-        risk,
-        server,
-    };
     let code = capfence::mcp::Proxy::new(runtime, policy, options)
         .run(std::io::stdin(), Box::new(std::io::stdout()))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -50,6 +50,9 @@ pub struct ProxyOptions {
     pub environment: String,
     /// The risk of every event.
     pub risk: Risk,
+    /// Drop from `tools/list` results the tools this agent can never call
+    /// (the policy denies them for every input: exact analysis).
+    pub hide_denied: bool,
     /// The MCP server's command and arguments.
     pub server: Vec<OsString>,
 }
@@ -85,7 +88,7 @@ fn response_id(message: &Json) -> Option<String> {
 /// identity.
 pub struct Proxy {
     runtime: ActionRuntime,
-    policy: Policy,
+    policy: Arc<Policy>,
     options: ProxyOptions,
 }
 
@@ -95,7 +98,7 @@ impl Proxy {
     pub fn new(runtime: ActionRuntime, policy: Policy, options: ProxyOptions) -> Proxy {
         Proxy {
             runtime,
-            policy,
+            policy: Arc::new(policy),
             options,
         }
     }
@@ -156,7 +159,7 @@ impl Proxy {
             return Err("the MCP server's stdio could not be opened".to_owned());
         };
         let out: ClientOut = Arc::new(Mutex::new(client_out));
-        let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let pending: Arc<Pending> = Arc::default();
         let (ended, end) = std::sync::mpsc::channel::<End>();
 
         // Server → client: every line as it comes; when the server ends,
@@ -165,8 +168,14 @@ impl Proxy {
             let out = Arc::clone(&out);
             let pending = Arc::clone(&pending);
             let ended = ended.clone();
+            let hide = self.options.hide_denied.then(|| Hide {
+                policy: Arc::clone(&self.policy),
+                actor: self.options.actor.clone(),
+                environment: self.options.environment.clone(),
+                risk: self.options.risk,
+            });
             std::thread::spawn(move || {
-                relay_server(server_out, &out, &pending);
+                relay_server(server_out, &out, &pending, hide.as_ref());
                 let _ = ended.send(End::Server);
             });
         }
@@ -187,7 +196,7 @@ impl Proxy {
         client_in: impl Read,
         server_in: ChildStdin,
         out: &ClientOut,
-        pending: &Mutex<HashSet<String>>,
+        pending: &Pending,
     ) {
         let mut server_in = Some(server_in);
         for line in Lines::new(BufReader::new(client_in)) {
@@ -218,10 +227,8 @@ impl Proxy {
                 }
             }
             if let Some(id) = request_id(&message) {
-                pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id);
+                let lists = message.get("method").and_then(Json::as_str) == Some("tools/list");
+                pending.open(id, lists);
             }
             if !forward(&mut server_in, &text) {
                 // The server is gone: the server relay answers what is pending.
@@ -237,7 +244,68 @@ enum End {
     Server,
 }
 
-fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Mutex<HashSet<String>>) {
+/// Requests forwarded to the server and not yet answered; the `tools/list`
+/// ones among them.
+#[derive(Default)]
+struct Pending {
+    ids: Mutex<(HashSet<String>, HashSet<String>)>,
+}
+
+impl Pending {
+    fn open(&self, id: String, lists_tools: bool) {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if lists_tools {
+            ids.1.insert(id.clone());
+        }
+        ids.0.insert(id);
+    }
+
+    /// Closes `id`; whether it was a `tools/list`.
+    fn close(&self, id: &str) -> bool {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.0.remove(id);
+        ids.1.remove(id)
+    }
+
+    fn drain(&self) -> Vec<String> {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.1.clear();
+        ids.0.drain().collect()
+    }
+}
+
+/// What `--hide-denied` needs to judge a tool.
+struct Hide {
+    policy: Arc<Policy>,
+    actor: String,
+    environment: String,
+    risk: Risk,
+}
+
+impl Hide {
+    /// `message` (a `tools/list` result) without the tools this agent can
+    /// never call; `None` when it has no tool list to filter.
+    fn filter(&self, mut message: Json) -> Option<Json> {
+        let analysis = capfence_compiler::analysis::Analysis::new(&self.policy);
+        let tools = message
+            .get_mut("result")?
+            .get_mut("tools")?
+            .as_array_mut()?;
+        tools.retain(|tool| {
+            let Some(name) = tool.get("name").and_then(Json::as_str) else {
+                return false;
+            };
+            let Some(capability) = self.policy.tool_capability(name) else {
+                return false;
+            };
+            let (resource, action) = capability.split_once('.').unwrap_or((&capability, ""));
+            analysis.can_pass(resource, action, &self.actor, &self.environment, self.risk)
+        });
+        Some(message)
+    }
+}
+
+fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Pending, hide: Option<&Hide>) {
     let mut reader = BufReader::new(server_out);
     let mut line = Vec::new();
     loop {
@@ -248,24 +316,19 @@ fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Mutex<HashSet<
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
+        let mut filtered = None;
         if let Ok(message) = serde_json::from_str::<Json>(text)
             && let Some(id) = response_id(&message)
+            && pending.close(&id)
+            && let Some(hide) = hide
         {
-            pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
+            filtered = hide.filter(message).map(|m| m.to_string());
         }
-        if !send(out, text) {
+        if !send(out, filtered.as_deref().unwrap_or(text)) {
             break;
         }
     }
-    let waiting: Vec<String> = pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain()
-        .collect();
-    for id in waiting {
+    for id in pending.drain() {
         let id: Json = serde_json::from_str(&id).unwrap_or(Json::Null);
         let error = json!({
             "jsonrpc": "2.0",

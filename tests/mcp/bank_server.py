@@ -2,6 +2,7 @@
 Python SDK: a bank whose `transfer_funds` tool appends every transfer it
 executes to the file named on its command line."""
 
+import os
 import sys
 
 from mcp.server import MCPServer
@@ -30,6 +31,12 @@ def wipe_ledger() -> str:
     with open(LEDGER, "a", encoding="utf-8") as out:
         out.write("WIPED\n")
     return "wiped"
+
+
+@app.tool()
+def crash() -> str:
+    """Exits the server in the middle of a call (status 3)."""
+    os._exit(3)
 
 
 if __name__ == "__main__":

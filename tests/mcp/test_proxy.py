@@ -66,7 +66,7 @@ def test_the_case_study_through_the_proxy(tmp_path):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 names = sorted(t.name for t in (await session.list_tools()).tools)
-                assert names == ["read_balance", "transfer_funds", "wipe_ledger"]
+                assert names == ["crash", "read_balance", "transfer_funds", "wipe_ledger"]
 
                 # Scenario 1: a safe automated transfer goes through.
                 safe = await session.call_tool(
@@ -129,8 +129,21 @@ def test_the_case_study_through_the_proxy(tmp_path):
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def raw_proxy(state, ledger):
-    params = proxied(state, ledger)
+def test_hide_denied_drops_the_tools_no_input_can_pass(tmp_path):
+    async def listed(*extra):
+        params = proxied(tmp_path / "state", tmp_path / "bank.txt", *extra)
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return sorted(t.name for t in (await session.list_tools()).tools)
+
+    # wipe_ledger (ledger.wipe) has no allow or require_approval rule.
+    assert asyncio.run(listed("--hide-denied")) == ["crash", "read_balance", "transfer_funds"]
+    assert asyncio.run(listed()) == ["crash", "read_balance", "transfer_funds", "wipe_ledger"]
+
+
+def raw_proxy(state, ledger, *extra):
+    params = proxied(state, ledger, *extra)
     return subprocess.Popen(
         [params.command, *params.args],
         stdin=subprocess.PIPE,
@@ -179,3 +192,16 @@ def test_a_client_that_goes_away_stops_the_server(tmp_path):
     assert exchange(proc, INIT)["id"] == 1
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
+
+
+def test_a_server_that_exits_answers_what_is_pending_and_ends_the_proxy(tmp_path):
+    proc = raw_proxy(tmp_path / "state", tmp_path / "bank.txt")
+    assert exchange(proc, INIT)["id"] == 1
+    proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+    answer = exchange(proc, json.dumps({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "crash", "arguments": {}},
+    }))
+    assert answer["id"] == 7 and answer["error"]["code"] == -32603
+    # The proxy ends with the server's status, the client still connected.
+    assert proc.wait(timeout=30) == 3
