@@ -6,6 +6,8 @@ import os
 import sys
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
 
 LEDGER = sys.argv[1]
 app = MCPServer("test-bank")
@@ -31,6 +33,21 @@ def wipe_ledger() -> str:
     with open(LEDGER, "a", encoding="utf-8") as out:
         out.write("WIPED\n")
     return "wiped"
+
+
+class Confirmation(BaseModel):
+    ok: bool
+
+
+@app.tool()
+async def confirm_vendor(vendor: str, ctx: Context) -> str:
+    """Asks the client (elicitation) and logs to it (a notification): requests
+    and notifications the server sends to the client, through the proxy."""
+    await ctx.info(f"checking {vendor}")
+    answer = await ctx.elicit(f"Is {vendor} a known vendor?", Confirmation)
+    if answer.action == "accept" and answer.data.ok:
+        return f"{vendor} confirmed"
+    return f"{vendor} not confirmed"
 
 
 @app.tool()

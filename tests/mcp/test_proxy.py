@@ -66,7 +66,7 @@ def test_the_case_study_through_the_proxy(tmp_path):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 names = sorted(t.name for t in (await session.list_tools()).tools)
-                assert names == ["crash", "read_balance", "transfer_funds", "wipe_ledger"]
+                assert names == ["confirm_vendor", "crash", "read_balance", "transfer_funds", "wipe_ledger"]
 
                 # Scenario 1: a safe automated transfer goes through.
                 safe = await session.call_tool(
@@ -138,8 +138,38 @@ def test_hide_denied_drops_the_tools_no_input_can_pass(tmp_path):
                 return sorted(t.name for t in (await session.list_tools()).tools)
 
     # wipe_ledger (ledger.wipe) has no allow or require_approval rule.
-    assert asyncio.run(listed("--hide-denied")) == ["crash", "read_balance", "transfer_funds"]
-    assert asyncio.run(listed()) == ["crash", "read_balance", "transfer_funds", "wipe_ledger"]
+    assert asyncio.run(listed("--hide-denied")) == ["confirm_vendor", "crash", "read_balance", "transfer_funds"]
+    assert asyncio.run(listed()) == ["confirm_vendor", "crash", "read_balance", "transfer_funds", "wipe_ledger"]
+
+
+def test_requests_and_notifications_from_the_server_reach_the_client(tmp_path):
+    """Elicitation (a request the server sends to the client) and a log
+    message (a notification) pass through the proxy both ways."""
+    from mcp import types
+
+    asked, logged = [], []
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    async def log(params):
+        logged.append(params.data)
+
+    async def session():
+        params = proxied(tmp_path / "state", tmp_path / "bank.txt")
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(
+                read, write, elicitation_callback=elicit, logging_callback=log
+            ) as s:
+                await s.initialize()
+                return await s.call_tool("confirm_vendor", {"vendor": "vendor-corp-123"})
+
+    result = asyncio.run(session())
+    assert not result.is_error, text_of(result)
+    assert text_of(result) == "vendor-corp-123 confirmed"
+    assert asked == ["Is vendor-corp-123 a known vendor?"]
+    assert logged == ["checking vendor-corp-123"]
 
 
 def raw_proxy(state, ledger, *extra):
