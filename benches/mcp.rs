@@ -80,6 +80,29 @@ fn percentiles(name: &str, samples: &mut [Duration]) {
     );
 }
 
+/// Benchmarks round trips over `to` / `from` as `name`, then prints p50/p99.
+fn measure(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    to: &mut impl Write,
+    from: &mut impl BufRead,
+) {
+    let samples = RefCell::new(Vec::new());
+    let mut line = String::new();
+    group.bench_function(name, |b| {
+        b.iter_custom(|n| {
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                let took = round_trip(to, from, &mut line);
+                samples.borrow_mut().push(took);
+                total += took;
+            }
+            total
+        })
+    });
+    percentiles(name, &mut samples.borrow_mut());
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("mcp");
     group
@@ -95,20 +118,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let mut to = child.stdin.take().unwrap();
     let mut from = BufReader::new(child.stdout.take().unwrap());
-    let samples = RefCell::new(Vec::new());
-    let mut line = String::new();
-    group.bench_function("direct", |b| {
-        b.iter_custom(|n| {
-            let mut total = Duration::ZERO;
-            for _ in 0..n {
-                let took = round_trip(&mut to, &mut from, &mut line);
-                samples.borrow_mut().push(took);
-                total += took;
-            }
-            total
-        })
-    });
-    percentiles("direct", &mut samples.borrow_mut());
+    measure(&mut group, "direct", &mut to, &mut from);
     drop(to);
     child.wait().unwrap();
 
@@ -134,19 +144,7 @@ fn bench(c: &mut Criterion) {
     let (from, client_out) = std::io::pipe().unwrap();
     let mut from = BufReader::new(from);
     let running = std::thread::spawn(move || proxy.run(client_in, Box::new(client_out)));
-    let samples = RefCell::new(Vec::new());
-    group.bench_function("proxied_sqlite", |b| {
-        b.iter_custom(|n| {
-            let mut total = Duration::ZERO;
-            for _ in 0..n {
-                let took = round_trip(&mut to, &mut from, &mut line);
-                samples.borrow_mut().push(took);
-                total += took;
-            }
-            total
-        })
-    });
-    percentiles("proxied_sqlite", &mut samples.borrow_mut());
+    measure(&mut group, "proxied_sqlite", &mut to, &mut from);
     drop(to);
     let _ = running.join();
     group.finish();
