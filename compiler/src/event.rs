@@ -151,6 +151,16 @@ impl Value {
     }
 }
 
+/// Checks that `text` is one JSON value with no object key given twice at
+/// any depth (keys compare after unescaping). Parsers disagree on which of
+/// two equal keys wins, so a message that carries one is refused rather than
+/// read one way here and another way by its receiver.
+pub fn check_unique_keys(text: &str) -> Result<(), EventError> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| EventError(format!("not JSON: {e}")))?;
+    Value::from_raw(raw, "$").map(|_| ()).map_err(EventError)
+}
+
 /// A JSON object's entries in order, refusing a key given twice (however it
 /// is escaped: keys compare after unescaping).
 struct UniqueMap<'a>(Vec<(String, &'a RawValue)>);

@@ -218,11 +218,33 @@ impl Proxy {
                     continue;
                 }
             };
-            let is_call = message.get("method").and_then(Json::as_str) == Some("tools/call");
-            if is_call && let Some(id) = message.get("id") {
+            // A key given twice: this proxy and the server could read
+            // different methods, tools or arguments. Never forwarded.
+            if let Err(e) = capfence_compiler::event::check_unique_keys(&text) {
+                send(out, &invalid(message.get("id"), &e.to_string()));
+                continue;
+            }
+            // A batch carrying a tool call would reach the server undecided
+            // (MCP no longer has batches): refused whole.
+            if let Some(batch) = message.as_array() {
+                if batch.iter().any(is_tool_call) {
+                    send(
+                        out,
+                        &invalid(
+                            None,
+                            "a batch with tools/call is not relayed: send each call alone",
+                        ),
+                    );
+                    continue;
+                }
+            } else if is_tool_call(&message) {
                 let verdict = self.decide_call(message.get("params"));
                 if !verdict.authorized {
-                    send(out, &refusal(id, &verdict).to_string());
+                    // A call sent as a notification has no id to answer:
+                    // refused and recorded, not forwarded.
+                    if let Some(id) = message.get("id") {
+                        send(out, &refusal(id, &verdict).to_string());
+                    }
                     continue;
                 }
             }
@@ -367,6 +389,23 @@ fn stop(child: &mut Child, grace: Duration) -> i32 {
             }
         }
     }
+}
+
+/// Whether a message is a `tools/call` (request or notification).
+fn is_tool_call(message: &Json) -> bool {
+    message.get("method").and_then(Json::as_str) == Some("tools/call")
+}
+
+/// JSON-RPC: the message is not a valid request.
+const INVALID_REQUEST: i64 = -32600;
+
+fn invalid(id: Option<&Json>, why: &str) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Json::Null),
+        "error": {"code": INVALID_REQUEST, "message": format!("invalid request: {why}")},
+    })
+    .to_string()
 }
 
 fn parse_error(why: &str) -> String {

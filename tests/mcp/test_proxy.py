@@ -235,3 +235,43 @@ def test_a_server_that_exits_answers_what_is_pending_and_ends_the_proxy(tmp_path
     assert answer["id"] == 7 and answer["error"]["code"] == -32603
     # The proxy ends with the server's status, the client still connected.
     assert proc.wait(timeout=30) == 3
+
+
+OVER_LIMIT = '"params":{"name":"transfer_funds","arguments":{"amount":15000,"destination":"attacker-1"}}'
+
+
+def test_smuggling_shapes_never_reach_the_server_undecided(tmp_path):
+    """A key given twice (the proxy and the server could read different
+    methods or amounts), a batch carrying a call, and a call sent as a
+    notification: none reaches the server without a decision."""
+    state, ledger = tmp_path / "state", tmp_path / "bank.txt"
+    proc = raw_proxy(state, ledger)
+    try:
+        assert exchange(proc, INIT)["id"] == 1
+        proc.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        twice = exchange(
+            proc, '{"jsonrpc":"2.0","id":3,"method":"ping","method":"tools/call",' + OVER_LIMIT + "}"
+        )
+        assert twice["id"] == 3 and twice["error"]["code"] == -32600
+        assert "duplicate key `method`" in twice["error"]["message"]
+        inner = exchange(
+            proc,
+            '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"transfer_funds",'
+            '"arguments":{"amount":100,"destination":"vendor-corp-123","amount":15000}}}',
+        )
+        assert inner["id"] == 4 and "duplicate key `amount`" in inner["error"]["message"]
+        batch = exchange(proc, '[{"jsonrpc":"2.0","id":5,"method":"tools/call",' + OVER_LIMIT + "}]")
+        assert batch["error"]["code"] == -32600
+        # A call without an id: decided, refused, recorded, not answered.
+        proc.stdin.write('{"jsonrpc":"2.0","method":"tools/call",' + OVER_LIMIT + "}\n")
+        pong = exchange(proc, '{"jsonrpc":"2.0","id":6,"method":"ping"}')
+        assert pong["id"] == 6 and "result" in pong
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    assert not ledger.exists()
+    log = capfence(state, "audit", "log", "--json")
+    records = [json.loads(line) for line in log.stdout.splitlines() if line.strip()]
+    denied = [r for r in records if r["decision"] == "deny" and r["rule"] == "deny[0]"]
+    assert len(denied) == 1, log.stdout
+    assert capfence(state, "verify").returncode == 0
