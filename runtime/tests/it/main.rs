@@ -16,6 +16,7 @@ mod crash;
 mod faults;
 mod forgery;
 mod mcp;
+mod python;
 mod signed;
 mod tamper;
 mod telemetry;

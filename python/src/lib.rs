@@ -1,0 +1,281 @@
+//! `capfence._capfence`: the Rust core for Python. The pure-Python package
+//! `capfence` (pysrc/capfence) re-exports these types.
+//!
+//! Money stays exact: a Python `float` is read through its shortest
+//! round-trip text (`repr`), a `decimal.Decimal` and a numeric `str` through
+//! their text; `bool` is never a number. Every Rust error is a Python
+//! exception with the Rust message; nothing panics across the boundary.
+
+// RuntimeError carries file, line and key for the message; never hot.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capfence::{ActionRuntime, Event, Value, Verdict};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// A Python value as a payload value.
+fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: True is an int in Python, never a number here.
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    let number_text = |text: String| {
+        capfence_compiler_number(&text).map_or(Value::BadNumber(text), Value::Number)
+    };
+    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
+        // repr is the shortest text that reads back as the same float.
+        return Ok(number_text(obj.repr()?.to_string()));
+    }
+    let ty = obj.get_type();
+    if ty.name()? == "Decimal" && ty.module()? == "decimal" {
+        return Ok(number_text(obj.str()?.to_string()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_string()));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut fields = BTreeMap::new();
+        for (k, v) in d.iter() {
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyValueError::new_err("payload keys must be str"))?
+                .to_string();
+            fields.insert(key, to_value(&v)?);
+        }
+        return Ok(Value::Object(fields));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|v| to_value(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|v| to_value(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
+    }
+    Err(PyValueError::new_err(format!(
+        "a payload value must be None, bool, int, float, decimal.Decimal, str, list or dict, not {}",
+        ty.name()?
+    )))
+}
+
+/// An exact decimal from its text, as event intake reads numbers.
+fn capfence_compiler_number(text: &str) -> Option<capfence::Decimal> {
+    Event::from_json(&format!("{{\"payload\":{{\"n\":{text}}}}}"))
+        .ok()
+        .and_then(|e| e.payload.get("n").and_then(Value::as_number))
+}
+
+/// A tool call an agent wants to make.
+#[pyclass(name = "ActionEvent", module = "capfence", frozen)]
+struct PyActionEvent {
+    event: Event,
+    payload: Py<PyDict>,
+}
+
+#[pymethods]
+impl PyActionEvent {
+    /// `ActionEvent.create(actor=…, action=…, resource=…, environment=…, risk=…, payload={…})`.
+    #[staticmethod]
+    #[pyo3(signature = (*, actor, action, resource, environment = "production", risk = "low", payload = None))]
+    fn create(
+        py: Python<'_>,
+        actor: &str,
+        action: &str,
+        resource: &str,
+        environment: &str,
+        risk: &str,
+        payload: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<PyActionEvent> {
+        let mut event = Event::new(actor, resource, action, environment, risk);
+        let payload = payload.unwrap_or_else(|| PyDict::new(py));
+        for (k, v) in payload.iter() {
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyValueError::new_err("payload keys must be str"))?
+                .to_string();
+            event.payload.insert(key, to_value(&v)?);
+        }
+        Ok(PyActionEvent {
+            event,
+            payload: payload.copy()?.unbind(),
+        })
+    }
+
+    /// The payload as given.
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> Py<PyDict> {
+        self.payload.clone_ref(py)
+    }
+
+    /// `resource.action`.
+    #[getter]
+    fn capability(&self) -> String {
+        self.event.capability().unwrap_or_default()
+    }
+}
+
+/// The answer for one event.
+#[pyclass(name = "Verdict", module = "capfence", frozen, get_all)]
+struct PyVerdict {
+    authorized: bool,
+    decision: String,
+    reason: String,
+    approval_id: Option<String>,
+    rule: Option<String>,
+}
+
+#[pymethods]
+impl PyVerdict {
+    fn __repr__(&self) -> String {
+        format!(
+            "Verdict(authorized={}, decision={:?}, reason={:?}, approval_id={:?}, rule={:?})",
+            if self.authorized { "True" } else { "False" },
+            self.decision,
+            self.reason,
+            self.approval_id,
+            self.rule
+        )
+    }
+}
+
+impl From<Verdict> for PyVerdict {
+    fn from(v: Verdict) -> PyVerdict {
+        PyVerdict {
+            authorized: v.authorized,
+            decision: v.decision.as_str().to_owned(),
+            reason: v.reason,
+            approval_id: v.approval_id,
+            rule: v.rule,
+        }
+    }
+}
+
+fn runtime_error(e: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+/// Decides events against a policy, with approvals and the audit chain.
+#[pyclass(name = "ActionRuntime", module = "capfence", frozen)]
+struct PyRuntime {
+    runtime: ActionRuntime,
+}
+
+#[pymethods]
+impl PyRuntime {
+    /// `ActionRuntime.from_policy(path, state_dir=None)`: state in `.capfence`
+    /// unless given.
+    #[staticmethod]
+    #[pyo3(signature = (path, state_dir = None))]
+    fn from_policy(
+        py: Python<'_>,
+        path: PathBuf,
+        state_dir: Option<PathBuf>,
+    ) -> PyResult<PyRuntime> {
+        let runtime = py
+            .detach(|| {
+                let builder = ActionRuntime::builder(&path);
+                match state_dir {
+                    Some(dir) => builder.state_dir(dir).build(),
+                    None => builder.build(),
+                }
+            })
+            .map_err(runtime_error)?;
+        Ok(PyRuntime { runtime })
+    }
+
+    /// Decides `event` and records it; the GIL is released while the
+    /// durable commit is awaited, so threads share the group commit.
+    fn execute(&self, py: Python<'_>, event: &PyActionEvent) -> PyVerdict {
+        let e = &event.event;
+        py.detach(|| self.runtime.execute_event(e)).into()
+    }
+
+    /// The case study's approval engine.
+    #[getter]
+    fn _approval_engine(&self) -> PyApprovalEngine {
+        PyApprovalEngine {
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// Approves a pending ticket (`T-…`) as `by`.
+    fn approve(&self, py: Python<'_>, ticket: &str, by: &str) -> PyResult<()> {
+        py.detach(|| self.runtime.approve(ticket, by))
+            .map(|_| ())
+            .map_err(runtime_error)
+    }
+
+    /// Rejects a pending ticket as `by`.
+    fn reject(&self, py: Python<'_>, ticket: &str, by: &str) -> PyResult<()> {
+        py.detach(|| self.runtime.reject(ticket, by))
+            .map(|_| ())
+            .map_err(runtime_error)
+    }
+
+    /// Revokes a grant (`G-…`) as `by`.
+    fn revoke(&self, py: Python<'_>, grant: &str, by: &str) -> PyResult<()> {
+        py.detach(|| self.runtime.revoke(grant, by))
+            .map(|_| ())
+            .map_err(runtime_error)
+    }
+
+    /// Verifies the audit chain: `(records, head hash)`; raises on a fault.
+    fn verify(&self, py: Python<'_>) -> PyResult<(u64, String)> {
+        py.detach(|| self.runtime.verify()).map_err(runtime_error)
+    }
+}
+
+/// `runtime._approval_engine`, as the case study calls it.
+#[pyclass(name = "ApprovalEngine", module = "capfence", frozen)]
+struct PyApprovalEngine {
+    runtime: ActionRuntime,
+}
+
+#[pymethods]
+impl PyApprovalEngine {
+    /// Grants `actor` passage through require_approval for
+    /// `capability` = `resource.action.environment`, for a while; the grant id.
+    #[pyo3(signature = (*, actor, capability, granted_by, duration_seconds))]
+    fn grant_capability(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        capability: &str,
+        granted_by: &str,
+        duration_seconds: u64,
+    ) -> PyResult<String> {
+        py.detach(|| {
+            self.runtime.grant_capability(
+                actor,
+                capability,
+                granted_by,
+                Duration::from_secs(duration_seconds),
+            )
+        })
+        .map(|g| capfence::GrantId(g.id).to_string())
+        .map_err(runtime_error)
+    }
+}
+
+#[pymodule]
+fn _capfence(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRuntime>()?;
+    m.add_class::<PyActionEvent>()?;
+    m.add_class::<PyVerdict>()?;
+    m.add_class::<PyApprovalEngine>()?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+"""The Python package on the Rust core: the case study's program as written,
+exact money from Python numbers, errors as exceptions, threads."""
+
+import decimal
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import capfence
+from capfence import ActionEvent, ActionRuntime
+
+HERE = Path(__file__).resolve().parent
+POLICY = """
+deny:
+  - capability: payments.transfer
+    amount_gt: 10000.0
+require_approval:
+  - capability: payments.transfer
+    amount_gt: 500.0
+allow:
+  - capability: payments.transfer
+    amount_lte: 500.0
+"""
+
+
+def test_the_case_study_program_runs_as_written(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(HERE / "seed_case_study.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "Verdict: Authorized=True | Decision=allow" in lines
+    assert (
+        "Verdict: Authorized=False | Decision=deny | Reason=denied by deny[0]: "
+        "payments.transfer, amount > 10000.0"
+    ) in lines
+    assert "Verdict: Authorized=False | Decision=require_approval | ApprovalID=T-1" in lines
+    assert "Retry Verdict: Authorized=True | Decision=allow" in lines
+    assert sum("Successfully transferred" in l for l in lines) == 2
+
+
+def runtime(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    return ActionRuntime.from_policy(str(policy), state_dir=str(tmp_path / "state"))
+
+
+def transfer(amount):
+    return ActionEvent.create(
+        actor="treasury-agent", action="transfer", resource="payments",
+        environment="production", risk="low",
+        payload={"amount": amount, "destination": "vendor-corp-123"},
+    )
+
+
+@pytest.mark.parametrize(
+    "amount, decision",
+    [
+        (120.0, "allow"),
+        (500.0, "allow"),
+        (500.0000000001, "require_approval"),
+        (decimal.Decimal("500.000000000000000000001"), "require_approval"),
+        ("500.00", "allow"),
+        (500, "allow"),
+        (10_001, "deny"),
+        (True, "deny"),  # bool is not a number: malformed
+        (float("nan"), "deny"),
+    ],
+)
+def test_money_is_exact(tmp_path, amount, decision):
+    verdict = runtime(tmp_path).execute(transfer(amount))
+    assert verdict.decision == decision, verdict
+
+
+def test_the_payload_reads_back_and_errors_are_exceptions(tmp_path):
+    event = transfer(120.0)
+    assert event.payload == {"amount": 120.0, "destination": "vendor-corp-123"}
+    with pytest.raises(ValueError):
+        transfer(object())
+    with pytest.raises(RuntimeError, match="no ticket"):
+        runtime(tmp_path).approve("T-99", "cfo")
+    with pytest.raises(RuntimeError):
+        ActionRuntime.from_policy(str(tmp_path / "missing.yaml"))
+
+
+def test_threads_share_the_runtime_and_the_chain_verifies(tmp_path):
+    rt = runtime(tmp_path)
+    verdicts = []
+
+    def work():
+        for _ in range(10):
+            verdicts.append(rt.execute(transfer(120.0)))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(verdicts) == 40 and all(v.authorized for v in verdicts)
+    assert rt.verify()[0] == 40
