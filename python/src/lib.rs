@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use capfence::{ActionRuntime, Event, Value, Verdict};
+use capfence::ledger::TicketOutcome;
+use capfence::{ActionRuntime, Event, GrantLimits, OperatorKey, Value, Verdict};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -27,8 +28,10 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(Value::Bool(b.is_true()));
     }
-    let number_text = |text: String| {
-        capfence_compiler_number(&text).map_or(Value::BadNumber(text), Value::Number)
+    // Numbers are read from their text, as event intake reads JSON numbers.
+    let number_text = |text: String| match Value::String(text.clone()).as_number() {
+        Some(n) => Value::Number(n),
+        None => Value::BadNumber(text),
     };
     if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
         // repr is the shortest text that reads back as the same float.
@@ -52,17 +55,10 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         }
         return Ok(Value::Object(fields));
     }
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|v| to_value(&v))
-            .collect::<PyResult<_>>()
-            .map(Value::List);
-    }
-    if let Ok(t) = obj.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|v| to_value(&v))
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return obj
+            .try_iter()?
+            .map(|v| to_value(&v?))
             .collect::<PyResult<_>>()
             .map(Value::List);
     }
@@ -70,13 +66,6 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         "a payload value must be None, bool, int, float, decimal.Decimal, str, list or dict, not {}",
         ty.name()?
     )))
-}
-
-/// An exact decimal from its text, as event intake reads numbers.
-fn capfence_compiler_number(text: &str) -> Option<capfence::Decimal> {
-    Event::from_json(&format!("{{\"payload\":{{\"n\":{text}}}}}"))
-        .ok()
-        .and_then(|e| e.payload.get("n").and_then(Value::as_number))
 }
 
 /// A tool call an agent wants to make.
@@ -233,9 +222,177 @@ impl PyRuntime {
             .map_err(runtime_error)
     }
 
+    /// Approves a pending ticket with an operator key: the outcome says how
+    /// many of the rule's approvers have signed.
+    fn approve_with_key(
+        &self,
+        py: Python<'_>,
+        ticket: &str,
+        key: &PyOperatorKey,
+    ) -> PyResult<PyTicketOutcome> {
+        py.detach(|| self.runtime.approve_with_key(ticket, &key.key))
+            .map(PyTicketOutcome::from)
+            .map_err(runtime_error)
+    }
+
+    /// Rejects a pending ticket with an operator key.
+    fn reject_with_key(
+        &self,
+        py: Python<'_>,
+        ticket: &str,
+        key: &PyOperatorKey,
+    ) -> PyResult<PyTicketOutcome> {
+        py.detach(|| self.runtime.reject_with_key(ticket, &key.key))
+            .map(PyTicketOutcome::from)
+            .map_err(runtime_error)
+    }
+
+    /// Revokes a grant with an operator key.
+    fn revoke_with_key(&self, py: Python<'_>, grant: &str, key: &PyOperatorKey) -> PyResult<()> {
+        py.detach(|| self.runtime.revoke_with_key(grant, &key.key))
+            .map(|_| ())
+            .map_err(runtime_error)
+    }
+
+    /// A grant for (actor, capability, environment), by name (`granted_by`)
+    /// or signed (`key`), capped in payload fields (`caps={"amount": "1000"}`)
+    /// and in uses; the grant id (`G-…`).
+    #[pyo3(signature = (*, actor, capability, environment, duration_seconds, granted_by = None, key = None, caps = None, uses = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        &self,
+        py: Python<'_>,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+        duration_seconds: u64,
+        granted_by: Option<&str>,
+        key: Option<&PyOperatorKey>,
+        caps: Option<Bound<'_, PyDict>>,
+        uses: Option<u32>,
+    ) -> PyResult<String> {
+        let mut limits = GrantLimits {
+            uses,
+            ..GrantLimits::default()
+        };
+        for (field, max) in caps.iter().flat_map(|d| d.iter()) {
+            let field: String = field
+                .extract()
+                .map_err(|_| PyValueError::new_err("a cap's field must be a str"))?;
+            let max = to_value(&max)?.as_number().ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "the cap on `{field}` must be an exact number (int, float, Decimal or numeric str)"
+                ))
+            })?;
+            limits = limits.cap(&field, max);
+        }
+        let duration = Duration::from_secs(duration_seconds);
+        let granted = py.detach(|| match (granted_by, key) {
+            (Some(by), None) => {
+                Ok(self
+                    .runtime
+                    .grant(actor, capability, environment, by, duration, limits))
+            }
+            (None, Some(key)) => Ok(self.runtime.grant_with_key(
+                actor,
+                capability,
+                environment,
+                &key.key,
+                duration,
+                limits,
+            )),
+            _ => Err("give exactly one of granted_by and key"),
+        });
+        granted
+            .map_err(PyValueError::new_err)?
+            .map(|g| capfence::GrantId(g.id).to_string())
+            .map_err(runtime_error)
+    }
+
     /// Verifies the audit chain: `(records, head hash)`; raises on a fault.
     fn verify(&self, py: Python<'_>) -> PyResult<(u64, String)> {
         py.detach(|| self.runtime.verify()).map_err(runtime_error)
+    }
+}
+
+/// An operator's Ed25519 signing key and name.
+#[pyclass(name = "OperatorKey", module = "capfence", frozen)]
+struct PyOperatorKey {
+    key: OperatorKey,
+}
+
+#[pymethods]
+impl PyOperatorKey {
+    /// A new key for `name` from the operating system's random source.
+    #[staticmethod]
+    fn generate(name: &str) -> PyResult<PyOperatorKey> {
+        OperatorKey::generate(name)
+            .map(|key| PyOperatorKey { key })
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Reads a key file (`capfence keys new` writes one); refuses a file
+    /// others can read.
+    #[staticmethod]
+    fn load(path: PathBuf) -> PyResult<PyOperatorKey> {
+        OperatorKey::load(&path)
+            .map(|key| PyOperatorKey { key })
+            .map_err(runtime_error)
+    }
+
+    /// Writes the key to a new file readable by its owner only.
+    fn write_new(&self, path: PathBuf) -> PyResult<()> {
+        self.key.write_new(&path).map_err(runtime_error)
+    }
+
+    /// The operator's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.key.name()
+    }
+
+    /// The public key as a policy lists it (`ed25519:…`).
+    #[getter]
+    fn public_key(&self) -> String {
+        self.key.public_key()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "OperatorKey(name={:?}, public_key={:?})",
+            self.key.name(),
+            self.key.public_key()
+        )
+    }
+}
+
+/// What a signed approval or rejection did.
+#[pyclass(name = "TicketOutcome", module = "capfence", frozen, get_all)]
+struct PyTicketOutcome {
+    ticket: String,
+    status: String,
+    approvals: Vec<String>,
+    needed: u32,
+}
+
+impl From<TicketOutcome> for PyTicketOutcome {
+    fn from(o: TicketOutcome) -> PyTicketOutcome {
+        PyTicketOutcome {
+            ticket: capfence::TicketId(o.ticket.id).to_string(),
+            status: o.ticket.status.as_str().to_owned(),
+            approvals: o.approvals,
+            needed: o.needed,
+        }
+    }
+}
+
+#[pymethods]
+impl PyTicketOutcome {
+    fn __repr__(&self) -> String {
+        format!(
+            "TicketOutcome(ticket={:?}, status={:?}, approvals={:?}, needed={})",
+            self.ticket, self.status, self.approvals, self.needed
+        )
     }
 }
 
@@ -277,5 +434,7 @@ fn _capfence(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyActionEvent>()?;
     m.add_class::<PyVerdict>()?;
     m.add_class::<PyApprovalEngine>()?;
+    m.add_class::<PyOperatorKey>()?;
+    m.add_class::<PyTicketOutcome>()?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 """Types of the Rust core (capfence._capfence)."""
 
 from decimal import Decimal
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
 PayloadValue = Union[None, bool, int, float, Decimal, str, list, tuple, Mapping[str, Any]]
 
@@ -42,4 +42,36 @@ class ActionRuntime:
     def approve(self, ticket: str, by: str) -> None: ...
     def reject(self, ticket: str, by: str) -> None: ...
     def revoke(self, grant: str, by: str) -> None: ...
+    def approve_with_key(self, ticket: str, key: OperatorKey) -> TicketOutcome: ...
+    def reject_with_key(self, ticket: str, key: OperatorKey) -> TicketOutcome: ...
+    def revoke_with_key(self, grant: str, key: OperatorKey) -> None: ...
+    def grant(
+        self,
+        *,
+        actor: str,
+        capability: str,
+        environment: str,
+        duration_seconds: int,
+        granted_by: Optional[str] = None,
+        key: Optional[OperatorKey] = None,
+        caps: Optional[Mapping[str, Union[int, float, Decimal, str]]] = None,
+        uses: Optional[int] = None,
+    ) -> str: ...
     def verify(self) -> Tuple[int, str]: ...
+
+class OperatorKey:
+    @staticmethod
+    def generate(name: str) -> "OperatorKey": ...
+    @staticmethod
+    def load(path: str) -> "OperatorKey": ...
+    def write_new(self, path: str) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def public_key(self) -> str: ...
+
+class TicketOutcome:
+    ticket: str
+    status: str  # "pending" until the quorum has signed, then "approved" or "rejected"
+    approvals: List[str]
+    needed: int
