@@ -3,6 +3,7 @@ Python: each test tries to get a call through that the policy refuses."""
 
 import asyncio
 import decimal
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,19 @@ def test_split_transfers_hit_the_velocity_cap(tmp_path):
         # Another actor has a window of its own.
     with Context(again, actor="reconciler"):
         assert transfer(1)
+
+
+def test_the_gate_example_in_docs_runs(tmp_path, monkeypatch, capsys):
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs/python.md").read_text()
+    section = text[text.index("## Gating tool functions"):]
+    code = section[section.index("```python\n") + 10:]
+    code = code[: code.index("```")]
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies/fintech_policy.yaml").write_text(
+        (root / "policies/fintech_policy.yaml").read_text()
+    )
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/python.md", "exec"), {})
+    decision, _, rest = capsys.readouterr().out.strip().partition(" ")
+    assert decision == "require_approval" and rest.endswith("T-1")
