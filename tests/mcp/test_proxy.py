@@ -5,7 +5,7 @@ The case study's three scenarios go through the proxy as MCP tool calls; the
 held transfer is approved with the `capfence` CLI and retried; the bank's file
 must hold exactly the authorized transfers and `capfence verify` must pass.
 Needs CAPFENCE_BIN (the `capfence` binary); `.ci/run` and
-`runtime/tests/it/mcp.rs` set it.
+`runtime/tests/it/pytest.rs` set it.
 """
 
 import asyncio

@@ -15,8 +15,8 @@ mod corners;
 mod crash;
 mod faults;
 mod forgery;
-mod mcp;
-mod python;
+
+mod pytest;
 mod signed;
 mod tamper;
 mod telemetry;
