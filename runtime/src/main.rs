@@ -34,6 +34,7 @@ use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
 use capfence::ledger::{Operator, PolicyFacts};
 use capfence::signing::OperatorKey;
+use capfence::store::postgres::{PostgresOptions, PostgresStore, is_postgres_url};
 use capfence::store::sqlite::{SqliteOptions, SqliteStore};
 use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
 use capfence_compiler::lines::{Line, Lines};
@@ -52,8 +53,29 @@ struct Cli {
         default_value = ".capfence"
     )]
     state: PathBuf,
+    /// The ledger as a URL instead: `postgres://user@host/db` for a
+    /// PostgreSQL server every agent host shares (overrides --state).
+    #[arg(long, global = true, env = "CAPFENCE_STORE", value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the ledger is: a state directory or a store URL.
+struct Place {
+    state: PathBuf,
+    store: Option<String>,
+}
+
+impl Place {
+    /// A runtime builder for `policy` on this ledger.
+    fn builder(&self, policy: &Path) -> capfence::RuntimeBuilder {
+        let builder = ActionRuntime::builder(policy);
+        match &self.store {
+            Some(url) => builder.store_url(url),
+            None => builder.state_dir(&self.state),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -247,7 +269,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn ledger(state: &Path, must_exist: bool) -> Result<Ledger, String> {
+fn ledger(place: &Place, must_exist: bool) -> Result<Ledger, String> {
+    if let Some(url) = place.store.as_deref().filter(|u| is_postgres_url(u)) {
+        let store = PostgresStore::open_checked(url, PostgresOptions::default())
+            .map_err(|e| e.to_string())?;
+        return Ok(Ledger::new(
+            Arc::new(store),
+            Arc::new(SystemClock),
+            Duration::from_secs(3600),
+        ));
+    }
+    let state = match place.store.as_deref() {
+        Some(url) => Path::new(url.strip_prefix("sqlite:").unwrap_or(url)),
+        None => place.state.as_path(),
+    };
     if must_exist && !state.join(capfence::store::sqlite::LEDGER_FILE).exists() {
         return Err(format!(
             "no CapFence state in {} (set --state or CAPFENCE_STATE)",
@@ -264,8 +299,12 @@ fn ledger(state: &Path, must_exist: bool) -> Result<Ledger, String> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    let place = Place {
+        state: cli.state,
+        store: cli.store,
+    };
     match cli.command {
-        Command::Decide { policy } => decide(&cli.state, &policy),
+        Command::Decide { policy } => decide(&place, &policy),
         Command::McpProxy {
             policy,
             actor,
@@ -274,7 +313,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             hide_denied,
             server,
         } => mcp_proxy(
-            &cli.state,
+            &place,
             &policy,
             capfence::mcp::ProxyOptions {
                 actor,
@@ -284,7 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 server,
             },
         ),
-        Command::Approvals(cmd) => approvals(&cli.state, cmd),
+        Command::Approvals(cmd) => approvals(&place, cmd),
         Command::Keys(cmd) => keys(cmd),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -292,7 +331,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { head, policy } => {
-            let ledger = ledger(&cli.state, true)?;
+            let ledger = ledger(&place, true)?;
             let policy = policy
                 .as_deref()
                 .map(capfence::Policy::load)
@@ -323,16 +362,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Command::Audit(AuditCommand::Head) => {
-            let (seq, hash) = ledger(&cli.state, true)?
-                .head()
-                .map_err(|e| e.to_string())?;
+            let (seq, hash) = ledger(&place, true)?.head().map_err(|e| e.to_string())?;
             println!("{seq} {hash}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Log { json }) => {
-            let records = ledger(&cli.state, true)?
-                .records()
-                .map_err(|e| e.to_string())?;
+            let records = ledger(&place, true)?.records().map_err(|e| e.to_string())?;
             let mut out = std::io::stdout().lock();
             for r in records {
                 let line = if json {
@@ -360,11 +395,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-fn decide(state: &Path, policy: &Path) -> Result<ExitCode, String> {
-    let runtime = ActionRuntime::builder(policy)
-        .state_dir(state)
-        .build()
-        .map_err(|e| e.to_string())?;
+fn decide(place: &Place, policy: &Path) -> Result<ExitCode, String> {
+    let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for line in Lines::new(stdin) {
@@ -393,13 +425,13 @@ fn parse_risk(risk: &str) -> Result<capfence::Risk, String> {
 }
 
 fn mcp_proxy(
-    state: &Path,
+    place: &Place,
     policy_path: &Path,
     options: capfence::mcp::ProxyOptions,
 ) -> Result<ExitCode, String> {
     let policy = capfence::Policy::load(policy_path).map_err(|e| e.to_string())?;
-    let runtime = ActionRuntime::builder(policy_path)
-        .state_dir(state)
+    let runtime = place
+        .builder(policy_path)
         .build()
         .map_err(|e| e.to_string())?;
     if runtime.policy_digest() != policy.digest {
@@ -413,10 +445,10 @@ fn mcp_proxy(
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
+fn approvals(place: &Place, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
     match cmd {
         ApprovalsCommand::List => {
-            let ledger = ledger(state, true)?;
+            let ledger = ledger(place, true)?;
             let now = rfc3339(capfence::clock::Clock::now_micros(&SystemClock));
             println!("tickets (now {now}):");
             for t in ledger.tickets().map_err(|e| e.to_string())? {
@@ -459,13 +491,13 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ApprovalsCommand::Approve(args) => ticket_action(state, &args, true).or_else(refused),
-        ApprovalsCommand::Reject(args) => ticket_action(state, &args, false).or_else(refused),
+        ApprovalsCommand::Approve(args) => ticket_action(place, &args, true).or_else(refused),
+        ApprovalsCommand::Reject(args) => ticket_action(place, &args, false).or_else(refused),
         ApprovalsCommand::Revoke(args) => {
             let key = args.key.as_deref().map(load_key).transpose()?;
             let policy = args.policy.as_deref().map(policy_facts).transpose()?;
             let who = operator(args.by.as_deref(), key.as_ref());
-            match ledger(state, true)?.revoke(&args.id, who, policy.as_ref()) {
+            match ledger(place, true)?.revoke(&args.id, who, policy.as_ref()) {
                 Ok(g) => {
                     println!(
                         "revoked {} by {}",
@@ -516,7 +548,7 @@ fn approvals(state: &Path, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
                 caps,
                 uses: args.uses,
             };
-            match ledger(state, false)?.grant(
+            match ledger(place, false)?.grant(
                 &args.actor,
                 &capability,
                 &environment,
@@ -571,7 +603,7 @@ fn policy_facts(path: &Path) -> Result<PolicyFacts, String> {
 
 /// `approvals approve|reject`.
 fn ticket_action(
-    state: &Path,
+    place: &Place,
     args: &Decide,
     approve: bool,
 ) -> Result<ExitCode, capfence::OperatorError> {
@@ -588,7 +620,7 @@ fn ticket_action(
         .map(policy_facts)
         .transpose()
         .map_err(invalid)?;
-    let ledger = ledger(state, true).map_err(invalid)?;
+    let ledger = ledger(place, true).map_err(invalid)?;
     let who = operator(args.by.as_deref(), key.as_ref());
     let outcome = if approve {
         ledger.approve(&args.id, who, policy.as_ref())?

@@ -148,6 +148,7 @@ pub struct RuntimeBuilder {
     state_dir: Option<PathBuf>,
     sqlite: SqliteOptions,
     store: Option<Arc<dyn Store>>,
+    store_url: Option<String>,
     clock: SharedClock,
     ticket_ttl: Duration,
 }
@@ -159,6 +160,7 @@ impl RuntimeBuilder {
             state_dir: None,
             sqlite: SqliteOptions::default(),
             store: None,
+            store_url: None,
             clock: Arc::new(SystemClock),
             ticket_ttl: Duration::from_secs(3600),
         }
@@ -185,6 +187,14 @@ impl RuntimeBuilder {
     /// Use this store instead of SQLite.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The ledger named by a URL (see [`crate::store::open_url`]):
+    /// `postgres://user@host/db` for a PostgreSQL server every agent host
+    /// shares, or a SQLite state directory. Overrides [`state_dir`](Self::state_dir).
+    pub fn store_url(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
         self
     }
 
@@ -217,23 +227,24 @@ impl RuntimeBuilder {
                 return Err(RuntimeError::Approver(name.clone()));
             }
         }
-        Ok(self.assemble(decider))
+        self.assemble(decider)
     }
 
-    fn assemble(self, decider: Arc<dyn Decide>) -> ActionRuntime {
-        let store = match self.store {
-            Some(store) => store,
-            None => Arc::new(SqliteStore::new(
+    fn assemble(self, decider: Arc<dyn Decide>) -> Result<ActionRuntime, RuntimeError> {
+        let store = match (self.store, &self.store_url) {
+            (Some(store), _) => store,
+            (None, Some(url)) => crate::store::open_url(url, self.sqlite.lock_timeout)?,
+            (None, None) => Arc::new(SqliteStore::new(
                 self.state_dir.unwrap_or_else(default_state_dir),
                 self.sqlite,
             )),
         };
-        ActionRuntime {
+        Ok(ActionRuntime {
             policy: policy_facts(decider.as_ref()),
             windowed: windowed(&decider),
             decider,
             ledger: Ledger::new(store, self.clock, self.ticket_ttl),
-        }
+        })
     }
 }
 

@@ -7,10 +7,54 @@
 //! PostgreSQL, for many agent hosts) implements the same two traits.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
+mod window;
 
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, RecordView};
+
+/// Opens the store a URL names: `postgres://…` or `postgresql://…` for a
+/// shared PostgreSQL server (needs the `postgres` feature; the `capfence`
+/// binary has it), anything else a SQLite state directory (`sqlite:DIR` or
+/// a plain path). Only the URL is checked here: a server or file that
+/// cannot be reached makes each transaction fail (deny) until it can be.
+pub fn open_url(
+    url: &str,
+    lock_timeout: std::time::Duration,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let options = postgres::PostgresOptions {
+                lock_timeout,
+                ..postgres::PostgresOptions::default()
+            };
+            return Ok(std::sync::Arc::new(postgres::PostgresStore::new(
+                url, options,
+            )?));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Io(
+            "this build of capfence has no PostgreSQL store (enable the `postgres` feature)"
+                .to_owned(),
+        ));
+    }
+    let dir = url.strip_prefix("sqlite:").unwrap_or(url);
+    if dir.is_empty() || dir.contains("://") {
+        return Err(StoreError::Io(format!(
+            "`{url}` is neither a postgres:// URL nor a SQLite state directory"
+        )));
+    }
+    Ok(std::sync::Arc::new(sqlite::SqliteStore::new(
+        dir,
+        sqlite::SqliteOptions {
+            lock_timeout,
+            ..sqlite::SqliteOptions::default()
+        },
+    )))
+}
 
 /// A storage fault. Every one of them makes `execute` deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

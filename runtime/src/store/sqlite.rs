@@ -17,12 +17,13 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use rust_decimal::Decimal;
 
+use super::window::{self, WindowHead, WindowRows, decimal_of};
 use super::{Store, StoreError, Tx, WindowRow};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
 
 /// Value of `capfence_meta.format` in a state directory of this version.
-const STATE_FORMAT: &str = "capfence-ledger-v1";
+pub(crate) const STATE_FORMAT: &str = "capfence-ledger-v1";
 
 /// The ledger file inside a state directory.
 pub const LEDGER_FILE: &str = "ledger.db";
@@ -356,9 +357,8 @@ fn is_ours(table: &str) -> bool {
 struct SqliteTx<'c> {
     conn: &'c Connection,
     head: Option<(u64, String)>,
-    /// Window heads read or written in this transaction (it is the only
-    /// writer while it lasts).
-    window_heads: std::collections::HashMap<(String, String), Option<WindowHead>>,
+    /// Window heads read or written in this transaction.
+    window_heads: window::HeadCache,
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
@@ -724,41 +724,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        // Each row carries its group's running total; the head holds the
-        // latest one and the window's first row (its time, and the running
-        // total just before it). The start only moves forward, as time does,
-        // one equality lookup per row it passes: a window's total is the
-        // latest running total minus the one before its first row.
-        let Some(mut head) = self.head_of(spec, group)? else {
-            return Ok(Decimal::ZERO);
-        };
-        let mut moved = false;
-        while head.start_n <= head.last_n && head.start_at <= after {
-            head.start_n += 1;
-            moved = true;
-            if head.start_n <= head.last_n {
-                let (at, running, value) =
-                    self.window_row(spec, group, head.start_n)?.ok_or_else(|| {
-                        StoreError::Invalid(format!(
-                            "window {spec} lacks row {} of its group",
-                            head.start_n
-                        ))
-                    })?;
-                head.start_at = at;
-                head.start_before = running.checked_sub(value).ok_or_else(|| {
-                    StoreError::Invalid(format!("window total of {spec} overflows"))
-                })?;
-            }
-        }
-        if moved {
-            self.put_head(spec, group, &head)?;
-        }
-        if head.start_n > head.last_n {
-            return Ok(Decimal::ZERO);
-        }
-        head.running
-            .checked_sub(head.start_before)
-            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
+        let mut cache = std::mem::take(&mut self.window_heads);
+        let total = window::total(self, &mut cache, spec, group, after);
+        self.window_heads = cache;
+        total
     }
 
     fn add_to_window(
@@ -768,49 +737,10 @@ impl Tx for SqliteTx<'_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
-        let overflow = || StoreError::Invalid(format!("window total of {spec} overflows"));
-        let head = match self.head_of(spec, group)? {
-            // Times never go backwards within a group, so rows stay in time
-            // order even if the clock steps back.
-            Some(h) => {
-                let running = h.running.checked_add(value).ok_or_else(overflow)?;
-                let at = at.max(h.last_at);
-                let empty = h.start_n > h.last_n;
-                WindowHead {
-                    last_n: h.last_n + 1,
-                    last_at: at,
-                    running,
-                    start_n: if empty { h.last_n + 1 } else { h.start_n },
-                    start_at: if empty { at } else { h.start_at },
-                    start_before: if empty { h.running } else { h.start_before },
-                }
-            }
-            None => WindowHead {
-                last_n: 1,
-                last_at: at,
-                running: value,
-                start_n: 1,
-                start_at: at,
-                start_before: Decimal::ZERO,
-            },
-        };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO windows (spec, grp, n, at, value, running) VALUES (?1, ?2, ?3, ?4, \
-                 ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    spec,
-                    group,
-                    head.last_n,
-                    head.last_at,
-                    value.normalize().to_string(),
-                    head.running.normalize().to_string()
-                ])
-            })
-            .map_err(classify)?;
-        self.put_head(spec, group, &head)
+        let mut cache = std::mem::take(&mut self.window_heads);
+        let added = window::add(self, &mut cache, spec, group, at, value);
+        self.window_heads = cache;
+        added
     }
 
     fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
@@ -844,31 +774,8 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-/// A window group's head row.
-#[derive(Clone)]
-struct WindowHead {
-    last_n: i64,
-    last_at: i64,
-    running: Decimal,
-    /// The window's first row (`last_n + 1`: the window is empty).
-    start_n: i64,
-    /// Its time.
-    start_at: i64,
-    /// The running total just before it.
-    start_before: Decimal,
-}
-
-fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
-    capfence_compiler::number::parse_exact(text)
-        .ok_or_else(|| StoreError::Invalid(format!("window row holds {text:?}, not a number")))
-}
-
-impl SqliteTx<'_> {
-    fn head_of(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
-        let key = (spec.to_owned(), group.to_owned());
-        if let Some(head) = self.window_heads.get(&key) {
-            return Ok(head.clone());
-        }
+impl WindowRows for SqliteTx<'_> {
+    fn load_head(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
         type Row = (i64, i64, String, i64, i64, String);
         let row: Option<Row> = self
             .conn
@@ -890,23 +797,20 @@ impl SqliteTx<'_> {
                 .optional()
             })
             .map_err(classify)?;
-        let head = row
-            .map(|(last_n, last_at, running, start_n, start_at, before)| {
-                Ok::<_, StoreError>(WindowHead {
-                    last_n,
-                    last_at,
-                    running: decimal_of(&running)?,
-                    start_n,
-                    start_at,
-                    start_before: decimal_of(&before)?,
-                })
+        row.map(|(last_n, last_at, running, start_n, start_at, before)| {
+            Ok(WindowHead {
+                last_n,
+                last_at,
+                running: decimal_of(&running)?,
+                start_n,
+                start_at,
+                start_before: decimal_of(&before)?,
             })
-            .transpose()?;
-        self.window_heads.insert(key, head.clone());
-        Ok(head)
+        })
+        .transpose()
     }
 
-    fn put_head(&mut self, spec: &str, group: &str, head: &WindowHead) -> Result<(), StoreError> {
+    fn store_head(&mut self, spec: &str, group: &str, head: &WindowHead) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO window_heads (spec, grp, last_n, last_at, running, \
@@ -925,14 +829,11 @@ impl SqliteTx<'_> {
                 ])
             })
             .map_err(classify)?;
-        self.window_heads
-            .insert((spec.to_owned(), group.to_owned()), Some(head.clone()));
         Ok(())
     }
 
-    /// Row `n` of a group: (at, running, value).
-    fn window_row(
-        &self,
+    fn row(
+        &mut self,
         spec: &str,
         group: &str,
         n: i64,
@@ -951,6 +852,32 @@ impl SqliteTx<'_> {
             .map_err(classify)?;
         row.map(|(at, running, value)| Ok((at, decimal_of(&running)?, decimal_of(&value)?)))
             .transpose()
+    }
+
+    fn insert_row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        head: &WindowHead,
+        value: Decimal,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO windows (spec, grp, n, at, value, running) VALUES (?1, ?2, ?3, ?4, \
+                 ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    spec,
+                    group,
+                    head.last_n,
+                    head.last_at,
+                    value.normalize().to_string(),
+                    head.running.normalize().to_string()
+                ])
+            })
+            .map_err(classify)?;
+        Ok(())
     }
 }
 
@@ -976,7 +903,7 @@ impl Store for SqliteStore {
             let mut tx = SqliteTx {
                 conn,
                 head: None,
-                window_heads: std::collections::HashMap::new(),
+                window_heads: window::HeadCache::new(),
             };
             let result = work(&mut tx).and_then(|()| run("COMMIT"));
             if result.is_err() && !conn.is_autocommit() {
@@ -1112,14 +1039,9 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             rows.into_iter()
                 .map(|(spec, group, at, value, running)| {
-                    let number = |t: &str| {
-                        capfence_compiler::number::parse_exact(t).ok_or_else(|| {
-                            StoreError::Invalid(format!("window row holds {t:?}, not a number"))
-                        })
-                    };
                     Ok(WindowRow {
-                        value: number(&value)?,
-                        running: number(&running)?,
+                        value: decimal_of(&value)?,
+                        running: decimal_of(&running)?,
                         spec,
                         group,
                         at,

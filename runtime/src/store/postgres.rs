@@ -1,0 +1,1109 @@
+//! The shared store: one PostgreSQL database for every agent host, so they
+//! have one approval queue, one chain and one set of velocity windows.
+//!
+//! Same one-ledger semantics as the SQLite store: a decision's record and
+//! the ticket, grant or window change it makes commit in one transaction.
+//! Every transaction first locks the format row of `capfence.meta`
+//! (`SELECT … FOR UPDATE`), so writers on every host take turns: the head
+//! they read is the last committed one, sequence numbers stay contiguous and
+//! the chain never forks; velocity windows are read under the same lock.
+//! Transactions run at READ COMMITTED: after the lock is granted, each
+//! statement sees everything committed before.
+//!
+//! Fail closed: a server that is down, a cut connection, a statement or lock
+//! timeout, a serialization failure, all fail the transaction (the decision
+//! is denied with the reason) and the server rolls back whatever it held.
+//! The only retry is a reconnect before anything is written: when the
+//! connection is found dead at `BEGIN`, one fresh connection is tried. A
+//! transaction whose `COMMIT` was sent but not answered is never retried: it
+//! may have committed, and a second try could record the decision twice.
+//!
+//! The URL is a libpq-style `postgres://user[:password]@host[:port]/db[?…]`.
+//! Connections are plain TCP (no TLS in this version): reach the server over
+//! a private network, a tunnel or loopback.
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator as _;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Statement};
+use rust_decimal::Decimal;
+
+use super::window::{self, WindowHead, WindowRows, decimal_of};
+use super::{Store, StoreError, Tx, WindowRow};
+use crate::approvals::{Grant, Ticket, TicketStatus};
+use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
+
+/// The schema every table lives in.
+pub const SCHEMA_NAME: &str = "capfence";
+
+const SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS capfence;
+CREATE TABLE IF NOT EXISTS capfence.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS capfence.audit (
+    seq BIGINT PRIMARY KEY,
+    time TEXT NOT NULL,
+    actor TEXT,
+    capability TEXT,
+    environment TEXT,
+    risk TEXT,
+    payload TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    rule TEXT,
+    reason TEXT NOT NULL,
+    approval_id TEXT,
+    policy_digest TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_approval ON capfence.audit (approval_id, seq)
+    WHERE approval_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS capfence.tickets (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_key TEXT NOT NULL,
+    actor TEXT,
+    capability TEXT NOT NULL,
+    environment TEXT,
+    risk TEXT,
+    payload TEXT NOT NULL,
+    rule TEXT,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    decided_by TEXT
+);
+CREATE INDEX IF NOT EXISTS tickets_by_event ON capfence.tickets (event_key, id);
+CREATE TABLE IF NOT EXISTS capfence.grants (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    actor TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    granted_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    caps TEXT NOT NULL,
+    uses_left BIGINT,
+    revoked_by TEXT
+);
+CREATE INDEX IF NOT EXISTS grants_by_subject ON capfence.grants (actor, capability, environment);
+CREATE TABLE IF NOT EXISTS capfence.windows (
+    spec TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    value TEXT NOT NULL,
+    running TEXT NOT NULL,
+    PRIMARY KEY (spec, grp, n)
+);
+CREATE TABLE IF NOT EXISTS capfence.window_heads (
+    spec TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    last_n BIGINT NOT NULL,
+    last_at BIGINT NOT NULL,
+    running TEXT NOT NULL,
+    start_n BIGINT NOT NULL,
+    start_at BIGINT NOT NULL,
+    start_before TEXT NOT NULL,
+    PRIMARY KEY (spec, grp)
+);
+";
+
+const TABLES: [&str; 6] = [
+    "meta",
+    "audit",
+    "tickets",
+    "grants",
+    "windows",
+    "window_heads",
+];
+
+/// How the PostgreSQL store connects and how long it waits.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The server-side limit on every statement of a decision, waiting for
+    /// another host's turn included (`statement_timeout`); past it the
+    /// transaction fails and the decision is denied. Default 5 s.
+    pub lock_timeout: Duration,
+    /// How long a connection attempt may take. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long sent data may stay unacknowledged before the connection is
+    /// dropped (`TCP_USER_TIMEOUT`): a cut network fails a decision instead
+    /// of hanging it. Default 10 s.
+    pub network_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            lock_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            network_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    config: Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    options: PostgresOptions,
+    connection: Mutex<Option<Conn>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("server", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `url` names a PostgreSQL server (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn shown(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+impl PostgresStore {
+    /// A store on the server at `url`. Only the URL is checked now; the
+    /// connection is made by the first transaction (and remade after a
+    /// fault), so a server that is down makes decisions deny, not the
+    /// runtime fail to start.
+    pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        if !is_postgres_url(url) {
+            return Err(StoreError::Io(
+                "a PostgreSQL store URL starts with postgres:// or postgresql://".to_owned(),
+            ));
+        }
+        let mut config = Config::from_str(url)
+            .map_err(|e| StoreError::Io(format!("bad PostgreSQL URL: {e}")))?;
+        config
+            .connect_timeout(options.connect_timeout)
+            .tcp_user_timeout(options.network_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("capfence");
+        Ok(PostgresStore {
+            shown: shown(&config),
+            config,
+            options,
+            connection: Mutex::new(None),
+        })
+    }
+
+    /// Connects now and checks (or creates) the schema, reporting why the
+    /// server cannot be used.
+    pub fn open_checked(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let store = PostgresStore::new(url, options)?;
+        let conn = store.connect()?;
+        if let Ok(mut slot) = store.connection.lock() {
+            *slot = Some(conn);
+        }
+        Ok(store)
+    }
+
+    /// The server, without the password.
+    pub fn server(&self) -> &str {
+        &self.shown
+    }
+
+    fn classify(&self, e: &postgres::Error) -> StoreError {
+        classify(&self.shown, e)
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut client = self.config.connect(NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot reach the ledger at {}: {}",
+                self.shown,
+                describe(&e)
+            ))
+        })?;
+        let timeout = self.options.lock_timeout.as_millis().max(1);
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {timeout}; SET lock_timeout = {timeout}; \
+                 SET idle_in_transaction_session_timeout = {}; \
+                 SET default_transaction_isolation = 'read committed'",
+                timeout.saturating_mul(4)
+            ))
+            .map_err(|e| self.classify(&e))?;
+        // A server set to acknowledge commits before they are on disk would
+        // make an allowed call's record losable: ask for durable commits.
+        let sync: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.classify(&e))?;
+        if sync == "off" || sync == "local" {
+            client
+                .batch_execute("SET synchronous_commit = on")
+                .map_err(|e| self.classify(&e))?;
+        }
+        self.check_schema(&mut client)?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Creates the schema in a database that has none (under a lock, so
+    /// hosts starting together do not race); refuses a `capfence` schema
+    /// that holds other tables or another format.
+    fn check_schema(&self, client: &mut Client) -> Result<(), StoreError> {
+        let err = |e: postgres::Error| self.classify(&e);
+        let mut tx = client.transaction().map_err(err)?;
+        // One lock for every host creating the schema at once; it ends with
+        // the transaction.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('capfence.schema'))",
+            &[],
+        )
+        .map_err(err)?;
+        let tables: Vec<String> = tx
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                &[&SCHEMA_NAME],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        if let Some(other) = tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
+            return Err(StoreError::Foreign(format!(
+                "schema {SCHEMA_NAME} at {} holds a table CapFence did not create: {other}",
+                self.shown
+            )));
+        }
+        if tables.iter().any(|t| t == "meta") {
+            let format: Option<String> = tx
+                .query_opt("SELECT value FROM capfence.meta WHERE key = 'format'", &[])
+                .map_err(err)?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(err)?;
+            if format.as_deref() != Some(super::sqlite::STATE_FORMAT) {
+                return Err(StoreError::Foreign(format!(
+                    "schema {SCHEMA_NAME} at {} has format {:?}, expected {}",
+                    self.shown,
+                    format.unwrap_or_default(),
+                    super::sqlite::STATE_FORMAT
+                )));
+            }
+        }
+        tx.batch_execute(SCHEMA).map_err(err)?;
+        tx.execute(
+            "INSERT INTO capfence.meta (key, value) VALUES ('format', $1) ON CONFLICT DO NOTHING",
+            &[&super::sqlite::STATE_FORMAT],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Runs `work` on the connection, connecting first if there is none or
+    /// it died; a connection found dead afterwards is dropped, so the next
+    /// call reconnects.
+    fn with_conn<T>(
+        &self,
+        work: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
+        if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
+            *slot = None;
+        }
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(self.connect()?),
+        };
+        let result = work(conn);
+        if conn.client.is_closed()
+            || matches!(result, Err(StoreError::Corrupt(_) | StoreError::Foreign(_)))
+        {
+            *slot = None;
+        }
+        result
+    }
+
+    /// A read-only snapshot transaction with no statement limit (a scan of
+    /// a long chain takes as long as it takes).
+    fn read<T>(
+        &self,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| {
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .map_err(|e| self.classify(&e))?;
+            tx.batch_execute("SET LOCAL statement_timeout = 0")
+                .map_err(|e| self.classify(&e))?;
+            let value = work(&mut tx).map_err(|e| self.classify(&e))?;
+            tx.commit().map_err(|e| self.classify(&e))?;
+            Ok(value)
+        })
+    }
+}
+
+/// The error with its cause (the client's own message often says only
+/// "error connecting to server" or "db error").
+fn describe(e: &postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
+fn classify(server: &str, e: &postgres::Error) -> StoreError {
+    let text = format!("{server}: {}", describe(e));
+    let Some(code) = e.code() else {
+        // No SQLSTATE: the connection (refused, cut, timed out) or the
+        // protocol.
+        return StoreError::Io(text);
+    };
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+        || *code == SqlState::QUERY_CANCELED
+    {
+        StoreError::Locked(text)
+    } else if *code == SqlState::DISK_FULL || *code == SqlState::PROGRAM_LIMIT_EXCEEDED {
+        StoreError::Full(text)
+    } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        StoreError::ReadOnly(text)
+    } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+        StoreError::Corrupt(text)
+    } else if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+        StoreError::Foreign(text)
+    } else {
+        StoreError::Io(text)
+    }
+}
+
+struct PgTx<'c, 's> {
+    tx: postgres::Transaction<'c>,
+    statements: &'s mut HashMap<&'static str, Statement>,
+    server: &'s str,
+    head: Option<(u64, String)>,
+    window_heads: window::HeadCache,
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+}
+
+fn from_i64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}")))
+}
+
+fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
+    let get = |e: postgres::Error| StoreError::Invalid(format!("audit row: {e}"));
+    let decision: String = row.try_get(7).map_err(get)?;
+    Ok(AuditRecord {
+        seq: from_i64(row.try_get(0).map_err(get)?)?,
+        time: row.try_get(1).map_err(get)?,
+        actor: row.try_get(2).map_err(get)?,
+        capability: row.try_get(3).map_err(get)?,
+        environment: row.try_get(4).map_err(get)?,
+        risk: row.try_get(5).map_err(get)?,
+        payload: row.try_get(6).map_err(get)?,
+        decision: RecordKind::parse(&decision).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "audit row: {decision:?} is neither a decision nor an operator action"
+            ))
+        })?,
+        rule: row.try_get(8).map_err(get)?,
+        reason: row.try_get(9).map_err(get)?,
+        approval_id: row.try_get(10).map_err(get)?,
+        policy_digest: row.try_get(11).map_err(get)?,
+        prev_hash: row.try_get(12).map_err(get)?,
+        hash: row.try_get(13).map_err(get)?,
+    })
+}
+
+fn ticket_from_row(row: &Row) -> Result<Ticket, StoreError> {
+    let get = |e: postgres::Error| StoreError::Invalid(format!("ticket row: {e}"));
+    let id: i64 = row.try_get(0).map_err(get)?;
+    let status: String = row.try_get(8).map_err(get)?;
+    Ok(Ticket {
+        id: from_i64(id)?,
+        event_key: row.try_get(1).map_err(get)?,
+        actor: row.try_get(2).map_err(get)?,
+        capability: row.try_get(3).map_err(get)?,
+        environment: row.try_get(4).map_err(get)?,
+        risk: row.try_get(5).map_err(get)?,
+        payload: row.try_get(6).map_err(get)?,
+        rule: row.try_get(7).map_err(get)?,
+        status: TicketStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}")))?,
+        created_at: row.try_get(9).map_err(get)?,
+        expires_at: row.try_get(10).map_err(get)?,
+        decided_by: row.try_get(11).map_err(get)?,
+    })
+}
+
+fn grant_from_row(row: &Row) -> Result<Grant, StoreError> {
+    let get = |e: postgres::Error| StoreError::Invalid(format!("grant row: {e}"));
+    let id: i64 = row.try_get(0).map_err(get)?;
+    let caps: String = row.try_get(7).map_err(get)?;
+    let uses: Option<i64> = row.try_get(8).map_err(get)?;
+    Ok(Grant {
+        id: from_i64(id)?,
+        actor: row.try_get(1).map_err(get)?,
+        capability: row.try_get(2).map_err(get)?,
+        environment: row.try_get(3).map_err(get)?,
+        granted_by: row.try_get(4).map_err(get)?,
+        created_at: row.try_get(5).map_err(get)?,
+        expires_at: row.try_get(6).map_err(get)?,
+        caps: crate::approvals::parse_caps(&caps)
+            .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}")))?,
+        uses_left: uses
+            .map(|u| {
+                u32::try_from(u)
+                    .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses")))
+            })
+            .transpose()?,
+        revoked_by: row.try_get(9).map_err(get)?,
+        signed: None,
+    })
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PgTx<'_, '_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .tx
+            .prepare(sql)
+            .map_err(|e| classify(self.server, &e))?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        self.tx
+            .query(&s, params)
+            .map_err(|e| classify(self.server, &e))
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        self.tx
+            .query_opt(&s, params)
+            .map_err(|e| classify(self.server, &e))
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        self.tx
+            .execute(&s, params)
+            .map_err(|e| classify(self.server, &e))
+    }
+
+    fn returning_id(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let row = self
+            .query_opt(sql, params)?
+            .ok_or_else(|| StoreError::Invalid("an insert returned no id".to_owned()))?;
+        let id: i64 = row
+            .try_get(0)
+            .map_err(|e| StoreError::Invalid(format!("inserted id: {e}")))?;
+        from_i64(id)
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn head(&mut self) -> Result<(u64, String), StoreError> {
+        if let Some(head) = &self.head {
+            return Ok(head.clone());
+        }
+        let row = self.query_opt(
+            "SELECT seq, hash FROM capfence.audit ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?;
+        let head = match row {
+            Some(row) => {
+                let get = |e: postgres::Error| StoreError::Invalid(format!("audit head: {e}"));
+                (
+                    from_i64(row.try_get(0).map_err(get)?)?,
+                    row.try_get(1).map_err(get)?,
+                )
+            }
+            None => (0, GENESIS.to_owned()),
+        };
+        self.head = Some(head.clone());
+        Ok(head)
+    }
+
+    fn append(&mut self, r: &AuditRecord) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO capfence.audit (seq, time, actor, capability, environment, risk, \
+             payload, decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &to_i64(r.seq)?,
+                &r.time,
+                &r.actor,
+                &r.capability,
+                &r.environment,
+                &r.risk,
+                &r.payload,
+                &r.decision.as_str(),
+                &r.rule,
+                &r.reason,
+                &r.approval_id,
+                &r.policy_digest,
+                &r.prev_hash,
+                &r.hash,
+            ],
+        )?;
+        self.head = Some((r.seq, r.hash.clone()));
+        Ok(())
+    }
+
+    fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        self.query(
+            "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+             reason, approval_id, policy_digest, prev_hash, hash FROM capfence.audit \
+             WHERE approval_id = $1 AND (decision != 'require_approval' \
+             OR seq = (SELECT min(seq) FROM capfence.audit WHERE approval_id = $1)) \
+             ORDER BY seq",
+            &[&approval_id],
+        )?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+
+    fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
+        self.query_opt(
+            "SELECT id, event_key, actor, capability, environment, risk, payload, rule, status, \
+             created_at, expires_at, decided_by FROM capfence.tickets \
+             WHERE event_key = $1 AND status != 'used' AND expires_at > $2 \
+             ORDER BY id DESC LIMIT 1",
+            &[&event_key, &now],
+        )?
+        .as_ref()
+        .map(ticket_from_row)
+        .transpose()
+    }
+
+    fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.query_opt(
+            "SELECT id, event_key, actor, capability, environment, risk, payload, rule, status, \
+             created_at, expires_at, decided_by FROM capfence.tickets WHERE id = $1",
+            &[&id],
+        )?
+        .as_ref()
+        .map(ticket_from_row)
+        .transpose()
+    }
+
+    fn insert_ticket(&mut self, t: &Ticket) -> Result<u64, StoreError> {
+        self.returning_id(
+            "INSERT INTO capfence.tickets (event_key, actor, capability, environment, risk, \
+             payload, rule, status, created_at, expires_at, decided_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[
+                &t.event_key,
+                &t.actor,
+                &t.capability,
+                &t.environment,
+                &t.risk,
+                &t.payload,
+                &t.rule,
+                &t.status.as_str(),
+                &t.created_at,
+                &t.expires_at,
+                &t.decided_by,
+            ],
+        )
+    }
+
+    fn update_ticket(
+        &mut self,
+        id: u64,
+        status: TicketStatus,
+        decided_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE capfence.tickets SET status = $2, decided_by = COALESCE($3, decided_by) \
+             WHERE id = $1",
+            &[&to_i64(id)?, &status.as_str(), &decided_by],
+        )
+        .map(|_| ())
+    }
+
+    fn grants_for(
+        &mut self,
+        actor: &str,
+        capability: &str,
+        environment: &str,
+    ) -> Result<Vec<Grant>, StoreError> {
+        self.query(
+            "SELECT id, actor, capability, environment, granted_by, created_at, expires_at, \
+             caps, uses_left, revoked_by FROM capfence.grants \
+             WHERE actor = $1 AND capability = $2 AND environment = $3 ORDER BY id",
+            &[&actor, &capability, &environment],
+        )?
+        .iter()
+        .map(grant_from_row)
+        .collect()
+    }
+
+    fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.query_opt(
+            "SELECT id, actor, capability, environment, granted_by, created_at, expires_at, \
+             caps, uses_left, revoked_by FROM capfence.grants WHERE id = $1",
+            &[&id],
+        )?
+        .as_ref()
+        .map(grant_from_row)
+        .transpose()
+    }
+
+    fn insert_grant(&mut self, g: &Grant) -> Result<u64, StoreError> {
+        self.returning_id(
+            "INSERT INTO capfence.grants (actor, capability, environment, granted_by, \
+             created_at, expires_at, caps, uses_left, revoked_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[
+                &g.actor,
+                &g.capability,
+                &g.environment,
+                &g.granted_by,
+                &g.created_at,
+                &g.expires_at,
+                &crate::approvals::caps_text(&g.caps),
+                &g.uses_left.map(i64::from),
+                &g.revoked_by,
+            ],
+        )
+    }
+
+    fn update_grant(
+        &mut self,
+        id: u64,
+        uses_left: Option<u32>,
+        revoked_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE capfence.grants SET uses_left = $2, revoked_by = COALESCE($3, revoked_by) \
+             WHERE id = $1",
+            &[&to_i64(id)?, &uses_left.map(i64::from), &revoked_by],
+        )
+        .map(|_| ())
+    }
+
+    fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
+        let mut cache = std::mem::take(&mut self.window_heads);
+        let total = window::total(self, &mut cache, spec, group, after);
+        self.window_heads = cache;
+        total
+    }
+
+    fn add_to_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        value: Decimal,
+    ) -> Result<(), StoreError> {
+        let mut cache = std::mem::take(&mut self.window_heads);
+        let added = window::add(self, &mut cache, spec, group, at, value);
+        self.window_heads = cache;
+        added
+    }
+
+    fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = note_key(key);
+        self.query_opt("SELECT value FROM capfence.meta WHERE key = $1", &[&key])?
+            .map(|r| {
+                r.try_get(0)
+                    .map_err(|e| StoreError::Invalid(format!("note {key}: {e}")))
+            })
+            .transpose()
+    }
+
+    fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO capfence.meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&note_key(key), &value],
+        )
+        .map(|_| ())
+    }
+
+    fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError> {
+        let prefix = note_key(prefix);
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM capfence.meta WHERE left(key, length($1)) = $1 LIMIT 1",
+                &[&prefix],
+            )?
+            .is_some())
+    }
+}
+
+fn note_key(key: &str) -> String {
+    format!("note:{key}")
+}
+
+fn decimal_text(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+impl WindowRows for PgTx<'_, '_> {
+    fn load_head(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
+        let Some(row) = self.query_opt(
+            "SELECT last_n, last_at, running, start_n, start_at, start_before \
+             FROM capfence.window_heads WHERE spec = $1 AND grp = $2",
+            &[&spec, &group],
+        )?
+        else {
+            return Ok(None);
+        };
+        let get = |e: postgres::Error| StoreError::Invalid(format!("window head: {e}"));
+        Ok(Some(WindowHead {
+            last_n: row.try_get(0).map_err(get)?,
+            last_at: row.try_get(1).map_err(get)?,
+            running: decimal_of(row.try_get(2).map_err(get)?)?,
+            start_n: row.try_get(3).map_err(get)?,
+            start_at: row.try_get(4).map_err(get)?,
+            start_before: decimal_of(row.try_get(5).map_err(get)?)?,
+        }))
+    }
+
+    fn store_head(&mut self, spec: &str, group: &str, head: &WindowHead) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO capfence.window_heads (spec, grp, last_n, last_at, running, start_n, \
+             start_at, start_before) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (spec, grp) DO UPDATE SET last_n = EXCLUDED.last_n, \
+             last_at = EXCLUDED.last_at, running = EXCLUDED.running, start_n = EXCLUDED.start_n, \
+             start_at = EXCLUDED.start_at, start_before = EXCLUDED.start_before",
+            &[
+                &spec,
+                &group,
+                &head.last_n,
+                &head.last_at,
+                &decimal_text(head.running),
+                &head.start_n,
+                &head.start_at,
+                &decimal_text(head.start_before),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        n: i64,
+    ) -> Result<Option<(i64, Decimal, Decimal)>, StoreError> {
+        let Some(row) = self.query_opt(
+            "SELECT at, running, value FROM capfence.windows \
+             WHERE spec = $1 AND grp = $2 AND n = $3",
+            &[&spec, &group, &n],
+        )?
+        else {
+            return Ok(None);
+        };
+        let get = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
+        Ok(Some((
+            row.try_get(0).map_err(get)?,
+            decimal_of(row.try_get(1).map_err(get)?)?,
+            decimal_of(row.try_get(2).map_err(get)?)?,
+        )))
+    }
+
+    fn insert_row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        head: &WindowHead,
+        value: Decimal,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO capfence.windows (spec, grp, n, at, value, running) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &spec,
+                &group,
+                &head.last_n,
+                &head.last_at,
+                &decimal_text(value),
+                &decimal_text(head.running),
+            ],
+        )
+        .map(|_| ())
+    }
+}
+
+/// Whether an error at `BEGIN` says the connection was dead before
+/// anything was sent for this transaction (safe to reconnect and retry).
+fn dead_connection(e: &postgres::Error) -> bool {
+    e.is_closed() || e.code().is_none()
+}
+
+/// How one attempt at a transaction ended.
+enum Attempt {
+    /// Committed, or failed after it began (never retried).
+    Done(Result<(), StoreError>),
+    /// The connection was dead at `BEGIN`: nothing reached the server.
+    Dead(StoreError),
+}
+
+impl PostgresStore {
+    fn attempt(
+        &self,
+        conn: &mut Conn,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Attempt {
+        let Conn { client, statements } = conn;
+        // BEGIN, then this host's turn: the format row, locked until COMMIT
+        // or ROLLBACK, orders every writer on every host.
+        let begun = client.transaction().and_then(|mut tx| {
+            tx.execute(
+                "SELECT 1 FROM capfence.meta WHERE key = 'format' FOR UPDATE",
+                &[],
+            )
+            .map(|_| tx)
+        });
+        let tx = match begun {
+            Ok(tx) => tx,
+            Err(e) if dead_connection(&e) => return Attempt::Dead(self.classify(&e)),
+            Err(e) => return Attempt::Done(Err(self.classify(&e))),
+        };
+        let mut pg = PgTx {
+            tx,
+            statements,
+            server: &self.shown,
+            head: None,
+            window_heads: window::HeadCache::new(),
+        };
+        // Dropping an uncommitted transaction rolls it back.
+        Attempt::Done(
+            work(&mut pg).and_then(|()| pg.tx.commit().map_err(|e| classify(&self.shown, &e))),
+        )
+    }
+}
+
+impl Store for PostgresStore {
+    fn transaction(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut retried = false;
+        loop {
+            let mut slot = self
+                .connection
+                .lock()
+                .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
+            if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
+                *slot = None;
+            }
+            let conn = match slot.as_mut() {
+                Some(conn) => conn,
+                None => slot.insert(self.connect()?),
+            };
+            let outcome = self.attempt(conn, work);
+            if conn.client.is_closed() {
+                *slot = None;
+            }
+            match outcome {
+                Attempt::Done(result) => return result,
+                // A connection that died while idle (a server restart) is
+                // replaced once; nothing of this transaction was sent.
+                Attempt::Dead(_) if !retried => {
+                    *slot = None;
+                    retried = true;
+                }
+                Attempt::Dead(fault) => return Err(fault),
+            }
+        }
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+        let mut fault = None;
+        self.read(|tx| {
+            let mut rows = tx.query_raw(
+                "SELECT seq, time, actor, capability, environment, risk, payload, decision, \
+                 rule, reason, approval_id, policy_digest, prev_hash, hash FROM capfence.audit \
+                 ORDER BY seq",
+                std::iter::empty::<&(dyn ToSql + Sync)>(),
+            )?;
+            while let Some(row) = rows.next()? {
+                match record_from_row(&row) {
+                    Ok(record) => {
+                        if !visit(record) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        fault = Some(e);
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        fault.map_or(Ok(()), Err)
+    }
+
+    fn scan_views(&self, visit: &mut dyn FnMut(&RecordView<'_>) -> bool) -> Result<(), StoreError> {
+        fn text(row: &Row, i: usize) -> Result<&[u8], postgres::Error> {
+            row.try_get::<_, &str>(i).map(str::as_bytes)
+        }
+        fn opt(row: &Row, i: usize) -> Result<Option<&[u8]>, postgres::Error> {
+            row.try_get::<_, Option<&str>>(i)
+                .map(|v| v.map(str::as_bytes))
+        }
+        self.read(|tx| {
+            let mut rows = tx.query_raw(
+                "SELECT seq, time, actor, capability, environment, risk, payload, decision, \
+                 rule, reason, approval_id, policy_digest, prev_hash, hash FROM capfence.audit \
+                 ORDER BY seq",
+                std::iter::empty::<&(dyn ToSql + Sync)>(),
+            )?;
+            while let Some(row) = rows.next()? {
+                let view = RecordView {
+                    seq: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                    time: text(&row, 1)?,
+                    actor: opt(&row, 2)?,
+                    capability: opt(&row, 3)?,
+                    environment: opt(&row, 4)?,
+                    risk: opt(&row, 5)?,
+                    payload: text(&row, 6)?,
+                    decision: text(&row, 7)?,
+                    rule: opt(&row, 8)?,
+                    reason: text(&row, 9)?,
+                    approval_id: opt(&row, 10)?,
+                    policy_digest: opt(&row, 11)?,
+                    prev_hash: text(&row, 12)?,
+                    hash: text(&row, 13)?,
+                };
+                if !visit(&view) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, event_key, actor, capability, environment, risk, payload, rule, \
+                 status, created_at, expires_at, decided_by FROM capfence.tickets \
+                 ORDER BY id DESC",
+                &[],
+            )
+        })?
+        .iter()
+        .map(ticket_from_row)
+        .collect()
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, actor, capability, environment, granted_by, created_at, expires_at, \
+                 caps, uses_left, revoked_by FROM capfence.grants ORDER BY id DESC",
+                &[],
+            )
+        })?
+        .iter()
+        .map(grant_from_row)
+        .collect()
+    }
+
+    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT spec, grp, at, value, running FROM capfence.windows \
+                 ORDER BY spec, grp, n",
+                &[],
+            )
+        })?
+        .iter()
+        .map(|row| {
+            let get = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
+            Ok(WindowRow {
+                spec: row.try_get(0).map_err(get)?,
+                group: row.try_get(1).map_err(get)?,
+                at: row.try_get(2).map_err(get)?,
+                value: decimal_of(row.try_get(3).map_err(get)?)?,
+                running: decimal_of(row.try_get(4).map_err(get)?)?,
+            })
+        })
+        .collect()
+    }
+
+    fn window_heads(&self) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT spec, grp, last_n, running FROM capfence.window_heads ORDER BY spec, grp",
+                &[],
+            )
+        })?
+        .iter()
+        .map(|row| {
+            let get = |e: postgres::Error| StoreError::Invalid(format!("window head: {e}"));
+            Ok((
+                row.try_get(0).map_err(get)?,
+                row.try_get(1).map_err(get)?,
+                u64::try_from(row.try_get::<_, i64>(2).map_err(get)?).unwrap_or(0),
+                decimal_of(row.try_get(3).map_err(get)?)?,
+            ))
+        })
+        .collect()
+    }
+}
