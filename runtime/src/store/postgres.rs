@@ -319,12 +319,18 @@ impl PostgresStore {
                 )));
             }
         }
-        tx.batch_execute(SCHEMA).map_err(err)?;
-        tx.execute(
-            "INSERT INTO capfence.meta (key, value) VALUES ('format', $1) ON CONFLICT DO NOTHING",
-            &[&super::sqlite::STATE_FORMAT],
-        )
-        .map_err(err)?;
+        // DDL only where something is missing: `CREATE INDEX IF NOT EXISTS`
+        // locks its table even when the index exists, which would deadlock
+        // with writers of another host.
+        if tables.len() < TABLES.len() {
+            tx.batch_execute(SCHEMA).map_err(err)?;
+            tx.execute(
+                "INSERT INTO capfence.meta (key, value) VALUES ('format', $1) \
+                 ON CONFLICT DO NOTHING",
+                &[&super::sqlite::STATE_FORMAT],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)
     }
 
@@ -887,10 +893,13 @@ impl WindowRows for PgTx<'_, '_> {
     }
 }
 
-/// Whether an error at `BEGIN` says the connection was dead before
-/// anything was sent for this transaction (safe to reconnect and retry).
+/// Whether the error says the connection is gone: closed, cut with no
+/// answer, or ended by the server (SQLSTATE class 08, connection
+/// exception, or 57P, operator intervention: shutdown, terminated backend).
 fn dead_connection(e: &postgres::Error) -> bool {
-    e.is_closed() || e.code().is_none()
+    e.is_closed()
+        || e.code()
+            .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
 }
 
 /// How one attempt at a transaction ended.
@@ -899,6 +908,9 @@ enum Attempt {
     Done(Result<(), StoreError>),
     /// The connection was dead at `BEGIN`: nothing reached the server.
     Dead(StoreError),
+    /// The connection died around `COMMIT`: the server may have committed.
+    /// The last record appended, to look for.
+    InDoubt(StoreError, Option<(u64, String)>),
 }
 
 impl PostgresStore {
@@ -930,9 +942,48 @@ impl PostgresStore {
             window_heads: window::HeadCache::new(),
         };
         // Dropping an uncommitted transaction rolls it back.
-        Attempt::Done(
-            work(&mut pg).and_then(|()| pg.tx.commit().map_err(|e| classify(&self.shown, &e))),
-        )
+        if let Err(fault) = work(&mut pg) {
+            return Attempt::Done(Err(fault));
+        }
+        let last = pg.head.clone();
+        match pg.tx.commit() {
+            Ok(()) => Attempt::Done(Ok(())),
+            Err(e) if dead_connection(&e) => Attempt::InDoubt(self.classify(&e), last),
+            Err(e) => Attempt::Done(Err(self.classify(&e))),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A commit whose answer was lost: on a new connection, the record it
+    /// appended tells whether it committed (then it counts as done).
+    /// Otherwise — not there, or the server still unreachable — it fails:
+    /// the decision is denied, and if it did commit after all, the chain
+    /// holds an allowed call that never ran (never the reverse).
+    fn resolve(&self, fault: StoreError, last: Option<(u64, String)>) -> Result<(), StoreError> {
+        let Some((seq, hash)) = last else {
+            return Err(fault);
+        };
+        let found = self.connect().and_then(|mut conn| {
+            let seq = to_i64(seq)?;
+            let row = conn
+                .client
+                .query_opt("SELECT hash FROM capfence.audit WHERE seq = $1", &[&seq])
+                .map_err(|e| self.classify(&e))?;
+            if let Ok(mut slot) = self.connection.lock() {
+                *slot = Some(conn);
+            }
+            row.map(|r| r.try_get::<_, String>(0))
+                .transpose()
+                .map_err(|e| StoreError::Invalid(format!("audit row {seq}: {e}")))
+        });
+        match found {
+            Ok(Some(stored)) if stored == hash => {
+                tracing::info!(seq, "commit answer lost; the record is on the chain");
+                Ok(())
+            }
+            _ => Err(fault),
+        }
     }
 }
 
@@ -967,6 +1018,11 @@ impl Store for PostgresStore {
                     retried = true;
                 }
                 Attempt::Dead(fault) => return Err(fault),
+                Attempt::InDoubt(fault, last) => {
+                    *slot = None;
+                    drop(slot);
+                    return self.resolve(fault, last);
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ mod corners;
 mod crash;
 mod faults;
 mod forgery;
-
+mod postgres;
 mod pytest;
 mod signed;
 mod tamper;
@@ -107,4 +107,45 @@ pub fn transfer(amount: &str, destination: &str) -> ActionEvent {
 /// Direct SQL access to a state directory's ledger.db, for tampering.
 pub fn sql(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("ledger.db")).unwrap()
+}
+
+/// Runs `count` copies of this test binary's test `entry` (a worker whose
+/// body runs only when its environment variable is set), with `env`, all at
+/// once; each one's stdout. Panics, showing its output, if one fails.
+pub fn run_workers(entry: &str, count: usize, env: &[(&str, &str)]) -> Vec<String> {
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", entry, "--nocapture", "--test-threads", "1"])
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "worker {entry} failed:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        })
+        .collect()
+}
+
+/// The number a worker printed as `name=N`.
+pub fn reported(output: &str, name: &str) -> usize {
+    output
+        .split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in worker output:\n{output}"))
 }
