@@ -165,24 +165,27 @@ struct PyRuntime {
 
 #[pymethods]
 impl PyRuntime {
-    /// `ActionRuntime.from_policy(path, state_dir=None)`: state in `.capfence`
-    /// unless given.
+    /// `ActionRuntime.from_policy(path, state_dir=None, store=None)`: state
+    /// in `.capfence` unless given; `store="postgres://…"` for a PostgreSQL
+    /// ledger every agent host shares.
     #[staticmethod]
-    #[pyo3(signature = (path, state_dir = None))]
+    #[pyo3(signature = (path, state_dir = None, store = None))]
     fn from_policy(
         py: Python<'_>,
         path: PathBuf,
         state_dir: Option<PathBuf>,
+        store: Option<String>,
     ) -> PyResult<PyRuntime> {
-        let runtime = py
-            .detach(|| {
-                let builder = ActionRuntime::builder(&path);
-                match state_dir {
-                    Some(dir) => builder.state_dir(dir).build(),
-                    None => builder.build(),
-                }
-            })
-            .map_err(runtime_error)?;
+        let builder = ActionRuntime::builder(&path);
+        let builder = match (state_dir, store) {
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err("give state_dir or store, not both"));
+            }
+            (Some(dir), None) => builder.state_dir(dir),
+            (None, Some(url)) => builder.store_url(url),
+            (None, None) => builder,
+        };
+        let runtime = py.detach(|| builder.build()).map_err(runtime_error)?;
         Ok(PyRuntime { runtime })
     }
 

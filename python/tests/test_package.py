@@ -103,3 +103,29 @@ def test_threads_share_the_runtime_and_the_chain_verifies(tmp_path):
         t.join()
     assert len(verdicts) == 40 and all(v.authorized for v in verdicts)
     assert rt.verify()[0] == 40
+
+
+def test_a_postgres_store_is_shared_by_runtimes(tmp_path):
+    admin = os.environ.get("CAPFENCE_TEST_POSTGRES")
+    if not admin:
+        assert not os.environ.get("CI"), "CI must run this with CAPFENCE_TEST_POSTGRES"
+        pytest.skip("needs CAPFENCE_TEST_POSTGRES (tests/postgres/server.sh)")
+    db = f"capfence_py_{os.getpid()}"
+    for sql in (f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", f"CREATE DATABASE {db}"):
+        subprocess.run(["psql", "-q", admin, "-c", sql], check=True, capture_output=True)
+    url = admin.rsplit("/", 1)[0] + "/" + db
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    host_a = ActionRuntime.from_policy(str(policy), store=url)
+    host_b = ActionRuntime.from_policy(str(policy), store=url)
+    held = host_a.execute(transfer(900))
+    assert held.decision == "require_approval"
+    host_b.approve(held.approval_id, "cfo")
+    assert host_b.execute(transfer(900)).authorized
+    assert not host_a.execute(transfer(900)).authorized  # used once, on either host
+    assert host_a.verify()[0] == host_b.verify()[0] == 4
+    with pytest.raises(ValueError):
+        ActionRuntime.from_policy(str(policy), state_dir=str(tmp_path), store=url)
+    down = ActionRuntime.from_policy(str(policy), store="postgres://postgres@127.0.0.1:1/x")
+    verdict = down.execute(transfer(1))
+    assert verdict.decision == "deny" and "storage" in verdict.reason

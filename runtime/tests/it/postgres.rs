@@ -372,3 +372,52 @@ impl Drop for Stopper {
             .output();
     }
 }
+
+/// `capfence decide`, `approvals approve` and `verify` on the shared
+/// ledger, by `--store` and by `CAPFENCE_STORE`.
+#[test]
+fn the_cli_decides_and_approves_on_the_shared_ledger() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "cli");
+    let cwd = TempDir::new("pg-cli");
+    let capfence = |args: &[&str], stdin: &str, by_env: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_capfence"));
+        cmd.current_dir(cwd.path());
+        if by_env {
+            cmd.env("CAPFENCE_STORE", &url);
+        } else {
+            cmd.args(["--store", &url]);
+        }
+        let mut child = cmd
+            .args(args)
+            .env_remove("CAPFENCE_STATE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let event = r#"{"actor":"treasury-agent","resource":"payments","action":"transfer","environment":"production","risk":"low","payload":{"amount":900,"destination":"vendor-corp-123"}}"#;
+    let (code, held) = capfence(&["decide", "--policy", POLICY], event, false);
+    assert_eq!(code, Some(0));
+    assert!(held.contains(r#""approval_id":"T-1""#), "{held}");
+    let (code, _) = capfence(&["approvals", "approve", "T-1", "--by", "cfo"], "", true);
+    assert_eq!(code, Some(0));
+    let (_, allowed) = capfence(&["decide", "--policy", POLICY], event, true);
+    assert!(allowed.contains(r#""authorized":true"#), "{allowed}");
+    let (code, verified) = capfence(&["verify"], "", false);
+    assert_eq!(code, Some(0), "{verified}");
+    assert!(verified.starts_with("ok: 3 records verified"), "{verified}");
+    // Nothing was written to a local state directory.
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
