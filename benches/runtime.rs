@@ -1,8 +1,11 @@
 //! Durable, audited decisions per second on the embedded SQLite store, with 1,
 //! 8 and 32 callers, beside the raw SQLite floor measured in the same run at
 //! the same rows per fsync'd transaction (1, 8, 32: what a group commit of
-//! that many callers can gather at best); and `verify` throughput.
-//! Run: `cargo bench --bench runtime`.
+//! that many callers can gather at best); on a PostgreSQL server with 1 and
+//! 8 callers; and `verify` throughput, over 1,000,000 records on both.
+//! Run: `cargo bench --bench runtime`; with `CAPFENCE_BENCH_POSTGRES` set to
+//! a server URL (`tests/postgres/server.sh start DIR PORT` prints one) the
+//! PostgreSQL cases run too, in a database of their own.
 
 #![allow(
     clippy::unwrap_used,
@@ -193,30 +196,161 @@ fn durable_decisions(c: &mut Criterion) {
     group.finish();
 }
 
+/// A fresh database on the bench server, its URL; None (the PostgreSQL
+/// cases are skipped) without `CAPFENCE_BENCH_POSTGRES`.
+fn postgres_database(name: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("CAPFENCE_BENCH_POSTGRES") else {
+        eprintln!("skipped: PostgreSQL cases need CAPFENCE_BENCH_POSTGRES");
+        return None;
+    };
+    let db = format!("capfence_bench_{name}_{}", std::process::id());
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{db}"))
+}
+
+fn postgres_decisions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("postgres_decisions");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Elements(1));
+    for threads in [1u64, 8] {
+        let Some(url) = postgres_database(&format!("decisions_{threads}")) else {
+            return;
+        };
+        let runtime = ActionRuntime::builder(POLICY)
+            .store_url(&url)
+            .build()
+            .unwrap();
+        group.bench_function(format!("threads_{threads}"), |b| {
+            b.iter_custom(|iters| run_threads(&runtime, threads, iters));
+        });
+    }
+    group.finish();
+}
+
+const VERIFY_RECORDS: u64 = 1_000_000;
+
+/// COPY's text format: backslash, tab, newline and carriage return escaped;
+/// NULL as `\N`.
+fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(v) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// The SQLite ledger's chain and tickets copied into a fresh PostgreSQL
+/// ledger (COPY for the records, the store's own inserts for the tickets).
+fn copy_to_postgres(sqlite: &ActionRuntime, url: &str) {
+    use capfence::store::Store as _;
+    use std::io::Write as _;
+    let target = capfence::store::postgres::PostgresStore::open_checked(
+        url,
+        capfence::store::postgres::PostgresOptions::default(),
+    )
+    .unwrap();
+    let mut tickets = sqlite.ledger().tickets().unwrap();
+    tickets.reverse();
+    target
+        .transaction(&mut |tx| {
+            for t in &tickets {
+                assert_eq!(tx.insert_ticket(t)?, t.id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut writer = client
+        .copy_in(
+            "COPY capfence.audit (seq, time, actor, capability, environment, risk, payload, \
+             decision, rule, reason, approval_id, policy_digest, prev_hash, hash) FROM STDIN",
+        )
+        .unwrap();
+    let mut line = Vec::new();
+    for r in sqlite.ledger().records().unwrap() {
+        line.clear();
+        let seq = r.seq.to_string();
+        let fields = [
+            Some(seq.as_str()),
+            Some(r.time.as_str()),
+            r.actor.as_deref(),
+            r.capability.as_deref(),
+            r.environment.as_deref(),
+            r.risk.as_deref(),
+            Some(r.payload.as_str()),
+            Some(r.decision.as_str()),
+            r.rule.as_deref(),
+            Some(r.reason.as_str()),
+            r.approval_id.as_deref(),
+            r.policy_digest.as_deref(),
+            Some(r.prev_hash.as_str()),
+            Some(r.hash.as_str()),
+        ];
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(b'\t');
+            }
+            copy_field(&mut line, *f);
+        }
+        line.push(b'\n');
+        writer.write_all(&line).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
 fn verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(20));
     let dir = fresh_dir("verify");
     let runtime = ActionRuntime::builder(POLICY)
         .state_dir(&dir)
         .build()
         .unwrap();
-    let records = 20_000u64;
     std::thread::scope(|s| {
-        for t in 0..8 {
+        for t in 0..32 {
             let runtime = runtime.clone();
             s.spawn(move || {
-                for i in 0..records / 8 {
+                for i in 0..VERIFY_RECORDS / 32 {
                     runtime.execute(&event(t * 1_000_003 + i));
                 }
             });
         }
     });
-    assert_eq!(runtime.verify().unwrap().0, records);
-    group.throughput(Throughput::Elements(records));
-    group.bench_function("records", |b| b.iter(|| runtime.verify().unwrap()));
+    assert_eq!(runtime.verify().unwrap().0, VERIFY_RECORDS);
+    group.throughput(Throughput::Elements(VERIFY_RECORDS));
+    group.bench_function("sqlite_1m_records", |b| {
+        b.iter(|| runtime.verify().unwrap())
+    });
+    if let Some(url) = postgres_database("verify") {
+        copy_to_postgres(&runtime, &url);
+        let on_postgres = ActionRuntime::builder(POLICY)
+            .store_url(&url)
+            .build()
+            .unwrap();
+        assert_eq!(on_postgres.verify().unwrap(), runtime.verify().unwrap());
+        group.bench_function("postgres_1m_records", |b| {
+            b.iter(|| on_postgres.verify().unwrap())
+        });
+    }
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -225,6 +359,7 @@ criterion_group!(
     benches,
     sqlite_floor,
     durable_decisions,
+    postgres_decisions,
     velocity_decisions,
     verify
 );
