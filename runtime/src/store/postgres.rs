@@ -334,6 +334,23 @@ impl PostgresStore {
         tx.commit().map_err(err)
     }
 
+    fn slot(&self) -> Result<std::sync::MutexGuard<'_, Option<Conn>>, StoreError> {
+        self.connection
+            .lock()
+            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))
+    }
+
+    /// The connection in `slot`, made anew if there is none or it died.
+    fn live<'s>(&self, slot: &'s mut Option<Conn>) -> Result<&'s mut Conn, StoreError> {
+        if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
+            *slot = None;
+        }
+        match slot {
+            Some(conn) => Ok(conn),
+            None => Ok(slot.insert(self.connect()?)),
+        }
+    }
+
     /// Runs `work` on the connection, connecting first if there is none or
     /// it died; a connection found dead afterwards is dropped, so the next
     /// call reconnects.
@@ -341,17 +358,8 @@ impl PostgresStore {
         &self,
         work: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut slot = self
-            .connection
-            .lock()
-            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
-        if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
-            *slot = None;
-        }
-        let conn = match slot.as_mut() {
-            Some(conn) => conn,
-            None => slot.insert(self.connect()?),
-        };
+        let mut slot = self.slot()?;
+        let conn = self.live(&mut slot)?;
         let result = work(conn);
         if conn.client.is_closed()
             || matches!(result, Err(StoreError::Corrupt(_) | StoreError::Foreign(_)))
@@ -749,10 +757,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        let mut cache = std::mem::take(&mut self.window_heads);
-        let total = window::total(self, &mut cache, spec, group, after);
-        self.window_heads = cache;
-        total
+        window::total(self, spec, group, after)
     }
 
     fn add_to_window(
@@ -762,10 +767,7 @@ impl Tx for PgTx<'_, '_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
-        let mut cache = std::mem::take(&mut self.window_heads);
-        let added = window::add(self, &mut cache, spec, group, at, value);
-        self.window_heads = cache;
-        added
+        window::add(self, spec, group, at, value)
     }
 
     fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
@@ -807,6 +809,10 @@ fn decimal_text(d: Decimal) -> String {
 }
 
 impl WindowRows for PgTx<'_, '_> {
+    fn head_cache(&mut self) -> &mut window::HeadCache {
+        &mut self.window_heads
+    }
+
     fn load_head(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
         let Some(row) = self.query_opt(
             "SELECT last_n, last_at, running, start_n, start_at, start_before \
@@ -970,7 +976,7 @@ impl PostgresStore {
                 .client
                 .query_opt("SELECT hash FROM capfence.audit WHERE seq = $1", &[&seq])
                 .map_err(|e| self.classify(&e))?;
-            if let Ok(mut slot) = self.connection.lock() {
+            if let Ok(mut slot) = self.slot() {
                 *slot = Some(conn);
             }
             row.map(|r| r.try_get::<_, String>(0))
@@ -994,17 +1000,8 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut retried = false;
         loop {
-            let mut slot = self
-                .connection
-                .lock()
-                .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
-            if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
-                *slot = None;
-            }
-            let conn = match slot.as_mut() {
-                Some(conn) => conn,
-                None => slot.insert(self.connect()?),
-            };
+            let mut slot = self.slot()?;
+            let conn = self.live(&mut slot)?;
             let outcome = self.attempt(conn, work);
             if conn.client.is_closed() {
                 *slot = None;

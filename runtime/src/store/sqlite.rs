@@ -724,10 +724,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
-        let mut cache = std::mem::take(&mut self.window_heads);
-        let total = window::total(self, &mut cache, spec, group, after);
-        self.window_heads = cache;
-        total
+        window::total(self, spec, group, after)
     }
 
     fn add_to_window(
@@ -737,10 +734,7 @@ impl Tx for SqliteTx<'_> {
         at: i64,
         value: Decimal,
     ) -> Result<(), StoreError> {
-        let mut cache = std::mem::take(&mut self.window_heads);
-        let added = window::add(self, &mut cache, spec, group, at, value);
-        self.window_heads = cache;
-        added
+        window::add(self, spec, group, at, value)
     }
 
     fn note(&mut self, key: &str) -> Result<Option<String>, StoreError> {
@@ -775,6 +769,10 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl WindowRows for SqliteTx<'_> {
+    fn head_cache(&mut self) -> &mut window::HeadCache {
+        &mut self.window_heads
+    }
+
     fn load_head(&mut self, spec: &str, group: &str) -> Result<Option<WindowHead>, StoreError> {
         type Row = (i64, i64, String, i64, i64, String);
         let row: Option<Row> = self

@@ -48,6 +48,8 @@ pub(crate) trait WindowRows {
         head: &WindowHead,
         value: Decimal,
     ) -> Result<(), StoreError>;
+    /// The transaction's cache of heads.
+    fn head_cache(&mut self) -> &mut HeadCache;
 }
 
 /// Heads read or written in this transaction (it is the only writer while
@@ -85,8 +87,43 @@ fn overflow(spec: &str) -> StoreError {
     StoreError::Invalid(format!("window total of {spec} overflows"))
 }
 
+/// Runs `step` with the transaction's head cache taken out of it.
+fn with_cache<R: WindowRows, T>(
+    rows: &mut R,
+    step: impl FnOnce(&mut R, &mut HeadCache) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut cache = std::mem::take(rows.head_cache());
+    let result = step(rows, &mut cache);
+    *rows.head_cache() = cache;
+    result
+}
+
 /// The total of the group's rows recorded after `after`.
 pub(crate) fn total(
+    rows: &mut impl WindowRows,
+    spec: &str,
+    group: &str,
+    after: i64,
+) -> Result<Decimal, StoreError> {
+    with_cache(rows, |rows, cache| {
+        total_in(rows, cache, spec, group, after)
+    })
+}
+
+/// Adds an authorized call's contribution at `at`.
+pub(crate) fn add(
+    rows: &mut impl WindowRows,
+    spec: &str,
+    group: &str,
+    at: i64,
+    value: Decimal,
+) -> Result<(), StoreError> {
+    with_cache(rows, |rows, cache| {
+        add_in(rows, cache, spec, group, at, value)
+    })
+}
+
+fn total_in(
     rows: &mut impl WindowRows,
     cache: &mut HeadCache,
     spec: &str,
@@ -122,8 +159,7 @@ pub(crate) fn total(
         .ok_or_else(|| overflow(spec))
 }
 
-/// Adds an authorized call's contribution at `at`.
-pub(crate) fn add(
+fn add_in(
     rows: &mut impl WindowRows,
     cache: &mut HeadCache,
     spec: &str,
