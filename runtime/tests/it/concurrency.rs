@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use super::{TempDir, runtime, transfer};
+use super::{TempDir, run_workers, runtime, transfer};
 
 const WORKER_ENV: &str = "CAPFENCE_IT_WORKER_STATE";
 const PROCESSES: usize = 4;
@@ -43,32 +43,11 @@ fn worker_entry() {
 #[test]
 fn processes_and_threads_never_fork_the_chain() {
     let dir = TempDir::new("fork");
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "concurrency::worker_entry",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env(WORKER_ENV, dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    run_workers(
+        "concurrency::worker_entry",
+        PROCESSES,
+        &[(WORKER_ENV, dir.path().to_str().unwrap())],
+    );
     let rt = runtime(dir.path());
     let records = rt.ledger().records().unwrap();
     assert_eq!(records.len(), PROCESSES * THREADS * PER_THREAD);

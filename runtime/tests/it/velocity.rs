@@ -4,13 +4,13 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use capfence::{ActionEvent, ActionRuntime, DecisionKind, Risk, payload};
 
-use super::{ManualClock, TempDir};
+use super::{ManualClock, TempDir, reported, run_workers};
 
 const POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -165,42 +165,14 @@ fn velocity_worker_entry() {
 #[test]
 fn racing_callers_never_jointly_pass_a_cap() {
     let dir = TempDir::new("velocity-race");
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "velocity::velocity_worker_entry",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env(WORKER_ENV, dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut authorized = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let n: usize = text
-            .split("authorized=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        authorized += n;
-    }
+    let authorized: usize = run_workers(
+        "velocity::velocity_worker_entry",
+        4,
+        &[(WORKER_ENV, dir.path().to_str().unwrap())],
+    )
+    .iter()
+    .map(|out| reported(out, "authorized"))
+    .sum();
     // 8 callers x 25 calls of 100 against a 1,000 cap: exactly 10.
     assert_eq!(authorized, 10);
     let rt = ActionRuntime::builder(POLICY)
