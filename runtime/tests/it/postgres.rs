@@ -421,3 +421,65 @@ fn the_cli_decides_and_approves_on_the_shared_ledger() {
     // Nothing was written to a local state directory.
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
 }
+
+/// A host that stalls inside a transaction while it holds the turn (here:
+/// its work sleeps) is cut off by the server after four lock timeouts; the
+/// other hosts are denied meanwhile, not hung, and go on afterwards.
+#[test]
+fn a_host_stalled_while_holding_the_turn_is_cut_off() {
+    use capfence::store::Store as _;
+    use capfence::store::postgres::{PostgresOptions, PostgresStore};
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "stalled");
+    let timeout = Duration::from_millis(250);
+    let other = ActionRuntime::builder(POLICY)
+        .store_url(&url)
+        .lock_timeout(timeout)
+        .build()
+        .unwrap();
+    assert!(
+        other
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    let stalled = PostgresStore::new(
+        &url,
+        PostgresOptions {
+            lock_timeout: timeout,
+            ..PostgresOptions::default()
+        },
+    )
+    .unwrap();
+    let (entered, inside) = std::sync::mpsc::channel();
+    let host = std::thread::spawn(move || {
+        stalled.transaction(&mut |tx| {
+            tx.head()?; // holds the turn from here on
+            entered.send(()).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        })
+    });
+    inside.recv().unwrap();
+    let started = std::time::Instant::now();
+    let waiting = other.execute(&transfer("120", "vendor-corp-123"));
+    assert!(
+        !waiting.authorized && waiting.reason.contains("locked"),
+        "{waiting:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // After 4 x 250 ms idle inside its transaction, the stalled session is
+    // ended by the server and its turn released.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        other
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    let stalled_result = host.join().unwrap();
+    assert!(stalled_result.is_err(), "{stalled_result:?}");
+    assert_eq!(other.verify().unwrap().0, 2);
+}
