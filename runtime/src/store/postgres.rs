@@ -19,8 +19,11 @@
 //! may have committed, and a second try could record the decision twice.
 //!
 //! The URL is a libpq-style `postgres://user[:password]@host[:port]/db[?…]`.
-//! Connections are plain TCP (no TLS in this version): reach the server over
-//! a private network, a tunnel or loopback.
+//! TLS: when the server offers it (`sslmode=prefer`, the default) or must
+//! (`sslmode=require`, also spelled `verify-full`), the server's
+//! certificate and host name are verified — against the system's roots, or
+//! the CA in `sslrootcert=FILE`; a certificate that does not verify fails
+//! the connection, it is never used unverified. `sslmode=disable` opts out.
 
 use std::collections::HashMap;
 use std::str::FromStr as _;
@@ -30,7 +33,8 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
+use postgres_native_tls::MakeTlsConnector;
 use rust_decimal::Decimal;
 
 use super::window::{self, WindowHead, WindowRows, decimal_of};
@@ -154,6 +158,7 @@ struct Conn {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     config: Config,
+    tls: MakeTlsConnector,
     /// The URL without its password, for messages.
     shown: String,
     options: PostgresOptions,
@@ -192,6 +197,47 @@ fn shown(config: &Config) -> String {
     )
 }
 
+/// The URL without the parameters the client library does not take:
+/// `sslrootcert=FILE` (returned) and `sslmode=verify-full`/`verify-ca`
+/// (read as `require`, which verifies here anyway).
+fn tls_parameters(url: &str) -> Result<(String, Option<String>), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut root_cert = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslrootcert", value)) => root_cert = Some(percent_decoded(value)?),
+            Some(("sslmode", "verify-full" | "verify-ca")) => kept.push("sslmode=require"),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, root_cert))
+}
+
+/// `%XX` escapes decoded (a file name in a URL).
+fn percent_decoded(text: &str) -> Result<String, StoreError> {
+    let bad = || StoreError::Io(format!("bad escape in URL parameter {text:?}"));
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next().ok_or_else(bad)?, bytes.next().ok_or_else(bad)?];
+            let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
 impl PostgresStore {
     /// A store on the server at `url`. Only the URL is checked now; the
     /// connection is made by the first transaction (and remade after a
@@ -203,8 +249,21 @@ impl PostgresStore {
                 "a PostgreSQL store URL starts with postgres:// or postgresql://".to_owned(),
             ));
         }
-        let mut config = Config::from_str(url)
+        let (url, root_cert) = tls_parameters(url)?;
+        let mut config = Config::from_str(&url)
             .map_err(|e| StoreError::Io(format!("bad PostgreSQL URL: {e}")))?;
+        let mut tls = native_tls::TlsConnector::builder();
+        if let Some(path) = root_cert {
+            let pem = std::fs::read(&path)
+                .map_err(|e| StoreError::Io(format!("sslrootcert {path}: cannot read it: {e}")))?;
+            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+                StoreError::Io(format!("sslrootcert {path}: not a PEM certificate: {e}"))
+            })?;
+            tls.add_root_certificate(cert);
+        }
+        let tls = tls
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}")))?;
         config
             .connect_timeout(options.connect_timeout)
             .tcp_user_timeout(options.network_timeout)
@@ -214,6 +273,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             shown: shown(&config),
             config,
+            tls: MakeTlsConnector::new(tls),
             options,
             connection: Mutex::new(None),
         })
@@ -240,7 +300,7 @@ impl PostgresStore {
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(|e| {
+        let mut client = self.config.connect(self.tls.clone()).map_err(|e| {
             StoreError::Io(format!(
                 "cannot reach the ledger at {}: {}",
                 self.shown,
@@ -1158,5 +1218,40 @@ impl Store for PostgresStore {
             ))
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::{percent_decoded, tls_parameters};
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        assert_eq!(
+            tls_parameters("postgres://u@h/db").ok(),
+            Some(("postgres://u@h/db".to_owned(), None))
+        );
+        assert_eq!(
+            tls_parameters("postgres://u@h/db?sslrootcert=%2Fetc%2Fca%20x.pem&sslmode=verify-full")
+                .ok(),
+            Some((
+                "postgres://u@h/db?sslmode=require".to_owned(),
+                Some("/etc/ca x.pem".to_owned())
+            ))
+        );
+        assert_eq!(
+            tls_parameters("postgres://u@h/db?application_name=x&sslrootcert=/ca.pem").ok(),
+            Some((
+                "postgres://u@h/db?application_name=x".to_owned(),
+                Some("/ca.pem".to_owned())
+            ))
+        );
+    }
+
+    #[test]
+    fn bad_escapes_are_errors() {
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            assert!(percent_decoded(bad).is_err(), "{bad}");
+        }
     }
 }

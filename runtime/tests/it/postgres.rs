@@ -483,3 +483,80 @@ fn a_host_stalled_while_holding_the_turn_is_cut_off() {
     assert!(stalled_result.is_err(), "{stalled_result:?}");
     assert_eq!(other.verify().unwrap().0, 2);
 }
+
+/// TLS: a server that offers it is used with its certificate and host
+/// name verified; a certificate that does not verify fails the connection
+/// (deny), whatever `sslmode` says short of `disable` — never a silent
+/// fallback to plain text.
+#[test]
+fn tls_is_verified_and_never_downgraded() {
+    if server().is_none() {
+        return;
+    }
+    let dir = TempDir::new("pg-tls");
+    let data = dir.path().join("data");
+    let port = free_port().to_string();
+    let admin = server_sh(&["start", data.to_str().unwrap(), &port, "tls"]);
+    let _stop = Stopper(data.clone());
+    let ca = data.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    database(&admin, "tls");
+    let db = format!("capfence_it_tls_{}", std::process::id());
+    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/{db}?{query}");
+
+    let verified = runtime_on(
+        &url("localhost", &format!("sslmode=require&sslrootcert={ca}")),
+        POLICY,
+    );
+    assert!(
+        verified
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    let ip = runtime_on(
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        POLICY,
+    );
+    assert!(ip.execute(&transfer("120", "vendor-corp-123")).authorized);
+    let mut sql = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    let encrypted: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'capfence' AND ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 2);
+
+    for (what, rt_url) in [
+        ("no CA given", url("localhost", "sslmode=require")),
+        ("sslmode left to its default", url("localhost", "")),
+        (
+            "a host name the certificate does not name",
+            url(
+                "db.example",
+                &format!("hostaddr=127.0.0.1&sslrootcert={ca}"),
+            ),
+        ),
+    ] {
+        let v = runtime_on(&rt_url, POLICY).execute(&transfer("120", "vendor-corp-123"));
+        assert!(!v.authorized, "{what}: {v:?}");
+        assert!(
+            v.reason.contains("certificate verify failed"),
+            "{what}: {}",
+            v.reason
+        );
+    }
+    let missing = ActionRuntime::builder(POLICY)
+        .store_url(url("localhost", "sslrootcert=/nonexistent/ca.pem"))
+        .build();
+    assert!(
+        matches!(&missing, Err(e) if e.to_string().contains("sslrootcert /nonexistent/ca.pem")),
+        "{missing:?}"
+    );
+    assert_eq!(verified.verify().unwrap().0, 2);
+}
