@@ -168,6 +168,21 @@ pub struct WindowRow {
     pub running: rust_decimal::Decimal,
 }
 
+/// The rows beside the chain at one moment (see [`Store::rows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rows {
+    /// The seq of the last record committed when they were read (0: none).
+    pub head: u64,
+    /// Every ticket.
+    pub tickets: Vec<Ticket>,
+    /// Every grant.
+    pub grants: Vec<Grant>,
+    /// Every window row, each group's in order.
+    pub windows: Vec<WindowRow>,
+    /// Each window group's head: (window, group, rows, running total).
+    pub window_heads: Vec<(String, String, u64, rust_decimal::Decimal)>,
+}
+
 /// A storage backend.
 pub trait Store: Send + Sync {
     /// Runs `work` in one transaction that is serialized against every other
@@ -193,10 +208,9 @@ pub trait Store: Send + Sync {
     /// Every grant, newest first.
     fn grants(&self) -> Result<Vec<Grant>, StoreError>;
 
-    /// Every window row, each group's in order, for `verify`.
-    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError>;
-
-    /// Each window group's head, for `verify`: (window, group, rows, running total).
-    fn window_heads(&self)
-    -> Result<Vec<(String, String, u64, rust_decimal::Decimal)>, StoreError>;
+    /// The rows kept beside the chain, read in one snapshot together with
+    /// the seq of the last record committed then, for `verify`: rows and
+    /// records commit together, so the rows match the chain up to that seq
+    /// however many decisions are made meanwhile.
+    fn rows(&self) -> Result<Rows, StoreError>;
 }

@@ -4,7 +4,7 @@
 use super::{Ledger, VerifyError};
 use crate::approvals::{self, GrantId, TicketId};
 use crate::audit::{AuditRecord, Verifier};
-use crate::store::StoreError;
+use crate::store::{Rows, StoreError};
 
 impl Ledger {
     /// Re-computes the whole chain; with `head`, also requires that hash to be
@@ -13,6 +13,10 @@ impl Ledger {
     /// Reading and hashing run on two threads: this one copies rows out of the
     /// store in chunks, a second one re-encodes, hashes and links them.
     pub fn verify(&self, head: Option<&str>) -> Result<(u64, String), VerifyError> {
+        // The rows first, in one snapshot with the head seq they match: the
+        // chain read afterwards holds at least that much, and decisions made
+        // meanwhile are not rows "written outside CapFence".
+        let rows = self.inner.store.rows()?;
         let verifier = head.map_or_else(Verifier::default, Verifier::with_head);
         let stop = std::sync::atomic::AtomicBool::new(false);
         let (scanned, checked) = std::thread::scope(|scope| {
@@ -64,13 +68,14 @@ impl Ledger {
             .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned()))??;
         scanned?;
         let head = verifier.finish()?;
-        self.replay_approvals(&cited)?;
+        self.replay_approvals(&cited, &rows)?;
         Ok(head)
     }
 
     /// Replays approval semantics over the records that cite a ticket or a
-    /// grant, then holds every ticket and grant row to what the chain says.
-    fn replay_approvals(&self, cited: &Cited) -> Result<(), VerifyError> {
+    /// grant, then holds every ticket and grant row to what the chain said
+    /// at the rows' snapshot (`rows.head`).
+    fn replay_approvals(&self, cited: &Cited, rows: &Rows) -> Result<(), VerifyError> {
         let fault = |text: String| Err(VerifyError::Approval(text));
         let mut tickets = std::collections::HashMap::new();
         let mut grants = std::collections::HashMap::new();
@@ -83,17 +88,35 @@ impl Ledger {
             }
         };
         for (label, records) in &cited.order {
+            // Every record is replayed; the rows are held to the records up
+            // to their snapshot.
+            let known = records
+                .get(..records.partition_point(|r| r.seq <= rows.head))
+                .unwrap_or_default();
+            let whole = known.len() == records.len();
             if let Some(id) = TicketId::from_label(label).map(|t| t.0) {
                 match approvals::chain_ticket(records, None) {
-                    Ok(t) => {
+                    Ok(t) if whole => {
                         tickets.insert(id, t);
+                    }
+                    Ok(_) if known.is_empty() => {}
+                    Ok(_) => {
+                        if let Ok(t) = approvals::chain_ticket(known, None) {
+                            tickets.insert(id, t);
+                        }
                     }
                     Err(why) => note(why.seq, format!("ticket {label}: {why}")),
                 }
             } else if let Some(id) = GrantId::from_label(label).map(|g| g.0) {
                 match approvals::chain_grant(id, records) {
-                    Ok(g) => {
+                    Ok(g) if whole => {
                         grants.insert(id, g);
+                    }
+                    Ok(_) if known.is_empty() => {}
+                    Ok(_) => {
+                        if let Ok(g) = approvals::chain_grant(id, known) {
+                            grants.insert(id, g);
+                        }
                     }
                     Err(why) => note(why.seq, format!("grant {label}: {why}")),
                 }
@@ -108,9 +131,9 @@ impl Ledger {
         if let Some((_, text)) = first {
             return fault(text);
         }
-        let mut rows = self.inner.store.tickets()?;
-        rows.sort_by_key(|t| t.id);
-        for row in rows {
+        let mut ticket_rows: Vec<&crate::approvals::Ticket> = rows.tickets.iter().collect();
+        ticket_rows.sort_by_key(|t| t.id);
+        for row in ticket_rows {
             let label = TicketId(row.id).to_string();
             let Some(chain) = tickets.get(&row.id) else {
                 return fault(format!(
@@ -131,9 +154,9 @@ impl Ledger {
                 ));
             }
         }
-        let mut rows = self.inner.store.grants()?;
-        rows.sort_by_key(|g| g.id);
-        for row in rows {
+        let mut grant_rows: Vec<&crate::approvals::Grant> = rows.grants.iter().collect();
+        grant_rows.sort_by_key(|g| g.id);
+        for row in grant_rows {
             let label = GrantId(row.id).to_string();
             let Some(chain) = grants.get(&row.id) else {
                 return fault(format!(
@@ -304,9 +327,15 @@ impl Ledger {
                 capfence_compiler::window::Window::describe,
             )
         };
+        // The rows first, in one snapshot with the head seq they match; the
+        // chain's records up to that seq are what they must add up to.
+        let snapshot = self.inner.store.rows()?;
         let mut all = Contributions::new();
         let mut current = Contributions::new();
         for record in self.records()? {
+            if record.seq > snapshot.head {
+                break;
+            }
             if record.decision != crate::audit::RecordKind::ALLOW {
                 continue;
             }
@@ -326,7 +355,7 @@ impl Ledger {
         let mut rows = Contributions::new();
         let mut running: std::collections::HashMap<(String, String), rust_decimal::Decimal> =
             std::collections::HashMap::new();
-        for row in self.inner.store.window_rows()? {
+        for row in snapshot.windows {
             let previous = running
                 .get(&(row.spec.clone(), row.group.clone()))
                 .copied()
@@ -350,7 +379,7 @@ impl Ledger {
         for ((spec, group, _), n) in &rows {
             *counts.entry((spec.clone(), group.clone())).or_default() += n;
         }
-        let heads = self.inner.store.window_heads()?;
+        let heads = snapshot.window_heads;
         for (spec, group, n, total) in &heads {
             let key = (spec.clone(), group.clone());
             if counts.get(&key) != Some(n) || running.get(&key) != Some(total) {

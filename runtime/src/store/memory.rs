@@ -272,29 +272,28 @@ impl Store for MemoryStore {
         Ok(state.tickets.iter().rev().cloned().collect())
     }
 
-    fn window_heads(
-        &self,
-    ) -> Result<Vec<(String, String, u64, rust_decimal::Decimal)>, StoreError> {
+    fn rows(&self) -> Result<super::Rows, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?;
         let mut heads: Vec<(String, String, u64, rust_decimal::Decimal)> = Vec::new();
-        for w in self.window_rows()? {
+        for w in &state.windows {
             match heads.iter_mut().find(|h| h.0 == w.spec && h.1 == w.group) {
                 Some(h) => {
                     h.2 += 1;
                     h.3 = w.running;
                 }
-                None => heads.push((w.spec, w.group, 1, w.running)),
+                None => heads.push((w.spec.clone(), w.group.clone(), 1, w.running)),
             }
         }
-        Ok(heads)
-    }
-
-    fn window_rows(&self) -> Result<Vec<super::WindowRow>, StoreError> {
-        Ok(self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?
-            .windows
-            .clone())
+        Ok(super::Rows {
+            head: state.records.last().map_or(0, |r| r.seq),
+            tickets: state.tickets.clone(),
+            grants: state.grants.clone(),
+            windows: state.windows.clone(),
+            window_heads: heads,
+        })
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {

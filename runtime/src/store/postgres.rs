@@ -1152,74 +1152,83 @@ impl Store for PostgresStore {
     }
 
     fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT id, event_key, actor, capability, environment, risk, payload, rule, \
-                 status, created_at, expires_at, decided_by FROM capfence.tickets \
-                 ORDER BY id DESC",
-                &[],
-            )
-        })?
-        .iter()
-        .map(ticket_from_row)
-        .collect()
+        self.read(|tx| tx.query(TICKETS, &[]))?
+            .iter()
+            .map(ticket_from_row)
+            .collect()
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT id, actor, capability, environment, granted_by, created_at, expires_at, \
-                 caps, uses_left, revoked_by FROM capfence.grants ORDER BY id DESC",
-                &[],
-            )
-        })?
-        .iter()
-        .map(grant_from_row)
-        .collect()
+        self.read(|tx| tx.query(GRANTS, &[]))?
+            .iter()
+            .map(grant_from_row)
+            .collect()
     }
 
-    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT spec, grp, at, value, running FROM capfence.windows \
-                 ORDER BY spec, grp, n",
-                &[],
-            )
-        })?
-        .iter()
-        .map(|row| {
-            let get = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
-            Ok(WindowRow {
-                spec: row.try_get(0).map_err(get)?,
-                group: row.try_get(1).map_err(get)?,
-                at: row.try_get(2).map_err(get)?,
-                value: decimal_of(row.try_get(3).map_err(get)?)?,
-                running: decimal_of(row.try_get(4).map_err(get)?)?,
-            })
-        })
-        .collect()
-    }
-
-    fn window_heads(&self) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT spec, grp, last_n, running FROM capfence.window_heads ORDER BY spec, grp",
-                &[],
-            )
-        })?
-        .iter()
-        .map(|row| {
-            let get = |e: postgres::Error| StoreError::Invalid(format!("window head: {e}"));
+    fn rows(&self) -> Result<super::Rows, StoreError> {
+        // One read-only REPEATABLE READ transaction: one snapshot.
+        let (head, tickets, grants, windows, heads) = self.read(|tx| {
+            let head: Option<i64> = tx
+                .query_one("SELECT max(seq) FROM capfence.audit", &[])?
+                .try_get(0)?;
             Ok((
-                row.try_get(0).map_err(get)?,
-                row.try_get(1).map_err(get)?,
-                u64::try_from(row.try_get::<_, i64>(2).map_err(get)?).unwrap_or(0),
-                decimal_of(row.try_get(3).map_err(get)?)?,
+                head,
+                tx.query(TICKETS, &[])?,
+                tx.query(GRANTS, &[])?,
+                tx.query(
+                    "SELECT spec, grp, at, value, running FROM capfence.windows \
+                     ORDER BY spec, grp, n",
+                    &[],
+                )?,
+                tx.query(
+                    "SELECT spec, grp, last_n, running FROM capfence.window_heads \
+                     ORDER BY spec, grp",
+                    &[],
+                )?,
             ))
+        })?;
+        let window = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
+        Ok(super::Rows {
+            head: head.map_or(Ok(0), from_i64)?,
+            tickets: tickets
+                .iter()
+                .map(ticket_from_row)
+                .collect::<Result<_, _>>()?,
+            grants: grants
+                .iter()
+                .map(grant_from_row)
+                .collect::<Result<_, _>>()?,
+            windows: windows
+                .iter()
+                .map(|row| {
+                    Ok(WindowRow {
+                        spec: row.try_get(0).map_err(window)?,
+                        group: row.try_get(1).map_err(window)?,
+                        at: row.try_get(2).map_err(window)?,
+                        value: decimal_of(row.try_get(3).map_err(window)?)?,
+                        running: decimal_of(row.try_get(4).map_err(window)?)?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            window_heads: heads
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get(0).map_err(window)?,
+                        row.try_get(1).map_err(window)?,
+                        u64::try_from(row.try_get::<_, i64>(2).map_err(window)?).unwrap_or(0),
+                        decimal_of(row.try_get(3).map_err(window)?)?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?,
         })
-        .collect()
     }
 }
+
+const TICKETS: &str = "SELECT id, event_key, actor, capability, environment, risk, payload, \
+     rule, status, created_at, expires_at, decided_by FROM capfence.tickets ORDER BY id DESC";
+const GRANTS: &str = "SELECT id, actor, capability, environment, granted_by, created_at, \
+     expires_at, caps, uses_left, revoked_by FROM capfence.grants ORDER BY id DESC";
 
 #[cfg(test)]
 mod url_tests {

@@ -975,92 +975,113 @@ impl Store for SqliteStore {
     }
 
     fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
-        self.with_connection(|conn| {
-            let rows = conn
-                .prepare(&format!(
-                    "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY id DESC"
-                ))
-                .and_then(|mut s| {
-                    s.query_map([], ticket_from_row)?
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(classify)?;
-            rows.into_iter().map(finish_ticket).collect()
-        })
-    }
-
-    fn window_heads(&self) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {
-        self.with_connection(|conn| {
-            let rows = conn
-                .prepare("SELECT spec, grp, last_n, running FROM window_heads ORDER BY spec, grp")
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, String>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(classify)?;
-            rows.into_iter()
-                .map(|(spec, group, n, running)| {
-                    Ok((
-                        spec,
-                        group,
-                        u64::try_from(n).unwrap_or(0),
-                        decimal_of(&running)?,
-                    ))
-                })
-                .collect()
-        })
-    }
-
-    fn window_rows(&self) -> Result<Vec<WindowRow>, StoreError> {
-        self.with_connection(|conn| {
-            let rows = conn
-                .prepare("SELECT spec, grp, at, value, running FROM windows ORDER BY spec, grp, n")
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(classify)?;
-            rows.into_iter()
-                .map(|(spec, group, at, value, running)| {
-                    Ok(WindowRow {
-                        value: decimal_of(&value)?,
-                        running: decimal_of(&running)?,
-                        spec,
-                        group,
-                        at,
-                    })
-                })
-                .collect()
-        })
+        self.with_connection(tickets_on)
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.with_connection(grants_on)
+    }
+
+    fn rows(&self) -> Result<super::Rows, StoreError> {
         self.with_connection(|conn| {
-            let rows = conn
-                .prepare(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants ORDER BY id DESC"
-                ))
-                .and_then(|mut s| {
-                    s.query_map([], grant_from_row)?
-                        .collect::<Result<Vec<_>, _>>()
+            // One read transaction: one snapshot for the head and every row.
+            conn.execute_batch("BEGIN DEFERRED").map_err(classify)?;
+            let rows = (|| {
+                let head: Option<i64> = conn
+                    .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+                    .map_err(classify)?;
+                Ok(super::Rows {
+                    head: head.map_or(Ok(0), from_i64)?,
+                    tickets: tickets_on(conn)?,
+                    grants: grants_on(conn)?,
+                    windows: window_rows_on(conn)?,
+                    window_heads: window_heads_on(conn)?,
                 })
-                .map_err(classify)?;
-            rows.into_iter().map(finish_grant).collect()
+            })();
+            let _ = conn.execute_batch(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            rows
         })
     }
+}
+
+fn tickets_on(conn: &Connection) -> Result<Vec<Ticket>, StoreError> {
+    let rows = conn
+        .prepare(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY id DESC"
+        ))
+        .and_then(|mut s| {
+            s.query_map([], ticket_from_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(classify)?;
+    rows.into_iter().map(finish_ticket).collect()
+}
+
+fn grants_on(conn: &Connection) -> Result<Vec<Grant>, StoreError> {
+    let rows = conn
+        .prepare(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants ORDER BY id DESC"
+        ))
+        .and_then(|mut s| {
+            s.query_map([], grant_from_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(classify)?;
+    rows.into_iter().map(finish_grant).collect()
+}
+
+fn window_heads_on(conn: &Connection) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {
+    let rows = conn
+        .prepare("SELECT spec, grp, last_n, running FROM window_heads ORDER BY spec, grp")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(classify)?;
+    rows.into_iter()
+        .map(|(spec, group, n, running)| {
+            Ok((
+                spec,
+                group,
+                u64::try_from(n).unwrap_or(0),
+                decimal_of(&running)?,
+            ))
+        })
+        .collect()
+}
+
+fn window_rows_on(conn: &Connection) -> Result<Vec<WindowRow>, StoreError> {
+    let rows = conn
+        .prepare("SELECT spec, grp, at, value, running FROM windows ORDER BY spec, grp, n")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(classify)?;
+    rows.into_iter()
+        .map(|(spec, group, at, value, running)| {
+            Ok(WindowRow {
+                value: decimal_of(&value)?,
+                running: decimal_of(&running)?,
+                spec,
+                group,
+                at,
+            })
+        })
+        .collect()
 }

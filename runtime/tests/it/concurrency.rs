@@ -129,3 +129,58 @@ fn a_process_killed_mid_stream_leaves_a_chain_that_verifies() {
     assert!(rt.execute(&transfer("120", "v")).authorized);
     assert_eq!(rt.verify().unwrap().0, count + 1);
 }
+
+/// `verify` on a live ledger: agents keep deciding (new tickets, window
+/// rows) while it runs. Every run must pass: rows written after the chain
+/// was read are not "rows written outside CapFence".
+#[test]
+fn verify_while_agents_decide_never_reports_a_false_fault() {
+    let dir = TempDir::new("live-verify");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/treasury_velocity.yaml"
+    );
+    let rt = capfence::ActionRuntime::builder(policy)
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    verify_while_deciding(&rt, 15);
+}
+
+/// Runs `verify` `times` while a thread decides allowed and held calls on
+/// `rt` (a runtime on policies/treasury_velocity.yaml); every run must pass.
+pub fn verify_while_deciding(rt: &capfence::ActionRuntime, times: usize) {
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let rt = rt.clone();
+        let running = std::sync::Arc::clone(&running);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                // An allowed call (a window row) and a held one (a new ticket).
+                rt.execute(&transfer("100", &format!("vendor-{i}")));
+                rt.execute(&transfer("700", &format!("vendor-{i}")));
+                // Paced, so the chain (and each verify) stays short.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            i
+        })
+    };
+    let mut faults = Vec::new();
+    for _ in 0..times {
+        if let Err(e) = rt.verify() {
+            faults.push(e.to_string());
+        }
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pairs = writer.join().unwrap();
+    assert!(pairs > 10, "the writer barely ran: {pairs}");
+    assert!(
+        faults.is_empty(),
+        "{} false faults, first: {}",
+        faults.len(),
+        faults[0]
+    );
+    rt.verify().unwrap();
+}

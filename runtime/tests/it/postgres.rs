@@ -183,6 +183,13 @@ fn a_velocity_cap_holds_across_processes() {
 }
 
 #[test]
+fn verify_on_a_live_shared_ledger_never_reports_a_false_fault() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "live_verify");
+    super::concurrency::verify_while_deciding(&runtime_on(&url, VELOCITY), 15);
+}
+
+#[test]
 fn a_forged_ticket_row_on_the_shared_server_authorizes_nothing() {
     let Some(admin) = server() else { return };
     let url = database(&admin, "forged");
