@@ -34,7 +34,8 @@ use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
 use capfence::ledger::{Operator, PolicyFacts};
 use capfence::signing::OperatorKey;
-use capfence::store::postgres::{PostgresOptions, PostgresStore, is_postgres_url};
+use capfence::store::is_postgres_url;
+use capfence::store::postgres::{PostgresOptions, PostgresStore};
 use capfence::store::sqlite::{SqliteOptions, SqliteStore};
 use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
 use capfence_compiler::lines::{Line, Lines};
@@ -270,29 +271,31 @@ fn main() -> ExitCode {
 }
 
 fn ledger(place: &Place, must_exist: bool) -> Result<Ledger, String> {
-    if let Some(url) = place.store.as_deref().filter(|u| is_postgres_url(u)) {
-        let store = PostgresStore::open_checked(url, PostgresOptions::default())
-            .map_err(|e| e.to_string())?;
-        return Ok(Ledger::new(
-            Arc::new(store),
-            Arc::new(SystemClock),
-            Duration::from_secs(3600),
-        ));
-    }
-    let state = match place.store.as_deref() {
-        Some(url) => Path::new(url.strip_prefix("sqlite:").unwrap_or(url)),
-        None => place.state.as_path(),
-    };
-    if must_exist && !state.join(capfence::store::sqlite::LEDGER_FILE).exists() {
-        return Err(format!(
-            "no CapFence state in {} (set --state or CAPFENCE_STATE)",
-            state.display()
-        ));
-    }
-    let store =
-        SqliteStore::open_checked(state, SqliteOptions::default()).map_err(|e| e.to_string())?;
+    let store: Arc<dyn capfence::store::Store> =
+        match place.store.as_deref().filter(|u| is_postgres_url(u)) {
+            Some(url) => Arc::new(
+                PostgresStore::open_checked(url, PostgresOptions::default())
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => {
+                let state = match place.store.as_deref() {
+                    Some(url) => Path::new(url.strip_prefix("sqlite:").unwrap_or(url)),
+                    None => place.state.as_path(),
+                };
+                if must_exist && !state.join(capfence::store::sqlite::LEDGER_FILE).exists() {
+                    return Err(format!(
+                        "no CapFence state in {} (set --state or CAPFENCE_STATE)",
+                        state.display()
+                    ));
+                }
+                Arc::new(
+                    SqliteStore::open_checked(state, SqliteOptions::default())
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
     Ok(Ledger::new(
-        Arc::new(store),
+        store,
         Arc::new(SystemClock),
         Duration::from_secs(3600),
     ))

@@ -15,6 +15,11 @@ mod window;
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, RecordView};
 
+/// Whether `url` names a PostgreSQL server (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens the store a URL names: `postgres://…` or `postgresql://…` for a
 /// shared PostgreSQL server (needs the `postgres` feature; the `capfence`
 /// binary has it), anything else a SQLite state directory (`sqlite:DIR` or
@@ -24,7 +29,7 @@ pub fn open_url(
     url: &str,
     lock_timeout: std::time::Duration,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         #[cfg(feature = "postgres")]
         {
             let options = postgres::PostgresOptions {

@@ -38,7 +38,7 @@ use postgres_native_tls::MakeTlsConnector;
 use rust_decimal::Decimal;
 
 use super::window::{self, WindowHead, WindowRows, decimal_of};
-use super::{Store, StoreError, Tx, WindowRow};
+use super::{Store, StoreError, Tx, WindowRow, is_postgres_url};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
 
@@ -171,11 +171,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("server", &self.shown)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether `url` names a PostgreSQL server (`postgres://` or `postgresql://`).
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn shown(config: &Config) -> String {
