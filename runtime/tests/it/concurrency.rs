@@ -150,14 +150,18 @@ fn verify_while_agents_decide_never_reports_a_false_fault() {
 /// Runs `verify` `times` while a thread decides allowed and held calls on
 /// `rt` (a runtime on policies/treasury_velocity.yaml); every run must pass.
 pub fn verify_while_deciding(rt: &capfence::ActionRuntime, times: usize) {
-    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let running = std::sync::Arc::new(AtomicBool::new(true));
+    let done = std::sync::Arc::new(AtomicU64::new(0));
     let writer = {
         let rt = rt.clone();
         let running = std::sync::Arc::clone(&running);
+        let done = std::sync::Arc::clone(&done);
         std::thread::spawn(move || {
             let mut i = 0u64;
-            while running.load(std::sync::atomic::Ordering::SeqCst) {
+            while running.load(Ordering::SeqCst) {
                 i += 1;
+                done.store(i, Ordering::SeqCst);
                 // An allowed call (a window row) and a held one (a new ticket).
                 rt.execute(&transfer("100", &format!("vendor-{i}")));
                 rt.execute(&transfer("700", &format!("vendor-{i}")));
@@ -168,12 +172,16 @@ pub fn verify_while_deciding(rt: &capfence::ActionRuntime, times: usize) {
         })
     };
     let mut faults = Vec::new();
-    for _ in 0..times {
+    // At least `times` runs, and on until the writer has made 30 pairs of
+    // decisions alongside them (a loaded machine decides slowly).
+    let mut runs = 0;
+    while runs < times || done.load(Ordering::SeqCst) <= 30 {
+        runs += 1;
         if let Err(e) = rt.verify() {
             faults.push(e.to_string());
         }
     }
-    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    running.store(false, Ordering::SeqCst);
     let pairs = writer.join().unwrap();
     assert!(pairs > 10, "the writer barely ran: {pairs}");
     assert!(
