@@ -2,17 +2,21 @@
 //!
 //! The agent host starts the proxy as if it were the MCP server; the proxy
 //! starts the real server as its child and relays JSON-RPC lines both ways,
-//! in order, unchanged. One kind of message is held: a `tools/call` request
-//! from the client is decided and recorded first. Allowed, it goes to the
-//! server; denied or held for approval, the server never sees it and the
-//! client gets a normal tool result with `isError: true` that states the
-//! decision, the reason and the ticket.
+//! in order. One kind of message is held: a `tools/call` request from the
+//! client is decided and recorded first. Allowed, it goes to the server;
+//! denied or held for approval, the server never sees it and the client gets
+//! a normal tool result with `isError: true` that states the decision, the
+//! reason and the ticket.
 //!
-//! The proxy speaks plain JSON-RPC over newline-delimited stdio (MCP's stdio
-//! transport) with `serde_json`: it reads one field of one kind of message and
-//! forwards everything else byte for byte, so an SDK's typed messages would
-//! add parsing without adding safety. Numbers in `arguments` keep their JSON
-//! text (`arbitrary_precision`), so money is decided exactly.
+//! What the server reads is what was decided. Every client message is parsed
+//! once (one JSON value per line, numbers keeping their JSON text through
+//! `arbitrary_precision`, so money is decided exactly) and the server gets
+//! this proxy's own serialization of that value ([`wire`]), never the
+//! client's bytes. A line holding a character at which some MCP stdio reader
+//! ends a line (a bare `\r`: the Python SDK reads with universal newlines;
+//! U+2028 and the others `str.splitlines` splits at) is refused
+//! ([`hidden_line_end`]): the server could read other messages in it than
+//! the one decided. The server's lines reach the client byte for byte.
 //!
 //! Faults: a client line that is not JSON gets a JSON-RPC parse error; when
 //! the server exits, every request still waiting for it is answered with an
@@ -65,6 +69,12 @@ fn send(out: &ClientOut, line: &str) -> bool {
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
+/// Bytes to the client as they are (a server's line, its line end included).
+fn send_bytes(out: &ClientOut, bytes: &[u8]) -> bool {
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+}
+
 /// The id of a request (`method` and `id`), as its JSON text.
 fn request_id(message: &Json) -> Option<String> {
     let object = message.as_object()?;
@@ -104,18 +114,31 @@ impl Proxy {
     }
 
     /// Decides one `tools/call` request: the verdict, already on the record.
+    /// A call that cannot be decided (no tool name, a tool without a
+    /// capability, arguments that are not an exact event) is denied and
+    /// recorded with the agent, environment and risk, the capability when
+    /// the tool has one, and the tool's name as the payload field `tool`.
     pub fn decide_call(&self, params: Option<&Json>) -> Verdict {
-        let Some(name) = params.and_then(|p| p.get("name")).and_then(Json::as_str) else {
-            return self
-                .runtime
-                .execute_unreadable("malformed tools/call: no tool name");
+        let name = params.and_then(|p| p.get("name"));
+        let Some(name) = name.and_then(Json::as_str) else {
+            let reason = match name {
+                None => "malformed tools/call: no tool name".to_owned(),
+                Some(other) => {
+                    format!("malformed tools/call: the tool name is not a string ({other})")
+                }
+            };
+            return self.refuse(None, None, &reason);
         };
         let Some(capability) = self.policy.tool_capability(name) else {
-            return self.runtime.execute_unreadable(&format!(
-                "malformed tools/call: tool {:?} has no capability (not in the policy's `tools:`, \
-                 and `mcp.<tool>` is not a capability)",
-                capfence_compiler::token::escape_for_terminal(name)
-            ));
+            return self.refuse(
+                Some(name),
+                None,
+                &format!(
+                    "malformed tools/call: tool {:?} has no capability (not in the policy's \
+                     `tools:`, and `mcp.<tool>` is not a capability)",
+                    capfence_compiler::token::escape_for_terminal(name)
+                ),
+            );
         };
         let arguments = params
             .and_then(|p| p.get("arguments"))
@@ -130,10 +153,39 @@ impl Proxy {
         });
         match Event::from_json(&event.to_string()) {
             Ok(event) => self.runtime.execute_event(&event),
-            Err(e) => self
-                .runtime
-                .execute_unreadable(&format!("malformed tools/call {name}: {e}")),
+            Err(e) => self.refuse(
+                Some(name),
+                Some(&capability),
+                &format!(
+                    "malformed tools/call {}: {e}",
+                    capfence_compiler::token::escape_for_terminal(name)
+                ),
+            ),
         }
+    }
+
+    /// Records a deny of a call that could not be decided, with who sent it.
+    fn refuse(&self, tool: Option<&str>, capability: Option<&str>, reason: &str) -> Verdict {
+        let (resource, action) = capability
+            .and_then(|c| c.split_once('.'))
+            .map_or((None, None), |(r, a)| {
+                (Some(r.to_owned()), Some(a.to_owned()))
+            });
+        let mut event = Event {
+            actor: Some(self.options.actor.clone()),
+            resource,
+            action,
+            environment: Some(self.options.environment.clone()),
+            risk: Some(capfence_compiler::event::EventRisk::from(self.options.risk)),
+            payload: std::collections::BTreeMap::new(),
+        };
+        if let Some(tool) = tool {
+            event.payload.insert(
+                "tool".to_owned(),
+                capfence_compiler::event::Value::String(tool.to_owned()),
+            );
+        }
+        self.runtime.deny_event(event, reason)
     }
 
     /// Runs the proxy over `client_in` / `client_out` until one side ends.
@@ -208,19 +260,38 @@ impl Proxy {
                     continue;
                 }
             };
+            // One line end: `\n`, or `\r\n`.
+            let text = text.strip_suffix('\r').unwrap_or(&text);
             if text.trim().is_empty() {
                 continue;
             }
-            let message: Json = match serde_json::from_str(&text) {
+            let message: Json = match serde_json::from_str(text) {
                 Ok(m) => m,
                 Err(e) => {
                     send(out, &parse_error(&e.to_string()));
                     continue;
                 }
             };
+            // serde_json reads a bare `\r` as whitespace; a server reading
+            // universal newlines ends a line there and would read other
+            // messages than this one. Never forwarded.
+            if let Some((at, c)) = hidden_line_end(text) {
+                send(
+                    out,
+                    &invalid(
+                        message.get("id"),
+                        &format!(
+                            "the line holds U+{:04X} at byte {at}, where an MCP server's reader \
+                             may end a line and read other messages than this one: not relayed",
+                            u32::from(c)
+                        ),
+                    ),
+                );
+                continue;
+            }
             // A key given twice: this proxy and the server could read
             // different methods, tools or arguments. Never forwarded.
-            if let Err(e) = capfence_compiler::event::check_unique_keys(&text) {
+            if let Err(e) = capfence_compiler::event::check_unique_keys(text) {
                 send(out, &invalid(message.get("id"), &e.to_string()));
                 continue;
             }
@@ -252,7 +323,9 @@ impl Proxy {
                 let lists = message.get("method").and_then(Json::as_str) == Some("tools/list");
                 pending.open(id, lists);
             }
-            if !forward(&mut server_in, &text) {
+            // The server gets this proxy's own serialization of what it
+            // decided, never the client's bytes.
+            if !forward(&mut server_in, &wire(&message)) {
                 // The server is gone: the server relay answers what is pending.
                 break;
             }
@@ -336,17 +409,20 @@ fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Pending, hide:
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
         let mut filtered = None;
-        if let Ok(message) = serde_json::from_str::<Json>(text)
+        if let Ok(message) = serde_json::from_slice::<Json>(&line)
             && let Some(id) = response_id(&message)
             && pending.close(&id)
             && let Some(hide) = hide
         {
-            filtered = hide.filter(message).map(|m| m.to_string());
+            filtered = hide.filter(message).map(|m| {
+                let mut text = m.to_string().into_bytes();
+                text.push(b'\n');
+                text
+            });
         }
-        if !send(out, filtered.as_deref().unwrap_or(text)) {
+        // The server's bytes pass unchanged, line end included.
+        if !send_bytes(out, filtered.as_deref().unwrap_or(&line)) {
             break;
         }
     }
@@ -359,6 +435,40 @@ fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Pending, hide:
         });
         send(out, &error.to_string());
     }
+}
+
+/// Characters a mainstream MCP stdio reader may end a line at, besides the
+/// `\n` (or `\r\n`) this proxy splits at: a bare `\r` (universal newlines,
+/// the Python SDK's reader), and what `str.splitlines` also splits at.
+const LINE_ENDS: [char; 9] = [
+    '\r', '\u{0B}', '\u{0C}', '\u{1C}', '\u{1D}', '\u{1E}', '\u{85}', '\u{2028}', '\u{2029}',
+];
+
+/// The first character of `line` (its `\n` or `\r\n` removed) at which some
+/// MCP stdio reader could end a line, with its byte offset.
+pub fn hidden_line_end(line: &str) -> Option<(usize, char)> {
+    line.char_indices().find(|(_, c)| LINE_ENDS.contains(c))
+}
+
+/// The line the server gets for a message this proxy decided: its own
+/// serialization (one JSON value, numbers as their JSON text), with every
+/// character some reader ends a line at escaped. serde_json already escapes
+/// the control characters; U+0085, U+2028 and U+2029 can only occur inside
+/// strings, where `\uXXXX` is the same string.
+pub fn wire(message: &Json) -> String {
+    let text = message.to_string();
+    if !text.contains(LINE_ENDS) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 12);
+    for c in text.chars() {
+        if LINE_ENDS.contains(&c) {
+            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 fn forward(server_in: &mut Option<ChildStdin>, text: &str) -> bool {
@@ -434,4 +544,34 @@ fn refusal(id: &Json, verdict: &Verdict) -> Json {
             "isError": true,
         },
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_form_has_no_character_a_reader_ends_a_line_at() {
+        let line =
+            "{\"a\":\"x\u{2028}y\u{85}z\u{2029}\",\"n\":500.000000000000000001,\"c\":\"\\r\"}";
+        let message: Json = serde_json::from_str(line).unwrap();
+        let wire = wire(&message);
+        assert_eq!(hidden_line_end(&wire), None, "{wire}");
+        assert!(!wire.contains('\n'));
+        // The same value, numbers as their text.
+        assert_eq!(serde_json::from_str::<Json>(&wire).unwrap(), message);
+        assert!(wire.contains("500.000000000000000001"));
+        assert!(wire.contains("\\u2028"));
+    }
+
+    #[test]
+    fn hidden_line_ends_are_found_with_their_offset() {
+        assert_eq!(hidden_line_end("{\"a\":\r1}"), Some((5, '\r')));
+        assert_eq!(
+            hidden_line_end("{\"a\":\"\u{2028}\"}"),
+            Some((6, '\u{2028}'))
+        );
+        assert_eq!(hidden_line_end("{\"a\":1}"), None);
+    }
 }
