@@ -230,6 +230,27 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
             }
         }
     }
+    // One payload name, one argument: two arguments under one name would be
+    // decided on one and recorded and run with the other.
+    for (i, (ident, name)) in payload.iter().enumerate() {
+        let Some((other, _)) = payload.iter().take(i).find(|(_, n)| n == name) else {
+            continue;
+        };
+        let renamed = args
+            .rename
+            .iter()
+            .rev()
+            .find(|(arg, _)| arg == ident || arg == other)
+            .map(|(_, lit)| lit.span());
+        return Err(syn::Error::new(
+            renamed.unwrap_or_else(|| ident.span()),
+            format!(
+                "arguments `{other}` and `{ident}` of `{}` would both be the payload field `{name}`: \
+                 one name, two values; rename or skip one of them",
+                func.sig.ident
+            ),
+        ));
+    }
     // Every payload field the policy tests for this capability must be passed.
     for (field, ty) in &policy.field_types {
         let Field::Payload(name) = field else {

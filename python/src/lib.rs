@@ -2,8 +2,9 @@
 //! `capfence` (pysrc/capfence) re-exports these types.
 //!
 //! Money stays exact: a Python `float` is read through its shortest
-//! round-trip text (`repr`), a `decimal.Decimal` and a numeric `str` through
-//! their text; `bool` is never a number. Every Rust error is a Python
+//! round-trip text (`float.__repr__`), a `decimal.Decimal` and a numeric
+//! `str` through their text; `bool` is never a number. Values are read from
+//! what the object holds, never through a method a subclass overrides. Every Rust error is a Python
 //! exception with the Rust message; nothing panics across the boundary.
 
 // RuntimeError carries file, line and key for the message; never hot.
@@ -19,8 +20,27 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// A Python value as a payload value.
+/// `ty.__repr__`/`__str__` (the method of `ty` itself, not of a subclass)
+/// applied to `obj`: the text of the value `obj` holds, whatever a subclass
+/// overrides.
+fn own_text(ty: &Bound<'_, PyAny>, method: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    ty.getattr(method)?.call1((obj,))?.extract()
+}
+
+/// A payload key: a `str` (or subclass), read from its storage.
+fn key_text(k: &Bound<'_, PyAny>) -> PyResult<String> {
+    let key = k
+        .cast::<PyString>()
+        .map_err(|_| PyValueError::new_err("payload keys must be str"))?;
+    Ok(key.to_cow()?.into_owned())
+}
+
+/// A Python value as a payload value. Every value is read from what the
+/// object holds, never through a method a subclass can override (`__str__`,
+/// `__repr__`, `__iter__`): a `str` subclass or `Enum` member with a `str`
+/// mixin is its string, a `float` subclass its float, and so on.
 fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let py = obj.py();
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -33,38 +53,52 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         Some(n) => Value::Number(n),
         None => Value::BadNumber(text),
     };
-    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
-        // repr is the shortest text that reads back as the same float.
-        return Ok(number_text(obj.repr()?.to_string()));
+    if obj.is_instance_of::<PyInt>() {
+        return Ok(number_text(own_text(
+            py.get_type::<PyInt>().as_any(),
+            "__repr__",
+            obj,
+        )?));
     }
-    let ty = obj.get_type();
-    if ty.name()? == "Decimal" && ty.module()? == "decimal" {
-        return Ok(number_text(obj.str()?.to_string()));
+    if obj.is_instance_of::<PyFloat>() {
+        // float's repr is the shortest text that reads back as the same float.
+        return Ok(number_text(own_text(
+            py.get_type::<PyFloat>().as_any(),
+            "__repr__",
+            obj,
+        )?));
+    }
+    let decimal = py.import("decimal")?.getattr("Decimal")?;
+    if obj.is_instance(&decimal)? {
+        return Ok(number_text(own_text(&decimal, "__str__", obj)?));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_string()));
+        return Ok(Value::String(s.to_cow()?.into_owned()));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut fields = BTreeMap::new();
         for (k, v) in d.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| PyValueError::new_err("payload keys must be str"))?
-                .to_string();
-            fields.insert(key, to_value(&v)?);
+            fields.insert(key_text(&k)?, to_value(&v)?);
         }
         return Ok(Value::Object(fields));
     }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        return obj
-            .try_iter()?
-            .map(|v| to_value(&v?))
+    if let Ok(list) = obj.cast::<PyList>() {
+        return list
+            .iter()
+            .map(|v| to_value(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::List);
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return tuple
+            .iter()
+            .map(|v| to_value(&v))
             .collect::<PyResult<_>>()
             .map(Value::List);
     }
     Err(PyValueError::new_err(format!(
         "a payload value must be None, bool, int, float, decimal.Decimal, str, list or dict, not {}",
-        ty.name()?
+        obj.get_type().name()?
     )))
 }
 
@@ -92,11 +126,7 @@ impl PyActionEvent {
         let mut event = Event::new(actor, resource, action, environment, risk);
         let payload = payload.unwrap_or_else(|| PyDict::new(py));
         for (k, v) in payload.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| PyValueError::new_err("payload keys must be str"))?
-                .to_string();
-            event.payload.insert(key, to_value(&v)?);
+            event.payload.insert(key_text(&k)?, to_value(&v)?);
         }
         Ok(PyActionEvent {
             event,

@@ -307,3 +307,144 @@ def test_the_gate_example_in_docs_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "docs/python.md", "exec"), {})
     decision, _, rest = capsys.readouterr().out.strip().partition(" ")
     assert decision == "require_approval" and rest.endswith("T-1")
+
+
+# What is decided is what runs: the body gets the values the runtime decided
+# on, read from the objects' own storage, never through a method an argument
+# can override, and never a second reading of the same input.
+
+
+@gate("payments.transfer")
+def transfer_positional(amount, /, destination, **meta):
+    SENT.append((amount, destination, meta))
+
+
+class LyingStr(str):
+    def __str__(self):
+        return "vendor-corp-123"
+
+    def __repr__(self):
+        return "'vendor-corp-123'"
+
+
+class RoundingFloat(float):
+    def __repr__(self):
+        return f"{float(self):.2f}"
+
+    def __str__(self):
+        return f"{float(self):.2f}"
+
+
+class LyingList(list):
+    def __iter__(self):
+        return iter([1, 2])
+
+
+def test_a_keyword_that_shadows_a_positional_only_parameter_is_refused(rt):
+    with agent(rt):
+        with pytest.raises(TypeError, match="'amount'"):
+            transfer_positional(15000.0, "vendor-corp-123", amount=100.0)
+        # Other keywords are payload fields of their own.
+        transfer_positional(100.0, "vendor-corp-123", memo="rent")
+    assert SENT == [(100.0, "vendor-corp-123", {"memo": "rent"})]
+    # The refused call was not decided: one record, the allowed one.
+    assert rt.verify()[0] == 1
+
+
+def test_values_are_read_from_their_data_not_their_methods(rt):
+    import enum
+
+    class Dest(str, enum.Enum):
+        OK = "vendor-corp-123"
+        ATT = "attacker-iban"
+
+    with agent(rt):
+        with pytest.raises(Blocked) as denied:
+            transfer(10, LyingStr("attacker-iban"))
+        assert denied.value.decision == "deny" and "destination" in denied.value.reason
+        with pytest.raises(Blocked) as enum_denied:
+            transfer(10, Dest.ATT)
+        assert enum_denied.value.decision == "deny"
+        # 500.004 is above 500 even when its repr says 500.00.
+        with pytest.raises(Blocked) as held:
+            transfer(RoundingFloat(500.004))
+        assert held.value.decision == "require_approval"
+        # Allowed: the body gets the plain value that was decided.
+        transfer(RoundingFloat(12.5), Dest.OK)
+    assert SENT == [(12.5, "vendor-corp-123")]
+    amount, destination = SENT[0]
+    assert type(amount) is float and type(destination) is str
+
+
+def test_the_body_gets_a_copy_of_what_was_decided(rt):
+    got = []
+
+    @gate("payments.batch")
+    def pay_many(items, options):
+        got.append((items, options))
+
+    items, options = LyingList([7, 8]), {"urgent": False}
+    with agent(rt):
+        pay_many(items, options)
+    decided_items, decided_options = got[0]
+    # The list's own storage, not what its __iter__ says; new containers.
+    assert decided_items == [7, 8] and type(decided_items) is list
+    assert decided_items is not items and decided_options is not options
+    options["urgent"] = True
+    assert decided_options == {"urgent": False}
+
+
+def test_the_rust_intake_reads_values_from_their_data_too(rt):
+    event = capfence.ActionEvent.create(
+        actor="treasury-agent",
+        action="transfer",
+        resource="payments",
+        payload={"amount": RoundingFloat(500.004), "destination": LyingStr("attacker-iban")},
+    )
+    verdict = rt.execute(event)
+    assert verdict.decision == "deny" and "destination" in verdict.reason
+
+
+def test_one_context_entered_by_two_tasks_and_two_threads(rt):
+    import threading
+
+    ctx = agent(rt)
+
+    async def one(amount):
+        with ctx:
+            await asyncio.sleep(0)
+            result = await transfer_async(amount)
+            await asyncio.sleep(0)
+        return result
+
+    async def main():
+        return await asyncio.gather(one(1), one(2), one(3))
+
+    assert asyncio.run(main()) == [f"sent {a} to vendor-corp-123" for a in (1, 2, 3)]
+
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker(amount):
+        try:
+            with ctx:
+                barrier.wait(timeout=10)
+                transfer(amount)
+                barrier.wait(timeout=10)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in (4, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(a for a, _ in SENT) == [1, 2, 3, 4, 5]
+    # Nested blocks still unwind in order.
+    other = Context(rt, actor="other-agent")
+    with ctx:
+        with other:
+            assert Context.current() is other
+        assert Context.current() is ctx
+    assert Context.current() is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import decimal
 import functools
 import inspect
 from typing import Any, Callable, Optional, TypeVar
@@ -19,8 +20,12 @@ from ._capfence import ActionEvent, ActionRuntime, Verdict
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_ACTIVE: contextvars.ContextVar[Optional["Context"]] = contextvars.ContextVar(
-    "capfence_context", default=None
+# The contexts entered in this task or thread, innermost last. Each task
+# works on its own copy of the variable (asyncio copies it when a task
+# starts; a thread starts empty), so entering or leaving never touches
+# another task's stack, and leaving never raises.
+_ACTIVE: contextvars.ContextVar[tuple["Context", ...]] = contextvars.ContextVar(
+    "capfence_context", default=()
 )
 
 
@@ -63,25 +68,71 @@ class Context:
         self.actor = actor
         self.environment = environment
         self.risk = risk
-        self._tokens: list[contextvars.Token[Optional[Context]]] = []
 
     def __enter__(self) -> "Context":
-        self._tokens.append(_ACTIVE.set(self))
+        _ACTIVE.set(_ACTIVE.get() + (self,))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _ACTIVE.reset(self._tokens.pop())
+        # Leaves the innermost entry of this context in this task's stack.
+        # One Context object may be entered by many tasks at once: each
+        # leaves its own entry, and nothing is raised after a body ran.
+        stack = _ACTIVE.get()
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is self:
+                _ACTIVE.set(stack[:i] + stack[i + 1 :])
+                return
 
     @staticmethod
     def current() -> Optional["Context"]:
         """The active context, if any."""
-        return _ACTIVE.get()
+        stack = _ACTIVE.get()
+        return stack[-1] if stack else None
 
     def __repr__(self) -> str:
         return (
             f"Context(actor={self.actor!r}, environment={self.environment!r}, "
             f"risk={self.risk!r})"
         )
+
+
+def _plain(value: Any, where: str) -> Any:
+    """`value` as plain data, read from the object's own storage, never
+    through `__str__`, `__repr__`, `__iter__` or another method a subclass
+    can override: exact `None`, `bool`, `int`, `float`, `str`,
+    `decimal.Decimal`, and new lists, tuples and dicts of them. An instance of
+    a subclass (an `Enum` member with a `str` or `int` mixin, a `str`, `int`,
+    `float`, `list` or `dict` subclass) becomes the plain value it holds.
+    Containers are copied, so a change after the decision reaches neither the
+    record nor the body. Anything else is refused (`ValueError`)."""
+    if value is None or type(value) in (bool, int, float, str, decimal.Decimal):
+        return value
+    if isinstance(value, bool):  # bool cannot be subclassed; for the reader
+        return bool.__bool__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, decimal.Decimal):
+        return decimal.Decimal(value)
+    if isinstance(value, dict):
+        plain = {}
+        for key, item in dict.items(value):
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: payload keys must be str, not {type(key).__name__}")
+            key = str.__str__(key)
+            plain[key] = _plain(item, f"{where}[{key!r}]")
+        return plain
+    if isinstance(value, list):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(list.__iter__(value))]
+    if isinstance(value, tuple):
+        return tuple(_plain(item, f"{where}[{i}]") for i, item in enumerate(tuple.__iter__(value)))
+    raise ValueError(
+        f"{where}: a payload value must be None, bool, int, float, decimal.Decimal, str, "
+        f"list, tuple or dict, not {type(value).__name__}"
+    )
 
 
 def _split(capability: str) -> tuple[str, str]:
@@ -115,8 +166,12 @@ def gate(capability: str) -> Callable[[F], F]:
                 "capfence_context, which the gate reserves"
             )
 
-        def event_for(args: tuple, kwargs: dict) -> tuple[Context, ActionEvent]:
-            context = kwargs.pop("capfence_context", None) or _ACTIVE.get()
+        def decided_call(
+            args: tuple, kwargs: dict
+        ) -> tuple[Context, ActionEvent, tuple, dict]:
+            """Binds the arguments once; returns the event to decide and the
+            arguments the body gets, both built from the same plain values."""
+            context = kwargs.pop("capfence_context", None) or Context.current()
             if context is None:
                 raise NoContext(
                     f"{capability}: {fn.__qualname__} was called with no "
@@ -125,16 +180,40 @@ def gate(capability: str) -> Callable[[F], F]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             payload: dict[str, Any] = {}
-            for i, (name, value) in enumerate(bound.arguments.items()):
+            names = [
+                name
+                for i, name in enumerate(bound.arguments)
+                if not (i == 0 and skip_first)
+                and signature.parameters[name].kind is not inspect.Parameter.VAR_KEYWORD
+            ]
+            for i, (name, value) in enumerate(list(bound.arguments.items())):
                 if i == 0 and skip_first:
                     continue
+                where = f"{fn.__qualname__}({name})"
                 kind = signature.parameters[name].kind
                 if kind is inspect.Parameter.VAR_KEYWORD:
-                    payload.update(value)
+                    extra = _plain(value, where)
+                    for key in extra:
+                        # A keyword that shadows a named parameter (one that
+                        # is positional-only, say) would be decided in its
+                        # place while the body reads the parameter.
+                        if key in names or key in payload:
+                            raise TypeError(
+                                f"{capability}: {fn.__qualname__} got the keyword "
+                                f"argument {key!r}, which is also the parameter "
+                                f"{key!r}: one payload name, two values; the call "
+                                "did not run"
+                            )
+                    payload.update(extra)
+                    bound.arguments[name] = extra
                 elif kind is inspect.Parameter.VAR_POSITIONAL:
-                    payload[name] = list(value)
+                    plain = _plain(tuple(value), where)
+                    payload[name] = list(plain)
+                    bound.arguments[name] = plain
                 else:
-                    payload[name] = value
+                    plain = _plain(value, where)
+                    payload[name] = plain
+                    bound.arguments[name] = plain
             event = ActionEvent.create(
                 actor=context.actor,
                 action=action,
@@ -143,7 +222,7 @@ def gate(capability: str) -> Callable[[F], F]:
                 risk=context.risk,
                 payload=payload,
             )
-            return context, event
+            return context, event, bound.args, bound.kwargs
 
         def settle(verdict: Verdict) -> None:
             if not verdict.authorized:
@@ -153,7 +232,7 @@ def gate(capability: str) -> Callable[[F], F]:
 
             @functools.wraps(fn)
             async def gated_async(*args: Any, **kwargs: Any) -> Any:
-                context, event = event_for(args, kwargs)
+                context, event, args, kwargs = decided_call(args, kwargs)
                 settle(await asyncio.to_thread(context.runtime.execute, event))
                 return await fn(*args, **kwargs)
 
@@ -162,7 +241,7 @@ def gate(capability: str) -> Callable[[F], F]:
 
             @functools.wraps(fn)
             def gated_sync(*args: Any, **kwargs: Any) -> Any:
-                context, event = event_for(args, kwargs)
+                context, event, args, kwargs = decided_call(args, kwargs)
                 settle(context.runtime.execute(event))
                 return fn(*args, **kwargs)
 
