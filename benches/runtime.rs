@@ -259,24 +259,40 @@ fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
 /// The SQLite ledger's chain and tickets copied into a fresh PostgreSQL
 /// ledger (COPY for the records, the store's own inserts for the tickets).
 fn copy_to_postgres(sqlite: &ActionRuntime, url: &str) {
-    use capfence::store::Store as _;
     use std::io::Write as _;
-    let target = capfence::store::postgres::PostgresStore::open_checked(
+    // Creates the schema.
+    capfence::store::postgres::PostgresStore::open_checked(
         url,
         capfence::store::postgres::PostgresOptions::default(),
     )
     .unwrap();
     let mut tickets = sqlite.ledger().tickets().unwrap();
     tickets.reverse();
-    target
-        .transaction(&mut |tx| {
-            for t in &tickets {
-                assert_eq!(tx.insert_ticket(t)?, t.id);
-            }
-            Ok(())
-        })
-        .unwrap();
     let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    for t in &tickets {
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO capfence.tickets (event_key, actor, capability, environment, risk, \
+                 payload, rule, status, created_at, expires_at, decided_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                &[
+                    &t.event_key,
+                    &t.actor,
+                    &t.capability,
+                    &t.environment,
+                    &t.risk,
+                    &t.payload,
+                    &t.rule,
+                    &t.status.as_str(),
+                    &t.created_at,
+                    &t.expires_at,
+                    &t.decided_by,
+                ],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(u64::try_from(id).unwrap(), t.id);
+    }
     let mut writer = client
         .copy_in(
             "COPY capfence.audit (seq, time, actor, capability, environment, risk, payload, \

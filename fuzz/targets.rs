@@ -145,7 +145,8 @@ pub fn audit(data: &[u8]) {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        record.seal(&prev);
+        record.prev_hash = prev.clone();
+        record.hash = record.compute_hash();
         prev = record.hash.clone();
         records.push(record);
     }

@@ -795,6 +795,8 @@ impl Plan<'_> {
                 }
             }
 
+            impl #p::Sealed for CompiledPolicy {}
+
             impl #p::Decide for CompiledPolicy {
                 fn decide(&self, event: &#p::Event) -> #p::Decision {
                     self.decide_view(&self.view(event)).to_decision()

@@ -244,8 +244,9 @@ impl AuditRecord {
         String::from_utf8_lossy(&hex).into_owned()
     }
 
-    /// Sets `prev_hash`, then `hash`.
-    pub fn seal(&mut self, prev_hash: &str) {
+    /// Sets `prev_hash`, then `hash`. Crate-private: only the ledger seals
+    /// the records it appends.
+    pub(crate) fn seal(&mut self, prev_hash: &str) {
         self.prev_hash = prev_hash.to_owned();
         self.hash = self.compute_hash();
     }

@@ -11,8 +11,28 @@ use capfence_compiler::policy::RuleFacts;
 use capfence_compiler::window::Window;
 use capfence_compiler::{Decision, Event, Policy};
 
-/// A policy in decidable form.
-pub trait Decide: Send + Sync {
+/// Who may implement [`Decide`]: this crate (the reference evaluator) and the
+/// tables `policy!` and `capfence-compile build` generate. Not nameable
+/// outside the crate but through the hidden path generated code uses.
+mod seal {
+    /// The seal on [`Decide`](super::Decide).
+    pub trait Sealed {}
+}
+
+pub(crate) use seal::Sealed;
+
+/// The seal, for `__private` (generated code) only.
+#[doc(hidden)]
+pub(crate) mod seal_for_generated {
+    pub use super::seal::Sealed;
+}
+
+impl Sealed for Policy {}
+
+/// A policy in decidable form: the reference evaluator ([`Policy`]) or a
+/// generated table. Sealed: a runtime decides only with one of these, and
+/// records only what it decided.
+pub trait Decide: seal::Sealed + Send + Sync {
     /// Decides one event. Never panics; malformed events are denied.
     fn decide(&self, event: &Event) -> Decision;
 

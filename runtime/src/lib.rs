@@ -57,6 +57,7 @@ pub use verdict::Verdict;
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::decide::seal_for_generated::Sealed;
     pub use crate::decide::{Compiled, Decide};
     pub use crate::gate::{Context, PayloadValue, gate};
     pub use capfence_compiler::compiled::{

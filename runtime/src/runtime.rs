@@ -119,6 +119,8 @@ impl std::fmt::Debug for ActionRuntime {
 /// A `'static` table as a shared decider.
 struct Static(&'static dyn Decide);
 
+impl crate::decide::Sealed for Static {}
+
 impl Decide for Static {
     fn decide(&self, event: &Event) -> capfence_compiler::Decision {
         self.0.decide(event)
@@ -284,19 +286,8 @@ impl ActionRuntime {
     /// # std::fs::remove_dir_all(&state).ok();
     /// # Ok::<(), capfence::RuntimeError>(())
     /// ```
-    pub fn from_compiled(table: &'static dyn Decide) -> ActionRuntime {
-        let builder = ActionRuntime::compiled_builder(table);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::new(
-            default_state_dir(),
-            builder.sqlite.clone(),
-        ));
-        let decider: Arc<dyn Decide> = Arc::new(Static(table));
-        ActionRuntime {
-            windowed: windowed(&decider),
-            decider,
-            policy: policy_facts(table),
-            ledger: Ledger::new(store, builder.clock, builder.ticket_ttl),
-        }
+    pub fn from_compiled(table: &'static dyn Decide) -> Result<ActionRuntime, RuntimeError> {
+        ActionRuntime::compiled_builder(table).build()
     }
 
     /// A builder for a compiled table.
@@ -327,50 +318,79 @@ impl ActionRuntime {
     /// that is not UTF-8, not JSON, too long): every input gets a verdict and
     /// a record. `reason` says what was wrong with it.
     pub fn execute_unreadable(&self, reason: &str) -> Verdict {
-        let decision = Decision {
-            kind: DecisionKind::Deny,
-            rule: None,
-            reason: reason.to_owned(),
-        };
-        self.ledger
-            .settle(
-                Event::default(),
-                decision,
-                self.decider.digest(),
-                None,
-                None,
-            )
-            .unwrap_or_else(|e| {
-                Verdict::deny(format!("denied: no audit record could be written ({e})"))
-            })
+        self.deny_event(Event::default(), reason)
     }
 
     /// Records a deny of `event` for `reason` without consulting the policy
-    /// (a gate checked against another policy than the runtime's).
+    /// (a gate checked against another policy than the runtime's, an MCP
+    /// call that cannot be decided).
     pub(crate) fn deny_event(&self, event: Event, reason: &str) -> Verdict {
         let decision = Decision {
             kind: DecisionKind::Deny,
             rule: None,
             reason: reason.to_owned(),
         };
-        self.ledger
-            .settle(event, decision, self.decider.digest(), None, None)
-            .unwrap_or_else(|e| {
-                Verdict::deny(format!("denied: no audit record could be written ({e})"))
-            })
+        self.traced(event, |runtime, event| {
+            Ok(runtime
+                .ledger
+                .settle(event, decision, runtime.decider.digest(), None, None)?)
+        })
     }
 
-    /// Settles `event` on a decision already made by a table of this
-    /// runtime's policy (a gate's, from its typed arguments): approvals,
-    /// grants and the audit record as for [`execute`](Self::execute).
-    /// `None`, or a capability a velocity window counts, is decided here.
-    pub(crate) fn execute_decided(&self, event: Event, decision: Option<Decision>) -> Verdict {
+    /// Settles a gated call. The runtime decides the event it records with
+    /// its own decider; `gate` is the decision the gate's table made from
+    /// its typed arguments (`None` for a capability a velocity window counts,
+    /// decided on the ledger's totals). When the two differ, the arguments
+    /// the gate decided on are not the ones it records and runs with: the
+    /// call is denied, naming both.
+    pub(crate) fn execute_decided(&self, event: Event, gate: Option<Decision>) -> Verdict {
+        self.traced(event, |runtime, event| {
+            let covered = runtime.windowed.as_ref().is_some_and(|w| w.covers(&event));
+            if covered {
+                return runtime.settle_owned(event, None);
+            }
+            let own = runtime.decider.decide(&event);
+            if let Some(gate) = gate
+                && (gate.kind != own.kind || gate.rule != own.rule)
+            {
+                let reason = format!(
+                    "denied: the gate decided {} ({}) on its arguments, but the recorded call is \
+                     decided {} ({}): the gate's arguments are not what it records and runs",
+                    gate.kind.as_str(),
+                    gate.rule.as_deref().unwrap_or("no rule"),
+                    own.kind.as_str(),
+                    own.rule.as_deref().unwrap_or("no rule"),
+                );
+                let decision = Decision {
+                    kind: DecisionKind::Deny,
+                    rule: None,
+                    reason,
+                };
+                return Ok(runtime.ledger.settle(
+                    event,
+                    decision,
+                    runtime.decider.digest(),
+                    None,
+                    None,
+                )?);
+            }
+            runtime.settle_owned(event, Some(own))
+        })
+    }
+
+    /// Runs `settle` on `event` with the one `tracing` event every decision
+    /// gets, whatever path made it; a storage fault is a deny naming it.
+    fn traced(
+        &self,
+        event: Event,
+        settle: impl FnOnce(&Self, Event) -> Result<Verdict, RuntimeError>,
+    ) -> Verdict {
         let started = std::time::Instant::now();
         // The event moves into the ledger; keep a copy only for a listener.
-        let traced = tracing::enabled!(target: "capfence::decision", tracing::Level::INFO)
+        let copy = tracing::enabled!(target: "capfence::decision", tracing::Level::INFO)
             .then(|| event.clone());
-        let result = self.settle_owned(event, decision);
-        if let Some(event) = traced {
+        let result = settle(self, event);
+        if let Some(event) = copy {
             trace_decision(&event, &result, started.elapsed());
         }
         result.unwrap_or_else(|e| {

@@ -87,77 +87,6 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// Work inside one transaction.
-pub trait Tx {
-    /// The last record's (seq, hash); `(0, GENESIS)` for an empty chain.
-    fn head(&mut self) -> Result<(u64, String), StoreError>;
-    /// Appends a sealed record.
-    fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
-    /// The chain records that make up the steps of ticket or grant
-    /// `approval_id` (`T-7`, `G-3`), in seq order, including those appended
-    /// earlier in this transaction: the first record citing it and every
-    /// later one that is not a `require_approval` (a pending ticket asked
-    /// again changes nothing, so re-asks are left out). The chain, not the
-    /// ticket and grant rows, is what vouches for an approval.
-    fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
-    /// The newest live ticket for an event key: pending, approved or
-    /// rejected, and not expired at `now`.
-    fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError>;
-    /// A ticket by id.
-    fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError>;
-    /// Stores a new ticket (its `id` is ignored) and returns its id.
-    fn insert_ticket(&mut self, ticket: &Ticket) -> Result<u64, StoreError>;
-    /// Changes a ticket's status.
-    fn update_ticket(
-        &mut self,
-        id: u64,
-        status: TicketStatus,
-        decided_by: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// The grants for (actor, capability, environment), oldest first.
-    fn grants_for(
-        &mut self,
-        actor: &str,
-        capability: &str,
-        environment: &str,
-    ) -> Result<Vec<Grant>, StoreError>;
-    /// A grant by id.
-    fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError>;
-    /// Stores a new grant (its `id` is ignored) and returns its id.
-    fn insert_grant(&mut self, grant: &Grant) -> Result<u64, StoreError>;
-    /// Updates a grant's remaining uses and revocation.
-    fn update_grant(
-        &mut self,
-        id: u64,
-        uses_left: Option<u32>,
-        revoked_by: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// The total of `spec`'s window rows for `group` recorded after `after`
-    /// (µs since the epoch): the authorized calls a velocity rule counts.
-    fn window_total(
-        &mut self,
-        spec: &str,
-        group: &str,
-        after: i64,
-    ) -> Result<rust_decimal::Decimal, StoreError>;
-    /// Adds an authorized call's contribution to `spec`'s window for `group`.
-    fn add_to_window(
-        &mut self,
-        spec: &str,
-        group: &str,
-        at: i64,
-        value: rust_decimal::Decimal,
-    ) -> Result<(), StoreError>;
-    /// A note kept beside the chain (`approvers:<digest>`: the signing
-    /// requirements of a policy, for operator tools that have no policy).
-    /// Notes are hints for refusing early; decisions never rely on them.
-    fn note(&mut self, key: &str) -> Result<Option<String>, StoreError>;
-    /// Keeps a note (replacing one with the same key).
-    fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
-    /// Whether any note's key starts with `prefix`.
-    fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError>;
-}
-
 /// One row of a velocity window: a call it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRow {
@@ -188,16 +117,105 @@ pub struct Rows {
     pub window_heads: Vec<(String, String, u64, rust_decimal::Decimal)>,
 }
 
-/// A storage backend.
-pub trait Store: Send + Sync {
-    /// Runs `work` in one transaction that is serialized against every other
-    /// writer (threads and processes) and durable when this returns `Ok`. If
-    /// `work` or the commit fails, nothing of it is kept.
-    fn transaction(
-        &self,
-        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+/// Writing, sealed inside this crate: only the runtime's ledger appends
+/// records, opens tickets and moves window totals. Code outside the crate can
+/// name neither trait, so it can read a store but never write one.
+mod sealed {
+    use super::*;
 
+    /// How a store runs a transaction.
+    pub trait Writer {
+        /// Runs `work` in one transaction that is serialized against every
+        /// other writer (threads and processes) and durable when this
+        /// returns `Ok`. If `work` or the commit fails, nothing of it is kept.
+        fn transaction(
+            &self,
+            work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError>;
+    }
+
+    /// Work inside one transaction.
+    pub trait Tx {
+        /// The last record's (seq, hash); `(0, GENESIS)` for an empty chain.
+        fn head(&mut self) -> Result<(u64, String), StoreError>;
+        /// Appends a sealed record.
+        fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+        /// The chain records that make up the steps of ticket or grant
+        /// `approval_id` (`T-7`, `G-3`), in seq order, including those appended
+        /// earlier in this transaction: the first record citing it and every
+        /// later one that is not a `require_approval` (a pending ticket asked
+        /// again changes nothing, so re-asks are left out). The chain, not the
+        /// ticket and grant rows, is what vouches for an approval.
+        fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
+        /// The newest live ticket for an event key: pending, approved or
+        /// rejected, and not expired at `now`.
+        fn latest_ticket(
+            &mut self,
+            event_key: &str,
+            now: i64,
+        ) -> Result<Option<Ticket>, StoreError>;
+        /// A ticket by id.
+        fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError>;
+        /// Stores a new ticket (its `id` is ignored) and returns its id.
+        fn insert_ticket(&mut self, ticket: &Ticket) -> Result<u64, StoreError>;
+        /// Changes a ticket's status.
+        fn update_ticket(
+            &mut self,
+            id: u64,
+            status: TicketStatus,
+            decided_by: Option<&str>,
+        ) -> Result<(), StoreError>;
+        /// The grants for (actor, capability, environment), oldest first.
+        fn grants_for(
+            &mut self,
+            actor: &str,
+            capability: &str,
+            environment: &str,
+        ) -> Result<Vec<Grant>, StoreError>;
+        /// A grant by id.
+        fn grant(&mut self, id: u64) -> Result<Option<Grant>, StoreError>;
+        /// Stores a new grant (its `id` is ignored) and returns its id.
+        fn insert_grant(&mut self, grant: &Grant) -> Result<u64, StoreError>;
+        /// Updates a grant's remaining uses and revocation.
+        fn update_grant(
+            &mut self,
+            id: u64,
+            uses_left: Option<u32>,
+            revoked_by: Option<&str>,
+        ) -> Result<(), StoreError>;
+        /// The total of `spec`'s window rows for `group` recorded after `after`
+        /// (µs since the epoch): the authorized calls a velocity rule counts.
+        fn window_total(
+            &mut self,
+            spec: &str,
+            group: &str,
+            after: i64,
+        ) -> Result<rust_decimal::Decimal, StoreError>;
+        /// Adds an authorized call's contribution to `spec`'s window for `group`.
+        fn add_to_window(
+            &mut self,
+            spec: &str,
+            group: &str,
+            at: i64,
+            value: rust_decimal::Decimal,
+        ) -> Result<(), StoreError>;
+        /// A note kept beside the chain (`approvers:<digest>`: the signing
+        /// requirements of a policy, for operator tools that have no policy).
+        /// Notes are hints for refusing early; decisions never rely on them.
+        fn note(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+        /// Keeps a note (replacing one with the same key).
+        fn set_note(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+        /// Whether any note's key starts with `prefix`.
+        fn has_note_with_prefix(&mut self, prefix: &str) -> Result<bool, StoreError>;
+    }
+}
+
+pub(crate) use sealed::{Tx, Writer};
+
+/// A storage backend: the embedded SQLite store, PostgreSQL, or memory. The
+/// writing half is sealed (only this crate's ledger writes); anything may
+/// read.
+pub trait Store: Writer + Send + Sync {
     /// Calls `visit` with every audit record in seq order until it returns false.
     fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError>;
 

@@ -9,7 +9,7 @@
 //! `PROPTEST_CASES` sets the number of cases per policy (default 10,000):
 //! `PROPTEST_CASES=1000000 cargo test --release --test it differential`.
 
-use capfence::{Compiled, Policy};
+use capfence::{Compiled, DecisionKind, Policy};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -34,22 +34,63 @@ fn check<C: Compiled>(table: &C, path: &str) {
         .run(&strategy, |event| {
             let reference = policy.decide(&event);
             let compiled = table.decide_view(&table.view(&event)).to_decision();
-            let seen = &by_kind[reference.kind as usize];
+            let seen = &by_kind[slot(reference.kind)];
             seen.set(seen.get() + 1);
             prop_assert_eq!(&compiled, &reference, "{}: {}", path, event);
             Ok(())
         })
         .unwrap();
-    // The generator must reach every kind of decision the policy can make.
-    let tiers = [
-        capfence_compiler::policy::DecisionKind::Allow,
-        capfence_compiler::policy::DecisionKind::RequireApproval,
-        capfence_compiler::policy::DecisionKind::Deny,
-    ];
-    for (i, tier) in tiers.iter().enumerate() {
-        if policy.tier(*tier).next().is_some() {
-            assert!(by_kind[i].get() > 0, "{path}: no event got {tier:?}");
+    let counts = by_kind.map(std::cell::Cell::into_inner);
+    if let Err(e) = every_tier_reached(&policy, &counts) {
+        panic!("{path}: {e}");
+    }
+}
+
+/// Where a decision kind is counted.
+fn slot(kind: DecisionKind) -> usize {
+    match kind {
+        DecisionKind::Allow => 0,
+        DecisionKind::RequireApproval => 1,
+        DecisionKind::Deny => 2,
+    }
+}
+
+/// The generator must reach every kind of decision the policy has rules
+/// for: `counts[slot(kind)]` events got `kind`.
+fn every_tier_reached(policy: &Policy, counts: &[u32; 3]) -> Result<(), String> {
+    for tier in [
+        DecisionKind::Allow,
+        DecisionKind::RequireApproval,
+        DecisionKind::Deny,
+    ] {
+        if policy.tier(tier).next().is_some() && counts[slot(tier)] == 0 {
+            return Err(format!("no event got {tier:?}"));
         }
+    }
+    Ok(())
+}
+
+/// The tier check can fail: counts that miss a tier the policy has rules
+/// for are refused, whichever tier it is.
+#[test]
+fn the_tier_check_fails_when_a_tier_is_missed() {
+    let policy = Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/fintech_policy.yaml"
+    ))
+    .unwrap();
+    assert_eq!(every_tier_reached(&policy, &[1, 1, 1]), Ok(()));
+    for missing in [
+        DecisionKind::Allow,
+        DecisionKind::RequireApproval,
+        DecisionKind::Deny,
+    ] {
+        let mut counts = [1, 1, 1];
+        counts[slot(missing)] = 0;
+        assert_eq!(
+            every_tier_reached(&policy, &counts),
+            Err(format!("no event got {missing:?}"))
+        );
     }
 }
 

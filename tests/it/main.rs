@@ -15,4 +15,5 @@ mod fuzz_replay;
 mod gate;
 mod gate_typed;
 mod hardening;
+mod sealed;
 mod ui;

@@ -9,4 +9,5 @@ fn ui() {
     t.compile_fail("tests/ui/policy_not_a_string.rs");
     t.pass("tests/ui/pass_gate.rs");
     t.compile_fail("tests/ui/gate_*.rs");
+    t.compile_fail("tests/ui/seal_*.rs");
 }

@@ -216,7 +216,7 @@ impl Tx for MemoryTx<'_> {
     }
 }
 
-impl Store for MemoryStore {
+impl crate::store::Writer for MemoryStore {
     fn transaction(
         &self,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
@@ -248,7 +248,9 @@ impl Store for MemoryStore {
         state.windows = draft.windows;
         Ok(())
     }
+}
 
+impl Store for MemoryStore {
     fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
         let records = self
             .state

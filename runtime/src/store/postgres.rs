@@ -274,6 +274,20 @@ impl PostgresStore {
         })
     }
 
+    /// Takes the writers' turn as a transaction does, runs `while_held`,
+    /// then ends the transaction without writing anything. For tests of a
+    /// host that stalls while it holds the turn; it can read and wait, never
+    /// append.
+    #[doc(hidden)]
+    pub fn hold_turn(&self, while_held: &mut dyn FnMut()) -> Result<(), StoreError> {
+        use crate::store::Writer as _;
+        self.transaction(&mut |tx| {
+            tx.head()?;
+            while_held();
+            Ok(())
+        })
+    }
+
     /// Connects now and checks (or creates) the schema, reporting why the
     /// server cannot be used.
     pub fn open_checked(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
@@ -1048,7 +1062,7 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
+impl crate::store::Writer for PostgresStore {
     fn transaction(
         &self,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
@@ -1078,7 +1092,9 @@ impl Store for PostgresStore {
             }
         }
     }
+}
 
+impl Store for PostgresStore {
     fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
         let mut fault = None;
         self.read(|tx| {

@@ -885,7 +885,7 @@ fn note_key(key: &str) -> String {
     format!("note:{key}")
 }
 
-impl Store for SqliteStore {
+impl crate::store::Writer for SqliteStore {
     fn transaction(
         &self,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
@@ -910,7 +910,9 @@ impl Store for SqliteStore {
             result
         })
     }
+}
 
+impl Store for SqliteStore {
     fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
         self.with_connection(|conn| {
             let mut stmt = conn

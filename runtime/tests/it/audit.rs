@@ -92,7 +92,8 @@ fn chain(n: u64) -> Vec<AuditRecord> {
             let mut r = vectors::first();
             r.seq = seq;
             r.reason = format!("record {seq}");
-            r.seal(&prev);
+            r.prev_hash = prev.clone();
+            r.hash = r.compute_hash();
             prev.clone_from(&r.hash);
             r
         })
@@ -149,7 +150,8 @@ fn verifier_names_the_first_bad_record() {
     let mut forged = good.clone();
     forged[2].reason = "forged".into();
     let prev = forged[1].hash.clone();
-    forged[2].seal(&prev);
+    forged[2].prev_hash = prev.clone();
+    forged[2].hash = forged[2].compute_hash();
     assert_eq!(
         verify(&forged, None),
         Err(ChainFault::BrokenLink {

@@ -434,7 +434,6 @@ fn the_cli_decides_and_approves_on_the_shared_ledger() {
 /// other hosts are denied meanwhile, not hung, and go on afterwards.
 #[test]
 fn a_host_stalled_while_holding_the_turn_is_cut_off() {
-    use capfence::store::Store as _;
     use capfence::store::postgres::{PostgresOptions, PostgresStore};
     let Some(admin) = server() else { return };
     let url = database(&admin, "stalled");
@@ -459,11 +458,9 @@ fn a_host_stalled_while_holding_the_turn_is_cut_off() {
     .unwrap();
     let (entered, inside) = std::sync::mpsc::channel();
     let host = std::thread::spawn(move || {
-        stalled.transaction(&mut |tx| {
-            tx.head()?; // holds the turn from here on
+        stalled.hold_turn(&mut || {
             entered.send(()).unwrap();
             std::thread::sleep(Duration::from_secs(3));
-            Ok(())
         })
     });
     inside.recv().unwrap();

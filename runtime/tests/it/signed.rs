@@ -263,7 +263,8 @@ fn forge_append(state: &Path, mut record: AuditRecord) {
         )
         .unwrap();
     record.seq = u64::try_from(seq).unwrap() + 1;
-    record.seal(&prev);
+    record.prev_hash = prev.clone();
+    record.hash = record.compute_hash();
     insert(&db, &record);
 }
 
@@ -396,7 +397,8 @@ fn verify_names_the_record_whose_signature_fails() {
         if r.seq == target.seq {
             r.payload = flipped.clone();
         }
-        r.seal(&prev);
+        r.prev_hash = prev.clone();
+        r.hash = r.compute_hash();
         prev = r.hash.clone();
         insert(&db, &r);
     }

@@ -81,7 +81,8 @@ fn an_inserted_record_is_named() {
         .unwrap();
     let mut forged = super::vectors::first();
     forged.seq = 5;
-    forged.seal(&prev);
+    forged.prev_hash = prev.clone();
+    forged.hash = forged.compute_hash();
     conn.execute(
         "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",

@@ -117,3 +117,25 @@ fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
         .expect("a TRACE event with the payload");
     assert!(field(&payload.2, "payload").contains("vendor-8"));
 }
+
+#[test]
+fn input_that_is_no_event_is_traced_like_any_decision() {
+    let dir = TempDir::new("telemetry-unreadable");
+    let rt = runtime(dir.path());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector {
+        max: Level::INFO,
+        seen: Arc::clone(&seen),
+    };
+    tracing::subscriber::with_default(collector, || {
+        rt.execute_unreadable("unreadable event: line 1 is not UTF-8");
+    });
+    let events = seen.lock().unwrap().clone();
+    let decisions: Vec<_> = events
+        .iter()
+        .filter(|(_, target, _)| target == "capfence::decision")
+        .collect();
+    assert_eq!(decisions.len(), 1, "{events:?}");
+    assert_eq!(field(&decisions[0].2, "decision"), "deny");
+    assert_eq!(field(&decisions[0].2, "authorized"), "false");
+}

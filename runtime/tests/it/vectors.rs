@@ -101,7 +101,8 @@ pub fn chain() -> Vec<AuditRecord> {
     [first(), second(), third(), fourth(), fifth()]
         .into_iter()
         .map(|mut r| {
-            r.seal(&prev);
+            r.prev_hash = prev.clone();
+            r.hash = r.compute_hash();
             prev = r.hash.clone();
             r
         })
