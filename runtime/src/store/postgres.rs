@@ -18,12 +18,20 @@
 //! transaction whose `COMMIT` was sent but not answered is never retried: it
 //! may have committed, and a second try could record the decision twice.
 //!
+//! A commit is checked, not assumed: before `COMMIT` the transaction's id
+//! is read, and after it the server is asked that transaction's status. A
+//! `COMMIT` answered by anything but a committed transaction (a server that
+//! rolled back, or a relay that rewrote the statement) fails the
+//! transaction: every decision in it is denied.
+//!
 //! The URL is a libpq-style `postgres://user[:password]@host[:port]/db[?…]`.
-//! TLS: when the server offers it (`sslmode=prefer`, the default) or must
-//! (`sslmode=require`, also spelled `verify-full`), the server's
-//! certificate and host name are verified — against the system's roots, or
-//! the CA in `sslrootcert=FILE`; a certificate that does not verify fails
-//! the connection, it is never used unverified. `sslmode=disable` opts out.
+//! TLS: a server on another host must speak it (`sslmode=verify-full` is the
+//! default there: an on-path relay that answers "no TLS" gets no
+//! statement); on a loopback address or a Unix socket the default is
+//! `prefer`. Whenever TLS is used, the server's certificate and host name are
+//! verified — against the system's roots, or the CA in `sslrootcert=FILE`;
+//! a certificate that does not verify fails the connection, it is never used
+//! unverified. `sslmode=prefer` or `disable` in the URL opts out.
 
 use std::collections::HashMap;
 use std::str::FromStr as _;
@@ -216,6 +224,33 @@ fn tls_parameters(url: &str) -> Result<(String, Option<String>), StoreError> {
     Ok((url, root_cert))
 }
 
+/// Whether the URL sets `sslmode` itself.
+fn names_sslmode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, _)| key == "sslmode")
+        })
+    })
+}
+
+/// Whether every host of `config` is this machine: `localhost`, a loopback
+/// address, or a Unix socket. A name that merely resolves to a loopback
+/// address counts as another host (the stricter default).
+fn all_hosts_loopback(config: &Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        postgres::config::Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        postgres::config::Host::Unix(_) => true,
+    })
+}
+
 /// `%XX` escapes decoded (a file name in a URL).
 fn percent_decoded(text: &str) -> Result<String, StoreError> {
     let bad = || StoreError::Io(format!("bad escape in URL parameter {text:?}"));
@@ -247,6 +282,9 @@ impl PostgresStore {
         let (url, root_cert) = tls_parameters(url)?;
         let mut config = Config::from_str(&url)
             .map_err(|e| StoreError::Io(format!("bad PostgreSQL URL: {e}")))?;
+        if !names_sslmode(&url) && !all_hosts_loopback(&config) {
+            config.ssl_mode(postgres::config::SslMode::Require);
+        }
         let mut tls = native_tls::TlsConnector::builder();
         if let Some(path) = root_cert {
             let pem = std::fs::read(&path)
@@ -997,17 +1035,48 @@ impl PostgresStore {
         let Conn { client, statements } = conn;
         // BEGIN, then this host's turn: the format row, locked until COMMIT
         // or ROLLBACK, orders every writer on every host.
-        let begun = client.transaction().and_then(|mut tx| {
+        let (last, xid) = match self.begin_work_commit(client, statements, work) {
+            Ok(done) => done,
+            Err(attempt) => return attempt,
+        };
+        let Some(xid) = xid else {
+            return Attempt::Done(Ok(()));
+        };
+        match client.query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid]) {
+            Ok(row) => match row.try_get::<_, Option<String>>(0) {
+                Ok(Some(status)) if status == "committed" => Attempt::Done(Ok(())),
+                Ok(status) => Attempt::Done(Err(StoreError::Io(format!(
+                    "{}: COMMIT was answered, but transaction {xid} is {} on the server: \
+                     nothing of it was kept",
+                    self.shown,
+                    status.as_deref().unwrap_or("unknown")
+                )))),
+                Err(e) => Attempt::Done(Err(self.classify(&e))),
+            },
+            Err(e) if dead_connection(&e) => Attempt::InDoubt(self.classify(&e), last),
+            Err(e) => Attempt::Done(Err(self.classify(&e))),
+        }
+    }
+
+    /// BEGIN, this host's turn, `work`, COMMIT: the last record appended and
+    /// the transaction's id (none when it wrote nothing), or how it ended.
+    #[allow(clippy::type_complexity)]
+    fn begin_work_commit(
+        &self,
+        client: &mut Client,
+        statements: &mut HashMap<&'static str, Statement>,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(Option<(u64, String)>, Option<String>), Attempt> {
+        let tx = match client.transaction().and_then(|mut tx| {
             tx.execute(
                 "SELECT 1 FROM capfence.meta WHERE key = 'format' FOR UPDATE",
                 &[],
             )
             .map(|_| tx)
-        });
-        let tx = match begun {
+        }) {
             Ok(tx) => tx,
-            Err(e) if dead_connection(&e) => return Attempt::Dead(self.classify(&e)),
-            Err(e) => return Attempt::Done(Err(self.classify(&e))),
+            Err(e) if dead_connection(&e) => return Err(Attempt::Dead(self.classify(&e))),
+            Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
         };
         let mut pg = PgTx {
             tx,
@@ -1018,13 +1087,28 @@ impl PostgresStore {
         };
         // Dropping an uncommitted transaction rolls it back.
         if let Err(fault) = work(&mut pg) {
-            return Attempt::Done(Err(fault));
+            return Err(Attempt::Done(Err(fault)));
         }
         let last = pg.head.clone();
+        // The transaction's id (none when it wrote nothing): after COMMIT the
+        // server says whether that transaction committed. COMMIT's own
+        // answer does not tell: a server answers it with ROLLBACK for a
+        // failed transaction, and rust-postgres reports both as success.
+        let xid = match pg
+            .tx
+            .query_one("SELECT pg_current_xact_id_if_assigned()::text", &[])
+        {
+            Ok(row) => match row.try_get::<_, Option<String>>(0) {
+                Ok(xid) => xid,
+                Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+            },
+            Err(e) if dead_connection(&e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+            Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+        };
         match pg.tx.commit() {
-            Ok(()) => Attempt::Done(Ok(())),
-            Err(e) if dead_connection(&e) => Attempt::InDoubt(self.classify(&e), last),
-            Err(e) => Attempt::Done(Err(self.classify(&e))),
+            Ok(()) => Ok((last, xid)),
+            Err(e) if dead_connection(&e) => Err(Attempt::InDoubt(self.classify(&e), last)),
+            Err(e) => Err(Attempt::Done(Err(self.classify(&e)))),
         }
     }
 }

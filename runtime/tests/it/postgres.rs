@@ -564,3 +564,151 @@ fn tls_is_verified_and_never_downgraded() {
     );
     assert_eq!(verified.verify().unwrap().0, 2);
 }
+
+/// An on-path relay between the store and the server, on loopback. It
+/// answers the client's TLS request with "no" itself (the server never sees
+/// it), and, when `rewrite_commit`, turns each simple-query `COMMIT` into
+/// `ROLLBACK`. It reports whether any client got past the TLS request (sent
+/// its startup message, after which every statement is readable) and how
+/// many commits it rewrote.
+struct Relay {
+    port: u16,
+    startups: Arc<std::sync::atomic::AtomicUsize>,
+    rewritten: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn relay(upstream: String, rewrite_commit: bool) -> Relay {
+    use std::io::Read as _;
+    use std::sync::atomic::AtomicUsize;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let startups = Arc::new(AtomicUsize::new(0));
+    let rewritten = Arc::new(AtomicUsize::new(0));
+    let (s, r) = (Arc::clone(&startups), Arc::clone(&rewritten));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let (upstream, startups, rewritten) =
+                (upstream.clone(), Arc::clone(&s), Arc::clone(&r));
+            std::thread::spawn(move || -> std::io::Result<()> {
+                // Startup phase: length-prefixed messages without a type byte.
+                let startup = loop {
+                    let mut len = [0u8; 4];
+                    client.read_exact(&mut len)?;
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                    client.read_exact(&mut body)?;
+                    let code = u32::from_be_bytes(body[..4].try_into().unwrap());
+                    if code == 80_877_103 || code == 80_877_104 {
+                        client.write_all(b"N")?; // SSL or GSS encryption: refused
+                        continue;
+                    }
+                    break [len.to_vec(), body].concat();
+                };
+                startups.fetch_add(1, Ordering::SeqCst);
+                let mut server = std::net::TcpStream::connect(&upstream)?;
+                server.write_all(&startup)?;
+                let (mut from_server, mut to_client) = (server.try_clone()?, client.try_clone()?);
+                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                loop {
+                    let mut head = [0u8; 5];
+                    client.read_exact(&mut head)?;
+                    let len = u32::from_be_bytes(head[1..].try_into().unwrap()) as usize;
+                    let mut body = vec![0u8; len - 4];
+                    client.read_exact(&mut body)?;
+                    if rewrite_commit && head[0] == b'Q' && body == b"COMMIT\0" {
+                        body = b"ROLLBACK\0".to_vec();
+                        head[1..]
+                            .copy_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+                        rewritten.fetch_add(1, Ordering::SeqCst);
+                    }
+                    server.write_all(&head)?;
+                    server.write_all(&body)?;
+                }
+            });
+        }
+    });
+    Relay {
+        port,
+        startups,
+        rewritten,
+    }
+}
+
+/// `host:port` of the server a URL names.
+fn host_port(url: &str) -> String {
+    let after = &url[url
+        .find('@')
+        .map_or(url.find("://").unwrap() + 3, |i| i + 1)..];
+    after[..after.find('/').unwrap_or(after.len())].to_owned()
+}
+
+/// A server on another host is reached with TLS or not at all: a relay that
+/// answers "no TLS" gets no startup message, so no statement, and every
+/// decision is denied. `sslmode=prefer` (or `disable`) in the URL opts out.
+#[test]
+fn a_relay_that_refuses_tls_gets_nothing_from_a_remote_url() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "notls");
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let relay = relay(host_port(&admin), false);
+    // `db.example` is another host to the store; the bytes go to the relay.
+    let remote = |query: &str| {
+        format!(
+            "postgres://postgres@db.example:{}/{db}?hostaddr=127.0.0.1{query}",
+            relay.port
+        )
+    };
+    let denied = runtime_on(&remote(""), POLICY).execute(&transfer("120", "vendor-corp-123"));
+    assert!(!denied.authorized, "{denied:?}");
+    assert!(
+        denied.reason.to_lowercase().contains("tls") || denied.reason.contains("SSL"),
+        "{}",
+        denied.reason
+    );
+    assert_eq!(
+        relay.startups.load(Ordering::SeqCst),
+        0,
+        "the relay read a startup message"
+    );
+    // The URL's own choice is honoured: in plain text, the relay reads all.
+    let plain = runtime_on(&remote("&sslmode=prefer"), POLICY);
+    assert!(
+        plain
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    assert!(relay.startups.load(Ordering::SeqCst) > 0);
+}
+
+/// COMMIT's answer is checked: a relay that rewrites COMMIT into ROLLBACK
+/// gets every decision of that transaction denied, and nothing is on the
+/// chain that was reported authorized.
+#[test]
+fn a_commit_rewritten_into_rollback_is_a_failed_commit() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "rollback");
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    // The schema first, directly.
+    let direct = runtime_on(&url, POLICY);
+    assert!(
+        direct
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    let relay = relay(host_port(&admin), true);
+    let through = runtime_on(
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            relay.port
+        ),
+        POLICY,
+    );
+    for _ in 0..2 {
+        let v = through.execute(&transfer("120", "vendor-corp-123"));
+        assert!(!v.authorized, "{v:?}");
+        assert!(v.reason.contains("aborted"), "{}", v.reason);
+    }
+    assert!(relay.rewritten.load(Ordering::SeqCst) >= 2);
+    // Only the direct decision is on the chain, and it verifies.
+    assert_eq!(direct.verify().unwrap().0, 1);
+}
