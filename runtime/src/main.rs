@@ -351,6 +351,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             match verified {
                 Ok((seq, hash)) => {
                     println!("ok: {seq} records verified; head {seq} {hash}");
+                    // Not a fault of the chain, but worth a look: a clock
+                    // that stepped back, or hosts that disagree.
+                    let reversals = ledger.time_reversals().map_err(|e| e.to_string())?;
+                    for r in reversals.iter().take(10) {
+                        println!("note: {r}");
+                    }
+                    if reversals.len() > 10 {
+                        println!(
+                            "note: … and {} more records stamped before an earlier one",
+                            reversals.len() - 10
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(VerifyError::Chain(fault)) => {

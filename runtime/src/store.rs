@@ -76,6 +76,11 @@ pub enum StoreError {
     /// The files are damaged.
     #[error("audit storage is corrupted: {0}")]
     Corrupt(String),
+    /// This host's clock differs from the ledger's (the PostgreSQL server's)
+    /// by more than the tolerance: its decisions are refused rather than
+    /// stamped with a time the others do not share.
+    #[error("this host's clock is off the ledger's: {0}")]
+    ClockSkew(String),
     /// The files belong to something else, or to a newer format.
     #[error("audit storage is not a CapFence state directory: {0}")]
     Foreign(String),
@@ -138,6 +143,13 @@ mod sealed {
     pub trait Tx {
         /// The last record's (seq, hash); `(0, GENESIS)` for an empty chain.
         fn head(&mut self) -> Result<(u64, String), StoreError>;
+        /// The ledger's time for this transaction (µs since the epoch), given
+        /// this host's: a store that every host shares keeps one clock (the
+        /// PostgreSQL server's) and refuses a host whose clock is off it by
+        /// more than a tolerance; a store of one host uses the host's.
+        fn ledger_time(&mut self, host: i64) -> Result<i64, StoreError> {
+            Ok(host)
+        }
         /// Appends a sealed record.
         fn append(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
         /// The chain records that make up the steps of ticket or grant

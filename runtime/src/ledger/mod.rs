@@ -10,6 +10,7 @@
 mod operator;
 mod queue;
 mod verify;
+pub use verify::TimeReversal;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;

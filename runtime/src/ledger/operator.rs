@@ -75,8 +75,8 @@ impl Ledger {
         let mut action = action;
         let mut outcome = None;
         let mut refused = None;
-        let now = self.inner.clock.now_micros();
         self.inner.store.transaction(&mut |tx| {
+            let now = tx.ledger_time(self.inner.clock.now_micros())?;
             match action(tx, now) {
                 Ok((value, mut record)) => {
                     record.time = rfc3339(now);

@@ -177,7 +177,7 @@ impl Ledger {
         let result = self.inner.store.transaction(&mut |tx| {
             verdicts.clear();
             for job in batch {
-                let now = self.inner.clock.now_micros();
+                let now = tx.ledger_time(self.inner.clock.now_micros())?;
                 let windowed = match &job.windowed {
                     Some(w) => Some(decide_on_windows(tx, w, job, now)?),
                     None => None,

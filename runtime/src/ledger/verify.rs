@@ -6,7 +6,61 @@ use crate::approvals::{self, GrantId, TicketId};
 use crate::audit::{AuditRecord, Verifier};
 use crate::store::{Rows, StoreError};
 
+/// A record stamped earlier than a record before it: a host's clock stepped
+/// back, or hosts' clocks disagree. Not a fault of the chain (the order is
+/// the chain's); windows count such records as if stamped at the latest
+/// time before them, so a cap only gets stricter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeReversal {
+    /// The record whose time runs backward.
+    pub seq: u64,
+    /// Its time.
+    pub time: String,
+    /// The record before it with the latest time.
+    pub latest_seq: u64,
+    /// That time.
+    pub latest_time: String,
+}
+
+impl std::fmt::Display for TimeReversal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recorded time runs backward at record {}: {} is before {} (record {})",
+            self.seq, self.time, self.latest_time, self.latest_seq
+        )
+    }
+}
+
 impl Ledger {
+    /// Every record stamped earlier than one before it, in seq order.
+    pub fn time_reversals(&self) -> Result<Vec<TimeReversal>, StoreError> {
+        let mut found = Vec::new();
+        let mut latest: Option<(u64, i64, String)> = None;
+        let mut fault = None;
+        self.inner.store.scan_views(&mut |view| {
+            let text = String::from_utf8_lossy(view.time).into_owned();
+            let Some(at) = capfence_compiler::time::parse_rfc3339(&text) else {
+                fault = Some(StoreError::Invalid(format!(
+                    "record {}: time {text:?} is not RFC 3339",
+                    view.seq
+                )));
+                return false;
+            };
+            match &latest {
+                Some((seq, t, shown)) if at < *t => found.push(TimeReversal {
+                    seq: view.seq,
+                    time: text,
+                    latest_seq: *seq,
+                    latest_time: shown.clone(),
+                }),
+                _ => latest = Some((view.seq, at, text)),
+            }
+            true
+        })?;
+        fault.map_or(Ok(found), Err)
+    }
+
     /// Re-computes the whole chain; with `head`, also requires that hash to be
     /// in it (detects a truncated tail). Returns the last (seq, hash).
     ///

@@ -146,6 +146,11 @@ pub struct PostgresOptions {
     /// dropped (`TCP_USER_TIMEOUT`): a cut network fails a decision instead
     /// of hanging it. Default 10 s.
     pub network_timeout: Duration,
+    /// How far this host's clock may be from the server's: records and
+    /// window rows are stamped with the server's clock, and a host further
+    /// off is refused (every decision denied, naming the skew). Default 5 s;
+    /// `clock_tolerance_ms=N` in the URL sets it.
+    pub clock_tolerance: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -154,6 +159,7 @@ impl Default for PostgresOptions {
             lock_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             network_timeout: Duration::from_secs(10),
+            clock_tolerance: Duration::from_secs(5),
         }
     }
 }
@@ -213,6 +219,8 @@ fn tls_parameters(url: &str) -> Result<(String, Option<String>), StoreError> {
         match pair.split_once('=') {
             Some(("sslrootcert", value)) => root_cert = Some(percent_decoded(value)?),
             Some(("sslmode", "verify-full" | "verify-ca")) => kept.push("sslmode=require"),
+            // Read by `clock_tolerance`, not by the client library.
+            Some(("clock_tolerance_ms", _)) => {}
             _ => kept.push(pair),
         }
     }
@@ -222,6 +230,24 @@ fn tls_parameters(url: &str) -> Result<(String, Option<String>), StoreError> {
         format!("{base}?{}", kept.join("&"))
     };
     Ok((url, root_cert))
+}
+
+/// `clock_tolerance_ms=N` from the URL, if given.
+fn clock_tolerance(url: &str) -> Result<Option<Duration>, StoreError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        if let Some(("clock_tolerance_ms", value)) = pair.split_once('=') {
+            let ms: u64 = value.parse().map_err(|_| {
+                StoreError::Io(format!(
+                    "clock_tolerance_ms={value}: not a whole number of milliseconds"
+                ))
+            })?;
+            return Ok(Some(Duration::from_millis(ms)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether the URL sets `sslmode` itself.
@@ -278,6 +304,10 @@ impl PostgresStore {
             return Err(StoreError::Io(
                 "a PostgreSQL store URL starts with postgres:// or postgresql://".to_owned(),
             ));
+        }
+        let mut options = options;
+        if let Some(ms) = clock_tolerance(url)? {
+            options.clock_tolerance = ms;
         }
         let (url, root_cert) = tls_parameters(url)?;
         let mut config = Config::from_str(&url)
@@ -541,6 +571,10 @@ struct PgTx<'c, 's> {
     server: &'s str,
     head: Option<(u64, String)>,
     window_heads: window::HeadCache,
+    /// The server's clock, read once per transaction (µs since the epoch).
+    clock: Option<i64>,
+    /// How far a host's clock may be from it (µs).
+    tolerance: i64,
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
@@ -675,6 +709,36 @@ impl PgTx<'_, '_> {
 }
 
 impl Tx for PgTx<'_, '_> {
+    fn ledger_time(&mut self, host: i64) -> Result<i64, StoreError> {
+        let server = match self.clock {
+            Some(t) => t,
+            None => {
+                let row = self.query_opt(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
+                    &[],
+                )?;
+                let t = row
+                    .and_then(|r| r.try_get::<_, i64>(0).ok())
+                    .ok_or_else(|| {
+                        StoreError::Invalid("the server's clock is unreadable".into())
+                    })?;
+                self.clock = Some(t);
+                t
+            }
+        };
+        let apart = host.abs_diff(server);
+        if apart > self.tolerance.unsigned_abs() {
+            return Err(StoreError::ClockSkew(format!(
+                "this host's clock is {} the server's by {:.3} s, more than the tolerance of \
+                 {:.3} s (clock_tolerance_ms); fix the host's time (NTP)",
+                if host > server { "ahead of" } else { "behind" },
+                apart as f64 / 1e6,
+                self.tolerance as f64 / 1e6
+            )));
+        }
+        Ok(server)
+    }
+
     fn head(&mut self) -> Result<(u64, String), StoreError> {
         if let Some(head) = &self.head {
             return Ok(head.clone());
@@ -1084,6 +1148,8 @@ impl PostgresStore {
             server: &self.shown,
             head: None,
             window_heads: window::HeadCache::new(),
+            clock: None,
+            tolerance: i64::try_from(self.options.clock_tolerance.as_micros()).unwrap_or(i64::MAX),
         };
         // Dropping an uncommitted transaction rolls it back.
         if let Err(fault) = work(&mut pg) {

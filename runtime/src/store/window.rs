@@ -2,10 +2,16 @@
 //! each backend supplies four row operations.
 //!
 //! Each window row carries its group's running total; a head row per group
-//! holds the latest running total and the window's first row (its number,
-//! its time and the running total just before it). A window's total is the
-//! latest running total minus the one before its first row; the start only
-//! moves forward, as time does, one lookup per row it passes.
+//! holds the latest running total and a hint: the first row the last
+//! decision's window counted (its number, its time and the running total
+//! just before it). A group's rows are in time order (a row is never stamped
+//! earlier than the one before it: a clock that steps back stamps the later
+//! time). A window's total counts every row stamped later than the deciding
+//! call's time minus the window, rows stamped after the call's own time
+//! included: the latest running total minus the one before the first such
+//! row. That row is found from the hint, forward or backward, so no call's
+//! clock removes rows another call's window still counts: a clock ahead or
+//! a step backward only ever makes a cap stricter.
 
 use std::collections::HashMap;
 
@@ -133,22 +139,11 @@ fn total_in(
     let Some(mut head) = head_of(rows, cache, spec, group)? else {
         return Ok(Decimal::ZERO);
     };
-    let mut moved = false;
-    while head.start_n <= head.last_n && head.start_at <= after {
-        head.start_n += 1;
-        moved = true;
-        if head.start_n <= head.last_n {
-            let (at, running, value) = rows.row(spec, group, head.start_n)?.ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "window {spec} lacks row {} of its group",
-                    head.start_n
-                ))
-            })?;
-            head.start_at = at;
-            head.start_before = running.checked_sub(value).ok_or_else(|| overflow(spec))?;
-        }
-    }
-    if moved {
+    let first = first_after(rows, spec, group, &head, after)?;
+    if first.n != head.start_n {
+        head.start_n = first.n;
+        head.start_at = first.at;
+        head.start_before = first.before;
         put_head(rows, cache, spec, group, &head)?;
     }
     if head.start_n > head.last_n {
@@ -157,6 +152,102 @@ fn total_in(
     head.running
         .checked_sub(head.start_before)
         .ok_or_else(|| overflow(spec))
+}
+
+/// A row of a group as the window start needs it.
+struct Start {
+    n: i64,
+    at: i64,
+    /// The running total just before the row.
+    before: Decimal,
+}
+
+/// Row `n` as a window start.
+fn start_at_row(
+    rows: &mut impl WindowRows,
+    spec: &str,
+    group: &str,
+    n: i64,
+) -> Result<Start, StoreError> {
+    let (at, running, value) = rows
+        .row(spec, group, n)?
+        .ok_or_else(|| StoreError::Invalid(format!("window {spec} lacks row {n} of its group")))?;
+    Ok(Start {
+        n,
+        at,
+        before: running.checked_sub(value).ok_or_else(|| overflow(spec))?,
+    })
+}
+
+/// The group's first row stamped later than `after` (`last_n + 1`, with
+/// the latest running total, when there is none). Rows are in time order;
+/// the search starts at the head's hint and goes forward (the usual case,
+/// a row or two) or backward (a call with an earlier time than the last
+/// one), doubling its step, then halving.
+fn first_after(
+    rows: &mut impl WindowRows,
+    spec: &str,
+    group: &str,
+    head: &WindowHead,
+    after: i64,
+) -> Result<Start, StoreError> {
+    let end = Start {
+        n: head.last_n + 1,
+        at: head.last_at,
+        before: head.running,
+    };
+    if head.last_n < 1 || head.last_at <= after {
+        return Ok(end);
+    }
+    // Invariant: row `hi` is later than `after` (or `hi` is past the end);
+    // row `lo` is not (or `lo` is 0).
+    let hint = head.start_n.clamp(1, head.last_n);
+    let at_hint = if hint == head.start_n {
+        head.start_at
+    } else {
+        start_at_row(rows, spec, group, hint)?.at
+    };
+    let (mut lo, mut hi) = if at_hint > after {
+        // Backward: find a row that is not later.
+        let mut step = 1;
+        let mut hi = hint;
+        loop {
+            let probe = hi - step;
+            if probe < 1 {
+                break (0, hi);
+            }
+            if start_at_row(rows, spec, group, probe)?.at > after {
+                hi = probe;
+                step *= 2;
+            } else {
+                break (probe, hi);
+            }
+        }
+    } else {
+        // Forward: find a row that is later (the last one is).
+        let mut step = 1;
+        let mut lo = hint;
+        loop {
+            let probe = lo + step;
+            if probe >= head.last_n {
+                break (lo, head.last_n);
+            }
+            if start_at_row(rows, spec, group, probe)?.at > after {
+                break (lo, probe);
+            }
+            lo = probe;
+            step *= 2;
+        }
+    };
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if start_at_row(rows, spec, group, mid)?.at > after {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    start_at_row(rows, spec, group, hi)
 }
 
 fn add_in(
@@ -200,4 +291,72 @@ fn add_in(
 pub(crate) fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
     capfence_compiler::number::parse_exact(text)
         .ok_or_else(|| StoreError::Invalid(format!("window row holds {text:?}, not a number")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::store::memory::MemoryStore;
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
+    use crate::store::{StoreError, Writer};
+
+    /// One step: a call's contribution stamped at a time, or a window total
+    /// asked for at a time (both in seconds; times jump back and forth, as
+    /// hosts with different clocks would stamp them).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add(i64, u32),
+        Total(i64),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        prop::collection::vec(
+            prop_oneof![
+                (0i64..200, 1u32..50).prop_map(|(t, v)| Step::Add(t, v)),
+                (0i64..200).prop_map(Step::Total),
+            ],
+            1..60,
+        )
+    }
+
+    fn run(store: &dyn Writer, steps: &[Step]) -> Vec<rust_decimal::Decimal> {
+        let mut totals = Vec::new();
+        for step in steps {
+            store
+                .transaction(&mut |tx| {
+                    match step {
+                        Step::Add(at, v) => tx.add_to_window("w", "g", *at, (*v).into())?,
+                        Step::Total(after) => totals.push(tx.window_total("w", "g", *after)?),
+                    }
+                    Ok::<(), StoreError>(())
+                })
+                .unwrap();
+        }
+        totals
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The table algorithm (hint, search forward and back) gives every
+        /// total the in-memory store's plain sum gives: every row stamped
+        /// later than the asked time, whatever order the times came in.
+        #[test]
+        fn window_totals_match_the_plain_sum(steps in steps()) {
+            let dir = std::env::temp_dir().join(format!(
+                "capfence-window-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let sqlite = SqliteStore::new(&dir, SqliteOptions::default());
+            let memory = MemoryStore::new();
+            let expected = run(&memory, &steps);
+            let got = run(&sqlite, &steps);
+            let _ = std::fs::remove_dir_all(&dir);
+            prop_assert_eq!(got, expected);
+        }
+    }
 }

@@ -712,3 +712,70 @@ fn a_commit_rewritten_into_rollback_is_a_failed_commit() {
     // Only the direct decision is on the chain, and it verifies.
     assert_eq!(direct.verify().unwrap().0, 1);
 }
+
+/// The system clock moved by `offset` µs.
+struct Offset(i64);
+
+impl capfence::clock::Clock for Offset {
+    fn now_micros(&self) -> i64 {
+        capfence::clock::SystemClock.now_micros() + self.0
+    }
+}
+
+/// On PostgreSQL the server's clock stamps records and window rows, and a
+/// host whose clock is 25 h ahead or behind it is refused, naming the skew;
+/// the cap holds for the host with the right clock.
+#[test]
+fn a_host_with_a_skewed_clock_is_refused_and_the_cap_holds() {
+    use capfence::clock::Clock as _;
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "skew");
+    let right = runtime_on(&url, VELOCITY);
+    let skewed = |offset: i64| {
+        ActionRuntime::builder(VELOCITY)
+            .store_url(&url)
+            .clock(Arc::new(Offset(offset)))
+            .build()
+            .unwrap()
+    };
+    let hours = |h: i64| h * 3600 * 1_000_000;
+    assert!(right.execute(&transfer("400", "attacker-1")).authorized);
+    assert!(right.execute(&transfer("400", "attacker-1")).authorized);
+    for offset in [hours(25), hours(-25)] {
+        let v = skewed(offset).execute(&transfer("0.01", "attacker-1"));
+        assert!(!v.authorized, "{v:?}");
+        assert!(v.reason.contains("clock"), "{}", v.reason);
+        assert!(
+            v.reason
+                .contains(if offset > 0 { "ahead of" } else { "behind" }),
+            "{}",
+            v.reason
+        );
+    }
+    // Within the tolerance (2 s off, default 5 s): decided, on the server's time.
+    let close = skewed(2_000_000).execute(&transfer("0.01", "attacker-1"));
+    assert!(close.authorized, "{close:?}");
+    for _ in 0..2 {
+        let v = right.execute(&transfer("400", "attacker-1"));
+        assert_eq!(v.decision, DecisionKind::RequireApproval, "{v:?}");
+    }
+    // Records carry the server's time: within a few seconds of this host's.
+    let records = right.ledger().records().unwrap();
+    let now = capfence::clock::SystemClock.now_micros();
+    for r in &records {
+        let at = capfence_compiler_time(&r.time);
+        assert!((now - at).abs() < 60_000_000, "{}", r.time);
+    }
+    right.verify().unwrap();
+    // The tolerance can be set in the URL.
+    let strict = ActionRuntime::builder(VELOCITY)
+        .store_url(format!("{url}?clock_tolerance_ms=1000"))
+        .clock(Arc::new(Offset(2_000_000)))
+        .build()
+        .unwrap();
+    assert!(!strict.execute(&transfer("1", "vendor-9")).authorized);
+}
+
+fn capfence_compiler_time(text: &str) -> i64 {
+    capfence_compiler::time::parse_rfc3339(text).unwrap()
+}

@@ -264,3 +264,85 @@ fn verify_holds_the_window_rows_to_the_chain() {
     let err = rt3.verify().unwrap_err().to_string();
     assert!(err.contains("no allow record"), "{err}");
 }
+
+/// A clock that reads `offset` ahead of (or behind) another.
+struct Skewed(Arc<ManualClock>, i64);
+
+impl capfence::clock::Clock for Skewed {
+    fn now_micros(&self) -> i64 {
+        self.0.now_micros() + self.1
+    }
+}
+
+/// Two hosts on one SQLite ledger, one clock right and one 25 h ahead (then
+/// one 25 h behind). Under a 1,000-per-24 h cap: 400 and 400 pass, the third
+/// 400 waits; the skewed host's 0.01 may pass, but it never reopens the
+/// window: the next 400s from the right clock still wait. The skewed record
+/// is reported where recorded time runs backward.
+#[test]
+fn a_clock_ahead_or_behind_never_loosens_a_cap() {
+    use capfence::clock::Clock as _;
+    const DAY_AND_HOUR: i64 = 25 * 3600 * 1_000_000;
+    for offset in [DAY_AND_HOUR, -DAY_AND_HOUR] {
+        let dir = TempDir::new("velocity-skew");
+        let clock = Arc::new(ManualClock::default());
+        let right = runtime(dir.path(), Arc::clone(&clock));
+        let skewed = ActionRuntime::builder(POLICY)
+            .state_dir(dir.path())
+            .clock(Arc::new(Skewed(Arc::clone(&clock), offset)))
+            .build()
+            .unwrap();
+        let mut moved = Vec::new();
+        let mut send = |rt: &ActionRuntime, amount: &str| {
+            let v = rt.execute(&transfer(amount, "attacker-1"));
+            if v.authorized {
+                moved.push(amount.parse::<capfence::Decimal>().unwrap());
+            }
+            clock.advance(Duration::from_secs(1));
+            v
+        };
+        assert!(send(&right, "400").authorized);
+        assert!(send(&right, "400").authorized);
+        assert_eq!(send(&right, "400").decision, DecisionKind::RequireApproval);
+        send(&skewed, "0.01");
+        for _ in 0..2 {
+            let v = send(&right, "400");
+            assert_eq!(
+                v.decision,
+                DecisionKind::RequireApproval,
+                "offset {offset}: {v:?}"
+            );
+        }
+        let total: capfence::Decimal = moved.iter().sum();
+        assert!(
+            total <= capfence::Decimal::from(1000),
+            "offset {offset}: {moved:?}"
+        );
+        right.verify().unwrap();
+        let reversals = right.ledger().time_reversals().unwrap();
+        assert!(!reversals.is_empty(), "offset {offset}");
+        // Ahead: the records after the skewed one run backward; behind: the
+        // skewed record itself does.
+        let skewed_seq = 4;
+        if offset > 0 {
+            assert_eq!(reversals[0].seq, skewed_seq + 1);
+            assert_eq!(reversals[0].latest_seq, skewed_seq);
+            // `capfence verify` says so, and still passes.
+            let out = Command::new(env!("CARGO_BIN_EXE_capfence"))
+                .arg("--state")
+                .arg(dir.path())
+                .arg("verify")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}");
+            assert!(
+                stdout.contains("note: recorded time runs backward at record 5:"),
+                "{stdout}"
+            );
+        } else {
+            assert_eq!(reversals[0].seq, skewed_seq);
+        }
+        assert!(clock.now_micros() > 0);
+    }
+}
