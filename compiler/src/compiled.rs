@@ -67,11 +67,11 @@ pub struct RiskSlot {
 /// ranked among `thresholds` (sorted, distinct).
 #[inline]
 pub fn num(value: Option<&Value>, thresholds: &Thresholds<'_>) -> NumSlot {
-    arg_num(value.map(Value::as_arg), thresholds)
+    arg_num(value.map(Arg::of), thresholds)
 }
 
 /// A payload value borrowed for a decision: what a generated view needs to
-/// know of it, without copying a string. [`Value::as_arg`] gives it for an
+/// know of it, without copying a string. [`Arg::of`] gives it for an
 /// event's payload; a gated function's typed arguments give it directly, so
 /// the gate decides without building a payload map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,17 @@ pub enum Arg<'a> {
     /// Anything else: a boolean, null, a list, an object, a number that
     /// cannot be held exactly. Neither a number nor a string for any test.
     Other,
+}
+
+impl<'a> Arg<'a> {
+    /// A payload value borrowed for a decision.
+    pub fn of(value: &'a Value) -> Arg<'a> {
+        match value {
+            Value::Number(n) => Arg::Number(*n),
+            Value::String(s) => Arg::Str(s),
+            _ => Arg::Other,
+        }
+    }
 }
 
 impl Arg<'_> {
@@ -245,14 +256,14 @@ pub fn rank(value: Decimal, thresholds: &[Decimal]) -> u32 {
 /// (`literals`, their number, when it is none of them).
 #[inline]
 pub fn payload_sym(value: Option<&Value>, literals: u32, index: impl Fn(&str) -> u32) -> SymSlot {
-    arg_sym(value.map(Value::as_arg), literals, index)
+    arg_sym(value.map(Arg::of), literals, index)
 }
 
 /// A payload string of a `unicode_fields` field, as a symbol slot: the index
 /// of the literal (NFKC form) it equals after normalization, compared without
 /// allocating; the number of literals when it equals none.
 pub fn text_sym(value: Option<&Value>, literals: &[&str]) -> SymSlot {
-    arg_text(value.map(Value::as_arg), literals)
+    arg_text(value.map(Arg::of), literals)
 }
 
 /// [`payload_sym`] for a borrowed argument.

@@ -13,59 +13,11 @@
 //!    require_approval, then allow; file order inside a tier);
 //! 5. nothing matches: deny.
 
-use std::fmt;
-
 use crate::event::{Event, Value};
 use crate::policy::{Expr, Field, FieldType, Policy, Risk, Rule, Test};
 use crate::token;
 
-/// What a policy says about an event, and the tier of the rule that says
-/// it: the variants are in precedence order (a matching `deny` rule beats
-/// everything), so `Ord` is precedence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DecisionKind {
-    /// Refuse the call.
-    Deny,
-    /// Hold the call until a human signs off.
-    RequireApproval,
-    /// Let the call through.
-    Allow,
-}
-
-impl DecisionKind {
-    /// All three, in precedence order.
-    pub const ALL: [DecisionKind; 3] = [
-        DecisionKind::Deny,
-        DecisionKind::RequireApproval,
-        DecisionKind::Allow,
-    ];
-
-    /// `deny`, `require_approval` or `allow`: the decision's name and the
-    /// tier's YAML key.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DecisionKind::Allow => "allow",
-            DecisionKind::RequireApproval => "require_approval",
-            DecisionKind::Deny => "deny",
-        }
-    }
-
-    /// Parses `allow`, `require_approval` or `deny`.
-    pub fn parse(text: &str) -> Option<DecisionKind> {
-        match text {
-            "allow" => Some(DecisionKind::Allow),
-            "require_approval" => Some(DecisionKind::RequireApproval),
-            "deny" => Some(DecisionKind::Deny),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for DecisionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::policy::DecisionKind;
 
 /// A decision with the rule that made it and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

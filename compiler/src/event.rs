@@ -49,15 +49,6 @@ impl Value {
         }
     }
 
-    /// The value borrowed for a decision (see [`crate::compiled::Arg`]).
-    pub fn as_arg(&self) -> crate::compiled::Arg<'_> {
-        match self {
-            Value::Number(n) => crate::compiled::Arg::Number(*n),
-            Value::String(s) => crate::compiled::Arg::Str(s),
-            _ => crate::compiled::Arg::Other,
-        }
-    }
-
     /// The value as a string (strings only; numbers are not strings).
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod aggregate;
 pub mod analysis;
 pub mod codegen;
 pub mod compiled;
@@ -25,6 +26,7 @@ pub mod eval;
 pub mod event;
 pub mod explain;
 pub mod lines;
+pub mod load;
 pub mod number;
 pub mod policy;
 pub mod source;
@@ -38,4 +40,5 @@ pub mod yaml;
 
 pub use eval::{Decision, DecisionKind};
 pub use event::Event;
-pub use policy::{LoadError, Policy};
+pub use load::LoadError;
+pub use policy::Policy;

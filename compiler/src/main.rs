@@ -346,7 +346,7 @@ fn lint(
 ) -> ExitCode {
     use capfence_compiler::analysis::gates;
     use capfence_compiler::diagnostic::{self, Diagnostic};
-    use capfence_compiler::policy::LoadErrorKind;
+    use capfence_compiler::load::LoadErrorKind;
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     let mut unreadable = false;
     let found = match src.map(gates::scan).transpose() {

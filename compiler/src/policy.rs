@@ -4,19 +4,60 @@
 //! consumes: the reference evaluator, the analyses and the code generator. It owns
 //! no I/O; [`Policy::load`] reads a file, [`Policy::parse`] takes text.
 
-mod load;
-
 use std::fmt;
 
 use rust_decimal::Decimal;
 
 use crate::source::Location;
 
-pub use load::{LoadError, LoadErrorKind, is_field_name, rule_from_node};
+/// What a policy says about an event, and the tier of the rule that says
+/// it (a rule's tier is the decision it makes: one type for both): the
+/// variants are in precedence order (a matching `deny` rule beats
+/// everything), so `Ord` is precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecisionKind {
+    /// Refuse the call.
+    Deny,
+    /// Hold the call until a human signs off.
+    RequireApproval,
+    /// Let the call through.
+    Allow,
+}
 
-/// A rule's tier is the decision it makes: one type for both (see
-/// [`DecisionKind`]), its variants in precedence order.
-pub use crate::eval::DecisionKind;
+impl DecisionKind {
+    /// All three, in precedence order.
+    pub const ALL: [DecisionKind; 3] = [
+        DecisionKind::Deny,
+        DecisionKind::RequireApproval,
+        DecisionKind::Allow,
+    ];
+
+    /// `deny`, `require_approval` or `allow`: the decision's name and the
+    /// tier's YAML key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allow => "allow",
+            DecisionKind::RequireApproval => "require_approval",
+            DecisionKind::Deny => "deny",
+        }
+    }
+
+    /// Parses `allow`, `require_approval` or `deny`.
+    pub fn parse(text: &str) -> Option<DecisionKind> {
+        match text {
+            "allow" => Some(DecisionKind::Allow),
+            "require_approval" => Some(DecisionKind::RequireApproval),
+            "deny" => Some(DecisionKind::Deny),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A risk level; ordered `low < medium < high < critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -395,8 +436,8 @@ pub struct Rule {
     /// rule. `None`: every approver the policy lists.
     pub approvers: Option<Vec<String>>,
     /// The velocity aggregates the rule tests (`amount_sum_gt` with
-    /// `window`): each is read from the event under [`Window::key`](crate::window::Window::key).
-    pub windows: Vec<crate::window::Window>,
+    /// `window`): each is read from the event under [`Window::key`](crate::aggregate::Window::key).
+    pub windows: Vec<crate::aggregate::Window>,
     /// Where the rule starts.
     pub location: Location,
 }
@@ -626,8 +667,8 @@ impl Policy {
     }
 
     /// Every velocity aggregate any rule tests, distinct, sorted.
-    pub fn windows(&self) -> Vec<crate::window::Window> {
-        let mut all: Vec<crate::window::Window> = self
+    pub fn windows(&self) -> Vec<crate::aggregate::Window> {
+        let mut all: Vec<crate::aggregate::Window> = self
             .rules
             .iter()
             .flat_map(|r| r.windows.iter().cloned())

@@ -17,98 +17,11 @@ use rust_decimal::Decimal;
 
 use crate::event::{Event, Value};
 
-/// One aggregate a rule tests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Window {
-    /// The summed payload field; `None` counts calls.
-    pub field: Option<String>,
-    /// The window's length in seconds.
-    pub seconds: u64,
-    /// The fields whose values must match: `actor`, `environment` or payload
-    /// field names, in the order written.
-    pub per: Vec<String>,
-    /// The rule's resource segment (`None`: `*`): which calls count.
-    pub resource: Option<String>,
-    /// The rule's action segment (`None`: `*`).
-    pub action: Option<String>,
-}
-
-/// A [`Window`] as generated code writes it.
-#[derive(Debug, Clone, Copy)]
-pub struct StaticWindow {
-    /// The summed field, or `None` for calls.
-    pub field: Option<&'static str>,
-    /// The length in seconds.
-    pub seconds: u64,
-    /// The grouping fields.
-    pub per: &'static [&'static str],
-    /// The resource segment.
-    pub resource: Option<&'static str>,
-    /// The action segment.
-    pub action: Option<&'static str>,
-}
-
-/// The windows of a generated table, owned (read once when a runtime is
-/// built, never while deciding).
-pub type WindowList = Vec<Window>;
-
-/// Owned windows from a generated table's static ones.
-pub fn windows_from_static(list: &[StaticWindow]) -> WindowList {
-    list.iter().map(Window::from_static).collect()
-}
+pub use crate::aggregate::{
+    StaticWindow, Window, WindowList, duration_text, parse_duration, windows_from_static,
+};
 
 impl Window {
-    /// The window of generated code.
-    pub fn from_static(w: &StaticWindow) -> Window {
-        Window {
-            field: w.field.map(str::to_owned),
-            seconds: w.seconds,
-            per: w.per.iter().map(|p| (*p).to_owned()).collect(),
-            resource: w.resource.map(str::to_owned),
-            action: w.action.map(str::to_owned),
-        }
-    }
-
-    /// The reserved payload name under which the aggregate reaches the
-    /// evaluators: `@sum(amount)/86400s/actor,destination/payments.transfer`.
-    pub fn key(&self) -> String {
-        let what = match &self.field {
-            Some(f) => format!("sum({f})"),
-            None => "calls".to_owned(),
-        };
-        format!(
-            "@{what}/{}s/{}/{}.{}",
-            self.seconds,
-            self.per.join(","),
-            self.resource.as_deref().unwrap_or("*"),
-            self.action.as_deref().unwrap_or("*")
-        )
-    }
-
-    /// The aggregate in words: `sum of amount over 24h per actor, destination`.
-    pub fn describe(&self) -> String {
-        let what = match &self.field {
-            Some(f) => format!("sum of {f}"),
-            None => "calls".to_owned(),
-        };
-        format!(
-            "{what} over {} per {}",
-            duration_text(self.seconds),
-            self.per.join(", ")
-        )
-    }
-
-    /// The window's length in microseconds.
-    pub fn micros(&self) -> i64 {
-        i64::try_from(u128::from(self.seconds) * 1_000_000).unwrap_or(i64::MAX)
-    }
-
-    /// Whether calls of `resource.action` count in this window.
-    pub fn covers(&self, resource: &str, action: &str) -> bool {
-        self.resource.as_deref().is_none_or(|r| r == resource)
-            && self.action.as_deref().is_none_or(|a| a == action)
-    }
-
     /// Whether `event`'s calls count in this window.
     pub fn covers_event(&self, event: &Event) -> bool {
         match (&event.resource, &event.action) {
@@ -193,60 +106,6 @@ pub fn totals_text(windows: &[Window], augmented: &Event) -> Option<String> {
     (!totals.is_empty()).then(|| totals.join("; "))
 }
 
-/// `86400` → `24h`, `90` → `90s`, `1800` → `30m`, `172800` → `2d`.
-pub fn duration_text(seconds: u64) -> String {
-    if seconds >= 2 * 86_400 && seconds.is_multiple_of(86_400) {
-        format!("{}d", seconds / 86_400)
-    } else if seconds > 0 && seconds.is_multiple_of(3600) {
-        format!("{}h", seconds / 3600)
-    } else if seconds > 0 && seconds.is_multiple_of(60) {
-        format!("{}m", seconds / 60)
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-/// Parses `30s`, `15m`, `24h`, `7d` (a whole number and one unit), at most
-/// 366 days. `None` for anything else.
-pub fn parse_duration(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = t.split_at(split);
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    (seconds > 0 && seconds <= 366 * 86_400).then_some(seconds)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_and_print() {
-        assert_eq!(parse_duration("24h"), Some(86_400));
-        assert_eq!(parse_duration("90s"), Some(90));
-        assert_eq!(parse_duration("7d"), Some(604_800));
-        for bad in [
-            "", "h", "24", "0s", "1.5h", "24 h", "1w", "-1h", "367d", "01h",
-        ] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-        assert_eq!(duration_text(86_400), "24h");
-        assert_eq!(duration_text(172_800), "2d");
-        assert_eq!(duration_text(1800), "30m");
-        assert_eq!(duration_text(90), "90s");
-    }
-}
-
 /// Earlier authorized calls with their times, for `eval --history` and
 /// `explain --history`: what the runtime reads from its ledger.
 #[derive(Debug, Clone, Default)]
@@ -280,19 +139,28 @@ impl History {
         self.calls.iter().map(|(t, _)| *t).max()
     }
 
-    /// `window`'s total for `group` over `(now - window, now]`.
+    /// `window`'s total for `group` as the runtime computes it at `now`:
+    /// every call of the group recorded later than `now - window`, calls
+    /// recorded after `now` included, each call counted as recorded no
+    /// earlier than the group's call before it (a clock that steps back
+    /// never lets a call leave the window sooner).
     pub fn total(&self, window: &Window, group: &str, now: i64) -> Decimal {
         let after = now.saturating_sub(window.micros());
-        self.calls
-            .iter()
-            .filter(|(t, e)| {
-                *t > after
-                    && *t <= now
-                    && window.covers_event(e)
-                    && window.group(e).as_deref() == Some(group)
-            })
-            .filter_map(|(_, e)| window.contribution(e))
-            .fold(Decimal::ZERO, |total, v| total.saturating_add(v))
+        let mut latest = i64::MIN;
+        let mut total = Decimal::ZERO;
+        for (t, e) in &self.calls {
+            if !window.covers_event(e) || window.group(e).as_deref() != Some(group) {
+                continue;
+            }
+            let Some(v) = window.contribution(e) else {
+                continue;
+            };
+            latest = latest.max(*t);
+            if latest > after {
+                total = total.saturating_add(v);
+            }
+        }
+        total
     }
 
     /// `event` with every window of `windows` filled in from this history, as of `now`.

@@ -193,7 +193,7 @@ impl std::error::Error for Blocked {}
 /// The gate decides from [`as_arg`](Self::as_arg), a borrowed view that costs
 /// nothing to make; [`to_payload_value`](Self::to_payload_value) is called
 /// only to write the audit record. The two must agree:
-/// `to_payload_value().as_arg() == as_arg()`.
+/// `Arg::of(&to_payload_value()) == as_arg()`.
 pub trait PayloadValue {
     /// The value the policy sees.
     fn to_payload_value(&self) -> Value;

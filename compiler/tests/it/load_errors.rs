@@ -37,7 +37,7 @@ fn every_broken_policy_has_a_pinned_message() {
 #[test]
 fn unreadable_file_is_an_io_error() {
     let err = Policy::load("/nonexistent/policy.yaml").unwrap_err();
-    assert_eq!(err.kind, capfence_compiler::policy::LoadErrorKind::Io);
+    assert_eq!(err.kind, capfence_compiler::load::LoadErrorKind::Io);
     assert!(
         err.to_string()
             .starts_with("/nonexistent/policy.yaml: cannot read policy")

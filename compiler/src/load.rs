@@ -5,11 +5,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{
+use crate::number::parse_exact;
+use crate::policy::{
     Approver, CapabilityPattern, CmpOp, Condition, DecisionKind, Expr, Field, FieldType, Policy,
     Risk, RiskSet, Rule, Test,
 };
-use crate::number::parse_exact;
 use crate::source::Location;
 use crate::suggest::closest;
 use crate::token;
@@ -407,7 +407,7 @@ impl Loader<'_> {
                 ));
             }
             let key = self.string(key_node, "approvers")?;
-            if super::public_key_bytes(&key).is_none() {
+            if crate::policy::public_key_bytes(&key).is_none() {
                 return Err(self.error(
                     LoadErrorKind::Approvers,
                     key_node.location,
@@ -478,7 +478,7 @@ impl Loader<'_> {
     /// `window: 24h`: a whole number and one unit (s, m, h, d), at most 366 days.
     fn window_length(&self, node: &Node) -> Result<u64, LoadError> {
         let text = self.string(node, "window")?;
-        crate::window::parse_duration(&text).ok_or_else(|| {
+        crate::aggregate::parse_duration(&text).ok_or_else(|| {
             self.error(
                 LoadErrorKind::Window,
                 node.location,
@@ -1023,7 +1023,7 @@ impl Loader<'_> {
                 CapabilityPattern::Any => (None, None),
             };
             for (key, at, field, op, value) in velocity {
-                let window = crate::window::Window {
+                let window = crate::aggregate::Window {
                     field: field.map(str::to_owned),
                     seconds,
                     per: per.clone(),

@@ -1,0 +1,151 @@
+//! Velocity aggregates as the policy IR holds them: which calls a window
+//! counts (capability segments, `per` fields), how long it is, and the
+//! reserved payload name under which its total reaches the evaluators. No
+//! event handling here: [`crate::window`] groups events and computes totals.
+
+/// One aggregate a rule tests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// The summed payload field; `None` counts calls.
+    pub field: Option<String>,
+    /// The window's length in seconds.
+    pub seconds: u64,
+    /// The fields whose values must match: `actor`, `environment` or payload
+    /// field names, in the order written.
+    pub per: Vec<String>,
+    /// The rule's resource segment (`None`: `*`): which calls count.
+    pub resource: Option<String>,
+    /// The rule's action segment (`None`: `*`).
+    pub action: Option<String>,
+}
+
+/// A [`Window`] as generated code writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticWindow {
+    /// The summed field, or `None` for calls.
+    pub field: Option<&'static str>,
+    /// The length in seconds.
+    pub seconds: u64,
+    /// The grouping fields.
+    pub per: &'static [&'static str],
+    /// The resource segment.
+    pub resource: Option<&'static str>,
+    /// The action segment.
+    pub action: Option<&'static str>,
+}
+
+/// The windows of a generated table, owned (read once when a runtime is
+/// built, never while deciding).
+pub type WindowList = Vec<Window>;
+
+/// Owned windows from a generated table's static ones.
+pub fn windows_from_static(list: &[StaticWindow]) -> WindowList {
+    list.iter().map(Window::from_static).collect()
+}
+
+impl Window {
+    /// The window of generated code.
+    pub fn from_static(w: &StaticWindow) -> Window {
+        Window {
+            field: w.field.map(str::to_owned),
+            seconds: w.seconds,
+            per: w.per.iter().map(|p| (*p).to_owned()).collect(),
+            resource: w.resource.map(str::to_owned),
+            action: w.action.map(str::to_owned),
+        }
+    }
+
+    /// The reserved payload name under which the aggregate reaches the
+    /// evaluators: `@sum(amount)/86400s/actor,destination/payments.transfer`.
+    pub fn key(&self) -> String {
+        let what = match &self.field {
+            Some(f) => format!("sum({f})"),
+            None => "calls".to_owned(),
+        };
+        format!(
+            "@{what}/{}s/{}/{}.{}",
+            self.seconds,
+            self.per.join(","),
+            self.resource.as_deref().unwrap_or("*"),
+            self.action.as_deref().unwrap_or("*")
+        )
+    }
+
+    /// The aggregate in words: `sum of amount over 24h per actor, destination`.
+    pub fn describe(&self) -> String {
+        let what = match &self.field {
+            Some(f) => format!("sum of {f}"),
+            None => "calls".to_owned(),
+        };
+        format!(
+            "{what} over {} per {}",
+            duration_text(self.seconds),
+            self.per.join(", ")
+        )
+    }
+
+    /// The window's length in microseconds.
+    pub fn micros(&self) -> i64 {
+        i64::try_from(u128::from(self.seconds) * 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// Whether calls of `resource.action` count in this window.
+    pub fn covers(&self, resource: &str, action: &str) -> bool {
+        self.resource.as_deref().is_none_or(|r| r == resource)
+            && self.action.as_deref().is_none_or(|a| a == action)
+    }
+}
+
+/// `86400` → `24h`, `90` → `90s`, `1800` → `30m`, `172800` → `2d`.
+pub fn duration_text(seconds: u64) -> String {
+    if seconds >= 2 * 86_400 && seconds.is_multiple_of(86_400) {
+        format!("{}d", seconds / 86_400)
+    } else if seconds > 0 && seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else if seconds > 0 && seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// Parses `30s`, `15m`, `24h`, `7d` (a whole number and one unit), at most
+/// 366 days. `None` for anything else.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (seconds > 0 && seconds <= 366 * 86_400).then_some(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_print() {
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        for bad in [
+            "", "h", "24", "0s", "1.5h", "24 h", "1w", "-1h", "367d", "01h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(duration_text(86_400), "24h");
+        assert_eq!(duration_text(172_800), "2d");
+        assert_eq!(duration_text(1800), "30m");
+        assert_eq!(duration_text(90), "90s");
+    }
+}
