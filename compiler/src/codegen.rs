@@ -23,7 +23,9 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use rust_decimal::Decimal;
 
-use crate::eval::{DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason, not_token_reason};
+use crate::eval::{
+    Cause, DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason, not_token_reason,
+};
 use crate::policy::{
     CapabilityPattern, CmpOp, DecisionKind, Expr, Field, FieldType, Policy, Rule, Test,
 };
@@ -189,13 +191,25 @@ fn kind_tokens(tier: DecisionKind) -> TokenStream {
     }
 }
 
-fn decision_tokens(kind: TokenStream, rule: Option<&str>, reason: &str) -> TokenStream {
+/// A decision as generated code writes it.
+fn decision_tokens(
+    kind: TokenStream,
+    rule: Option<&str>,
+    reason: &str,
+    cause: Cause,
+) -> TokenStream {
+    let cause = match cause {
+        Cause::Rule => quote! { ::capfence::__private::Cause::Rule },
+        Cause::DefaultDeny => quote! { ::capfence::__private::Cause::DefaultDeny },
+        Cause::Malformed => quote! { ::capfence::__private::Cause::Malformed },
+        Cause::Refused => quote! { ::capfence::__private::Cause::Refused },
+    };
     let rule = match rule {
         Some(id) => quote! { ::core::option::Option::Some(#id) },
         None => quote! { ::core::option::Option::None },
     };
     quote! {
-        ::capfence::__private::CompiledDecision { kind: #kind, rule: #rule, reason: #reason }
+        ::capfence::__private::CompiledDecision { kind: #kind, rule: #rule, reason: #reason, cause: #cause }
     }
 }
 
@@ -454,11 +468,13 @@ impl Plan<'_> {
                     quote! { ::capfence::__private::DecisionKind::Deny },
                     None,
                     &missing_field_reason(field),
+                    Cause::Malformed,
                 );
                 let bad = decision_tokens(
                     quote! { ::capfence::__private::DecisionKind::Deny },
                     None,
                     &ill_typed_reason(field, *ty),
+                    Cause::Malformed,
                 );
                 // Built-in names were checked before the class (`fault`).
                 let not_token = match (field, ty) {
@@ -467,6 +483,7 @@ impl Plan<'_> {
                             quote! { ::capfence::__private::DecisionKind::Deny },
                             None,
                             &not_token_reason(field, *ty),
+                            Cause::Malformed,
                         );
                         quote! {
                             if v.#slot.state == ::capfence::__private::SlotState::NotToken { return #decision; }
@@ -502,6 +519,7 @@ impl Plan<'_> {
                     kind_tokens(rule.tier),
                     Some(&rule.id),
                     &rule.decision_reason(),
+                    Cause::Rule,
                 );
                 Some(quote! { #bit => return #decision, })
             });
@@ -519,6 +537,7 @@ impl Plan<'_> {
             quote! { ::capfence::__private::DecisionKind::Deny },
             None,
             DEFAULT_DENY_REASON,
+            Cause::DefaultDeny,
         );
         quote! {
             #[inline]
@@ -655,7 +674,12 @@ impl Plan<'_> {
         let action_ok = crate::token::is_segment(call.action);
         let fault =
             quote! { #p::gate_fault(#resource_ok, #action_ok, #p::GateContext::fault(#ctx)) };
-        let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
+        let default = decision_tokens(
+            quote! { #p::DecisionKind::Deny },
+            None,
+            DEFAULT_DENY_REASON,
+            Cause::DefaultDeny,
+        );
         let Some(class) = class.and_then(|c| self.classes.get(c).map(|rules| (c, rules))) else {
             return quote! {
                 ::core::option::Option::Some(match #fault {
@@ -709,7 +733,12 @@ impl Plan<'_> {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
             quote! { #id => #name(v), }
         });
-        let default = decision_tokens(quote! { #p::DecisionKind::Deny }, None, DEFAULT_DENY_REASON);
+        let default = decision_tokens(
+            quote! { #p::DecisionKind::Deny },
+            None,
+            DEFAULT_DENY_REASON,
+            Cause::DefaultDeny,
+        );
         let view_fn = self.view_fn();
         let facts = self.policy.rules.iter().map(|rule| {
             let f = rule.facts(&self.policy.approvers);

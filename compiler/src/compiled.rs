@@ -8,7 +8,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::eval::{Decision, DecisionKind};
+use crate::eval::{Cause, Decision, DecisionKind};
 use crate::event::Value;
 use crate::policy::Risk;
 use crate::token;
@@ -386,6 +386,7 @@ pub fn name_fault_decision(code: u8) -> CompiledDecision {
             .get(usize::from(code))
             .copied()
             .unwrap_or("malformed event"),
+        cause: Cause::Malformed,
     }
 }
 
@@ -433,6 +434,8 @@ pub struct CompiledDecision {
     pub rule: Option<&'static str>,
     /// Why.
     pub reason: &'static str,
+    /// Why, as a type.
+    pub cause: Cause,
 }
 
 impl CompiledDecision {
@@ -442,6 +445,7 @@ impl CompiledDecision {
             kind: self.kind,
             rule: self.rule.map(str::to_owned),
             reason: self.reason.to_owned(),
+            cause: self.cause,
         }
     }
 }

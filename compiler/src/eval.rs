@@ -19,6 +19,36 @@ use crate::token;
 
 pub use crate::policy::DecisionKind;
 
+/// Why a decision was made, for code to branch on (the reason is for
+/// people).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// A rule of the policy decided; the decision's `rule` names it.
+    Rule,
+    /// No rule matched: the default deny.
+    DefaultDeny,
+    /// The input cannot be decided: not an event, a name that is not a
+    /// token, or a field an applicable rule tests missing or of the wrong
+    /// type.
+    Malformed,
+    /// Denied outside the policy's rules by what runs it: a gate checked
+    /// against another policy, a gate whose own decision differs from the
+    /// runtime's.
+    Refused,
+}
+
+impl Cause {
+    /// `rule`, `default_deny`, `malformed` or `refused`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cause::Rule => "rule",
+            Cause::DefaultDeny => "default_deny",
+            Cause::Malformed => "malformed",
+            Cause::Refused => "refused",
+        }
+    }
+}
+
 /// A decision with the rule that made it and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -26,8 +56,32 @@ pub struct Decision {
     pub kind: DecisionKind,
     /// The deciding rule's id; `None` for default deny and malformed events.
     pub rule: Option<String>,
-    /// Why.
+    /// Why, in words.
     pub reason: String,
+    /// Why, as a type.
+    pub cause: Cause,
+}
+
+impl Decision {
+    /// A deny of input that cannot be decided, for `reason`.
+    pub fn malformed(reason: impl Into<String>) -> Decision {
+        Decision {
+            kind: DecisionKind::Deny,
+            rule: None,
+            reason: reason.into(),
+            cause: Cause::Malformed,
+        }
+    }
+
+    /// A deny outside the policy's rules, for `reason`.
+    pub fn refused(reason: impl Into<String>) -> Decision {
+        Decision {
+            kind: DecisionKind::Deny,
+            rule: None,
+            reason: reason.into(),
+            cause: Cause::Refused,
+        }
+    }
 }
 
 impl Decision {
@@ -270,23 +324,16 @@ impl Policy {
     pub fn decide(&self, event: &Event) -> Decision {
         let fault = name_fault(event);
         if fault != 0 {
-            return Decision {
-                kind: DecisionKind::Deny,
-                rule: None,
-                reason: NAME_FAULT_REASONS
+            return Decision::malformed(
+                NAME_FAULT_REASONS
                     .get(usize::from(fault))
                     .copied()
-                    .unwrap_or("malformed event")
-                    .to_owned(),
-            };
+                    .unwrap_or("malformed event"),
+            );
         }
         let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
         if let Some(reason) = malformed(&applicable, event) {
-            return Decision {
-                kind: DecisionKind::Deny,
-                rule: None,
-                reason,
-            };
+            return Decision::malformed(reason);
         }
         match applicable
             .iter()
@@ -296,11 +343,13 @@ impl Policy {
                 kind: rule.tier,
                 rule: Some(rule.id.clone()),
                 reason: rule.decision_reason(),
+                cause: Cause::Rule,
             },
             None => Decision {
                 kind: DecisionKind::Deny,
                 rule: None,
                 reason: DEFAULT_DENY_REASON.to_owned(),
+                cause: Cause::DefaultDeny,
             },
         }
     }

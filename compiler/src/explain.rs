@@ -34,7 +34,7 @@ pub struct Explanation {
 /// Explains `policy`'s decision on `event`.
 pub fn explain(policy: &Policy, event: &Event) -> Explanation {
     let decision = policy.decide(event);
-    let malformed = decision.rule.is_none() && decision.reason.starts_with("malformed");
+    let malformed = decision.cause == crate::eval::Cause::Malformed;
     let mut rules = Vec::new();
     for rule in policy.rules.iter().filter(|r| r.applies_to(event)) {
         let verdict = if decision.rule.as_deref() == Some(rule.id.as_str()) {

@@ -208,11 +208,7 @@ fn eval_line(policy: &Policy, windows: &[Window], history: &mut History, text: &
     let (time, event) = match capfence_compiler::window::timed_event(text) {
         Ok(pair) => pair,
         Err(e) => {
-            return Decision {
-                kind: DecisionKind::Deny,
-                rule: None,
-                reason: e,
-            };
+            return Decision::malformed(e);
         }
     };
     if windows.is_empty() {
@@ -249,11 +245,7 @@ fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let deny = |reason: String| Decision {
-            kind: DecisionKind::Deny,
-            rule: None,
-            reason,
-        };
+        let deny = Decision::malformed;
         let decision = match line {
             Line::Text(text) => eval_line(&policy, &windows, &mut history, &text),
             Line::Unreadable(why) => deny(why),

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::analysis::region::Region;
 use crate::analysis::{Analysis, decision_map};
-use crate::eval::{Decision, DecisionKind};
+use crate::eval::{Cause, Decision, DecisionKind};
 use crate::event::Event;
 use crate::load::rule_from_node;
 use crate::policy::{Policy, Rule};
@@ -361,20 +361,14 @@ impl Suite {
             .map(|case| {
                 let actual = match &case.event {
                     Ok(event) => policy.decide(event),
-                    Err(message) => Decision {
-                        kind: DecisionKind::Deny,
-                        rule: None,
-                        reason: format!("invalid event: {message}"),
-                    },
+                    Err(message) => Decision::malformed(format!("invalid event: {message}")),
                 };
                 let rule_ok = match &case.rule {
                     ExpectedRule::Any => true,
                     ExpectedRule::NoRule => actual.rule.is_none(),
                     ExpectedRule::Id(id) => actual.rule.as_deref() == Some(id.as_str()),
                 };
-                let malformed_ok = !case.malformed
-                    || (actual.rule.is_none()
-                        && (case.event.is_err() || actual.reason.starts_with("malformed event")));
+                let malformed_ok = !case.malformed || actual.cause == Cause::Malformed;
                 CaseResult {
                     name: case.name.clone(),
                     location: case.location,

@@ -321,11 +321,11 @@ pub fn gate(
             .execute_decided(event, decision.map(CompiledDecision::to_decision)),
         None => context.runtime.deny_event(
             event,
-            &format!(
+            capfence_compiler::Decision::refused(format!(
                 "denied: this gate was checked against policy {digest}, but the runtime runs \
                  policy {running}; build the runtime from the same policy \
                  (ActionRuntime::compiled_builder(&capfence::policy!(…)))"
-            ),
+            )),
         ),
     };
     if verdict.authorized {

@@ -185,7 +185,8 @@ impl Proxy {
                 capfence_compiler::event::Value::String(tool.to_owned()),
             );
         }
-        self.runtime.deny_event(event, reason)
+        self.runtime
+            .deny_event(event, capfence_compiler::Decision::malformed(reason))
     }
 
     /// Runs the proxy over `client_in` / `client_out` until one side ends.

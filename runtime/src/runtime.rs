@@ -318,18 +318,13 @@ impl ActionRuntime {
     /// that is not UTF-8, not JSON, too long): every input gets a verdict and
     /// a record. `reason` says what was wrong with it.
     pub fn execute_unreadable(&self, reason: &str) -> Verdict {
-        self.deny_event(Event::default(), reason)
+        self.deny_event(Event::default(), Decision::malformed(reason))
     }
 
-    /// Records a deny of `event` for `reason` without consulting the policy
-    /// (a gate checked against another policy than the runtime's, an MCP
-    /// call that cannot be decided).
-    pub(crate) fn deny_event(&self, event: Event, reason: &str) -> Verdict {
-        let decision = Decision {
-            kind: DecisionKind::Deny,
-            rule: None,
-            reason: reason.to_owned(),
-        };
+    /// Records `decision`, a deny made without consulting the policy (a gate
+    /// checked against another policy than the runtime's, an MCP call that
+    /// cannot be decided), for `event`.
+    pub(crate) fn deny_event(&self, event: Event, decision: Decision) -> Verdict {
         self.traced(event, |runtime, event| {
             Ok(runtime
                 .ledger
@@ -361,11 +356,7 @@ impl ActionRuntime {
                     own.kind.as_str(),
                     own.rule.as_deref().unwrap_or("no rule"),
                 );
-                let decision = Decision {
-                    kind: DecisionKind::Deny,
-                    rule: None,
-                    reason,
-                };
+                let decision = Decision::refused(reason);
                 return Ok(runtime.ledger.settle(
                     event,
                     decision,
@@ -426,11 +417,7 @@ impl ActionRuntime {
         // transaction, on its window totals; this decision is a placeholder.
         let windowed = self.windowed.as_ref().filter(|w| w.covers(&event)).cloned();
         let decision = match (&windowed, decided) {
-            (Some(_), _) => Decision {
-                kind: DecisionKind::Deny,
-                rule: None,
-                reason: "decided on its window totals".to_owned(),
-            },
+            (Some(_), _) => Decision::refused("decided on its window totals"),
             (None, Some(decision)) => decision,
             (None, None) => self.decider.decide(&event),
         };

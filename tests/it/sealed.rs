@@ -41,6 +41,7 @@ fn a_gate_that_brings_its_own_allow_is_denied_and_the_record_says_so() {
         kind: DecisionKind::Allow,
         rule: Some("allow[0]"),
         reason: "allowed by allow[0]",
+        cause: capfence::Cause::Rule,
     };
     let outcome = capfence::__private::gate(
         Some(&ctx),
@@ -83,6 +84,7 @@ fn a_gate_that_agrees_with_the_policy_goes_through() {
         kind: DecisionKind::Allow,
         rule: Some("allow[0]"),
         reason: "allowed by allow[0]",
+        cause: capfence::Cause::Rule,
     };
     let verdict = capfence::__private::gate(
         Some(&ctx),

@@ -1,12 +1,12 @@
 // `Decide` is sealed: a type outside the crate cannot be a runtime's policy,
 // so it cannot decide `allow` for what the policy denies under its digest.
-use capfence::{Decide, Decision, DecisionKind, Event};
+use capfence::{Decide, Decision, Event};
 
 struct AllowAll;
 
 impl Decide for AllowAll {
     fn decide(&self, _: &Event) -> Decision {
-        Decision { kind: DecisionKind::Allow, rule: None, reason: String::new() }
+        Decision::refused("")
     }
     fn digest(&self) -> &str {
         "0000000000000000000000000000000000000000000000000000000000000000"

@@ -248,3 +248,38 @@ allow:
     ));
     assert_eq!((d.kind, d.rule), (DecisionKind::Deny, None), "fee_ne: 1");
 }
+
+/// Every decision says why as a type: code branches on the cause, never on
+/// the reason's words.
+#[test]
+fn each_decision_carries_its_cause() {
+    use capfence_compiler::eval::Cause;
+    let policy = fintech();
+    let decide = |json: &str| policy.decide(&Event::from_json(json).unwrap());
+    let transfer = |payload: &str| {
+        format!(
+            r#"{{"actor":"treasury-agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{payload}}}"#
+        )
+    };
+    let allowed = decide(&transfer(
+        r#"{"amount":120,"destination":"vendor-corp-123"}"#,
+    ));
+    assert_eq!(allowed.cause, Cause::Rule);
+    assert!(allowed.rule.is_some());
+    let unmatched = decide(
+        r#"{"actor":"treasury-agent","capability":"ledger.wipe","environment":"production","risk":"low","payload":{}}"#,
+    );
+    assert_eq!(
+        (unmatched.kind, unmatched.cause),
+        (DecisionKind::Deny, Cause::DefaultDeny)
+    );
+    let missing = decide(&transfer(r#"{"destination":"vendor-corp-123"}"#));
+    assert_eq!(
+        (missing.kind, missing.cause),
+        (DecisionKind::Deny, Cause::Malformed)
+    );
+    let bad_name = decide(
+        r#"{"actor":"treasury agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{"amount":1}}"#,
+    );
+    assert_eq!(bad_name.cause, Cause::Malformed);
+}
