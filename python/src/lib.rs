@@ -183,8 +183,96 @@ impl From<Verdict> for PyVerdict {
     }
 }
 
-fn runtime_error(e: impl std::fmt::Display) -> PyErr {
-    PyRuntimeError::new_err(e.to_string())
+// One exception per kind of fault, under `capfence.CapFenceError` (itself a
+// `RuntimeError`, so code that caught that still does).
+pyo3::create_exception!(
+    capfence,
+    CapFenceError,
+    PyRuntimeError,
+    "Every error CapFence raises (a RuntimeError)."
+);
+pyo3::create_exception!(
+    capfence,
+    PolicyError,
+    CapFenceError,
+    "The policy does not load, or an approver's key in it is unusable."
+);
+pyo3::create_exception!(
+    capfence,
+    StorageError,
+    CapFenceError,
+    "The ledger could not be read or written; nothing was done."
+);
+pyo3::create_exception!(
+    capfence,
+    OperatorRefused,
+    CapFenceError,
+    "An operator action was refused: a signature is needed, the key may not sign for the rule, or the approver signed already. Nothing was recorded."
+);
+pyo3::create_exception!(
+    capfence,
+    NotFound,
+    CapFenceError,
+    "No ticket or grant with that id."
+);
+pyo3::create_exception!(
+    capfence,
+    InvalidState,
+    CapFenceError,
+    "The ticket is not pending or has expired, or the grant was revoked already."
+);
+pyo3::create_exception!(
+    capfence,
+    InvalidArgument,
+    CapFenceError,
+    "An argument CapFence cannot use (a malformed id, capability or cap)."
+);
+pyo3::create_exception!(
+    capfence,
+    VerifyFailed,
+    CapFenceError,
+    "The audit chain, an approval or a window row does not verify."
+);
+pyo3::create_exception!(
+    capfence,
+    KeyFileError,
+    CapFenceError,
+    "An operator key file cannot be read or written (or others can read it)."
+);
+
+fn storage_error(e: &capfence::StoreError) -> PyErr {
+    StorageError::new_err(e.to_string())
+}
+
+fn runtime_error(e: capfence::RuntimeError) -> PyErr {
+    match &e {
+        capfence::RuntimeError::Storage(s) => storage_error(s),
+        _ => PolicyError::new_err(e.to_string()),
+    }
+}
+
+fn operator_error(e: capfence::OperatorError) -> PyErr {
+    use capfence::OperatorError as E;
+    match &e {
+        E::NotFound(..) => NotFound::new_err(e.to_string()),
+        E::NotPending(..) | E::Expired(_) | E::AlreadyRevoked(..) => {
+            InvalidState::new_err(e.to_string())
+        }
+        E::Invalid(_) => InvalidArgument::new_err(e.to_string()),
+        E::Refused(_) => OperatorRefused::new_err(e.to_string()),
+        E::Store(s) => storage_error(s),
+    }
+}
+
+fn verify_error(e: capfence::VerifyError) -> PyErr {
+    match &e {
+        capfence::VerifyError::Store(s) => storage_error(s),
+        _ => VerifyFailed::new_err(e.to_string()),
+    }
+}
+
+fn key_error(e: capfence::signing::KeyError) -> PyErr {
+    KeyFileError::new_err(e.to_string())
 }
 
 /// Decides events against a policy, with approvals and the audit chain.
@@ -238,21 +326,21 @@ impl PyRuntime {
     fn approve(&self, py: Python<'_>, ticket: &str, by: &str) -> PyResult<()> {
         py.detach(|| self.runtime.approve(ticket, by))
             .map(|_| ())
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Rejects a pending ticket as `by`.
     fn reject(&self, py: Python<'_>, ticket: &str, by: &str) -> PyResult<()> {
         py.detach(|| self.runtime.reject(ticket, by))
             .map(|_| ())
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Revokes a grant (`G-…`) as `by`.
     fn revoke(&self, py: Python<'_>, grant: &str, by: &str) -> PyResult<()> {
         py.detach(|| self.runtime.revoke(grant, by))
             .map(|_| ())
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Approves a pending ticket with an operator key: the outcome says how
@@ -265,7 +353,7 @@ impl PyRuntime {
     ) -> PyResult<PyTicketOutcome> {
         py.detach(|| self.runtime.approve_with_key(ticket, &key.key))
             .map(PyTicketOutcome::from)
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Rejects a pending ticket with an operator key.
@@ -277,14 +365,14 @@ impl PyRuntime {
     ) -> PyResult<PyTicketOutcome> {
         py.detach(|| self.runtime.reject_with_key(ticket, &key.key))
             .map(PyTicketOutcome::from)
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Revokes a grant with an operator key.
     fn revoke_with_key(&self, py: Python<'_>, grant: &str, key: &PyOperatorKey) -> PyResult<()> {
         py.detach(|| self.runtime.revoke_with_key(grant, &key.key))
             .map(|_| ())
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// A grant for (actor, capability, environment), by name (`granted_by`)
@@ -339,12 +427,12 @@ impl PyRuntime {
         granted
             .map_err(PyValueError::new_err)?
             .map(|g| capfence::GrantId(g.id).to_string())
-            .map_err(runtime_error)
+            .map_err(operator_error)
     }
 
     /// Verifies the audit chain: `(records, head hash)`; raises on a fault.
     fn verify(&self, py: Python<'_>) -> PyResult<(u64, String)> {
-        py.detach(|| self.runtime.verify()).map_err(runtime_error)
+        py.detach(|| self.runtime.verify()).map_err(verify_error)
     }
 }
 
@@ -370,12 +458,12 @@ impl PyOperatorKey {
     fn load(path: PathBuf) -> PyResult<PyOperatorKey> {
         OperatorKey::load(&path)
             .map(|key| PyOperatorKey { key })
-            .map_err(runtime_error)
+            .map_err(key_error)
     }
 
     /// Writes the key to a new file readable by its owner only.
     fn write_new(&self, path: PathBuf) -> PyResult<()> {
-        self.key.write_new(&path).map_err(runtime_error)
+        self.key.write_new(&path).map_err(key_error)
     }
 
     /// The operator's name.
@@ -457,7 +545,7 @@ impl PyApprovalEngine {
             )
         })
         .map(|g| capfence::GrantId(g.id).to_string())
-        .map_err(runtime_error)
+        .map_err(operator_error)
     }
 }
 
@@ -469,5 +557,15 @@ fn _capfence(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyApprovalEngine>()?;
     m.add_class::<PyOperatorKey>()?;
     m.add_class::<PyTicketOutcome>()?;
+    let py = m.py();
+    m.add("CapFenceError", py.get_type::<CapFenceError>())?;
+    m.add("PolicyError", py.get_type::<PolicyError>())?;
+    m.add("StorageError", py.get_type::<StorageError>())?;
+    m.add("OperatorRefused", py.get_type::<OperatorRefused>())?;
+    m.add("NotFound", py.get_type::<NotFound>())?;
+    m.add("InvalidState", py.get_type::<InvalidState>())?;
+    m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
+    m.add("VerifyFailed", py.get_type::<VerifyFailed>())?;
+    m.add("KeyFileError", py.get_type::<KeyFileError>())?;
     Ok(())
 }

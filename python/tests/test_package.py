@@ -129,3 +129,37 @@ def test_a_postgres_store_is_shared_by_runtimes(tmp_path):
     down = ActionRuntime.from_policy(str(policy), store="postgres://postgres@127.0.0.1:1/x")
     verdict = down.execute(transfer(1))
     assert verdict.decision == "deny" and "storage" in verdict.reason
+
+
+def test_each_kind_of_fault_has_its_own_exception_under_capfence_error(tmp_path):
+    rt = runtime(tmp_path)
+    with pytest.raises(capfence.NotFound, match="no ticket"):
+        rt.approve("T-99", "cfo")
+    with pytest.raises(capfence.InvalidArgument, match="resource.action.environment"):
+        rt._approval_engine.grant_capability(
+            actor="treasury-agent", capability="payments", granted_by="ops", duration_seconds=60
+        )
+    with pytest.raises(capfence.PolicyError):
+        ActionRuntime.from_policy(str(tmp_path / "missing.yaml"))
+    held = rt.execute(transfer(900.0))
+    rt.approve(held.approval_id, "cfo")
+    with pytest.raises(capfence.InvalidState, match="not pending"):
+        rt.approve(held.approval_id, "cfo")
+    key = capfence.OperatorKey.generate("cfo")
+    path = tmp_path / "cfo.key"
+    key.write_new(str(path))
+    with pytest.raises(capfence.KeyFileError):
+        key.write_new(str(path))
+    # One base class for all, itself a RuntimeError; Blocked and NoContext too.
+    for cls in (capfence.NotFound, capfence.InvalidArgument, capfence.PolicyError,
+                capfence.InvalidState, capfence.KeyFileError, capfence.StorageError,
+                capfence.OperatorRefused, capfence.VerifyFailed, capfence.Blocked,
+                capfence.NoContext):
+        assert issubclass(cls, capfence.CapFenceError), cls
+    assert issubclass(capfence.CapFenceError, RuntimeError)
+    # A ledger that cannot be written: a storage error, not a policy one.
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the state directory should be")
+    broken = ActionRuntime.from_policy(str(tmp_path / "policy.yaml"), state_dir=str(blocker / "state"))
+    with pytest.raises(capfence.StorageError):
+        broken.verify()

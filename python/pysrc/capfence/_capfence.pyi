@@ -5,6 +5,35 @@ from typing import Any, List, Mapping, Optional, Tuple, Union
 
 PayloadValue = Union[None, bool, int, float, Decimal, str, list, tuple, Mapping[str, Any]]
 
+# Errors: one class per kind of fault, all under CapFenceError (a RuntimeError).
+
+class CapFenceError(RuntimeError):
+    """Every error CapFence raises (`capfence.Blocked` and `capfence.NoContext` too)."""
+
+class PolicyError(CapFenceError):
+    """The policy does not load, or an approver's key in it is unusable (`ActionRuntime.from_policy`)."""
+
+class StorageError(CapFenceError):
+    """The ledger could not be read or written; nothing was done."""
+
+class OperatorRefused(CapFenceError):
+    """An operator action was refused: a signature is needed, the key may not sign for the rule, or the approver signed already. Nothing was recorded."""
+
+class NotFound(CapFenceError):
+    """No ticket or grant with that id."""
+
+class InvalidState(CapFenceError):
+    """The ticket is not pending or has expired, or the grant was revoked already."""
+
+class InvalidArgument(CapFenceError):
+    """An argument CapFence cannot use (a malformed id, capability or cap)."""
+
+class VerifyFailed(CapFenceError):
+    """The audit chain, an approval or a window row does not verify (`ActionRuntime.verify`)."""
+
+class KeyFileError(CapFenceError):
+    """An operator key file cannot be read or written, or others can read it (`OperatorKey.load`, `write_new`)."""
+
 class Verdict:
     authorized: bool
     decision: str  # "allow", "require_approval" or "deny"

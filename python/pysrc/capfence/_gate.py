@@ -16,7 +16,7 @@ import functools
 import inspect
 from typing import Any, Callable, Optional, TypeVar
 
-from ._capfence import ActionEvent, ActionRuntime, Verdict
+from ._capfence import ActionEvent, ActionRuntime, CapFenceError, Verdict
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,7 +29,7 @@ _ACTIVE: contextvars.ContextVar[tuple["Context", ...]] = contextvars.ContextVar(
 )
 
 
-class Blocked(Exception):
+class Blocked(CapFenceError):
     """A gated call the runtime did not allow: `decision` is "deny" or
     "require_approval", `ticket` the ticket to approve (require_approval)."""
 
@@ -46,7 +46,7 @@ class Blocked(Exception):
         super().__init__(message)
 
 
-class NoContext(RuntimeError):
+class NoContext(CapFenceError):
     """A gated function was called with no `capfence.Context` active; it did
     not run."""
 
