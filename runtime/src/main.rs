@@ -232,21 +232,14 @@ enum AuditCommand {
     },
 }
 
+/// A grant's duration: the one duration syntax of the policy language
+/// (`30s`, `15m`, `2h`, `1d`; at most 366 days).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30s, 15m, 2h, 1d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (s, m, h, d)")),
-    };
-    Ok(Duration::from_secs(secs))
+    capfence_compiler::aggregate::parse_duration(text)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration like 30s, 15m, 2h, 1d (a whole number and one unit, at most 366d)")
+        })
 }
 
 fn main() -> ExitCode {
@@ -369,7 +362,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     println!("FAILED: {fault}");
                     Ok(ExitCode::from(1))
                 }
-                Err(VerifyError::Approval(fault) | VerifyError::Record(fault)) => {
+                Err(
+                    VerifyError::Approval(fault)
+                    | VerifyError::Window(fault)
+                    | VerifyError::Record(fault),
+                ) => {
                     println!("FAILED: {fault}");
                     Ok(ExitCode::from(1))
                 }
@@ -456,7 +453,8 @@ fn mcp_proxy(
         ));
     }
     let code = capfence::mcp::Proxy::new(runtime, policy, options)
-        .run(std::io::stdin(), Box::new(std::io::stdout()))?;
+        .run(std::io::stdin(), Box::new(std::io::stdout()))
+        .map_err(|e| e.to_string())?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 

@@ -45,6 +45,26 @@ const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: the request could not be completed (here: the server exited).
 const INTERNAL_ERROR: i64 = -32603;
 
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No server command was given.
+    #[error("mcp-proxy: no server command after `--`")]
+    NoServer,
+    /// The server could not be started.
+    #[error("cannot start the MCP server {program:?}: {source}")]
+    Spawn {
+        /// The server's program.
+        program: OsString,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's stdin or stdout could not be opened.
+    #[error("the MCP server's stdio could not be opened")]
+    Stdio,
+}
+
 /// Who the proxied agent is, and what it runs.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -196,9 +216,9 @@ impl Proxy {
         self,
         client_in: impl Read + Send + 'static,
         client_out: Box<dyn Write + Send>,
-    ) -> Result<i32, String> {
+    ) -> Result<i32, ProxyError> {
         let Some((program, args)) = self.options.server.split_first() else {
-            return Err("mcp-proxy: no server command after `--`".to_owned());
+            return Err(ProxyError::NoServer);
         };
         let mut child = Command::new(program)
             .args(args)
@@ -206,10 +226,13 @@ impl Proxy {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start the MCP server {program:?}: {e}"))?;
+            .map_err(|source| ProxyError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
-            return Err("the MCP server's stdio could not be opened".to_owned());
+            return Err(ProxyError::Stdio);
         };
         let out: ClientOut = Arc::new(Mutex::new(client_out));
         let pending: Arc<Pending> = Arc::default();

@@ -3,8 +3,10 @@
 //! A [`Store`] runs work in one serialized, durable transaction; the runtime
 //! puts a whole batch of decisions (group commit) or one operator action in
 //! each. The embedded default is [`sqlite::SqliteStore`]; [`memory::MemoryStore`]
-//! keeps everything in process memory (tests, benchmarks). Another backend (say
-//! PostgreSQL, for many agent hosts) implements the same two traits.
+//! keeps everything in process memory (tests, benchmarks); `postgres::PostgresStore`
+//! (feature `postgres`) is one ledger for many agent hosts. Writing (the
+//! transaction and its `Tx`) is sealed inside this crate; every backend is
+//! one of these three.
 
 pub mod memory;
 #[cfg(feature = "postgres")]

@@ -374,7 +374,7 @@ impl Ledger {
         windows: &[capfence_compiler::window::Window],
         digest: &str,
     ) -> Result<(), VerifyError> {
-        let fault = |text: String| Err(VerifyError::Approval(text));
+        let fault = |text: String| Err(VerifyError::Window(text));
         let describe = |spec: &str| {
             windows.iter().find(|w| w.key() == spec).map_or_else(
                 || spec.to_owned(),

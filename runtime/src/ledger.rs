@@ -36,6 +36,10 @@ pub enum VerifyError {
     /// ticket or grant row the chain does not vouch for.
     #[error("{0}")]
     Approval(String),
+    /// The chain is intact, but a velocity window's rows or heads do not
+    /// follow from its allowed calls (a row deleted, forged or lowered).
+    #[error("{0}")]
+    Window(String),
     /// The chain is intact, but a record holds what CapFence never writes
     /// (a `decision` that is neither a decision nor an operator action).
     #[error("{0}")]
