@@ -311,9 +311,16 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let blocked = quote_spanned! { func.sig.output.span() =>
         return ::core::result::Result::Err(::core::convert::From::from(__capfence_blocked));
     };
+    // An async function awaits its commit, which runs off the executor's
+    // thread; a plain one commits in place.
+    let (entry, wait) = if func.sig.asyncness.is_some() {
+        (quote! { gate_async }, quote! { .await })
+    } else {
+        (quote! { gate }, quote! {})
+    };
     let check = quote! {
         const _: &[u8] = ::core::include_bytes!(#track);
-        if let ::core::result::Result::Err(__capfence_blocked) = ::capfence::__private::gate(
+        if let ::core::result::Result::Err(__capfence_blocked) = ::capfence::__private::#entry(
             #context,
             #resource,
             #action,
@@ -324,7 +331,7 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
                 #( payload.insert(::std::string::String::from(#names), ::capfence::__private::PayloadValue::to_payload_value(&#idents)); )*
                 payload
             },
-        ) {
+        ) #wait {
             #blocked
         }
     };

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
-use capfence_compiler::DecisionKind;
 use capfence_compiler::compiled::{Arg, CompiledDecision, GateContext};
 use capfence_compiler::eval::names_fault;
 use capfence_compiler::event::{Event, Value};
 use capfence_compiler::policy::Risk;
+use capfence_compiler::{Decision, DecisionKind};
 use rust_decimal::Decimal;
 
 use crate::runtime::ActionRuntime;
@@ -271,6 +272,83 @@ impl<T: PayloadValue> PayloadValue for Option<T> {
     }
 }
 
+/// A gated call ready to be settled: the runtime, the event to record, and
+/// the gate's own decision (or why it may not decide).
+struct Prepared {
+    runtime: ActionRuntime,
+    event: Event,
+    decision: Result<Option<Decision>, String>,
+}
+
+impl Prepared {
+    /// Decides with the gate's table and builds the event: cheap, no I/O.
+    fn new(
+        context: Option<&Context>,
+        resource: &str,
+        action: &str,
+        digest: &str,
+        decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+        payload: impl FnOnce() -> BTreeMap<String, Value>,
+    ) -> Result<Prepared, Blocked> {
+        let ambient;
+        let context = match context {
+            Some(c) => c,
+            None => match Context::current() {
+                Some(c) => {
+                    ambient = c;
+                    &ambient
+                }
+                None => {
+                    return Err(Blocked {
+                        verdict: Verdict::deny(format!(
+                            "no CapFence context for {resource}.{action}: pass a \
+                             &capfence::Context or run inside Context::scope"
+                        )),
+                    });
+                }
+            },
+        };
+        let running = context.runtime.policy_digest();
+        let decision = if running == digest {
+            Ok(decide(context).map(CompiledDecision::to_decision))
+        } else {
+            Err(format!(
+                "denied: this gate was checked against policy {digest}, but the runtime runs \
+                 policy {running}; build the runtime from the same policy \
+                 (ActionRuntime::compiled_builder(&capfence::policy!(…)))"
+            ))
+        };
+        let mut event = Event::new(
+            &context.actor,
+            resource,
+            action,
+            &context.environment,
+            context.risk.name(),
+        );
+        event.payload = payload();
+        Ok(Prepared {
+            runtime: context.runtime.clone(),
+            event,
+            decision,
+        })
+    }
+
+    /// Records the call (the durable commit: this waits).
+    fn settle(self) -> Result<Verdict, Blocked> {
+        let verdict = match self.decision {
+            Ok(decision) => self.runtime.execute_decided(self.event, decision),
+            Err(reason) => self
+                .runtime
+                .deny_event(self.event, capfence_compiler::Decision::refused(reason)),
+        };
+        if verdict.authorized {
+            Ok(verdict)
+        } else {
+            Err(Blocked { verdict })
+        }
+    }
+}
+
 /// Decides a gated call and records it; the call proceeds only if it is
 /// authorized. `digest` is the policy the gate was checked against at compile
 /// time: a runtime on any other policy denies the call (recorded), naming both
@@ -287,50 +365,88 @@ pub fn gate(
     decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
     payload: impl FnOnce() -> BTreeMap<String, Value>,
 ) -> Result<Verdict, Blocked> {
-    let ambient;
-    let context = match context {
-        Some(c) => c,
-        None => match Context::current() {
-            Some(c) => {
-                ambient = c;
-                &ambient
+    Prepared::new(context, resource, action, digest, decide, payload)?.settle()
+}
+
+/// [`gate`] for an `async fn`: the decision and the event are made at once
+/// (they borrow the arguments), the durable commit runs on a thread of its
+/// own, and the returned future is ready when it is done. The executor's
+/// thread never waits for the disk, so other tasks go on meanwhile.
+#[doc(hidden)]
+pub fn gate_async(
+    context: Option<&Context>,
+    resource: &str,
+    action: &str,
+    digest: &str,
+    decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+    payload: impl FnOnce() -> BTreeMap<String, Value>,
+) -> Settling {
+    let shared: Arc<Mutex<SettlingState>> = Arc::default();
+    match Prepared::new(context, resource, action, digest, decide, payload) {
+        Err(blocked) => {
+            if let Ok(mut state) = shared.lock() {
+                state.result = Some(Err(blocked));
             }
-            None => {
-                return Err(Blocked {
-                    verdict: Verdict::deny(format!(
-                        "no CapFence context for {resource}.{action}: pass a &capfence::Context \
-                         or run inside Context::scope"
-                    )),
+        }
+        Ok(prepared) => {
+            let done = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("capfence-commit".to_owned())
+                .spawn(move || {
+                    let result = prepared.settle();
+                    let waker = match done.lock() {
+                        Ok(mut state) => {
+                            state.result = Some(result);
+                            state.waker.take()
+                        }
+                        Err(_) => None,
+                    };
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
                 });
+            if let Err(e) = spawned
+                && let Ok(mut state) = shared.lock()
+            {
+                // No thread: nothing was recorded; the call is denied.
+                state.result = Some(Err(Blocked {
+                    verdict: Verdict::deny(format!(
+                        "denied: no thread for the audit commit could be started ({e})"
+                    )),
+                }));
             }
-        },
-    };
-    let running = context.runtime.policy_digest();
-    let decision = (running == digest).then(|| decide(context));
-    let mut event = Event::new(
-        &context.actor,
-        resource,
-        action,
-        &context.environment,
-        context.risk.name(),
-    );
-    event.payload = payload();
-    let verdict = match decision {
-        Some(decision) => context
-            .runtime
-            .execute_decided(event, decision.map(CompiledDecision::to_decision)),
-        None => context.runtime.deny_event(
-            event,
-            capfence_compiler::Decision::refused(format!(
-                "denied: this gate was checked against policy {digest}, but the runtime runs \
-                 policy {running}; build the runtime from the same policy \
-                 (ActionRuntime::compiled_builder(&capfence::policy!(…)))"
-            )),
-        ),
-    };
-    if verdict.authorized {
-        Ok(verdict)
-    } else {
-        Err(Blocked { verdict })
+        }
+    }
+    Settling { shared }
+}
+
+#[derive(Default)]
+struct SettlingState {
+    result: Option<Result<Verdict, Blocked>>,
+    waker: Option<std::task::Waker>,
+}
+
+/// A gated async call being recorded (see [`gate_async`]).
+#[doc(hidden)]
+pub struct Settling {
+    shared: Arc<Mutex<SettlingState>>,
+}
+
+impl Future for Settling {
+    type Output = Result<Verdict, Blocked>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let Ok(mut state) = self.shared.lock() else {
+            return Poll::Ready(Err(Blocked {
+                verdict: Verdict::deny("denied: the audit commit's state was lost".to_owned()),
+            }));
+        };
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

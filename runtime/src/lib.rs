@@ -59,7 +59,7 @@ pub use verdict::Verdict;
 pub mod __private {
     pub use crate::decide::seal_for_generated::Sealed;
     pub use crate::decide::{Compiled, Decide};
-    pub use crate::gate::{Context, PayloadValue, gate};
+    pub use crate::gate::{Context, PayloadValue, Settling, gate, gate_async};
     pub use capfence_compiler::compiled::{
         Arg, CompiledDecision, GateContext, MISSING_NUM, MISSING_SYM, NumSlot, RiskSlot, SlotState,
         SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,

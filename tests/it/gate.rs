@@ -259,3 +259,46 @@ fn a_gate_refuses_a_runtime_on_another_policy() {
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::remove_dir_all(&state2).unwrap();
 }
+
+/// An async gate's durable commit runs off the executor's thread: on one
+/// thread polling two tasks, the other task keeps running while the gated
+/// call's commit waits for another writer that holds the ledger.
+#[test]
+fn a_slow_commit_does_not_block_other_tasks() {
+    let (rt, state) = runtime("slow-commit");
+    let ctx = Context::new(rt.clone(), "treasury-agent", "production");
+    assert_eq!(block_on(refund(&ctx, 1, "first".to_owned())).unwrap(), 1);
+    let db = state.join("ledger.db");
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    is_locked.recv().unwrap();
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut gated = std::pin::pin!(refund(&ctx, 2, "second".to_owned()));
+    let mut other_task_ran = 0u64;
+    let result = loop {
+        if let Poll::Ready(out) = gated.as_mut().poll(&mut cx) {
+            break out;
+        }
+        other_task_ran += 1;
+        std::thread::yield_now();
+    };
+    holder.join().unwrap();
+    assert_eq!(result.unwrap(), 2);
+    assert!(
+        other_task_ran > 100,
+        "the other task ran {other_task_ran} times while the commit waited 400 ms"
+    );
+    assert_eq!(rt.verify().unwrap().0, 2);
+    let _ = std::fs::remove_dir_all(&state);
+}
