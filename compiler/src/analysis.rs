@@ -22,6 +22,9 @@
 #[cfg(feature = "cli")]
 pub mod gates;
 pub mod region;
+mod report;
+
+pub use report::DiffReport;
 
 use std::collections::BTreeMap;
 
@@ -472,15 +475,25 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     Analysis::new(policy).lint()
 }
 
+/// What a policy decides in a region: the decision and the deciding rule
+/// (`None`: the default deny).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Allow, require approval or deny.
+    pub decision: crate::policy::DecisionKind,
+    /// The deciding rule's id.
+    pub rule: Option<String>,
+}
+
 /// One region where two policies decide differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The region in words, capability first.
     pub region: String,
     /// The old decision and rule.
-    pub old: (crate::eval::DecisionKind, Option<String>),
+    pub old: Outcome,
     /// The new decision and rule.
-    pub new: (crate::eval::DecisionKind, Option<String>),
+    pub new: Outcome,
     /// An event in the region (JSON), valid for both policies.
     pub witness: Option<String>,
 }
@@ -651,8 +664,14 @@ pub fn diff(old: &Policy, new: &Policy) -> Result<Vec<Change>, region::TooComple
             for piece in &overlap.boxes {
                 changes.push(Change {
                     region: describe_box(piece, true),
-                    old: (*ka, rule_a.clone()),
-                    new: (*kb, rule_b.clone()),
+                    old: Outcome {
+                        decision: *ka,
+                        rule: rule_a.clone(),
+                    },
+                    new: Outcome {
+                        decision: *kb,
+                        rule: rule_b.clone(),
+                    },
                     witness: piece.witness(&fields).map(|e| e.to_json()),
                 });
             }

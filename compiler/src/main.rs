@@ -1,27 +1,13 @@
 //! `capfence-compile`: the policy compiler's command line. Parses arguments and
 //! calls the library; nothing more.
 
-// Human output never sends control or format characters to the terminal: an
-// actor, reason or payload written by an agent could otherwise move the
-// cursor and draw a fake line over a real one. These shadow the std macros
-// for the whole binary; JSON output escapes its own way.
-macro_rules! println {
-    () => { ::std::println!() };
-    ($($arg:tt)*) => {
-        ::std::println!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-macro_rules! print {
-    ($($arg:tt)*) => {
-        ::std::print!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-macro_rules! eprintln {
-    ($($arg:tt)*) => {
-        ::std::eprintln!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-
+// Human output never sends control or format characters to the terminal:
+// these shadow the std macros for the whole binary; JSON output escapes its
+// own way.
+#[allow(unused_imports)]
+use capfence_compiler::{
+    eprintln_escaped as eprintln, print_escaped as print, println_escaped as println,
+};
 use std::io::Write;
 
 use capfence_compiler::lines::{Line, Lines};
@@ -29,9 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use capfence_compiler::Policy;
-use capfence_compiler::eval::{Decision, DecisionKind};
+use capfence_compiler::eval::Decision;
 use capfence_compiler::suite::Suite;
-use capfence_compiler::window::{History, Window};
+use capfence_compiler::window::History;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// CapFence policy compiler.
@@ -194,37 +180,6 @@ fn history(path: Option<&std::path::Path>) -> Result<History, ExitCode> {
     })
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Decides one event line of `eval`: velocity windows filled in from the
-/// history as of the line's `time` (default: now); an allowed call joins the
-/// history.
-fn eval_line(policy: &Policy, windows: &[Window], history: &mut History, text: &str) -> Decision {
-    let (time, event) = match capfence_compiler::window::timed_event(text) {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Decision::malformed(e);
-        }
-    };
-    if windows.is_empty() {
-        return policy.decide(&event);
-    }
-    let now = time.unwrap_or_else(now_micros);
-    let augmented = history.augment(&event, windows, now);
-    let mut decision = policy.decide(&augmented);
-    if decision.kind == DecisionKind::Allow {
-        history.push(now, event);
-    } else if let Some(totals) = capfence_compiler::window::totals_text(windows, &augmented) {
-        decision.reason = format!("{} ({totals})", decision.reason);
-    }
-    decision
-}
-
 fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
@@ -247,7 +202,7 @@ fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
         };
         let deny = Decision::malformed;
         let decision = match line {
-            Line::Text(text) => eval_line(&policy, &windows, &mut history, &text),
+            Line::Text(text) => history.decide_line(&policy, &windows, &text),
             Line::Unreadable(why) => deny(why),
         };
         if writeln!(stdout, "{}", decision.to_json())
@@ -385,90 +340,18 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let changes = match capfence_compiler::analysis::diff(&old, &new) {
-        Ok(changes) => changes,
+    let report = match capfence_compiler::analysis::DiffReport::new(&old, &new) {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("error: the policies cannot be compared: {e}");
             return ExitCode::from(2);
         }
     };
-    let fields = capfence_compiler::analysis::diff_fields(&old, &new);
-    let required = |t: Option<capfence_compiler::policy::FieldType>| {
-        t.map_or_else(
-            || "not required".to_owned(),
-            |t| format!("required as {}", t.describe()),
-        )
-    };
-    let equivalent = changes.is_empty() && fields.is_empty();
     match format {
-        Format::Human => {
-            for f in &fields {
-                println!(
-                    "{}: `{}` {} -> {} (events lacking it or carrying an ill-typed value change \
-                     between malformed and well-formed)",
-                    f.capability,
-                    f.field,
-                    required(f.old),
-                    required(f.new)
-                );
-            }
-            for c in &changes {
-                let rule = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".to_owned());
-                println!(
-                    "{}: {} -> {} ({} -> {})",
-                    c.region,
-                    c.old.0,
-                    c.new.0,
-                    rule(&c.old.1),
-                    rule(&c.new.1)
-                );
-                if let Some(w) = &c.witness {
-                    println!("  e.g. {w}");
-                }
-            }
-            if equivalent {
-                println!(
-                    "no change: the two policies decide every event alike (and require the \
-                     same fields)"
-                );
-            } else {
-                println!(
-                    "{} region(s) of well-formed events decide differently; {} field \
-                     requirement(s) changed",
-                    changes.len(),
-                    fields.len()
-                );
-            }
-        }
-        Format::Json => {
-            let list: Vec<_> = changes
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "region": c.region,
-                        "old": {"decision": c.old.0.as_str(), "rule": c.old.1},
-                        "new": {"decision": c.new.0.as_str(), "rule": c.new.1},
-                        "witness": c.witness,
-                    })
-                })
-                .collect();
-            let field_list: Vec<_> = fields
-                .iter()
-                .map(|f| {
-                    serde_json::json!({
-                        "capability": f.capability,
-                        "field": f.field,
-                        "old": f.old.map(|t| t.describe()),
-                        "new": f.new.map(|t| t.describe()),
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"changes": list, "fields": field_list, "equivalent": equivalent})
-            );
-        }
+        Format::Human => print!("{}", report.render_human()),
+        Format::Json => println!("{}", report.to_json()),
     }
+    let equivalent = report.equivalent();
     if equivalent {
         ExitCode::SUCCESS
     } else {
@@ -496,7 +379,11 @@ fn explain(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
             let event = if windows.is_empty() {
                 event
             } else {
-                history.augment(&event, &windows, time.unwrap_or_else(now_micros))
+                history.augment(
+                    &event,
+                    &windows,
+                    time.unwrap_or_else(capfence_compiler::time::now_micros),
+                )
             };
             print!(
                 "{}",

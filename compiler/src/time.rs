@@ -2,6 +2,15 @@
 //! RFC 3339 UTC form (`2026-11-26T00:29:40.123456Z`), in the proleptic
 //! Gregorian calendar, before 1970 included.
 
+/// Now, by the system clock, in microseconds since 1970-01-01T00:00:00Z
+/// (0 before it, `i64::MAX` past what fits).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Formats microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 ///
 /// ```

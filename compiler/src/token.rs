@@ -208,6 +208,34 @@ fn escape_except(text: &str, keep: Option<char>) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `println!` for a terminal: every control and format character of the
+/// formatted text escaped ([`escape_lines`]), so an actor, reason or payload
+/// written by an agent cannot move the cursor and draw a fake line over a
+/// real one. Both binaries use it in place of `println!`.
+#[macro_export]
+macro_rules! println_escaped {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => {
+        ::std::println!("{}", $crate::token::escape_lines(&::std::format!($($arg)*)))
+    };
+}
+
+/// `print!` for a terminal (see [`println_escaped!`](crate::println_escaped)).
+#[macro_export]
+macro_rules! print_escaped {
+    ($($arg:tt)*) => {
+        ::std::print!("{}", $crate::token::escape_lines(&::std::format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for a terminal (see [`println_escaped!`](crate::println_escaped)).
+#[macro_export]
+macro_rules! eprintln_escaped {
+    ($($arg:tt)*) => {
+        ::std::eprintln!("{}", $crate::token::escape_lines(&::std::format!($($arg)*)))
+    };
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

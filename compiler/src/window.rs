@@ -163,6 +163,34 @@ impl History {
         total
     }
 
+    /// Decides one event line of `eval` (an event with an optional `time`):
+    /// velocity windows filled in from this history as of the line's time
+    /// (default: now); an allowed call joins the history; a decision held or
+    /// denied on a window says its totals.
+    pub fn decide_line(
+        &mut self,
+        policy: &crate::policy::Policy,
+        windows: &[Window],
+        text: &str,
+    ) -> crate::eval::Decision {
+        let (time, event) = match timed_event(text) {
+            Ok(pair) => pair,
+            Err(e) => return crate::eval::Decision::malformed(e),
+        };
+        if windows.is_empty() {
+            return policy.decide(&event);
+        }
+        let now = time.unwrap_or_else(crate::time::now_micros);
+        let augmented = self.augment(&event, windows, now);
+        let mut decision = policy.decide(&augmented);
+        if decision.kind == crate::policy::DecisionKind::Allow {
+            self.push(now, event);
+        } else if let Some(totals) = totals_text(windows, &augmented) {
+            decision.reason = format!("{} ({totals})", decision.reason);
+        }
+        decision
+    }
+
     /// `event` with every window of `windows` filled in from this history, as of `now`.
     pub fn augment(&self, event: &Event, windows: &[Window], now: i64) -> Event {
         augment(event, windows, &mut |w, group| self.total(w, group, now))

@@ -156,18 +156,20 @@ pub fn caps_text(caps: &[(String, Decimal)]) -> String {
     parts.join(";")
 }
 
+/// One cap as an operator writes it: `FIELD=VALUE`, VALUE an exact decimal
+/// (`amount=1000`). `None` for anything else.
+pub fn parse_cap(text: &str) -> Option<(String, Decimal)> {
+    let (field, max) = text.split_once('=')?;
+    let max = capfence_compiler::number::parse_exact(max)?;
+    is_field_name(field).then(|| (field.to_owned(), max))
+}
+
 /// Parses [`caps_text`]; `None` for anything else.
 pub fn parse_caps(text: &str) -> Option<Vec<(String, Decimal)>> {
     if text.is_empty() {
         return Some(Vec::new());
     }
-    text.split(';')
-        .map(|part| {
-            let (field, max) = part.split_once('=')?;
-            let max = capfence_compiler::number::parse_exact(max)?;
-            is_field_name(field).then(|| (field.to_owned(), max))
-        })
-        .collect()
+    text.split(';').map(parse_cap).collect()
 }
 
 /// Checks a grant's caps against the policy: every capped field must be

@@ -1,28 +1,13 @@
 //! `capfence`: the runtime's operator and sidecar command line. Parses
 //! arguments and calls the library; nothing more.
 
-// Human output never sends control or format characters to the terminal: an
-// actor, reason or payload written by an agent could otherwise move the
-// cursor and draw a fake line over a real one. These shadow the std macros
-// for the whole binary; JSON output escapes its own way.
-macro_rules! println {
-    () => { ::std::println!() };
-    ($($arg:tt)*) => {
-        ::std::println!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-#[allow(unused_macros)]
-macro_rules! print {
-    ($($arg:tt)*) => {
-        ::std::print!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-macro_rules! eprintln {
-    ($($arg:tt)*) => {
-        ::std::eprintln!("{}", capfence_compiler::token::escape_lines(&format!($($arg)*)))
-    };
-}
-
+// Human output never sends control or format characters to the terminal:
+// these shadow the std macros for the whole binary; JSON output escapes its
+// own way.
+#[allow(unused_imports)]
+use capfence_compiler::{
+    eprintln_escaped as eprintln, print_escaped as print, println_escaped as println,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,9 +19,6 @@ use capfence::clock::{SystemClock, rfc3339};
 use capfence::ledger::VerifyError;
 use capfence::ledger::{Operator, PolicyFacts};
 use capfence::signing::OperatorKey;
-use capfence::store::is_postgres_url;
-use capfence::store::postgres::{PostgresOptions, PostgresStore};
-use capfence::store::sqlite::{SqliteOptions, SqliteStore};
 use capfence::{ActionRuntime, Event, GrantLimits, Ledger};
 use capfence_compiler::lines::{Line, Lines};
 use capfence_compiler::token::escape_for_terminal;
@@ -264,29 +246,11 @@ fn main() -> ExitCode {
 }
 
 fn ledger(place: &Place, must_exist: bool) -> Result<Ledger, String> {
-    let store: Arc<dyn capfence::store::Store> =
-        match place.store.as_deref().filter(|u| is_postgres_url(u)) {
-            Some(url) => Arc::new(
-                PostgresStore::open_checked(url, PostgresOptions::default())
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => {
-                let state = match place.store.as_deref() {
-                    Some(url) => Path::new(url.strip_prefix("sqlite:").unwrap_or(url)),
-                    None => place.state.as_path(),
-                };
-                if must_exist && !state.join(capfence::store::sqlite::LEDGER_FILE).exists() {
-                    return Err(format!(
-                        "no CapFence state in {} (set --state or CAPFENCE_STATE)",
-                        state.display()
-                    ));
-                }
-                Arc::new(
-                    SqliteStore::open_checked(state, SqliteOptions::default())
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-        };
+    let url = match &place.store {
+        Some(url) => url.clone(),
+        None => place.state.to_string_lossy().into_owned(),
+    };
+    let store = capfence::store::open_url_checked(&url, must_exist).map_err(|e| e.to_string())?;
     Ok(Ledger::new(
         store,
         Arc::new(SystemClock),
@@ -541,10 +505,7 @@ fn approvals(place: &Place, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             };
             let mut caps = Vec::new();
             for text in &args.max {
-                let parsed = text.split_once('=').and_then(|(field, value)| {
-                    capfence_compiler::number::parse_exact(value).map(|v| (field.to_owned(), v))
-                });
-                caps.push(parsed.ok_or_else(|| {
+                caps.push(capfence::approvals::parse_cap(text).ok_or_else(|| {
                     format!("--max `{text}` is not FIELD=VALUE with an exact decimal VALUE")
                 })?);
             }

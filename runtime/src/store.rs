@@ -63,6 +63,39 @@ pub fn open_url(
     )))
 }
 
+/// Opens the ledger a URL names ([`open_url`]'s forms) for an operator
+/// command, connecting now so a fault is reported at once: the PostgreSQL
+/// schema is checked (created if missing); a SQLite state directory must
+/// already hold a ledger when `must_exist`.
+pub fn open_url_checked(
+    url: &str,
+    must_exist: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if is_postgres_url(url) {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(postgres::PostgresStore::open_checked(
+            url,
+            postgres::PostgresOptions::default(),
+        )?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Io(
+            "this build of capfence has no PostgreSQL store (enable the `postgres` feature)"
+                .to_owned(),
+        ));
+    }
+    let dir = std::path::Path::new(url.strip_prefix("sqlite:").unwrap_or(url));
+    if must_exist && !dir.join(sqlite::LEDGER_FILE).exists() {
+        return Err(StoreError::Io(format!(
+            "no CapFence state in {} (set --state or CAPFENCE_STATE)",
+            dir.display()
+        )));
+    }
+    Ok(std::sync::Arc::new(sqlite::SqliteStore::open_checked(
+        dir,
+        sqlite::SqliteOptions::default(),
+    )?))
+}
+
 /// A storage fault. Every one of them makes `execute` deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -20,7 +20,7 @@ fn a_raised_threshold_is_one_region() {
         "payments.transfer, environment != staging, 500 < amount <= 1000"
     );
     assert_eq!(
-        (c.old.0, c.new.0),
+        (c.old.decision, c.new.decision),
         (DecisionKind::RequireApproval, DecisionKind::Allow)
     );
     let witness = Event::from_json(c.witness.as_deref().unwrap()).unwrap();
@@ -108,8 +108,8 @@ proptest! {
         let changes = diff(&old, &new).unwrap();
         for c in &changes {
             let w = Event::from_json(c.witness.as_deref().unwrap()).unwrap();
-            prop_assert_eq!(old.decide(&w).kind, c.old.0, "{}", c.region);
-            prop_assert_eq!(new.decide(&w).kind, c.new.0, "{}", c.region);
+            prop_assert_eq!(old.decide(&w).kind, c.old.decision, "{}", c.region);
+            prop_assert_eq!(new.decide(&w).kind, c.new.decision, "{}", c.region);
         }
         if changes.is_empty() {
             for e in &events {
