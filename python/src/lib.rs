@@ -254,8 +254,8 @@ fn runtime_error(e: capfence::RuntimeError) -> PyErr {
 fn operator_error(e: capfence::OperatorError) -> PyErr {
     use capfence::OperatorError as E;
     match &e {
-        E::NotFound(..) => NotFound::new_err(e.to_string()),
-        E::NotPending(..) | E::Expired(_) | E::AlreadyRevoked(..) => {
+        E::NotFound { .. } => NotFound::new_err(e.to_string()),
+        E::NotPending { .. } | E::Expired(_) | E::AlreadyRevoked { .. } => {
             InvalidState::new_err(e.to_string())
         }
         E::Invalid(_) => InvalidArgument::new_err(e.to_string()),

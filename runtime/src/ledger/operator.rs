@@ -41,28 +41,146 @@ pub struct TicketOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OperatorError {
     /// No ticket or grant with that id.
-    #[error("no {0} with id {1}")]
-    NotFound(&'static str, String),
+    #[error("no {kind} with id {id}")]
+    NotFound {
+        /// A ticket or a grant.
+        kind: Approval,
+        /// The id as given.
+        id: String,
+    },
     /// The ticket is not pending.
-    #[error("ticket {0} is {1}, not pending")]
-    NotPending(String, &'static str),
+    #[error("ticket {ticket} is {}, not pending", status.as_str())]
+    NotPending {
+        /// The ticket.
+        ticket: String,
+        /// Where it stands.
+        status: TicketStatus,
+    },
     /// The ticket has expired.
     #[error("ticket {0} has expired")]
     Expired(String),
     /// The grant was already revoked.
-    #[error("grant {0} was already revoked by {1}")]
-    AlreadyRevoked(String, String),
-    /// A malformed argument.
+    #[error("grant {grant} was already revoked by {by}")]
+    AlreadyRevoked {
+        /// The grant.
+        grant: String,
+        /// Who revoked it.
+        by: String,
+    },
+    /// A malformed argument, or a ticket or grant the chain does not vouch
+    /// for; the message says which.
     #[error("{0}")]
     Invalid(String),
-    /// Refused: no key where the policy needs a signature, a key the policy
-    /// does not list or that may not sign for this rule, or the same
-    /// approver twice. Nothing was recorded.
-    #[error("{0}")]
-    Refused(String),
+    /// Refused; nothing was recorded.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The store failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A ticket or a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// A ticket (`T-7`).
+    Ticket,
+    /// A grant (`G-3`).
+    Grant,
+}
+
+impl std::fmt::Display for Approval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Approval::Ticket => "ticket",
+            Approval::Grant => "grant",
+        })
+    }
+}
+
+/// Why an operator action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A name where the ticket's rule needs signed approvals.
+    #[error(
+        "ticket {ticket}'s rule {rule} needs {approvals} signed approval{} from {approvers}: sign \
+         it with an operator key (--key)",
+        if *approvals == 1 { "" } else { "s" }
+    )]
+    SignatureNeeded {
+        /// The ticket.
+        ticket: String,
+        /// Its rule.
+        rule: String,
+        /// How many approvals the rule needs.
+        approvals: u32,
+        /// Who may sign, in words.
+        approvers: String,
+    },
+    /// The same approver twice.
+    #[error("`{approver}` has already approved {ticket}; it needs {needed} distinct approvers")]
+    AlreadyApproved {
+        /// Who.
+        approver: String,
+        /// The ticket.
+        ticket: String,
+        /// How many distinct approvers it needs.
+        needed: u32,
+    },
+    /// An unsigned grant, or one without its policy, on a ledger that holds
+    /// tickets of a policy that lists approvers.
+    #[error(
+        "this ledger holds tickets of a policy that lists approvers: a grant must be signed \
+         (--key) and name the policy it is signed under (--policy)"
+    )]
+    GrantNeedsPolicy,
+    /// An unsigned grant where the policy lists approvers.
+    #[error("the policy lists approvers: a grant must be signed with --key")]
+    GrantMustBeSigned,
+    /// An unsigned revocation of a signed grant.
+    #[error("grant {grant} was signed: revoking it must be signed too (--key)")]
+    RevokeMustBeSigned {
+        /// The grant.
+        grant: String,
+    },
+    /// A key that is not an approver of the policy a grant was signed under.
+    #[error(
+        "the key of `{key}` is not among the approvers of the policy grant {grant} was signed \
+         under"
+    )]
+    NotAnApproverOfGrant {
+        /// The key's name.
+        key: String,
+        /// The grant.
+        grant: String,
+    },
+    /// A key that may not sign for the ticket's rule.
+    #[error(
+        "the key of `{key}` ({public}) may not sign for rule {rule}: its approvers are {approvers}"
+    )]
+    NotAnApproverOfRule {
+        /// The key's name.
+        key: String,
+        /// Its public key.
+        public: String,
+        /// The rule.
+        rule: String,
+        /// Who may sign, in words.
+        approvers: String,
+    },
+    /// A key that may not sign grants for the capability.
+    #[error(
+        "the key of `{key}` ({public}) may not sign grants for {capability}: a grant needs an \
+         approver of a require_approval rule of {capability} with `approvals: 1` (rules that \
+         need more approvers take tickets, one event at a time)"
+    )]
+    MayNotSignGrants {
+        /// The key's name.
+        key: String,
+        /// Its public key.
+        public: String,
+        /// The capability.
+        capability: String,
+    },
 }
 
 impl Ledger {
@@ -132,7 +250,10 @@ impl Ledger {
         }
         let id = TicketId::parse(ticket)
             .map(|t| t.0)
-            .ok_or_else(|| OperatorError::NotFound("ticket", ticket.to_owned()))?;
+            .ok_or_else(|| OperatorError::NotFound {
+                kind: Approval::Ticket,
+                id: ticket.to_owned(),
+            })?;
         let label = TicketId(id).to_string();
         let verb = if status == TicketStatus::Approved {
             RecordKind::Approve
@@ -141,9 +262,10 @@ impl Ledger {
         };
         let ttl = micros(self.inner.ticket_ttl);
         self.operator(|tx, now| {
-            let mut t = tx
-                .ticket(id)?
-                .ok_or_else(|| OperatorError::NotFound("ticket", label.clone()))?;
+            let mut t = tx.ticket(id)?.ok_or_else(|| OperatorError::NotFound {
+                kind: Approval::Ticket,
+                id: label.clone(),
+            })?;
             let records = tx.records_citing(&label)?;
             let digest = records
                 .first()
@@ -163,7 +285,10 @@ impl Ledger {
             }
             let standing = chain.standing();
             if standing != TicketStatus::Pending {
-                return Err(OperatorError::NotPending(label.clone(), standing.as_str()));
+                return Err(OperatorError::NotPending {
+                    ticket: label.clone(),
+                    status: standing,
+                });
             }
             let expires_at = chain.opened_at.saturating_add(ttl);
             if expires_at <= now {
@@ -173,14 +298,13 @@ impl Ledger {
             let needed = signed_rule.map_or(1, |f| f.approvals);
             let (by, signature) = match (who, signed_rule) {
                 (Operator::Name(_), Some(f)) => {
-                    return Err(OperatorError::Refused(format!(
-                        "ticket {label}'s rule {} needs {} signed approval{} from {}: sign it \
-                         with an operator key (--key)",
-                        f.id,
-                        f.approvals,
-                        if f.approvals == 1 { "" } else { "s" },
-                        names(f)
-                    )));
+                    return Err(Refusal::SignatureNeeded {
+                        ticket: label.clone(),
+                        rule: f.id.clone(),
+                        approvals: f.approvals,
+                        approvers: names(f),
+                    }
+                    .into());
                 }
                 (Operator::Name(by), None) => (operator_name(by)?, None),
                 (Operator::Key(key), rule) => {
@@ -189,10 +313,12 @@ impl Ledger {
                         None => key.name().to_owned(),
                     };
                     if verb == RecordKind::Approve && chain.approvals.contains(&name) {
-                        return Err(OperatorError::Refused(format!(
-                            "`{name}` has already approved {label}; it needs {needed} distinct \
-                             approvers"
-                        )));
+                        return Err(Refusal::AlreadyApproved {
+                            approver: name,
+                            ticket: label.clone(),
+                            needed,
+                        }
+                        .into());
                     }
                     let expires = rfc3339(expires_at);
                     let statement = approvals::ticket_statement(
@@ -312,20 +438,13 @@ impl Ledger {
                 Some(p) if p.signed() => Some(p),
                 Some(_) => None,
                 None if tx.has_note_with_prefix(&requirements_key(""))? => {
-                    return Err(OperatorError::Refused(
-                        "this ledger holds tickets of a policy that lists approvers: a grant \
-                         must be signed (--key) and name the policy it is signed under \
-                         (--policy)"
-                            .to_owned(),
-                    ));
+                    return Err(Refusal::GrantNeedsPolicy.into());
                 }
                 None => None,
             };
             let by = match (who, signed_policy) {
                 (Operator::Name(_), Some(_)) => {
-                    return Err(OperatorError::Refused(
-                        "the policy lists approvers: a grant must be signed with --key".to_owned(),
-                    ));
+                    return Err(Refusal::GrantMustBeSigned.into());
                 }
                 (Operator::Name(by), None) => operator_name(by)?,
                 (Operator::Key(key), Some(p)) => grant_signer(key, p, &capability)?,
@@ -416,11 +535,17 @@ impl Ledger {
         }
         let id = GrantId::parse(grant)
             .map(|g| g.0)
-            .ok_or_else(|| OperatorError::NotFound("grant", grant.to_owned()))?;
+            .ok_or_else(|| OperatorError::NotFound {
+                kind: Approval::Grant,
+                id: grant.to_owned(),
+            })?;
         let label = GrantId(id).to_string();
         self.operator(|tx, _now| {
             if tx.grant(id)?.is_none() {
-                return Err(OperatorError::NotFound("grant", label.clone()));
+                return Err(OperatorError::NotFound {
+                    kind: Approval::Grant,
+                    id: label.clone(),
+                });
             }
             let records = tx.records_citing(&label)?;
             let mut g = approvals::chain_grant(id, &records).map_err(|why| {
@@ -429,17 +554,18 @@ impl Ledger {
                 ))
             })?;
             if let Some(previous) = &g.revoked_by {
-                return Err(OperatorError::AlreadyRevoked(
-                    label.clone(),
-                    previous.clone(),
-                ));
+                return Err(OperatorError::AlreadyRevoked {
+                    grant: label.clone(),
+                    by: previous.clone(),
+                });
             }
             let granted_hash = records.first().map(|r| r.hash.clone()).unwrap_or_default();
             let (by, signature) = match (&g.signed, who) {
                 (Some(_), Operator::Name(_)) => {
-                    return Err(OperatorError::Refused(format!(
-                        "grant {label} was signed: revoking it must be signed too (--key)"
-                    )));
+                    return Err(Refusal::RevokeMustBeSigned {
+                        grant: label.clone(),
+                    }
+                    .into());
                 }
                 (Some(s), Operator::Key(key)) => {
                     let listed = match policy.filter(|p| p.digest == s.policy_digest) {
@@ -455,12 +581,9 @@ impl Ledger {
                         .flat_map(|f| f.approvers.iter())
                         .find(|(_, k)| *k == public)
                         .map(|(n, _)| n.clone())
-                        .ok_or_else(|| {
-                            OperatorError::Refused(format!(
-                                "the key of `{}` is not among the approvers of the policy grant \
-                                 {label} was signed under",
-                                key.name()
-                            ))
+                        .ok_or_else(|| Refusal::NotAnApproverOfGrant {
+                            key: key.name().to_owned(),
+                            grant: label.clone(),
                         })?;
                     let statement =
                         approvals::revoke_statement(&label, &granted_hash, &s.policy_digest, &name);
@@ -536,12 +659,13 @@ fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, Operator
         .find(|(_, k)| *k == public)
         .map(|(n, _)| n.clone())
         .ok_or_else(|| {
-            OperatorError::Refused(format!(
-                "the key of `{}` ({public}) may not sign for rule {}: its approvers are {}",
-                key.name(),
-                rule.id,
-                names(rule)
-            ))
+            Refusal::NotAnApproverOfRule {
+                key: key.name().to_owned(),
+                public: public.clone(),
+                rule: rule.id.clone(),
+                approvers: names(rule),
+            }
+            .into()
         })
 }
 
@@ -563,12 +687,12 @@ fn grant_signer(
         .find(|(_, k)| *k == public)
         .map(|(n, _)| n.clone())
         .ok_or_else(|| {
-            OperatorError::Refused(format!(
-                "the key of `{}` ({public}) may not sign grants for {capability}: a grant needs \
-                 an approver of a require_approval rule of {capability} with `approvals: 1` \
-                 (rules that need more approvers take tickets, one event at a time)",
-                key.name()
-            ))
+            Refusal::MayNotSignGrants {
+                key: key.name().to_owned(),
+                public: public.clone(),
+                capability: capability.to_owned(),
+            }
+            .into()
         })
 }
 

@@ -49,7 +49,10 @@ fn an_approved_ticket_authorizes_its_event_once() {
     assert_ne!(next.approval_id.as_deref(), Some(ticket.as_str()));
     assert!(matches!(
         rt.approve(&ticket, "ops"),
-        Err(OperatorError::NotPending(_, "used"))
+        Err(OperatorError::NotPending {
+            status: capfence::TicketStatus::Used,
+            ..
+        })
     ));
 }
 
@@ -141,7 +144,7 @@ fn grants_are_bounded_in_amount_and_uses_and_scoped() {
     rt.revoke(&format!("G-{}", grant.id), "ops").unwrap();
     assert!(matches!(
         rt.revoke(&format!("G-{}", grant.id), "ops"),
-        Err(OperatorError::AlreadyRevoked(..))
+        Err(OperatorError::AlreadyRevoked { .. })
     ));
 }
 
@@ -200,7 +203,7 @@ fn operator_mistakes_are_refused_without_records() {
     let rt = runtime(dir.path());
     assert!(matches!(
         rt.approve("T-99", "ops"),
-        Err(OperatorError::NotFound(..))
+        Err(OperatorError::NotFound { .. })
     ));
     assert!(matches!(
         rt.approve("T-1", " "),
