@@ -683,8 +683,8 @@ impl Plan<'_> {
         let Some(class) = class.and_then(|c| self.classes.get(c).map(|rules| (c, rules))) else {
             return quote! {
                 ::core::option::Option::Some(match #fault {
-                    0 => #default,
-                    code => #p::name_fault_decision(code),
+                    #p::NameFault::None => #default,
+                    fault => #p::name_fault_decision(fault),
                 })
             };
         };
@@ -704,8 +704,8 @@ impl Plan<'_> {
                     pub struct CompiledView { #(#slot_fields)* }
                     #class_fn
                     #[inline]
-                    pub fn decide(fault: u8, v: &CompiledView) -> #p::CompiledDecision {
-                        if fault != 0 {
+                    pub fn decide(fault: #p::NameFault, v: &CompiledView) -> #p::CompiledDecision {
+                        if fault != #p::NameFault::None {
                             return #p::name_fault_decision(fault);
                         }
                         #class_name(v)
@@ -793,8 +793,8 @@ impl Plan<'_> {
             pub struct CompiledView {
                 /// The capability class: which rules apply (`u32::MAX`: none).
                 pub class: u32,
-                /// The first of the event's names that is not a token (0: none).
-                pub fault: u8,
+                /// The first of the event's names that is not a token, if any.
+                pub fault: #p::NameFault,
                 #(#slot_fields)*
             }
 
@@ -814,7 +814,7 @@ impl Plan<'_> {
                 /// Decides a view: no allocation, no string handling.
                 #[inline]
                 pub fn decide_view(&self, v: &CompiledView) -> #p::CompiledDecision {
-                    if v.fault != 0 {
+                    if v.fault != #p::NameFault::None {
                         return #p::name_fault_decision(v.fault);
                     }
                     match v.class {

@@ -8,7 +8,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::eval::{Cause, Decision, DecisionKind};
+use crate::eval::{Cause, Decision, DecisionKind, NameFault};
 use crate::event::Value;
 use crate::policy::Risk;
 use crate::token;
@@ -307,27 +307,27 @@ fn string_slot(
     SymSlot { state, id }
 }
 
-/// The event's name fault code (see [`crate::eval::name_fault`]).
-pub fn name_fault(event: &crate::event::Event) -> u8 {
+/// The event's name fault (see [`crate::eval::name_fault`]).
+pub fn name_fault(event: &crate::event::Event) -> NameFault {
     crate::eval::name_fault(event)
 }
 
-/// The name fault code of a gated call: its capability was fixed when the
-/// gate compiled; `context` is the code of its actor, environment and risk
+/// The name fault of a gated call: its capability was fixed when the gate
+/// compiled; `context` is the fault of its actor, environment and risk
 /// ([`crate::eval::names_fault`] with no resource or action).
 #[inline]
-pub const fn gate_fault(resource_ok: bool, action_ok: bool, context: u8) -> u8 {
+pub const fn gate_fault(resource_ok: bool, action_ok: bool, context: NameFault) -> NameFault {
     if !resource_ok {
-        1
+        NameFault::Resource
     } else if !action_ok {
-        2
+        NameFault::Action
     } else {
         context
     }
 }
 
 /// What a gated call's view reads of the context it runs in. The environment
-/// is lowercase (as event intake makes it); `fault` is the name fault code of
+/// is lowercase (as event intake makes it); `fault` is the name fault of
 /// actor, environment and risk, computed when the context was made.
 pub trait GateContext {
     /// The actor.
@@ -337,7 +337,7 @@ pub trait GateContext {
     /// The risk level.
     fn risk(&self) -> Risk;
     /// [`crate::eval::names_fault`] of the actor, environment and risk.
-    fn fault(&self) -> u8;
+    fn fault(&self) -> NameFault;
 }
 
 impl<T: GateContext + ?Sized> GateContext for &T {
@@ -350,7 +350,7 @@ impl<T: GateContext + ?Sized> GateContext for &T {
     fn risk(&self) -> Risk {
         (**self).risk()
     }
-    fn fault(&self) -> u8 {
+    fn fault(&self) -> NameFault {
         (**self).fault()
     }
 }
@@ -376,16 +376,13 @@ pub const MISSING_NUM: NumSlot = NumSlot {
     rank: 0,
 };
 
-/// The deny for a name fault code.
+/// The deny for a name fault.
 #[inline]
-pub fn name_fault_decision(code: u8) -> CompiledDecision {
+pub fn name_fault_decision(fault: NameFault) -> CompiledDecision {
     CompiledDecision {
         kind: DecisionKind::Deny,
         rule: None,
-        reason: crate::eval::NAME_FAULT_REASONS
-            .get(usize::from(code))
-            .copied()
-            .unwrap_or("malformed event"),
+        reason: fault.reason(),
         cause: Cause::Malformed,
     }
 }

@@ -139,20 +139,52 @@ pub fn not_token_reason(field: &Field, ty: FieldType) -> String {
     format!("malformed event: field `{field}` must be {what}")
 }
 
-/// Why an event's names are malformed, by [`name_fault`] code (index 0 is unused).
-pub const NAME_FAULT_REASONS: [&str; 6] = [
-    "",
-    "malformed event: field `resource` must be a plain ASCII name (letters, digits, _ and -)",
-    "malformed event: field `action` must be a plain ASCII name (letters, digits, _ and -)",
-    "malformed event: field `environment` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
-    "malformed event: field `actor` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
-    "malformed event: field `risk` must be a plain ASCII token (letters, digits and _ - . : @ + /)",
-];
+/// Which of an event's built-in names is present but not a token (the first,
+/// in this order), or none. Every event is held to this, whatever the policy
+/// tests. One byte, so generated tables carry it in their views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum NameFault {
+    /// Every present name is a token.
+    None,
+    /// `resource` is not a plain ASCII name.
+    Resource,
+    /// `action` is not a plain ASCII name.
+    Action,
+    /// `environment` is not a plain ASCII token.
+    Environment,
+    /// `actor` is not a plain ASCII token.
+    Actor,
+    /// `risk` is not a plain ASCII token.
+    Risk,
+}
 
-/// The first of the event's names that is present but not a token: 1 resource,
-/// 2 action, 3 environment, 4 actor, 5 risk; 0 when all are fine. Every event
-/// is held to this, whatever the policy tests (see [`NAME_FAULT_REASONS`]).
-pub fn name_fault(event: &Event) -> u8 {
+impl NameFault {
+    /// Why the event is malformed (empty for [`NameFault::None`]).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            NameFault::None => "",
+            NameFault::Resource => {
+                "malformed event: field `resource` must be a plain ASCII name (letters, digits, _ and -)"
+            }
+            NameFault::Action => {
+                "malformed event: field `action` must be a plain ASCII name (letters, digits, _ and -)"
+            }
+            NameFault::Environment => {
+                "malformed event: field `environment` must be a plain ASCII token (letters, digits and _ - . : @ + /)"
+            }
+            NameFault::Actor => {
+                "malformed event: field `actor` must be a plain ASCII token (letters, digits and _ - . : @ + /)"
+            }
+            NameFault::Risk => {
+                "malformed event: field `risk` must be a plain ASCII token (letters, digits and _ - . : @ + /)"
+            }
+        }
+    }
+}
+
+/// The event's [`NameFault`].
+pub fn name_fault(event: &Event) -> NameFault {
     names_fault(
         event.resource.as_deref(),
         event.action.as_deref(),
@@ -169,20 +201,20 @@ pub fn names_fault(
     environment: Option<&str>,
     actor: Option<&str>,
     risk: Option<&str>,
-) -> u8 {
+) -> NameFault {
     let bad = |v: Option<&str>, ok: fn(&str) -> bool| v.is_some_and(|v| !ok(v));
     if bad(resource, token::is_segment) {
-        1
+        NameFault::Resource
     } else if bad(action, token::is_segment) {
-        2
+        NameFault::Action
     } else if bad(environment, token::is_token) {
-        3
+        NameFault::Environment
     } else if bad(actor, token::is_token) {
-        4
+        NameFault::Actor
     } else if bad(risk, token::is_token) {
-        5
+        NameFault::Risk
     } else {
-        0
+        NameFault::None
     }
 }
 
@@ -323,13 +355,8 @@ impl Policy {
     /// ```
     pub fn decide(&self, event: &Event) -> Decision {
         let fault = name_fault(event);
-        if fault != 0 {
-            return Decision::malformed(
-                NAME_FAULT_REASONS
-                    .get(usize::from(fault))
-                    .copied()
-                    .unwrap_or("malformed event"),
-            );
+        if fault != NameFault::None {
+            return Decision::malformed(fault.reason());
         }
         let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
         if let Some(reason) = malformed(&applicable, event) {

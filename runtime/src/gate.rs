@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use capfence_compiler::compiled::{Arg, CompiledDecision, GateContext};
-use capfence_compiler::eval::names_fault;
+use capfence_compiler::eval::{NameFault, names_fault};
 use capfence_compiler::event::{Event, Value};
 use capfence_compiler::policy::Risk;
 use capfence_compiler::{Decision, DecisionKind};
@@ -40,8 +40,8 @@ pub struct Context {
     /// Lowercase, as event intake makes it.
     environment: String,
     risk: Risk,
-    /// The name fault code of actor and environment (0: both are tokens).
-    fault: u8,
+    /// The name fault of actor and environment.
+    fault: NameFault,
 }
 
 thread_local! {
@@ -127,7 +127,7 @@ impl GateContext for Context {
     fn risk(&self) -> Risk {
         self.risk
     }
-    fn fault(&self) -> u8 {
+    fn fault(&self) -> NameFault {
         self.fault
     }
 }

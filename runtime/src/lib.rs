@@ -65,7 +65,7 @@ pub mod __private {
         SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,
         name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
     };
-    pub use capfence_compiler::eval::{Cause, Decision, DecisionKind};
+    pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, NameFault};
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
     pub use capfence_compiler::policy::{
