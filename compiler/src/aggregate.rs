@@ -91,8 +91,12 @@ impl Window {
 
     /// Whether calls of `resource.action` count in this window.
     pub fn covers(&self, resource: &str, action: &str) -> bool {
-        self.resource.as_deref().is_none_or(|r| r == resource)
-            && self.action.as_deref().is_none_or(|a| a == action)
+        crate::capability::covers(
+            self.resource.as_deref(),
+            self.action.as_deref(),
+            resource,
+            action,
+        )
     }
 }
 

@@ -206,7 +206,7 @@ impl<'p> Analysis<'p> {
             resource: Some(resource.to_ascii_lowercase()),
             action: Some(action.to_ascii_lowercase()),
         });
-        space.risk = RiskSet(risk.bit());
+        space.risk = RiskSet::of(risk);
         space
             .strings
             .insert(Field::Actor, region::StrSet::of([actor.to_owned()]));

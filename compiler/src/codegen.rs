@@ -426,7 +426,7 @@ impl Plan<'_> {
                 }
             }
             Test::Risk { levels } => {
-                let mask = Literal::u8_unsuffixed(levels.0);
+                let mask = Literal::u8_unsuffixed(levels.bits());
                 quote! { ((#mask >> v.#slot.level) & 1 != 0) }
             }
         }

@@ -19,6 +19,7 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod capability;
 pub mod codegen;
 pub mod compiled;
 pub mod diagnostic;

@@ -941,10 +941,10 @@ impl Loader<'_> {
                     let mut set = RiskSet::default();
                     let names = self.strings(value, key)?;
                     for name in &names {
-                        set.0 |= self.risk(name, value, key)?.bit();
+                        set = set.with(self.risk(name, value, key)?);
                     }
                     if key == "risk_not_in" {
-                        set = RiskSet(RiskSet::ALL.0 & !set.0);
+                        set = set.complement();
                     }
                     let text = format!(
                         "risk in [{}]",

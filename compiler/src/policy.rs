@@ -107,11 +107,50 @@ impl fmt::Display for Risk {
 
 /// A set of risk levels as a bit mask (bit `i` = level `i` of [`Risk::ALL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct RiskSet(pub u8);
+pub struct RiskSet(u8);
 
 impl RiskSet {
     /// Every level.
     pub const ALL: RiskSet = RiskSet(0b1111);
+
+    /// No level.
+    pub const EMPTY: RiskSet = RiskSet(0);
+
+    /// The set of the levels whose bits are set (bit `i` = level `i` of
+    /// [`Risk::ALL`]; other bits are dropped).
+    pub const fn from_bits(bits: u8) -> RiskSet {
+        RiskSet(bits & RiskSet::ALL.0)
+    }
+
+    /// The bit mask.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set of one level.
+    pub const fn of(risk: Risk) -> RiskSet {
+        RiskSet(risk.bit())
+    }
+
+    /// This set with `risk` added.
+    pub const fn with(self, risk: Risk) -> RiskSet {
+        RiskSet(self.0 | risk.bit())
+    }
+
+    /// The levels not in this set.
+    pub const fn complement(self) -> RiskSet {
+        RiskSet(RiskSet::ALL.0 & !self.0)
+    }
+
+    /// The levels in both sets.
+    pub const fn intersect(self, other: RiskSet) -> RiskSet {
+        RiskSet(self.0 & other.0)
+    }
+
+    /// Whether the set has no level.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 
     /// Whether `risk` is in the set.
     pub const fn contains(self, risk: Risk) -> bool {
@@ -377,10 +416,7 @@ impl CapabilityPattern {
             CapabilityPattern::Segments {
                 resource: r,
                 action: a,
-            } => {
-                r.as_deref().is_none_or(|r| r == resource)
-                    && a.as_deref().is_none_or(|a| a == action)
-            }
+            } => crate::capability::covers(r.as_deref(), a.as_deref(), resource, action),
         }
     }
 }
@@ -571,8 +607,12 @@ impl RuleFacts {
 
     /// Whether the rule's pattern covers `resource.action`.
     pub fn covers(&self, resource: &str, action: &str) -> bool {
-        self.resource.as_deref().is_none_or(|r| r == resource)
-            && self.action.as_deref().is_none_or(|a| a == action)
+        crate::capability::covers(
+            self.resource.as_deref(),
+            self.action.as_deref(),
+            resource,
+            action,
+        )
     }
 }
 

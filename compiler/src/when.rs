@@ -348,13 +348,9 @@ fn membership(
     if *field == Field::Risk {
         let mut set = RiskSet::default();
         for (value, pair) in &values {
-            set.0 |= risk_level(value, pair)?.bit();
+            set = set.with(risk_level(value, pair)?);
         }
-        let levels = if negated {
-            RiskSet(RiskSet::ALL.0 & !set.0)
-        } else {
-            set
-        };
+        let levels = if negated { set.complement() } else { set };
         return Ok(Expr::Test(Test::Risk { levels }));
     }
     let numeric = values
@@ -430,14 +426,14 @@ mod tests {
         assert_eq!(
             expr,
             Expr::Test(Test::Risk {
-                levels: RiskSet(0b1100)
+                levels: RiskSet::from_bits(0b1100)
             })
         );
         let expr = parse_when("risk not in [low]").unwrap();
         assert_eq!(
             expr,
             Expr::Test(Test::Risk {
-                levels: RiskSet(0b1110)
+                levels: RiskSet::from_bits(0b1110)
             })
         );
     }

@@ -308,7 +308,7 @@ impl Box {
     pub fn is_empty(&self) -> bool {
         self.resource.is_empty()
             || self.action.is_empty()
-            || self.risk.0 == 0
+            || self.risk.is_empty()
             || self.numbers.values().any(Interval::is_empty)
             || self.strings.values().any(StrSet::is_empty)
     }
@@ -318,7 +318,7 @@ impl Box {
         let mut out = Box {
             resource: self.resource.intersect(&other.resource),
             action: self.action.intersect(&other.action),
-            risk: RiskSet(self.risk.0 & other.risk.0),
+            risk: self.risk.intersect(other.risk),
             numbers: self.numbers.clone(),
             strings: self.strings.clone(),
         };
@@ -360,14 +360,14 @@ impl Box {
             });
         }
         rest.action = rest.action.intersect(&other.action);
-        let outside = RiskSet(rest.risk.0 & !other.risk.0 & RiskSet::ALL.0);
-        if outside.0 != 0 {
+        let outside = rest.risk.intersect(other.risk.complement());
+        if !outside.is_empty() {
             out.push(Box {
                 risk: outside,
                 ..rest.clone()
             });
         }
-        rest.risk = RiskSet(rest.risk.0 & other.risk.0);
+        rest.risk = rest.risk.intersect(other.risk);
         for (f, theirs) in &other.numbers {
             let mine = rest.numbers.get(f).copied().unwrap_or(Interval::ALL);
             for piece in mine.minus(theirs) {
@@ -641,11 +641,7 @@ impl Region {
                 }
             }
             Test::Risk { levels } => {
-                let set = if negate {
-                    RiskSet(RiskSet::ALL.0 & !levels.0)
-                } else {
-                    *levels
-                };
+                let set = if negate { levels.complement() } else { *levels };
                 Region::of(Box {
                     risk: set,
                     ..Box::all()

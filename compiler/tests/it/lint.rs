@@ -266,7 +266,7 @@ fn contains(b: &capfence_compiler::analysis::region::Box, event: &Event) -> bool
         if !b.risk.contains(risk) {
             return false;
         }
-    } else if b.risk.0 != capfence_compiler::policy::RiskSet::ALL.0 {
+    } else if b.risk != capfence_compiler::policy::RiskSet::ALL {
         return false;
     }
     for (field, interval) in &b.numbers {
