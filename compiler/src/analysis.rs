@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use region::{Box, End, Region, describe_box};
 
-use crate::diagnostic::{Diagnostic, Related, Severity};
+use crate::diagnostic::{Code, Diagnostic, Related, Severity};
 use crate::policy::{CapabilityPattern, DecisionKind, Policy, Rule};
 
 /// How many boxes of a region a note spells out.
@@ -163,7 +163,7 @@ impl<'p> Analysis<'p> {
     fn diagnostic(
         &self,
         rule: &Rule,
-        code: &'static str,
+        code: Code,
         severity: Severity,
         message: String,
     ) -> Diagnostic {
@@ -234,7 +234,7 @@ impl<'p> Analysis<'p> {
             let Some(region) = self.region(i) else {
                 out.push(self.diagnostic(
                     rule,
-                    "analysis-skipped",
+                    Code::AnalysisSkipped,
                     Severity::Note,
                     format!(
                         "{} expands to more than {} cases and was not analysed",
@@ -247,7 +247,7 @@ impl<'p> Analysis<'p> {
             if region.is_empty() {
                 out.push(self.diagnostic(
                     rule,
-                    "unsatisfiable-rule",
+                    Code::UnsatisfiableRule,
                     Severity::Error,
                     format!(
                         "{}: its conditions can never all hold, so it never matches",
@@ -260,7 +260,7 @@ impl<'p> Analysis<'p> {
             if effective.as_ref().is_some_and(Region::is_empty) {
                 let mut d = self.diagnostic(
                     rule,
-                    "shadowed-rule",
+                    Code::ShadowedRule,
                     Severity::Warning,
                     format!(
                         "{} never decides: every well-formed event it matches is decided by an \
@@ -317,7 +317,7 @@ impl<'p> Analysis<'p> {
         };
         let mut d = self.diagnostic(
             first,
-            "unauthenticated-approvals",
+            Code::UnauthenticatedApprovals,
             Severity::Warning,
             "the policy has require_approval rules but no `approvers:`: approvals are not \
              authenticated, and any process that can write the ledger can approve"
@@ -334,7 +334,7 @@ impl<'p> Analysis<'p> {
     fn conflicts(&self, i: usize, rule: &Rule, region: &Region, out: &mut Vec<Diagnostic>) {
         let mut d = self.diagnostic(
             rule,
-            "conflict",
+            Code::Conflict,
             Severity::Warning,
             format!("{} is partly overridden by a higher tier", rule.id),
         );
@@ -389,7 +389,7 @@ impl<'p> Analysis<'p> {
         for (field, bound) in fields {
             let mut d = self.diagnostic(
                 rule,
-                "unbounded-amount",
+                Code::UnboundedAmount,
                 Severity::Warning,
                 format!(
                     "{} bounds `{field}` above ({bound}) but not below: negative amounts pass",
@@ -448,7 +448,7 @@ impl<'p> Analysis<'p> {
                     rule.capability
                 )
             };
-            let mut d = self.diagnostic(rule, "default-deny-gap", Severity::Note, message);
+            let mut d = self.diagnostic(rule, Code::DefaultDenyGap, Severity::Note, message);
             d.line = rule.capability_location.line;
             d.column = rule.capability_location.column;
             if let Some(example) = self.witness(&gap) {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::load::LoadError;
+use crate::load::{LoadError, LoadErrorKind};
 
 /// How serious a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,8 +41,8 @@ pub struct Related {
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// A stable code (`shadowed-rule`, `conflict`, `unknown-key`, …).
-    pub code: &'static str,
+    /// What it reports (`shadowed-rule`, `conflict`, `unknown-key`, …).
+    pub code: Code,
     /// How serious.
     pub severity: Severity,
     /// The rule it is about.
@@ -65,7 +65,7 @@ impl From<&LoadError> for Diagnostic {
     fn from(e: &LoadError) -> Diagnostic {
         let at = e.location.unwrap_or_default();
         Diagnostic {
-            code: e.kind.code(),
+            code: Code::Load(e.kind),
             severity: Severity::Error,
             rule: None,
             file: e.file.clone(),
@@ -78,76 +78,117 @@ impl From<&LoadError> for Diagnostic {
     }
 }
 
-/// The help text of each code, for SARIF `tool.driver.rules`.
-pub const RULES: &[(&str, &str)] = &[
-    (
-        "unsatisfiable-rule",
-        "The rule's conditions can never all hold, so it never matches. Remove it or fix its conditions.",
-    ),
-    (
-        "shadowed-rule",
-        "Every event the rule matches is decided by a higher-precedence tier or an earlier rule of its own tier: it never decides.",
-    ),
-    (
-        "conflict",
-        "An allow or require_approval rule is partly overridden by a higher tier; the note gives the overlapping region and an example event.",
-    ),
-    (
-        "unbounded-amount",
-        "An allow rule bounds a numeric field above but not below: negative amounts pass. Add a lower bound such as `amount_gte: 0.01`.",
-    ),
-    (
-        "default-deny-gap",
-        "Part of a capability the policy mentions is covered by no rule and falls to default deny.",
-    ),
-    (
-        "unauthenticated-approvals",
-        "The policy holds events for approval but lists no `approvers:`: any process that can write the ledger can approve. List operators' Ed25519 public keys under `approvers:` so approvals must be signed.",
-    ),
-    (
-        "analysis-skipped",
-        "The rule's conditions expand to too many cases to analyse exactly; it was not checked.",
-    ),
-    (
-        "gate-without-rule",
-        "A #[gate] names a capability that the policy never allows.",
-    ),
-    (
-        "rule-without-gate",
-        "A rule's capability has no #[gate] in the source tree.",
-    ),
-    ("io-error", "The policy file could not be read."),
-    (
-        "yaml-syntax",
-        "The file is not valid YAML, or uses a YAML feature policies may not use.",
-    ),
-    ("empty-policy", "The policy file is empty."),
-    ("wrong-type", "A value has the wrong shape."),
-    ("unknown-tier", "A top-level key that is not a tier."),
-    (
-        "unknown-key",
-        "A rule key that is not part of the language.",
-    ),
-    ("duplicate-id", "Two rules share an id."),
-    (
-        "bad-capability",
-        "A malformed capability pattern, or a rule without one.",
-    ),
-    ("not-a-number", "A threshold that is not an exact decimal."),
-    ("bad-risk", "A risk level that does not exist."),
-    (
-        "when-syntax",
-        "A `when` expression that does not parse or type-check.",
-    ),
-    (
-        "field-type-conflict",
-        "A field tested as a number in one place and as a string in another.",
-    ),
-    (
-        "bad-approvers",
-        "A bad `approvers:` entry or rule `approvals:`/`approvers:` key: a key that is not `ed25519:<base64>`, one key under two names, an unknown approver, or a quorum larger than the rule's eligible approvers.",
-    ),
-];
+/// What a diagnostic reports: a lint finding, or a policy that does not load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The rule's conditions can never all hold.
+    UnsatisfiableRule,
+    /// The rule never decides.
+    ShadowedRule,
+    /// A higher tier partly overrides the rule.
+    Conflict,
+    /// An allow rule bounds a number above but not below.
+    UnboundedAmount,
+    /// Part of a capability falls to default deny.
+    DefaultDenyGap,
+    /// Held events, but no `approvers:`.
+    UnauthenticatedApprovals,
+    /// Too many cases to analyse exactly.
+    AnalysisSkipped,
+    /// A `#[gate]` on a capability the policy never allows.
+    GateWithoutRule,
+    /// A rule whose capability no `#[gate]` uses.
+    RuleWithoutGate,
+    /// A source file `lint --src` could not parse.
+    UnparsedSource,
+    /// The policy does not load.
+    Load(LoadErrorKind),
+}
+
+impl Code {
+    /// The lint codes (every [`Code`] but [`Code::Load`]).
+    pub const LINTS: [Code; 10] = [
+        Code::UnsatisfiableRule,
+        Code::ShadowedRule,
+        Code::Conflict,
+        Code::UnboundedAmount,
+        Code::DefaultDenyGap,
+        Code::UnauthenticatedApprovals,
+        Code::AnalysisSkipped,
+        Code::GateWithoutRule,
+        Code::RuleWithoutGate,
+        Code::UnparsedSource,
+    ];
+
+    /// Every code, lints first.
+    pub fn all() -> impl Iterator<Item = Code> {
+        Code::LINTS
+            .into_iter()
+            .chain(LoadErrorKind::ALL.into_iter().map(Code::Load))
+    }
+
+    /// The stable name (`shadowed-rule`, `unknown-key`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::UnsatisfiableRule => "unsatisfiable-rule",
+            Code::ShadowedRule => "shadowed-rule",
+            Code::Conflict => "conflict",
+            Code::UnboundedAmount => "unbounded-amount",
+            Code::DefaultDenyGap => "default-deny-gap",
+            Code::UnauthenticatedApprovals => "unauthenticated-approvals",
+            Code::AnalysisSkipped => "analysis-skipped",
+            Code::GateWithoutRule => "gate-without-rule",
+            Code::RuleWithoutGate => "rule-without-gate",
+            Code::UnparsedSource => "unparsed-source",
+            Code::Load(kind) => kind.code(),
+        }
+    }
+
+    /// What the code means (SARIF `tool.driver.rules`).
+    pub const fn help(self) -> &'static str {
+        match self {
+            Code::UnsatisfiableRule => {
+                "The rule's conditions can never all hold, so it never matches. Remove it or fix its conditions."
+            }
+            Code::ShadowedRule => {
+                "Every event the rule matches is decided by a higher-precedence tier or an earlier rule of its own tier: it never decides."
+            }
+            Code::Conflict => {
+                "An allow or require_approval rule is partly overridden by a higher tier; the note gives the overlapping region and an example event."
+            }
+            Code::UnboundedAmount => {
+                "An allow rule bounds a numeric field above but not below: negative amounts pass. Add a lower bound such as `amount_gte: 0.01`."
+            }
+            Code::DefaultDenyGap => {
+                "Part of a capability the policy mentions is covered by no rule and falls to default deny."
+            }
+            Code::UnauthenticatedApprovals => {
+                "The policy holds events for approval but lists no `approvers:`: any process that can write the ledger can approve. List operators' Ed25519 public keys under `approvers:` so approvals must be signed."
+            }
+            Code::AnalysisSkipped => {
+                "The rule's conditions expand to too many cases to analyse exactly; it was not checked."
+            }
+            Code::GateWithoutRule => "A #[gate] names a capability that the policy never allows.",
+            Code::RuleWithoutGate => "A rule's capability has no #[gate] in the source tree.",
+            Code::UnparsedSource => {
+                "A Rust source file under --src could not be parsed; its gates were not checked."
+            }
+            Code::Load(kind) => kind.help(),
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// Counts of errors and warnings.
 pub fn counts(diagnostics: &[Diagnostic]) -> (usize, usize) {
@@ -219,7 +260,7 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
         message.push_str(note);
     }
     json!({
-        "code": d.code,
+        "code": d.code.as_str(),
         "severity": d.severity.as_str(),
         "rule": d.rule,
         "file": d.file,
@@ -242,9 +283,9 @@ pub fn render_json(diagnostics: &[Diagnostic]) -> serde_json::Value {
 
 /// A SARIF 2.1.0 log, ready for code-scanning upload.
 pub fn render_sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
-    let rules: Vec<_> = RULES
-        .iter()
-        .map(|(id, help)| {
+    let rules: Vec<_> = Code::all()
+        .map(|code| {
+            let (id, help) = (code.as_str(), code.help());
             json!({
                 "id": id,
                 "name": id,
@@ -276,8 +317,8 @@ pub fn render_sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
                 })
                 .collect();
             json!({
-                "ruleId": d.code,
-                "ruleIndex": RULES.iter().position(|(id, _)| *id == d.code).unwrap_or(0),
+                "ruleId": d.code.as_str(),
+                "ruleIndex": Code::all().position(|c| c == d.code),
                 "level": d.severity.as_str(),
                 "message": {"text": text},
                 "locations": [{"physicalLocation": {"artifactLocation": {"uri": d.file}, "region": region}}],

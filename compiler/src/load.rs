@@ -58,6 +58,62 @@ pub enum LoadErrorKind {
 }
 
 impl LoadErrorKind {
+    /// Every kind.
+    pub const ALL: [LoadErrorKind; 16] = [
+        LoadErrorKind::Io,
+        LoadErrorKind::Yaml,
+        LoadErrorKind::Empty,
+        LoadErrorKind::WrongType,
+        LoadErrorKind::UnknownTier,
+        LoadErrorKind::UnknownKey,
+        LoadErrorKind::DuplicateId,
+        LoadErrorKind::BadCapability,
+        LoadErrorKind::NotANumber,
+        LoadErrorKind::BadRisk,
+        LoadErrorKind::When,
+        LoadErrorKind::FieldTypeConflict,
+        LoadErrorKind::NotAToken,
+        LoadErrorKind::Approvers,
+        LoadErrorKind::Tools,
+        LoadErrorKind::Window,
+    ];
+
+    /// What the kind means, for a reader of a diagnostic's code.
+    pub const fn help(self) -> &'static str {
+        match self {
+            LoadErrorKind::Io => "The policy file could not be read.",
+            LoadErrorKind::Yaml => {
+                "The file is not valid YAML, or uses a YAML feature policies may not use."
+            }
+            LoadErrorKind::Empty => "The policy file is empty.",
+            LoadErrorKind::WrongType => "A value has the wrong shape.",
+            LoadErrorKind::UnknownTier => "A top-level key that is not a tier.",
+            LoadErrorKind::UnknownKey => "A rule key that is not part of the language.",
+            LoadErrorKind::DuplicateId => "Two rules share an id.",
+            LoadErrorKind::BadCapability => {
+                "A malformed capability pattern, or a rule without one."
+            }
+            LoadErrorKind::NotANumber => "A threshold that is not an exact decimal.",
+            LoadErrorKind::BadRisk => "A risk level that does not exist.",
+            LoadErrorKind::When => "A `when` expression that does not parse or type-check.",
+            LoadErrorKind::FieldTypeConflict => {
+                "A field tested as a number in one place and as a string in another."
+            }
+            LoadErrorKind::NotAToken => {
+                "A name or tested string that is not a plain token (whitespace, control, format or non-ASCII characters), or bad `unicode_fields` text."
+            }
+            LoadErrorKind::Approvers => {
+                "A bad `approvers:` entry or rule `approvals:`/`approvers:` key: a key that is not `ed25519:<base64>`, one key under two names, an unknown approver, or a quorum larger than the rule's eligible approvers."
+            }
+            LoadErrorKind::Tools => {
+                "A `tools:` entry that is not a tool name mapped to `resource.action`."
+            }
+            LoadErrorKind::Window => {
+                "A velocity condition without a `window`, a bad duration, or a `per` field that cannot group calls."
+            }
+        }
+    }
+
     /// A stable code for the kind, used by diagnostics.
     pub const fn code(self) -> &'static str {
         match self {

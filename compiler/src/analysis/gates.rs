@@ -5,7 +5,7 @@ use std::path::Path;
 
 use syn::visit::Visit;
 
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::policy::{DecisionKind, Policy};
 
 /// One `#[gate("resource.action")]` found in the sources.
@@ -161,7 +161,7 @@ pub fn check(policy: &Policy, scan: &Scan) -> Vec<Diagnostic> {
         .unparsed
         .iter()
         .map(|(file, why)| Diagnostic {
-            code: "unparsed-source",
+            code: Code::UnparsedSource,
             severity: Severity::Error,
             rule: None,
             file: file.clone(),
@@ -183,7 +183,7 @@ pub fn check(policy: &Policy, scan: &Scan) -> Vec<Diagnostic> {
             .any(|r| r.tier != DecisionKind::Deny && r.capability.matches(resource, action));
         if !passes {
             out.push(Diagnostic {
-                code: "gate-without-rule",
+                code: Code::GateWithoutRule,
                 severity: Severity::Warning,
                 rule: None,
                 file: gate.file.clone(),
@@ -208,7 +208,7 @@ pub fn check(policy: &Policy, scan: &Scan) -> Vec<Diagnostic> {
         });
         if !gated {
             out.push(Diagnostic {
-                code: "rule-without-gate",
+                code: Code::RuleWithoutGate,
                 severity: Severity::Warning,
                 rule: Some(rule.id.clone()),
                 file: policy.file.clone(),

@@ -45,7 +45,7 @@ fn every_lint_fixture_has_its_snapshot() {
 fn the_case_study_policy_has_exactly_the_expected_findings() {
     let found: Vec<(&str, Option<String>)> = lint(&super::fintech())
         .into_iter()
-        .map(|d| (d.code, d.rule))
+        .map(|d| (d.code.as_str(), d.rule))
         .collect();
     let id = |s: &str| Some(s.to_owned());
     assert_eq!(
@@ -202,7 +202,7 @@ proptest! {
         let diagnostics = lint(&policy);
         let never: Vec<&str> = diagnostics
             .iter()
-            .filter(|d| matches!(d.code, "shadowed-rule" | "unsatisfiable-rule"))
+            .filter(|d| matches!(d.code.as_str(), "shadowed-rule" | "unsatisfiable-rule"))
             .filter_map(|d| d.rule.as_deref())
             .collect();
         for event in &events {
@@ -216,7 +216,7 @@ proptest! {
                 let Some(json) = note.split("e.g. ").nth(1).filter(|j| j.starts_with('{')) else { continue };
                 let witness = Event::from_json(json).unwrap();
                 let decision = policy.decide(&witness);
-                match d.code {
+                match d.code.as_str() {
                     "default-deny-gap" => prop_assert_eq!(decision.rule, None, "{}", json),
                     "conflict" => {
                         let higher = note.split(' ').next().unwrap();
@@ -458,4 +458,32 @@ fn a_hostile_source_tree_is_walked_to_the_end_and_fails_closed() {
         "{human}"
     );
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Every code a diagnostic can carry is a SARIF rule with help text, and a
+/// result's `ruleIndex` points at its own rule (a load error's code too:
+/// codes and help text are one type, so none can be missing).
+#[test]
+fn every_code_has_its_sarif_rule_and_results_point_at_it() {
+    use capfence_compiler::diagnostic::Code;
+    let err = capfence_compiler::Policy::parse(
+        "allow:\n  - capability: payments.transfer\n    actor_in: [\"bad actor\"]\n",
+        "p.yaml",
+    )
+    .unwrap_err();
+    let diagnostic = Diagnostic::from(&err);
+    assert_eq!(diagnostic.code, "not-a-token");
+    let sarif = render_sarif(&[diagnostic]);
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules.len(), Code::all().count());
+    for (i, code) in Code::all().enumerate() {
+        assert_eq!(rules[i]["id"], code.as_str());
+        assert!(!code.help().is_empty(), "{code}");
+    }
+    let result = &sarif["runs"][0]["results"][0];
+    let index = result["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules[index]["id"], "not-a-token");
+    assert_eq!(result["ruleId"], "not-a-token");
 }
