@@ -463,7 +463,7 @@ impl Loader<'_> {
                 ));
             }
             let key = self.string(key_node, "approvers")?;
-            if crate::policy::public_key_bytes(&key).is_none() {
+            if crate::keys::public_key_bytes(&key).is_none() {
                 return Err(self.error(
                     LoadErrorKind::Approvers,
                     key_node.location,

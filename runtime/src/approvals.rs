@@ -9,8 +9,9 @@
 
 use capfence_compiler::Event;
 use capfence_compiler::event::{EventRisk, write_object};
+use capfence_compiler::facts::RuleFacts;
 use capfence_compiler::load::is_field_name;
-use capfence_compiler::policy::{DecisionKind, RuleFacts};
+use capfence_compiler::policy::DecisionKind;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 

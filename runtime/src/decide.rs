@@ -7,7 +7,7 @@
 //! eligible approvers) and its velocity windows.
 
 use capfence_compiler::compiled::CompiledDecision;
-use capfence_compiler::policy::RuleFacts;
+use capfence_compiler::facts::RuleFacts;
 use capfence_compiler::window::Window;
 use capfence_compiler::{Decision, Event, Policy};
 

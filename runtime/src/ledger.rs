@@ -15,7 +15,7 @@ pub use verify::TimeReversal;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use capfence_compiler::policy::RuleFacts;
+use capfence_compiler::facts::RuleFacts;
 
 use crate::approvals::{Grant, Ticket};
 use crate::audit::{AuditRecord, ChainFault};

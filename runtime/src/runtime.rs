@@ -130,7 +130,7 @@ impl Decide for Static {
         self.0.digest()
     }
 
-    fn rule_facts(&self) -> Vec<capfence_compiler::policy::RuleFacts> {
+    fn rule_facts(&self) -> Vec<capfence_compiler::facts::RuleFacts> {
         self.0.rule_facts()
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use capfence_compiler::policy::{ED25519_PREFIX, public_key_bytes};
+use capfence_compiler::keys::{ED25519_PREFIX, public_key_bytes};
 use capfence_compiler::token;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use capfence_compiler::policy::{DecisionKind, RuleFacts};
+use capfence_compiler::facts::RuleFacts;
+use capfence_compiler::policy::DecisionKind;
 use capfence_compiler::token;
 
 use super::{Ledger, PolicyFacts, append, micros};

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use capfence_compiler::policy::RuleFacts;
+use capfence_compiler::facts::RuleFacts;
 use capfence_compiler::{Decision, DecisionKind, Event};
 
 use super::{Ledger, PolicyFacts, Windowed, append, micros};
