@@ -66,6 +66,17 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
 }
 
+/// Every event at or below `max` while `f` runs.
+fn collect(max: Level, f: impl FnOnce()) -> Vec<Seen> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector {
+        max,
+        seen: Arc::clone(&seen),
+    };
+    tracing::subscriber::with_default(collector, f);
+    seen.lock().unwrap().clone()
+}
+
 #[test]
 fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
     let dir = TempDir::new("telemetry");
@@ -122,15 +133,9 @@ fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
 fn input_that_is_no_event_is_traced_like_any_decision() {
     let dir = TempDir::new("telemetry-unreadable");
     let rt = runtime(dir.path());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector {
-        max: Level::INFO,
-        seen: Arc::clone(&seen),
-    };
-    tracing::subscriber::with_default(collector, || {
+    let events = collect(Level::INFO, || {
         rt.execute_unreadable("unreadable event: line 1 is not UTF-8");
     });
-    let events = seen.lock().unwrap().clone();
     let decisions: Vec<_> = events
         .iter()
         .filter(|(_, target, _)| target == "capfence::decision")
