@@ -258,7 +258,7 @@ fn operator_error(e: capfence::OperatorError) -> PyErr {
         E::NotPending { .. } | E::Expired(_) | E::AlreadyRevoked { .. } => {
             InvalidState::new_err(e.to_string())
         }
-        E::Invalid(_) => InvalidArgument::new_err(e.to_string()),
+        E::Invalid(_) | E::Caps(_) => InvalidArgument::new_err(e.to_string()),
         E::Refused(_) => OperatorRefused::new_err(e.to_string()),
         E::Store(s) => storage_error(s),
     }

@@ -173,6 +173,31 @@ pub fn parse_caps(text: &str) -> Option<Vec<(String, Decimal)>> {
     text.split(';').map(parse_cap).collect()
 }
 
+/// Why a grant's caps do not fit the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapError {
+    /// The capability is not `resource.action`.
+    #[error("`{0}` is not `resource.action`")]
+    NotACapability(String),
+    /// A capped name that is not a payload field name.
+    #[error("`{0}` is not a payload field name")]
+    NotAField(String),
+    /// No `require_approval` rule of the capability compares the field.
+    #[error(
+        "no require_approval rule for {capability} compares `{field}`, so a cap on it would cap \
+         nothing (capped fields can be: {})",
+        if cappable.is_empty() { "none".to_owned() } else { cappable.join(", ") }
+    )]
+    NotCompared {
+        /// The capability.
+        capability: String,
+        /// The capped field.
+        field: String,
+        /// The fields its rules compare as numbers.
+        cappable: Vec<String>,
+    },
+}
+
 /// Checks a grant's caps against the policy: every capped field must be
 /// compared as a number by some `require_approval` rule covering
 /// `capability`, or the cap could never hold (or, worse, be read from a
@@ -181,13 +206,13 @@ pub fn check_caps(
     facts: &[RuleFacts],
     capability: &str,
     caps: &[(String, Decimal)],
-) -> Result<(), String> {
+) -> Result<(), CapError> {
     let Some((resource, action)) = capability.split_once('.') else {
-        return Err(format!("`{capability}` is not `resource.action`"));
+        return Err(CapError::NotACapability(capability.to_owned()));
     };
     for (field, _) in caps {
         if !is_field_name(field) {
-            return Err(format!("`{field}` is not a payload field name"));
+            return Err(CapError::NotAField(field.clone()));
         }
         let tested = facts.iter().any(|f| {
             f.tier == DecisionKind::RequireApproval
@@ -200,15 +225,11 @@ pub fn check_caps(
                 .filter(|f| f.tier == DecisionKind::RequireApproval && f.covers(resource, action))
                 .flat_map(|f| f.numbers.iter().map(String::as_str))
                 .collect();
-            return Err(format!(
-                "no require_approval rule for {capability} compares `{field}`, so a cap on it \
-                 would cap nothing (capped fields can be: {})",
-                if fields.is_empty() {
-                    "none".to_owned()
-                } else {
-                    fields.join(", ")
-                }
-            ));
+            return Err(CapError::NotCompared {
+                capability: capability.to_owned(),
+                field: field.clone(),
+                cappable: fields.into_iter().map(str::to_owned).collect(),
+            });
         }
     }
     Ok(())

@@ -75,6 +75,9 @@ pub enum OperatorError {
     /// Refused; nothing was recorded.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A grant's caps do not fit the policy.
+    #[error(transparent)]
+    Caps(#[from] crate::approvals::CapError),
     /// The store failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -431,8 +434,7 @@ impl Ledger {
             ));
         }
         if let Some(p) = policy {
-            approvals::check_caps(&p.facts, &capability, &limits.caps)
-                .map_err(OperatorError::Invalid)?;
+            approvals::check_caps(&p.facts, &capability, &limits.caps)?;
         }
         self.operator(|tx, now| {
             let signed_policy = match policy {

@@ -44,11 +44,17 @@ fn a_grant_cap_holds_only_on_a_field_the_deciding_rule_compares() {
         limits,
     );
     match refused {
-        Err(OperatorError::Invalid(why)) => {
+        Err(OperatorError::Caps(why)) => {
+            let text = why.to_string();
             assert!(
-                why.contains("compares `amount`") && why.contains("total"),
-                "{why}"
-            )
+                text.contains("compares `amount`") && text.contains("total"),
+                "{text}"
+            );
+            assert!(matches!(
+                why,
+                capfence::approvals::CapError::NotCompared { ref field, ref cappable, .. }
+                    if field == "amount" && cappable == &["total".to_owned()]
+            ));
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
