@@ -3,58 +3,34 @@
 //! reserved payload name under which its total reaches the evaluators. No
 //! event handling here: [`crate::window`] groups events and computes totals.
 
-/// One aggregate a rule tests.
+use std::borrow::Cow;
+
+/// A name held by a [`Window`]: borrowed in generated code (a `static`),
+/// owned when loaded from YAML.
+pub type Name = Cow<'static, str>;
+
+/// One aggregate a rule tests. The loader builds it with owned names;
+/// generated tables write it with borrowed ones: one type for both.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
     /// The summed payload field; `None` counts calls.
-    pub field: Option<String>,
+    pub field: Option<Name>,
     /// The window's length in seconds.
     pub seconds: u64,
     /// The fields whose values must match: `actor`, `environment` or payload
     /// field names, in the order written.
-    pub per: Vec<String>,
+    pub per: Cow<'static, [Name]>,
     /// The rule's resource segment (`None`: `*`): which calls count.
-    pub resource: Option<String>,
+    pub resource: Option<Name>,
     /// The rule's action segment (`None`: `*`).
-    pub action: Option<String>,
+    pub action: Option<Name>,
 }
 
-/// A [`Window`] as generated code writes it.
-#[derive(Debug, Clone, Copy)]
-pub struct StaticWindow {
-    /// The summed field, or `None` for calls.
-    pub field: Option<&'static str>,
-    /// The length in seconds.
-    pub seconds: u64,
-    /// The grouping fields.
-    pub per: &'static [&'static str],
-    /// The resource segment.
-    pub resource: Option<&'static str>,
-    /// The action segment.
-    pub action: Option<&'static str>,
-}
-
-/// The windows of a generated table, owned (read once when a runtime is
-/// built, never while deciding).
+/// The windows of a generated table (read once when a runtime is built,
+/// never while deciding).
 pub type WindowList = Vec<Window>;
 
-/// Owned windows from a generated table's static ones.
-pub fn windows_from_static(list: &[StaticWindow]) -> WindowList {
-    list.iter().map(Window::from_static).collect()
-}
-
 impl Window {
-    /// The window of generated code.
-    pub fn from_static(w: &StaticWindow) -> Window {
-        Window {
-            field: w.field.map(str::to_owned),
-            seconds: w.seconds,
-            per: w.per.iter().map(|p| (*p).to_owned()).collect(),
-            resource: w.resource.map(str::to_owned),
-            action: w.action.map(str::to_owned),
-        }
-    }
-
     /// The reserved payload name under which the aggregate reaches the
     /// evaluators: `@sum(amount)/86400s/actor,destination/payments.transfer`.
     pub fn key(&self) -> String {

@@ -744,42 +744,43 @@ impl Plan<'_> {
             let f = rule.facts(&self.policy.approvers);
             let id = &f.id;
             let tier = kind_tokens(f.tier);
-            let opt = |s: &Option<String>| match s {
-                Some(s) => quote! { ::core::option::Option::Some(#s) },
+            let id = id.as_ref();
+            let opt = |s: &Option<crate::facts::Name>| match s.as_deref() {
+                Some(s) => quote! { ::core::option::Option::Some(#p::Cow::Borrowed(#s)) },
                 None => quote! { ::core::option::Option::None },
             };
             let (resource, action) = (opt(&f.resource), opt(&f.action));
-            let numbers = &f.numbers;
+            let numbers = f.numbers.iter().map(|n| n.as_ref());
             let approvals = f.approvals;
-            let approvers = f
-                .approvers
-                .iter()
-                .map(|(name, key)| quote! { (#name, #key) });
+            let approvers = f.approvers.iter().map(|a| {
+                let (name, key) = (a.name.as_ref(), a.key.as_ref());
+                quote! { #p::Eligible { name: #p::Cow::Borrowed(#name), key: #p::Cow::Borrowed(#key) } }
+            });
             quote! {
-                #p::StaticRuleFacts {
-                    id: #id,
+                #p::RuleFacts {
+                    id: #p::Cow::Borrowed(#id),
                     tier: #tier,
                     resource: #resource,
                     action: #action,
-                    numbers: &[#(#numbers),*],
+                    numbers: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#numbers)),*]),
                     approvals: #approvals,
-                    approvers: &[#(#approvers),*],
+                    approvers: #p::Cow::Borrowed(&[#(#approvers),*]),
                 }
             }
         });
         let windows = self.policy.windows().into_iter().map(|w| {
-            let opt = |s: &Option<String>| match s {
-                Some(s) => quote! { ::core::option::Option::Some(#s) },
+            let opt = |s: &Option<crate::aggregate::Name>| match s.as_deref() {
+                Some(s) => quote! { ::core::option::Option::Some(#p::Cow::Borrowed(#s)) },
                 None => quote! { ::core::option::Option::None },
             };
             let (field, resource, action) = (opt(&w.field), opt(&w.resource), opt(&w.action));
             let seconds = w.seconds;
-            let per = &w.per;
+            let per = w.per.iter().map(|p| p.as_ref());
             quote! {
-                #p::StaticWindow {
+                #p::Window {
                     field: #field,
                     seconds: #seconds,
-                    per: &[#(#per),*],
+                    per: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#per)),*]),
                     resource: #resource,
                     action: #action,
                 }
@@ -832,11 +833,11 @@ impl Plan<'_> {
                 }
 
                 fn rule_facts(&self) -> #p::RuleFactList {
-                    #p::facts_from_static(&[#(#facts),*])
+                    ::std::vec![#(#facts),*]
                 }
 
                 fn windows(&self) -> #p::WindowList {
-                    #p::windows_from_static(&[#(#windows),*])
+                    ::std::vec![#(#windows),*]
                 }
 
                 fn digest(&self) -> &str {

@@ -3,49 +3,48 @@
 //! eligible approvers. Read from the IR here; generated tables carry the
 //! same facts as statics.
 
+use std::borrow::Cow;
+
 use crate::policy::{Approver, CapabilityPattern, DecisionKind, Field, Policy, Rule, Test};
+
+/// A name held by [`RuleFacts`]: borrowed in generated code, owned when
+/// read from a loaded policy.
+pub type Name = Cow<'static, str>;
+
+/// An approver eligible to sign for a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eligible {
+    /// The approver's name.
+    pub name: Name,
+    /// The public key, `ed25519:<base64>`.
+    pub key: Name,
+}
 
 /// What the runtime needs to know of a rule beyond its decision: its
 /// capability pattern and the payload fields it compares as numbers (a
-/// grant's caps name such fields). Compiled tables carry the same facts.
+/// grant's caps name such fields), its quorum and who may sign. The loader
+/// builds it with owned names; generated tables write it with borrowed ones:
+/// one type for both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleFacts {
     /// The rule's id.
-    pub id: String,
+    pub id: Name,
     /// Its tier.
     pub tier: DecisionKind,
     /// The resource segment, `None` for `*`.
-    pub resource: Option<String>,
+    pub resource: Option<Name>,
     /// The action segment, `None` for `*`.
-    pub action: Option<String>,
+    pub action: Option<Name>,
     /// The payload fields it compares as numbers, sorted, distinct.
-    pub numbers: Vec<String>,
+    pub numbers: Cow<'static, [Name]>,
     /// For `require_approval`: how many distinct approvers must sign.
     pub approvals: u32,
-    /// For `require_approval`: who may sign, as (name, `ed25519:` key).
-    /// Empty when the policy lists no approvers: approvals are then not
-    /// authenticated.
-    pub approvers: Vec<(String, String)>,
+    /// For `require_approval`: who may sign. Empty when the policy lists no
+    /// approvers: approvals are then not authenticated.
+    pub approvers: Cow<'static, [Eligible]>,
 }
 
 impl RuleFacts {
-    /// Facts from generated code.
-    pub fn new(f: &StaticRuleFacts) -> RuleFacts {
-        RuleFacts {
-            id: f.id.to_owned(),
-            tier: f.tier,
-            resource: f.resource.map(str::to_owned),
-            action: f.action.map(str::to_owned),
-            numbers: f.numbers.iter().map(|n| (*n).to_owned()).collect(),
-            approvals: f.approvals,
-            approvers: f
-                .approvers
-                .iter()
-                .map(|(name, key)| ((*name).to_owned(), (*key).to_owned()))
-                .collect(),
-        }
-    }
-
     /// Whether approvals for this rule must be signed.
     pub fn signed(&self) -> bool {
         !self.approvers.is_empty()
@@ -62,33 +61,9 @@ impl RuleFacts {
     }
 }
 
-/// [`RuleFacts`] as generated code writes them: all `'static`.
-#[derive(Debug, Clone, Copy)]
-pub struct StaticRuleFacts {
-    /// The rule's id.
-    pub id: &'static str,
-    /// Its tier.
-    pub tier: DecisionKind,
-    /// The resource segment, `None` for `*`.
-    pub resource: Option<&'static str>,
-    /// The action segment, `None` for `*`.
-    pub action: Option<&'static str>,
-    /// The payload fields it compares as numbers.
-    pub numbers: &'static [&'static str],
-    /// How many distinct approvers must sign.
-    pub approvals: u32,
-    /// Who may sign: (name, `ed25519:` key).
-    pub approvers: &'static [(&'static str, &'static str)],
-}
-
-/// The facts of a generated table, owned (read on the approval path only,
-/// never while deciding).
+/// The facts of a generated table (read on the approval path only, never
+/// while deciding).
 pub type RuleFactList = Vec<RuleFacts>;
-
-/// Owned facts from a generated table's static ones.
-pub fn facts_from_static(list: &[StaticRuleFacts]) -> RuleFactList {
-    list.iter().map(RuleFacts::new).collect()
-}
 
 impl Rule {
     /// The rule's [`RuleFacts`], with `approvers` the policy's list (the
@@ -96,12 +71,15 @@ impl Rule {
     pub fn facts(&self, approvers: &[Approver]) -> RuleFacts {
         let (resource, action) = match &self.capability {
             CapabilityPattern::Any => (None, None),
-            CapabilityPattern::Segments { resource, action } => (resource.clone(), action.clone()),
+            CapabilityPattern::Segments { resource, action } => (
+                resource.clone().map(Cow::Owned),
+                action.clone().map(Cow::Owned),
+            ),
         };
         let mut numbers = Vec::new();
         self.for_each_test(&mut |t| {
             if let (Test::Number { .. }, Field::Payload(name)) = (t, t.field()) {
-                numbers.push(name.clone());
+                numbers.push(Cow::Owned(name.clone()));
             }
         });
         numbers.sort();
@@ -114,19 +92,22 @@ impl Rule {
                         .as_ref()
                         .is_none_or(|names| names.contains(&a.name))
                 })
-                .map(|a| (a.name.clone(), a.key.clone()))
+                .map(|a| Eligible {
+                    name: Cow::Owned(a.name.clone()),
+                    key: Cow::Owned(a.key.clone()),
+                })
                 .collect()
         } else {
             Vec::new()
         };
         RuleFacts {
-            id: self.id.clone(),
+            id: Cow::Owned(self.id.clone()),
             tier: self.tier,
             resource,
             action,
-            numbers,
+            numbers: Cow::Owned(numbers),
             approvals: self.approvals.unwrap_or(1),
-            approvers: eligible,
+            approvers: Cow::Owned(eligible),
         }
     }
 }

@@ -1080,11 +1080,11 @@ impl Loader<'_> {
             };
             for (key, at, field, op, value) in velocity {
                 let window = crate::aggregate::Window {
-                    field: field.map(str::to_owned),
+                    field: field.map(|f| f.to_owned().into()),
                     seconds,
-                    per: per.clone(),
-                    resource: resource.clone(),
-                    action: action.clone(),
+                    per: per.iter().map(|p| p.clone().into()).collect(),
+                    resource: resource.clone().map(Into::into),
+                    action: action.clone().map(Into::into),
                 };
                 let (number, written) = self.threshold(key, value)?;
                 let text = format!("{} {} {written}", window.describe(), op.symbol());

@@ -17,9 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::event::{Event, Value};
 
-pub use crate::aggregate::{
-    StaticWindow, Window, WindowList, duration_text, parse_duration, windows_from_static,
-};
+pub use crate::aggregate::{Name, Window, WindowList, duration_text, parse_duration};
 
 impl Window {
     /// Whether `event`'s calls count in this window.
@@ -37,8 +35,8 @@ impl Window {
     /// aggregate missing (malformed: deny).
     pub fn group(&self, event: &Event) -> Option<String> {
         let mut out = String::new();
-        for name in &self.per {
-            let value = match name.as_str() {
+        for name in self.per.iter() {
+            let value = match name.as_ref() {
                 "actor" => event.actor.as_deref(),
                 "environment" => event.environment.as_deref(),
                 field => event.payload.get(field).and_then(Value::as_str),
@@ -57,7 +55,7 @@ impl Window {
     pub fn contribution(&self, event: &Event) -> Option<Decimal> {
         match &self.field {
             None => Some(Decimal::ONE),
-            Some(f) => event.payload.get(f).and_then(Value::as_number),
+            Some(f) => event.payload.get(f.as_ref()).and_then(Value::as_number),
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use capfence_compiler::Event;
 use capfence_compiler::event::{EventRisk, write_object};
-use capfence_compiler::facts::RuleFacts;
+use capfence_compiler::facts::{Eligible, RuleFacts};
 use capfence_compiler::load::is_field_name;
 use capfence_compiler::policy::DecisionKind;
 use rust_decimal::Decimal;
@@ -223,7 +223,7 @@ pub fn check_caps(
             let fields: Vec<&str> = facts
                 .iter()
                 .filter(|f| f.tier == DecisionKind::RequireApproval && f.covers(resource, action))
-                .flat_map(|f| f.numbers.iter().map(String::as_str))
+                .flat_map(|f| f.numbers.iter().map(AsRef::as_ref))
                 .collect();
             return Err(CapError::NotCompared {
                 capability: capability.to_owned(),
@@ -239,12 +239,12 @@ impl Grant {
     /// Whether the grant covers, now, an event decided by a rule that
     /// compares `tested` as numbers: every cap must name a tested field
     /// whose value in the event is a number no greater than the cap.
-    pub fn usable(&self, now: i64, event: &Event, tested: &[String]) -> bool {
+    pub fn usable(&self, now: i64, event: &Event, tested: &[impl AsRef<str>]) -> bool {
         self.revoked_by.is_none()
             && self.expires_at > now
             && self.uses_left != Some(0)
             && self.caps.iter().all(|(field, max)| {
-                tested.iter().any(|t| t == field)
+                tested.iter().any(|t| t.as_ref() == field)
                     && event
                         .payload
                         .get(field)
@@ -267,10 +267,16 @@ pub fn requirements_note(facts: &[RuleFacts]) -> Option<String> {
         .iter()
         .filter(|f| f.tier == DecisionKind::RequireApproval && f.signed())
         .map(|f| {
+            // Approvers as [name, key] pairs: the note's format.
+            let approvers: Vec<[&str; 2]> = f
+                .approvers
+                .iter()
+                .map(|a| [a.name.as_ref(), a.key.as_ref()])
+                .collect();
             serde_json::json!({
                 "id": f.id,
                 "approvals": f.approvals,
-                "approvers": f.approvers,
+                "approvers": approvers,
             })
         })
         .collect();
@@ -292,17 +298,20 @@ pub fn parse_requirements(text: &str) -> Option<Vec<RuleFacts>> {
                 .map(|pair| {
                     let name = pair.get(0)?.as_str()?;
                     let key = pair.get(1)?.as_str()?;
-                    Some((name.to_owned(), key.to_owned()))
+                    Some(Eligible {
+                        name: name.to_owned().into(),
+                        key: key.to_owned().into(),
+                    })
                 })
                 .collect::<Option<Vec<_>>>()?;
             Some(RuleFacts {
-                id: rule.get("id")?.as_str()?.to_owned(),
+                id: rule.get("id")?.as_str()?.to_owned().into(),
                 tier: DecisionKind::RequireApproval,
                 resource: None,
                 action: None,
-                numbers: Vec::new(),
+                numbers: Vec::new().into(),
                 approvals: u32::try_from(rule.get("approvals")?.as_u64()?).ok()?,
-                approvers,
+                approvers: approvers.into(),
             })
         })
         .collect()
@@ -697,7 +706,7 @@ pub fn chain_ticket(
                         if !f
                             .approvers
                             .iter()
-                            .any(|(n, k)| *n == s.signer && *k == s.key)
+                            .any(|a| a.name == s.signer.as_str() && a.key == s.key.as_str())
                         {
                             return Err(fault(
                                 r,

@@ -68,9 +68,8 @@ pub mod __private {
     pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, NameFault};
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
-    pub use capfence_compiler::facts::{
-        RuleFactList, RuleFacts, StaticRuleFacts, facts_from_static,
-    };
-    pub use capfence_compiler::window::{StaticWindow, Window, WindowList, windows_from_static};
+    pub use capfence_compiler::facts::{Eligible, RuleFactList, RuleFacts};
+    pub use capfence_compiler::window::{Window, WindowList};
     pub use rust_decimal::Decimal;
+    pub use std::borrow::Cow;
 }

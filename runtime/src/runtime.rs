@@ -221,12 +221,12 @@ impl RuntimeBuilder {
             Source::Decider(d) => Arc::clone(d),
         };
         for f in decider.rule_facts() {
-            if let Some((name, _)) = f
+            if let Some(bad) = f
                 .approvers
                 .iter()
-                .find(|(_, key)| !crate::signing::usable_public_key(key))
+                .find(|a| !crate::signing::usable_public_key(&a.key))
             {
-                return Err(RuntimeError::Approver(name.clone()));
+                return Err(RuntimeError::Approver(bad.name.to_string()));
             }
         }
         self.assemble(decider)

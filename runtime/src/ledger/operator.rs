@@ -304,7 +304,7 @@ impl Ledger {
                 (Operator::Name(_), Some(f)) => {
                     return Err(Refusal::SignatureNeeded {
                         ticket: label.clone(),
-                        rule: f.id.clone(),
+                        rule: f.id.to_string(),
                         approvals: f.approvals,
                         approvers: names(f),
                     }
@@ -582,8 +582,8 @@ impl Ledger {
                     let name = listed
                         .iter()
                         .flat_map(|f| f.approvers.iter())
-                        .find(|(_, k)| *k == public)
-                        .map(|(n, _)| n.clone())
+                        .find(|a| a.key == public.as_str())
+                        .map(|a| a.name.to_string())
                         .ok_or_else(|| Refusal::NotAnApproverOfGrant {
                             key: key.name().to_owned(),
                             grant: label.clone(),
@@ -659,13 +659,13 @@ fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, Operator
     let public = key.public_key();
     rule.approvers
         .iter()
-        .find(|(_, k)| *k == public)
-        .map(|(n, _)| n.clone())
+        .find(|a| a.key == public.as_str())
+        .map(|a| a.name.to_string())
         .ok_or_else(|| {
             Refusal::NotAnApproverOfRule {
                 key: key.name().to_owned(),
                 public: public.clone(),
-                rule: rule.id.clone(),
+                rule: rule.id.to_string(),
                 approvers: names(rule),
             }
             .into()
@@ -687,8 +687,8 @@ fn grant_signer(
         .filter(|f| f.tier == DecisionKind::RequireApproval && f.covers(resource, action))
         .filter(|f| f.approvals == 1)
         .flat_map(|f| f.approvers.iter())
-        .find(|(_, k)| *k == public)
-        .map(|(n, _)| n.clone())
+        .find(|a| a.key == public.as_str())
+        .map(|a| a.name.to_string())
         .ok_or_else(|| {
             Refusal::MayNotSignGrants {
                 key: key.name().to_owned(),
@@ -702,8 +702,8 @@ fn grant_signer(
 fn names(rule: &RuleFacts) -> String {
     rule.approvers
         .iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
+        .map(|a| a.name.as_ref())
+        .collect::<Vec<&str>>()
         .join(", ")
 }
 

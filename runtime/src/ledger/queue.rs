@@ -314,7 +314,8 @@ fn resolve(
     let rule = policy
         .zip(decision.rule.as_deref())
         .and_then(|(p, id)| p.rule(id));
-    let tested = rule.map(|r| r.numbers.as_slice()).unwrap_or_default();
+    let tested: &[capfence_compiler::facts::Name] =
+        rule.map(|r| r.numbers.as_ref()).unwrap_or_default();
     let mut pending_ticket = None;
     if let Some(ticket) = tx.latest_ticket(key, now)? {
         let label = TicketId(ticket.id).to_string();
@@ -381,7 +382,7 @@ fn resolve(
                         && policy.is_some_and(|p| p.digest == s.policy_digest)
                         && r.approvers
                             .iter()
-                            .any(|(n, k)| *n == s.signer && *k == s.key)
+                            .any(|a| a.name == s.signer.as_str() && a.key == s.key.as_str())
                 }),
             };
             if in_scope && signed_ok && grant.usable(now, event, tested) {
