@@ -22,7 +22,7 @@ use crate::audit::{AuditRecord, ChainFault};
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError, Tx};
 
-pub use operator::{Approval, Operator, OperatorError, Refusal, TicketOutcome};
+pub use operator::{Approval, Invalid, Operator, OperatorError, Refusal, TicketOutcome};
 use queue::Queue;
 
 /// A failure to verify the chain.

@@ -468,8 +468,8 @@ fn approvals(place: &Place, cmd: ApprovalsCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ApprovalsCommand::Approve(args) => ticket_action(place, &args, true).or_else(refused),
-        ApprovalsCommand::Reject(args) => ticket_action(place, &args, false).or_else(refused),
+        ApprovalsCommand::Approve(args) => ticket_action(place, &args, true),
+        ApprovalsCommand::Reject(args) => ticket_action(place, &args, false),
         ApprovalsCommand::Revoke(args) => {
             let key = args.key.as_deref().map(load_key).transpose()?;
             let policy = args.policy.as_deref().map(policy_facts).transpose()?;
@@ -576,30 +576,21 @@ fn policy_facts(path: &Path) -> Result<PolicyFacts, String> {
 }
 
 /// `approvals approve|reject`.
-fn ticket_action(
-    place: &Place,
-    args: &Decide,
-    approve: bool,
-) -> Result<ExitCode, capfence::OperatorError> {
-    let invalid = capfence::OperatorError::Invalid;
-    let key = args
-        .key
-        .as_deref()
-        .map(load_key)
-        .transpose()
-        .map_err(invalid)?;
-    let policy = args
-        .policy
-        .as_deref()
-        .map(policy_facts)
-        .transpose()
-        .map_err(invalid)?;
-    let ledger = ledger(place, true).map_err(invalid)?;
+fn ticket_action(place: &Place, args: &Decide, approve: bool) -> Result<ExitCode, String> {
+    // A key, policy or ledger that cannot be read is an I/O error (exit 2),
+    // as for the other operator commands; a refusal exits 1.
+    let key = args.key.as_deref().map(load_key).transpose()?;
+    let policy = args.policy.as_deref().map(policy_facts).transpose()?;
+    let ledger = ledger(place, true)?;
     let who = operator(args.by.as_deref(), key.as_ref());
     let outcome = if approve {
-        ledger.approve(&args.id, who, policy.as_ref())?
+        ledger.approve(&args.id, who, policy.as_ref())
     } else {
-        ledger.reject(&args.id, who, policy.as_ref())?
+        ledger.reject(&args.id, who, policy.as_ref())
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => return refused(e),
     };
     let t = &outcome.ticket;
     let by = outcome

@@ -440,11 +440,9 @@ impl ActionRuntime {
         granted_by: &str,
         duration: Duration,
     ) -> Result<Grant, OperatorError> {
-        let (cap, environment) = capability.rsplit_once('.').ok_or_else(|| {
-            OperatorError::Invalid(format!(
-                "`{capability}` is not `resource.action.environment`"
-            ))
-        })?;
+        let (cap, environment) = capability
+            .rsplit_once('.')
+            .ok_or_else(|| crate::ledger::Invalid::NotACapability(capability.to_owned()))?;
         self.grant(
             actor,
             cap,

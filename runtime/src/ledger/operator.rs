@@ -69,9 +69,9 @@ pub enum OperatorError {
         by: String,
     },
     /// A malformed argument, or a ticket or grant the chain does not vouch
-    /// for; the message says which.
-    #[error("{0}")]
-    Invalid(String),
+    /// for.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Refused; nothing was recorded.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -81,6 +81,66 @@ pub enum OperatorError {
     /// The store failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why an operator action could not be taken as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// No operator name.
+    #[error("an operator action needs the operator's name (--by)")]
+    NoOperatorName,
+    /// A grant's actor, environment or capability is not a plain name.
+    #[error(
+        "a grant needs an actor and an environment that are plain tokens and a capability \
+         `resource.action` (got {actor:?}, {capability:?}, {environment:?})"
+    )]
+    GrantSubject {
+        /// The actor as given.
+        actor: String,
+        /// The capability as given.
+        capability: String,
+        /// The environment as given.
+        environment: String,
+    },
+    /// A grant of no time.
+    #[error("a grant needs a positive duration")]
+    ZeroDuration,
+    /// Not `resource.action.environment`.
+    #[error("`{0}` is not `resource.action.environment`")]
+    NotACapability(String),
+    /// The audit chain does not vouch for the ticket or grant (its rows were
+    /// written outside CapFence, or its records do not replay).
+    #[error("{kind} {id} is not vouched for by the audit chain: {why}")]
+    Unvouched {
+        /// A ticket or a grant.
+        kind: Approval,
+        /// Its id.
+        id: String,
+        /// What does not replay.
+        why: String,
+    },
+    /// A ticket row that does not match the event its chain opened it for.
+    #[error("ticket {ticket}'s row does not match the event its chain records opened it for")]
+    RowMismatch {
+        /// The ticket.
+        ticket: String,
+    },
+    /// A ticket opened under another policy than the one given.
+    #[error(
+        "ticket {ticket} was opened under policy {opened_under}, not under this one ({current}); \
+         an approval under another policy could never let its event through"
+    )]
+    OtherPolicy {
+        /// The ticket.
+        ticket: String,
+        /// The policy it was opened under (short digest).
+        opened_under: String,
+        /// The policy given (short digest).
+        current: String,
+    },
+    /// The action recorded nothing.
+    #[error("operator action did nothing")]
+    NothingDone,
 }
 
 /// A ticket or a grant.
@@ -213,9 +273,7 @@ impl Ledger {
         match (outcome, refused) {
             (Some(value), _) => Ok(value),
             (None, Some(e)) => Err(e),
-            (None, None) => Err(OperatorError::Invalid(
-                "operator action did nothing".to_owned(),
-            )),
+            (None, None) => Err(Invalid::NothingDone.into()),
         }
     }
 
@@ -278,14 +336,17 @@ impl Ledger {
             let rule = ticket_rule(tx, policy, &digest, t.rule.as_deref(), &label)?;
             // The chain, not the row, says where the ticket stands.
             let chain = approvals::chain_ticket(&records, rule.as_ref()).map_err(|why| {
-                OperatorError::Invalid(format!(
-                    "ticket {label} is not vouched for by the audit chain: {why}"
-                ))
+                Invalid::Unvouched {
+                    kind: Approval::Ticket,
+                    id: label.clone(),
+                    why: why.to_string(),
+                }
             })?;
             if chain.key != t.event_key {
-                return Err(OperatorError::Invalid(format!(
-                    "ticket {label}'s row does not match the event its chain records opened it for"
-                )));
+                return Err(Invalid::RowMismatch {
+                    ticket: label.clone(),
+                }
+                .into());
             }
             let standing = chain.standing();
             if standing != TicketStatus::Pending {
@@ -423,15 +484,15 @@ impl Ledger {
             .split_once('.')
             .is_some_and(|(r, a)| token::is_segment(r) && token::is_segment(a));
         if !token::is_token(actor) || !token::is_token(&environment) || !segments {
-            return Err(OperatorError::Invalid(format!(
-                "a grant needs an actor and an environment that are plain tokens and a \
-                 capability `resource.action` (got {actor:?}, {capability:?}, {environment:?})"
-            )));
+            return Err(Invalid::GrantSubject {
+                actor: actor.to_owned(),
+                capability: capability.clone(),
+                environment: environment.clone(),
+            }
+            .into());
         }
         if duration.is_zero() {
-            return Err(OperatorError::Invalid(
-                "a grant needs a positive duration".to_owned(),
-            ));
+            return Err(Invalid::ZeroDuration.into());
         }
         if let Some(p) = policy {
             approvals::check_caps(&p.facts, &capability, &limits.caps)?;
@@ -551,10 +612,10 @@ impl Ledger {
                 });
             }
             let records = tx.records_citing(&label)?;
-            let mut g = approvals::chain_grant(id, &records).map_err(|why| {
-                OperatorError::Invalid(format!(
-                    "grant {label} is not vouched for by the audit chain: {why}"
-                ))
+            let mut g = approvals::chain_grant(id, &records).map_err(|why| Invalid::Unvouched {
+                kind: Approval::Grant,
+                id: label.clone(),
+                why: why.to_string(),
             })?;
             if let Some(previous) = &g.revoked_by {
                 return Err(OperatorError::AlreadyRevoked {
@@ -636,12 +697,12 @@ fn ticket_rule(
 ) -> Result<Option<RuleFacts>, OperatorError> {
     let rule = rule.unwrap_or_default();
     match policy {
-        Some(p) if p.digest != digest => Err(OperatorError::Invalid(format!(
-            "ticket {label} was opened under policy {}, not under this one ({}); an approval \
-             under another policy could never let its event through",
-            short(digest),
-            short(&p.digest)
-        ))),
+        Some(p) if p.digest != digest => Err(Invalid::OtherPolicy {
+            ticket: label.to_owned(),
+            opened_under: short(digest).to_owned(),
+            current: short(&p.digest).to_owned(),
+        }
+        .into()),
         Some(p) => Ok(p.rule(rule).cloned()),
         None => Ok(tx
             .note(&requirements_key(digest))?
@@ -710,9 +771,7 @@ fn names(rule: &RuleFacts) -> String {
 fn operator_name(by: &str) -> Result<String, OperatorError> {
     let by = by.trim();
     if by.is_empty() {
-        return Err(OperatorError::Invalid(
-            "an operator action needs the operator's name (--by)".to_owned(),
-        ));
+        return Err(Invalid::NoOperatorName.into());
     }
     Ok(by.to_owned())
 }

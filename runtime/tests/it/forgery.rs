@@ -134,3 +134,35 @@ fn restoring_the_whole_ledger_is_a_rollback_only_a_kept_head_reveals() {
     let out = capfence(dir.path(), &["verify", "--head", &head]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 }
+
+/// An operator acting on a row the chain does not vouch for is told so as a
+/// type a console can branch on (a sign of tampering, not a typo).
+#[test]
+fn acting_on_a_forged_row_is_a_typed_unvouched_error() {
+    use capfence::OperatorError;
+    use capfence::ledger::{Approval, Invalid};
+    let dir = TempDir::new("forged-typed");
+    let rt = runtime(dir.path());
+    assert!(!rt.execute(&transfer("9500", "attacker-1")).authorized);
+    sql(dir.path())
+        .execute(
+            "INSERT INTO grants (actor, capability, environment, granted_by, created_at, \
+             expires_at, caps, uses_left, revoked_by) VALUES ('treasury-agent', \
+             'payments.transfer', 'production', 'cfo@corp', 0, 9999999999999999, '', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+    let revoked = rt.revoke("G-1", "ops@corp");
+    assert!(
+        matches!(
+            &revoked,
+            Err(OperatorError::Invalid(Invalid::Unvouched { kind: Approval::Grant, id, .. }))
+                if id == "G-1"
+        ),
+        "{revoked:?}"
+    );
+    assert!(matches!(
+        rt.approve("T-1", " "),
+        Err(OperatorError::Invalid(Invalid::NoOperatorName))
+    ));
+}
