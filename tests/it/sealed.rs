@@ -33,25 +33,34 @@ fn payload(amount: &str, destination: &str) -> BTreeMap<String, Value> {
     ])
 }
 
-#[test]
-fn a_gate_that_brings_its_own_allow_is_denied_and_the_record_says_so() {
-    let runtime = runtime();
+/// A transfer of `amount` to `destination` through the gate's entry point,
+/// with the gate claiming `allow[0]` decided it.
+fn gated_allow(
+    runtime: &ActionRuntime,
+    amount: &str,
+    destination: &str,
+) -> Result<capfence::Verdict, capfence::Blocked> {
     let ctx = Context::new(runtime.clone(), "treasury-agent", "production");
-    let forged = CompiledDecision {
+    let claimed = CompiledDecision {
         kind: DecisionKind::Allow,
         rule: Some("allow[0]"),
         reason: "allowed by allow[0]",
         cause: capfence::Cause::Rule,
     };
-    let outcome = capfence::__private::gate(
+    capfence::__private::gate(
         Some(&ctx),
         "payments",
         "transfer",
         runtime.policy_digest(),
-        |_| Some(forged),
-        || payload("50000", "attacker-1"),
-    );
-    let blocked = outcome.unwrap_err();
+        |_| Some(claimed),
+        || payload(amount, destination),
+    )
+}
+
+#[test]
+fn a_gate_that_brings_its_own_allow_is_denied_and_the_record_says_so() {
+    let runtime = runtime();
+    let blocked = gated_allow(&runtime, "50000", "attacker-1").unwrap_err();
     assert_eq!(blocked.verdict().decision, DecisionKind::Deny);
     assert!(
         blocked
@@ -79,21 +88,6 @@ fn a_gate_that_brings_its_own_allow_is_denied_and_the_record_says_so() {
 #[test]
 fn a_gate_that_agrees_with_the_policy_goes_through() {
     let runtime = runtime();
-    let ctx = Context::new(runtime.clone(), "treasury-agent", "production");
-    let honest = CompiledDecision {
-        kind: DecisionKind::Allow,
-        rule: Some("allow[0]"),
-        reason: "allowed by allow[0]",
-        cause: capfence::Cause::Rule,
-    };
-    let verdict = capfence::__private::gate(
-        Some(&ctx),
-        "payments",
-        "transfer",
-        runtime.policy_digest(),
-        |_| Some(honest),
-        || payload("120", "vendor-corp-123"),
-    )
-    .unwrap();
+    let verdict = gated_allow(&runtime, "120", "vendor-corp-123").unwrap();
     assert!(verdict.authorized);
 }

@@ -16,6 +16,18 @@ fn capfence(dir: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A grant row for the agent written with SQL, never by an operator.
+fn forge_grant(dir: &std::path::Path) {
+    sql(dir)
+        .execute(
+            "INSERT INTO grants (actor, capability, environment, granted_by, created_at, \
+             expires_at, caps, uses_left, revoked_by) VALUES ('treasury-agent', \
+             'payments.transfer', 'production', 'cfo@corp', 0, 9999999999999999, '', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -49,14 +61,7 @@ fn a_grant_row_inserted_with_sql_never_authorizes() {
     let dir = TempDir::new("forged-grant");
     let rt = runtime(dir.path());
     assert!(!rt.execute(&transfer("9500", "attacker-1")).authorized);
-    sql(dir.path())
-        .execute(
-            "INSERT INTO grants (actor, capability, environment, granted_by, created_at, \
-             expires_at, caps, uses_left, revoked_by) VALUES ('treasury-agent', \
-             'payments.transfer', 'production', 'cfo@corp', 0, 9999999999999999, '', NULL, NULL)",
-            [],
-        )
-        .unwrap();
+    forge_grant(dir.path());
     let v = rt.execute(&transfer("9500", "attacker-1"));
     assert!(!v.authorized, "{v:?}");
     let out = capfence(dir.path(), &["verify"]);
@@ -144,14 +149,7 @@ fn acting_on_a_forged_row_is_a_typed_unvouched_error() {
     let dir = TempDir::new("forged-typed");
     let rt = runtime(dir.path());
     assert!(!rt.execute(&transfer("9500", "attacker-1")).authorized);
-    sql(dir.path())
-        .execute(
-            "INSERT INTO grants (actor, capability, environment, granted_by, created_at, \
-             expires_at, caps, uses_left, revoked_by) VALUES ('treasury-agent', \
-             'payments.transfer', 'production', 'cfo@corp', 0, 9999999999999999, '', NULL, NULL)",
-            [],
-        )
-        .unwrap();
+    forge_grant(dir.path());
     let revoked = rt.revoke("G-1", "ops@corp");
     assert!(
         matches!(
