@@ -23,9 +23,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use rust_decimal::Decimal;
 
-use crate::eval::{
-    Cause, DEFAULT_DENY_REASON, ill_typed_reason, missing_field_reason, not_token_reason,
-};
+use crate::eval::{Cause, DEFAULT_DENY_REASON, Fault};
 use crate::policy::{
     CapabilityPattern, CmpOp, DecisionKind, Expr, Field, FieldType, Policy, Rule, Test,
 };
@@ -191,6 +189,50 @@ fn kind_tokens(tier: DecisionKind) -> TokenStream {
     }
 }
 
+/// A field type as generated code writes it.
+fn field_type_tokens(ty: FieldType) -> TokenStream {
+    match ty {
+        FieldType::Number => quote! { ::capfence::__private::FieldType::Number },
+        FieldType::Token => quote! { ::capfence::__private::FieldType::Token },
+        FieldType::Text => quote! { ::capfence::__private::FieldType::Text },
+        FieldType::Risk => quote! { ::capfence::__private::FieldType::Risk },
+    }
+}
+
+/// A malformed event's fault as generated code writes it (a table only
+/// finds faults of fields; unreadable input never reaches it).
+fn fault_tokens(fault: &Fault) -> TokenStream {
+    match fault {
+        Fault::Missing => quote! { ::capfence::__private::Fault::Missing },
+        Fault::WrongType(ty) => {
+            let ty = field_type_tokens(*ty);
+            quote! { ::capfence::__private::Fault::WrongType(#ty) }
+        }
+        Fault::NotToken(ty) => {
+            let ty = field_type_tokens(*ty);
+            quote! { ::capfence::__private::Fault::NotToken(#ty) }
+        }
+        Fault::NotName => quote! { ::capfence::__private::Fault::NotName },
+        Fault::Unreadable(_) => {
+            quote! { ::core::compile_error!("a decision table cannot find unreadable input") }
+        }
+    }
+}
+
+/// A decision of a malformed event as generated code writes it.
+fn malformed_tokens(field: &Field, fault: Fault) -> TokenStream {
+    let name = field.to_string();
+    decision_tokens(
+        quote! { ::capfence::__private::DecisionKind::Deny },
+        None,
+        &fault.reason(&name),
+        Cause::Malformed {
+            field: name.into(),
+            fault,
+        },
+    )
+}
+
 /// A decision as generated code writes it.
 fn decision_tokens(
     kind: TokenStream,
@@ -201,7 +243,11 @@ fn decision_tokens(
     let cause = match cause {
         Cause::Rule => quote! { ::capfence::__private::Cause::Rule },
         Cause::DefaultDeny => quote! { ::capfence::__private::Cause::DefaultDeny },
-        Cause::Malformed => quote! { ::capfence::__private::Cause::Malformed },
+        Cause::Malformed { field, fault } => {
+            let field = field.as_ref();
+            let fault = fault_tokens(&fault);
+            quote! { ::capfence::__private::Cause::malformed(#field, #fault) }
+        }
         Cause::Refused => quote! { ::capfence::__private::Cause::Refused },
     };
     let rule = match rule {
@@ -464,27 +510,12 @@ impl Plan<'_> {
             });
             let checks = order.iter().map(|(s, field, ty)| {
                 let slot = format_ident!("f{}", s);
-                let missing = decision_tokens(
-                    quote! { ::capfence::__private::DecisionKind::Deny },
-                    None,
-                    &missing_field_reason(field),
-                    Cause::Malformed,
-                );
-                let bad = decision_tokens(
-                    quote! { ::capfence::__private::DecisionKind::Deny },
-                    None,
-                    &ill_typed_reason(field, *ty),
-                    Cause::Malformed,
-                );
+                let missing = malformed_tokens(field, Fault::Missing);
+                let bad = malformed_tokens(field, Fault::WrongType(*ty));
                 // Built-in names were checked before the class (`fault`).
                 let not_token = match (field, ty) {
-                    (Field::Payload(_), FieldType::String | FieldType::Text) => {
-                        let decision = decision_tokens(
-                            quote! { ::capfence::__private::DecisionKind::Deny },
-                            None,
-                            &not_token_reason(field, *ty),
-                            Cause::Malformed,
-                        );
+                    (Field::Payload(_), FieldType::Token | FieldType::Text) => {
+                        let decision = malformed_tokens(field, Fault::NotToken(*ty));
                         quote! {
                             if v.#slot.state == ::capfence::__private::SlotState::NotToken { return #decision; }
                         }

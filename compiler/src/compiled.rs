@@ -383,7 +383,7 @@ pub fn name_fault_decision(fault: NameFault) -> CompiledDecision {
         kind: DecisionKind::Deny,
         rule: None,
         reason: fault.reason(),
-        cause: Cause::Malformed,
+        cause: fault.cause(),
     }
 }
 
@@ -423,7 +423,7 @@ pub fn risk(value: Option<&crate::event::EventRisk>) -> RiskSlot {
 }
 
 /// A decision of a compiled table: everything `'static`, nothing allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledDecision {
     /// Allow, require approval, or deny.
     pub kind: DecisionKind,

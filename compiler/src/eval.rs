@@ -16,35 +16,103 @@
 use crate::event::{Event, Value};
 use crate::policy::{Expr, Field, FieldType, Policy, Risk, Rule, Test};
 use crate::token;
+use std::borrow::Cow;
 
 pub use crate::policy::DecisionKind;
 
 /// Why a decision was made, for code to branch on (the reason is for
-/// people).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// people, and is rendered from this).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Cause {
     /// A rule of the policy decided; the decision's `rule` names it.
     Rule,
     /// No rule matched: the default deny.
     DefaultDeny,
-    /// The input cannot be decided: not an event, a name that is not a
-    /// token, or a field an applicable rule tests missing or of the wrong
-    /// type.
-    Malformed,
+    /// The input cannot be decided: `field` is what is wrong with it (a
+    /// built-in name such as `resource`, a payload field such as `amount`,
+    /// a window total such as `@daily`, or `event` when the input is not an
+    /// event at all), `fault` what is wrong.
+    Malformed {
+        /// The field, as a policy names it.
+        field: Cow<'static, str>,
+        /// What is wrong with it.
+        fault: Fault,
+    },
     /// Denied outside the policy's rules by what runs it: a gate checked
     /// against another policy, a gate whose own decision differs from the
     /// runtime's.
     Refused,
 }
 
+/// What is wrong with a malformed event's field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The field is absent (for a window total: the call lacks what groups
+    /// or sums it).
+    Missing,
+    /// Present, but not of this type.
+    WrongType(FieldType),
+    /// A string that is not a plain ASCII token (for [`FieldType::Text`]:
+    /// not acceptable text).
+    NotToken(FieldType),
+    /// `resource` or `action` that is not a plain ASCII name.
+    NotName,
+    /// The input is not an event (not UTF-8, not JSON, not an object, too
+    /// long, a tool call without a name): the message says how, whole.
+    Unreadable(String),
+}
+
 impl Cause {
     /// `rule`, `default_deny`, `malformed` or `refused`.
-    pub const fn as_str(self) -> &'static str {
+    pub const fn as_str(&self) -> &'static str {
         match self {
             Cause::Rule => "rule",
             Cause::DefaultDeny => "default_deny",
-            Cause::Malformed => "malformed",
+            Cause::Malformed { .. } => "malformed",
             Cause::Refused => "refused",
+        }
+    }
+
+    /// Whether the input could not be decided.
+    pub const fn is_malformed(&self) -> bool {
+        matches!(self, Cause::Malformed { .. })
+    }
+
+    /// A malformed cause, borrowing a static field name.
+    pub const fn malformed(field: &'static str, fault: Fault) -> Cause {
+        Cause::Malformed {
+            field: Cow::Borrowed(field),
+            fault,
+        }
+    }
+}
+
+impl Fault {
+    /// The reason of a deny for this fault of `field`.
+    pub fn reason(&self, field: &str) -> String {
+        match self {
+            Fault::Missing if field.starts_with('@') => format!(
+                // A velocity aggregate: the call lacks what groups or sums it.
+                "malformed event: no window total `{field}` (the call lacks a `per` value that \
+                 is a plain token, or the summed number)"
+            ),
+            Fault::Missing => format!("malformed event: missing field `{field}`"),
+            Fault::WrongType(ty) => {
+                format!("malformed event: field `{field}` must be {}", ty.describe())
+            }
+            Fault::NotToken(ty) => {
+                let what = if *ty == FieldType::Text {
+                    token::TEXT_DESCRIPTION
+                } else {
+                    token::TOKEN_DESCRIPTION
+                };
+                format!("malformed event: field `{field}` must be {what}")
+            }
+            Fault::NotName => format!(
+                "malformed event: field `{field}` must be {}",
+                token::SEGMENT_DESCRIPTION
+            ),
+            Fault::Unreadable(message) => message.clone(),
         }
     }
 }
@@ -63,14 +131,22 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// A deny of input that cannot be decided, for `reason`.
-    pub fn malformed(reason: impl Into<String>) -> Decision {
+    /// A deny of input that cannot be decided: `fault` of `field`; the
+    /// reason is rendered from them.
+    pub fn malformed(field: impl Into<Cow<'static, str>>, fault: Fault) -> Decision {
+        let field = field.into();
         Decision {
             kind: DecisionKind::Deny,
             rule: None,
-            reason: reason.into(),
-            cause: Cause::Malformed,
+            reason: fault.reason(&field),
+            cause: Cause::Malformed { field, fault },
         }
+    }
+
+    /// A deny of input that is not an event at all; `message` says how,
+    /// whole.
+    pub fn unreadable(message: impl Into<String>) -> Decision {
+        Decision::malformed("event", Fault::Unreadable(message.into()))
     }
 
     /// A deny outside the policy's rules, for `reason`.
@@ -108,36 +184,6 @@ impl Decision {
 
 /// The reason of a default deny.
 pub const DEFAULT_DENY_REASON: &str = "no rule matches this event (default deny)";
-
-/// The reason for an event missing `field`.
-pub fn missing_field_reason(field: &Field) -> String {
-    if let Field::Payload(name) = field
-        && name.starts_with('@')
-    {
-        // A velocity aggregate: the call lacks what groups or sums it.
-        return format!(
-            "malformed event: no window total `{name}` (the call lacks a `per` value that is a \
-             plain token, or the summed number)"
-        );
-    }
-    format!("malformed event: missing field `{field}`")
-}
-
-/// The reason for an event whose `field` is not of type `ty`.
-pub fn ill_typed_reason(field: &Field, ty: FieldType) -> String {
-    format!("malformed event: field `{field}` must be {}", ty.describe())
-}
-
-/// The reason for a payload string tested by a rule that is not a token (or,
-/// for a `unicode_fields` field, not acceptable text).
-pub fn not_token_reason(field: &Field, ty: FieldType) -> String {
-    let what = if ty == FieldType::Text {
-        token::TEXT_DESCRIPTION
-    } else {
-        token::TOKEN_DESCRIPTION
-    };
-    format!("malformed event: field `{field}` must be {what}")
-}
 
 /// Which of an event's built-in names is present but not a token (the first,
 /// in this order), or none. Every event is held to this, whatever the policy
@@ -180,6 +226,35 @@ impl NameFault {
                 "malformed event: field `risk` must be a plain ASCII token (letters, digits and _ - . : @ + /)"
             }
         }
+    }
+}
+
+impl NameFault {
+    /// The field at fault (empty for [`NameFault::None`]).
+    pub const fn field(self) -> &'static str {
+        match self {
+            NameFault::None => "",
+            NameFault::Resource => "resource",
+            NameFault::Action => "action",
+            NameFault::Environment => "environment",
+            NameFault::Actor => "actor",
+            NameFault::Risk => "risk",
+        }
+    }
+
+    /// The fault, as a decision's [`Cause`] carries it.
+    pub const fn fault(self) -> Fault {
+        match self {
+            NameFault::None | NameFault::Resource | NameFault::Action => Fault::NotName,
+            NameFault::Environment | NameFault::Actor | NameFault::Risk => {
+                Fault::NotToken(FieldType::Token)
+            }
+        }
+    }
+
+    /// The cause of the deny for this fault.
+    pub const fn cause(self) -> Cause {
+        Cause::malformed(self.field(), self.fault())
     }
 }
 
@@ -239,11 +314,11 @@ fn lookup<'e>(event: &'e Event, field: &Field) -> Option<Found<'e>> {
 
 fn well_typed(found: &Found<'_>, ty: FieldType) -> bool {
     match (found, ty) {
-        (Found::Text(_), FieldType::String) => true,
+        (Found::Text(_), FieldType::Token) => true,
         (Found::Text(t), FieldType::Risk) => Risk::parse(t).is_some(),
         (Found::Text(_), FieldType::Number | FieldType::Text) => false,
         (Found::Payload(v), FieldType::Number) => v.as_number().is_some(),
-        (Found::Payload(v), FieldType::String | FieldType::Text) => v.as_str().is_some(),
+        (Found::Payload(v), FieldType::Token | FieldType::Text) => v.as_str().is_some(),
         (Found::Payload(_), FieldType::Risk) => false,
     }
 }
@@ -252,7 +327,7 @@ fn well_typed(found: &Found<'_>, ty: FieldType) -> bool {
 /// Built-in names were checked by [`name_fault`] already.
 fn well_formed(found: &Found<'_>, ty: FieldType) -> bool {
     match (found, ty) {
-        (Found::Payload(v), FieldType::String) => v.as_str().is_some_and(token::is_token),
+        (Found::Payload(v), FieldType::Token) => v.as_str().is_some_and(token::is_token),
         (Found::Payload(v), FieldType::Text) => v.as_str().is_some_and(token::is_text),
         _ => true,
     }
@@ -356,11 +431,11 @@ impl Policy {
     pub fn decide(&self, event: &Event) -> Decision {
         let fault = name_fault(event);
         if fault != NameFault::None {
-            return Decision::malformed(fault.reason());
+            return Decision::malformed(fault.field(), fault.fault());
         }
         let applicable: Vec<&Rule> = self.rules.iter().filter(|r| r.applies_to(event)).collect();
-        if let Some(reason) = malformed(&applicable, event) {
-            return Decision::malformed(reason);
+        if let Some((field, fault)) = malformed(&applicable, event) {
+            return Decision::malformed(field.to_string(), fault);
         }
         match applicable
             .iter()
@@ -382,9 +457,9 @@ impl Policy {
     }
 }
 
-/// The reason the event is malformed for these rules, if it is: the first tested
-/// field (in precedence order) that is missing or of the wrong type.
-fn malformed(rules: &[&Rule], event: &Event) -> Option<String> {
+/// What makes the event malformed for these rules, if anything: the first
+/// tested field (in precedence order) that is missing or of the wrong type.
+fn malformed<'r>(rules: &[&'r Rule], event: &Event) -> Option<(&'r Field, Fault)> {
     let mut reason = None;
     for rule in rules {
         rule.for_each_test(&mut |test| {
@@ -392,16 +467,17 @@ fn malformed(rules: &[&Rule], event: &Event) -> Option<String> {
                 return;
             }
             let field = test.field();
-            reason = match lookup(event, field) {
-                None => Some(missing_field_reason(field)),
+            let fault = match lookup(event, field) {
+                None => Some(Fault::Missing),
                 Some(found) if !well_typed(&found, test.field_type()) => {
-                    Some(ill_typed_reason(field, test.field_type()))
+                    Some(Fault::WrongType(test.field_type()))
                 }
                 Some(found) if !well_formed(&found, test.field_type()) => {
-                    Some(not_token_reason(field, test.field_type()))
+                    Some(Fault::NotToken(test.field_type()))
                 }
                 Some(_) => None,
             };
+            reason = fault.map(|fault| (field, fault));
         });
         if reason.is_some() {
             break;

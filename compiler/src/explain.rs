@@ -34,7 +34,7 @@ pub struct Explanation {
 /// Explains `policy`'s decision on `event`.
 pub fn explain(policy: &Policy, event: &Event) -> Explanation {
     let decision = policy.decide(event);
-    let malformed = decision.cause == crate::eval::Cause::Malformed;
+    let malformed = decision.cause.is_malformed();
     let mut rules = Vec::new();
     for rule in policy.rules.iter().filter(|r| r.applies_to(event)) {
         let verdict = if decision.rule.as_deref() == Some(rule.id.as_str()) {

@@ -200,7 +200,7 @@ fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let deny = Decision::malformed;
+        let deny = Decision::unreadable;
         let decision = match line {
             Line::Text(text) => history.decide_line(&policy, &windows, &text),
             Line::Unreadable(why) => deny(why),

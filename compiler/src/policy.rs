@@ -285,7 +285,7 @@ pub enum FieldType {
     /// An exact decimal (JSON number or decimal string).
     Number,
     /// A string holding a plain ASCII token (see [`crate::token`]).
-    String,
+    Token,
     /// Unicode text, compared after NFKC normalization: a payload field the
     /// policy lists under `unicode_fields`.
     Text,
@@ -298,7 +298,7 @@ impl FieldType {
     pub const fn describe(self) -> &'static str {
         match self {
             FieldType::Number => "a number",
-            FieldType::String => "a string",
+            FieldType::Token => "a string",
             FieldType::Text => "a text string",
             FieldType::Risk => "a risk level (low, medium, high, critical)",
         }
@@ -350,7 +350,7 @@ impl Test {
     pub fn field_type(&self) -> FieldType {
         match self {
             Test::Number { .. } => FieldType::Number,
-            Test::Strings { unicode: false, .. } => FieldType::String,
+            Test::Strings { unicode: false, .. } => FieldType::Token,
             Test::Strings { unicode: true, .. } => FieldType::Text,
             Test::Risk { .. } => FieldType::Risk,
         }

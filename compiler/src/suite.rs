@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::analysis::region::Region;
 use crate::analysis::{Analysis, decision_map};
-use crate::eval::{Cause, Decision, DecisionKind};
+use crate::eval::{Decision, DecisionKind};
 use crate::event::Event;
 use crate::load::rule_from_node;
 use crate::policy::{Policy, Rule};
@@ -361,14 +361,14 @@ impl Suite {
             .map(|case| {
                 let actual = match &case.event {
                     Ok(event) => policy.decide(event),
-                    Err(message) => Decision::malformed(format!("invalid event: {message}")),
+                    Err(message) => Decision::unreadable(format!("invalid event: {message}")),
                 };
                 let rule_ok = match &case.rule {
                     ExpectedRule::Any => true,
                     ExpectedRule::NoRule => actual.rule.is_none(),
                     ExpectedRule::Id(id) => actual.rule.as_deref() == Some(id.as_str()),
                 };
-                let malformed_ok = !case.malformed || actual.cause == Cause::Malformed;
+                let malformed_ok = !case.malformed || actual.cause.is_malformed();
                 CaseResult {
                     name: case.name.clone(),
                     location: case.location,

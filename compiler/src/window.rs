@@ -173,7 +173,7 @@ impl History {
     ) -> crate::eval::Decision {
         let (time, event) = match timed_event(text) {
             Ok(pair) => pair,
-            Err(e) => return crate::eval::Decision::malformed(e),
+            Err(e) => return crate::eval::Decision::unreadable(e),
         };
         if windows.is_empty() {
             return policy.decide(&event);

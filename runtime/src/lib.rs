@@ -41,7 +41,7 @@ pub use action::ActionEvent;
 pub use approvals::{Grant, GrantId, GrantLimits, Ticket, TicketId, TicketStatus};
 pub use audit::{AuditRecord, RecordKind};
 pub use capfence_compiler::compiled::CompiledDecision;
-pub use capfence_compiler::eval::{Cause, Decision, DecisionKind};
+pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, Fault};
 pub use capfence_compiler::event::{Event, EventRisk, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
 pub use capfence_macros::{gate, gate_decision, policy};
@@ -65,10 +65,11 @@ pub mod __private {
         SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,
         name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
     };
-    pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, NameFault};
+    pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, Fault, NameFault};
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
     pub use capfence_compiler::facts::{Eligible, RuleFactList, RuleFacts};
+    pub use capfence_compiler::policy::FieldType;
     pub use capfence_compiler::window::{Window, WindowList};
     pub use rust_decimal::Decimal;
     pub use std::borrow::Cow;

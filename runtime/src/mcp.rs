@@ -147,13 +147,14 @@ impl Proxy {
                     format!("malformed tools/call: the tool name is not a string ({other})")
                 }
             };
-            return self.refuse(None, None, &reason);
+            return self.refuse(None, None, "params.name", reason);
         };
         let Some(capability) = self.policy.tool_capability(name) else {
             return self.refuse(
                 Some(name),
                 None,
-                &format!(
+                "params.name",
+                format!(
                     "malformed tools/call: tool {:?} has no capability (not in the policy's \
                      `tools:`, and `mcp.<tool>` is not a capability)",
                     capfence_compiler::token::escape_for_terminal(name)
@@ -176,7 +177,8 @@ impl Proxy {
             Err(e) => self.refuse(
                 Some(name),
                 Some(&capability),
-                &format!(
+                "params.arguments",
+                format!(
                     "malformed tools/call {}: {e}",
                     capfence_compiler::token::escape_for_terminal(name)
                 ),
@@ -184,8 +186,15 @@ impl Proxy {
         }
     }
 
-    /// Records a deny of a call that could not be decided, with who sent it.
-    fn refuse(&self, tool: Option<&str>, capability: Option<&str>, reason: &str) -> Verdict {
+    /// Records a deny of a call that could not be decided, with who sent it:
+    /// `field` of the request is at fault, `reason` says how.
+    fn refuse(
+        &self,
+        tool: Option<&str>,
+        capability: Option<&str>,
+        field: &'static str,
+        reason: String,
+    ) -> Verdict {
         let (resource, action) = capability
             .and_then(|c| c.split_once('.'))
             .map_or((None, None), |(r, a)| {
@@ -205,8 +214,13 @@ impl Proxy {
                 capfence_compiler::event::Value::String(tool.to_owned()),
             );
         }
-        self.runtime
-            .deny_event(event, capfence_compiler::Decision::malformed(reason))
+        self.runtime.deny_event(
+            event,
+            capfence_compiler::Decision::malformed(
+                field,
+                capfence_compiler::eval::Fault::Unreadable(reason),
+            ),
+        )
     }
 
     /// Runs the proxy over `client_in` / `client_out` until one side ends.

@@ -318,7 +318,7 @@ impl ActionRuntime {
     /// that is not UTF-8, not JSON, too long): every input gets a verdict and
     /// a record. `reason` says what was wrong with it.
     pub fn execute_unreadable(&self, reason: &str) -> Verdict {
-        self.deny_event(Event::default(), Decision::malformed(reason))
+        self.deny_event(Event::default(), Decision::unreadable(reason))
     }
 
     /// Records `decision`, a deny made without consulting the policy (a gate

@@ -78,7 +78,7 @@ fn plan(policy: &Policy) -> Plan {
         .map(|(field, ty)| {
             let values = match ty {
                 FieldType::Number => Values::Numbers(Vec::new()),
-                FieldType::String => Values::Strings(vec!["something-else".to_owned()]),
+                FieldType::Token => Values::Strings(vec!["something-else".to_owned()]),
                 FieldType::Text => Values::Strings(vec!["something else".to_owned()]),
                 FieldType::Risk => Values::Risk,
             };

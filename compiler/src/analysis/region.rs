@@ -407,7 +407,7 @@ impl Box {
                         .unwrap_or(Interval::ALL)
                         .witness()?,
                 ),
-                crate::policy::FieldType::String | crate::policy::FieldType::Text => Value::String(
+                crate::policy::FieldType::Token | crate::policy::FieldType::Text => Value::String(
                     self.strings
                         .get(field)
                         .cloned()

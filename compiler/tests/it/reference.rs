@@ -253,7 +253,8 @@ allow:
 /// the reason's words.
 #[test]
 fn each_decision_carries_its_cause() {
-    use capfence_compiler::eval::Cause;
+    use capfence_compiler::eval::{Cause, Fault};
+    use capfence_compiler::policy::FieldType;
     let policy = fintech();
     let decide = |json: &str| policy.decide(&Event::from_json(json).unwrap());
     let transfer = |payload: &str| {
@@ -270,16 +271,69 @@ fn each_decision_carries_its_cause() {
         r#"{"actor":"treasury-agent","capability":"ledger.wipe","environment":"production","risk":"low","payload":{}}"#,
     );
     assert_eq!(
-        (unmatched.kind, unmatched.cause),
+        (unmatched.kind, unmatched.cause.clone()),
         (DecisionKind::Deny, Cause::DefaultDeny)
     );
     let missing = decide(&transfer(r#"{"destination":"vendor-corp-123"}"#));
     assert_eq!(
-        (missing.kind, missing.cause),
-        (DecisionKind::Deny, Cause::Malformed)
+        (missing.kind, missing.cause.clone()),
+        (
+            DecisionKind::Deny,
+            Cause::malformed("amount", Fault::Missing)
+        )
+    );
+    let wrong = decide(&transfer(
+        r#"{"amount":"lots","destination":"vendor-corp-123"}"#,
+    ));
+    assert_eq!(
+        wrong.cause,
+        Cause::malformed("amount", Fault::WrongType(FieldType::Number))
+    );
+    let spaced = decide(
+        r#"{"actor":"treasury-agent","capability":"payments.transfer","environment":"prod uction","risk":"low","payload":{"amount":1}}"#,
+    );
+    assert_eq!(
+        spaced.cause,
+        Cause::malformed("environment", Fault::NotToken(FieldType::Token))
     );
     let bad_name = decide(
         r#"{"actor":"treasury agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{"amount":1}}"#,
     );
-    assert_eq!(bad_name.cause, Cause::Malformed);
+    assert_eq!(
+        bad_name.cause,
+        Cause::malformed("actor", Fault::NotToken(FieldType::Token))
+    );
+    let bad_resource = decide(
+        r#"{"actor":"treasury-agent","resource":"pay.ments","action":"transfer","environment":"production","risk":"low","payload":{"amount":1}}"#,
+    );
+    assert_eq!(
+        bad_resource.cause,
+        Cause::malformed("resource", Fault::NotName)
+    );
+    // The reason is rendered from the cause, for every kind of fault.
+    for decision in [&missing, &wrong, &spaced, &bad_name, &bad_resource] {
+        let Cause::Malformed { field, fault } = &decision.cause else {
+            panic!("not malformed: {decision:?}");
+        };
+        assert_eq!(decision.reason, fault.reason(field));
+    }
+}
+
+/// A built-in name's fault renders the same reason as the static one a
+/// generated table returns.
+#[test]
+fn name_fault_reasons_are_rendered_from_their_cause() {
+    use capfence_compiler::eval::{Cause, NameFault};
+    for fault in [
+        NameFault::Resource,
+        NameFault::Action,
+        NameFault::Environment,
+        NameFault::Actor,
+        NameFault::Risk,
+    ] {
+        let Cause::Malformed { field, fault: kind } = fault.cause() else {
+            panic!("{fault:?} is not malformed");
+        };
+        assert_eq!(fault.reason(), kind.reason(&field), "{fault:?}");
+    }
 }
