@@ -165,6 +165,19 @@ pub fn parse_cap(text: &str) -> Option<(String, Decimal)> {
     is_field_name(field).then(|| (field.to_owned(), max))
 }
 
+/// A grant's scope as an operator writes it: `resource.action` with the
+/// environment given apart, or `resource.action.environment`. `None` when
+/// no environment is named (the names themselves are checked by the grant).
+pub fn parse_scope(capability: &str, environment: Option<&str>) -> Option<(String, String)> {
+    match environment {
+        Some(env) => Some((capability.to_owned(), env.to_owned())),
+        None if capability.matches('.').count() == 2 => capability
+            .rsplit_once('.')
+            .map(|(c, e)| (c.to_owned(), e.to_owned())),
+        None => None,
+    }
+}
+
 /// Parses [`caps_text`]; `None` for anything else.
 pub fn parse_caps(text: &str) -> Option<Vec<(String, Decimal)>> {
     if text.is_empty() {

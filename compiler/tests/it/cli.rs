@@ -301,3 +301,41 @@ fn eval_history_is_read_strictly_and_window_names_cannot_be_smuggled() {
     assert!(capfence_compiler::Event::from_json("{\"time\":\"2026-11-27T09:00:00Z\"}").is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Both binaries print human output only through the escaping macros:
+/// every module under `src/bin` that prints imports them (a module that
+/// forgot would print agent text raw with std's).
+#[test]
+fn every_printing_module_of_the_binaries_escapes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("src/bin"), root.join("../runtime/src/bin")] {
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    assert!(files.len() >= 6, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let prints = ["println!", "eprintln!", "print!"]
+            .iter()
+            .any(|m| text.contains(m));
+        if prints {
+            assert!(
+                text.contains("println_escaped as println")
+                    && text.contains("eprintln_escaped as eprintln")
+                    && text.contains("print_escaped as print"),
+                "{} prints without importing the escaping macros",
+                file.display()
+            );
+        }
+    }
+}

@@ -270,6 +270,30 @@ fn usage_errors_exit_2() {
         "",
     );
     assert_eq!(o.status.code(), Some(2), "no environment");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("names no environment"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = capfence(
+        dir.path(),
+        &[
+            "mcp-proxy",
+            "--policy",
+            POLICY,
+            "--risk",
+            "extreme",
+            "--",
+            "true",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "a risk that is no level");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("expected low, medium, high or critical"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

@@ -1,164 +1,23 @@
-//! `capfence-compile`: the policy compiler's command line. Parses arguments and
-//! calls the library; nothing more.
+//! The commands: each calls the library and renders what it returns;
+//! exit 0 ok, 1 a finding, 2 usage or I/O error.
 
-// Human output never sends control or format characters to the terminal:
-// these shadow the std macros for the whole binary; JSON output escapes its
-// own way.
 #[allow(unused_imports)]
 use capfence_compiler::{
     eprintln_escaped as eprintln, print_escaped as print, println_escaped as println,
 };
 use std::io::Write;
-
-use capfence_compiler::lines::{Line, Lines};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use capfence_compiler::Policy;
 use capfence_compiler::eval::Decision;
+use capfence_compiler::lines::{Line, Lines};
 use capfence_compiler::suite::Suite;
 use capfence_compiler::window::History;
-use clap::{Parser, Subcommand, ValueEnum};
 
-/// CapFence policy compiler.
-#[derive(Parser)]
-#[command(name = "capfence-compile", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use super::args::{Format, LintFormat};
 
-#[derive(Subcommand)]
-enum Command {
-    /// Decide events read as JSON lines on stdin; print one decision per line.
-    Eval {
-        /// The policy file.
-        policy: PathBuf,
-        /// Earlier authorized calls (JSON lines, each with a `time`) that
-        /// velocity windows count; allowed events of the stream are added.
-        #[arg(long)]
-        history: Option<PathBuf>,
-    },
-    /// Check policies exactly: unsatisfiable, shadowed and conflicting rules,
-    /// unbounded amounts, default-deny gaps.
-    Lint {
-        /// The policy files.
-        #[arg(required = true)]
-        policies: Vec<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = LintFormat::Human)]
-        format: LintFormat,
-        /// Exit 1 on warnings too.
-        #[arg(long)]
-        deny_warnings: bool,
-        /// Also check the `#[gate("…")]` attributes of the Rust sources under DIR.
-        #[arg(long, value_name = "DIR")]
-        src: Option<PathBuf>,
-    },
-    /// Every region where two policies decide differently, with an example event each.
-    Diff {
-        /// The policy before.
-        old: PathBuf,
-        /// The policy after.
-        new: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-    },
-    /// Explain the decision on one event (JSON on stdin): the deciding rule, and
-    /// for every other rule of its capability why it did not decide.
-    Explain {
-        /// The policy file.
-        policy: PathBuf,
-        /// Earlier authorized calls (JSON lines, each with a `time`) that
-        /// velocity windows count.
-        #[arg(long)]
-        history: Option<PathBuf>,
-    },
-    /// Emit the static Rust decision table of a policy.
-    Build {
-        /// The policy file.
-        policy: PathBuf,
-        /// Where to write the Rust file (`-` for stdout).
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-    /// Run a policy regression suite.
-    Test {
-        /// The policy file.
-        policy: PathBuf,
-        /// The suite file.
-        tests: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-        /// Also list rules no example case decided and rules no property's region touches.
-        #[arg(long)]
-        coverage: bool,
-    },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LintFormat {
-    Human,
-    Json,
-    Sarif,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Human,
-    Json,
-}
-
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    match cli.command {
-        Command::Eval { policy, history } => eval(&policy, history.as_deref()),
-        Command::Lint {
-            policies,
-            format,
-            deny_warnings,
-            src,
-        } => lint(&policies, format, deny_warnings, src.as_deref()),
-        Command::Build { policy, output } => build(&policy, &output),
-        Command::Diff { old, new, format } => diff(&old, &new, format),
-        Command::Explain { policy, history } => explain(&policy, history.as_deref()),
-        Command::Test {
-            policy,
-            tests,
-            format,
-            coverage,
-        } => test(&policy, &tests, format, coverage),
-        Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(
-                shell,
-                &mut command,
-                "capfence-compile",
-                &mut std::io::stdout(),
-            );
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-fn load(path: &PathBuf) -> Result<Policy, ExitCode> {
+pub fn load(path: &PathBuf) -> Result<Policy, ExitCode> {
     Policy::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -166,7 +25,7 @@ fn load(path: &PathBuf) -> Result<Policy, ExitCode> {
 }
 
 /// Reads `--history`: earlier authorized calls.
-fn history(path: Option<&std::path::Path>) -> Result<History, ExitCode> {
+pub fn history(path: Option<&std::path::Path>) -> Result<History, ExitCode> {
     let Some(path) = path else {
         return Ok(History::default());
     };
@@ -180,7 +39,7 @@ fn history(path: Option<&std::path::Path>) -> Result<History, ExitCode> {
     })
 }
 
-fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
+pub fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
         Err(code) => return code,
@@ -215,7 +74,7 @@ fn eval(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn test(policy: &PathBuf, tests: &PathBuf, format: Format, coverage: bool) -> ExitCode {
+pub fn test(policy: &PathBuf, tests: &PathBuf, format: Format, coverage: bool) -> ExitCode {
     let policy = match load(policy) {
         Ok(p) => p,
         Err(code) => return code,
@@ -265,7 +124,7 @@ fn test(policy: &PathBuf, tests: &PathBuf, format: Format, coverage: bool) -> Ex
     }
 }
 
-fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
+pub fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
         Err(code) => return code,
@@ -285,7 +144,7 @@ fn build(path: &PathBuf, output: &PathBuf) -> ExitCode {
     }
 }
 
-fn lint(
+pub fn lint(
     paths: &[PathBuf],
     format: LintFormat,
     deny_warnings: bool,
@@ -335,7 +194,7 @@ fn lint(
     }
 }
 
-fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
+pub fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
     let (old, new) = match (load(old), load(new)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
@@ -359,7 +218,7 @@ fn diff(old: &PathBuf, new: &PathBuf, format: Format) -> ExitCode {
     }
 }
 
-fn explain(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
+pub fn explain(path: &PathBuf, history_file: Option<&std::path::Path>) -> ExitCode {
     let policy = match load(path) {
         Ok(p) => p,
         Err(code) => return code,

@@ -1,0 +1,195 @@
+//! The command line's arguments: what clap parses, nothing run here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// CapFence runtime: decide agent tool calls, operate approvals, verify the audit chain.
+#[derive(Parser)]
+#[command(name = "capfence", version, about)]
+pub struct Cli {
+    /// State directory (holds ledger.db).
+    #[arg(
+        long,
+        global = true,
+        env = "CAPFENCE_STATE",
+        default_value = ".capfence"
+    )]
+    pub state: PathBuf,
+    /// The ledger as a URL instead: `postgres://user@host/db` for a
+    /// PostgreSQL server every agent host shares (overrides --state).
+    #[arg(long, global = true, env = "CAPFENCE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Decide events read as JSON lines on stdin, with approvals and audit; one verdict JSON line out each.
+    Decide {
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Run an MCP server behind CapFence: every tools/call is decided and
+    /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).
+    McpProxy {
+        /// The policy file (its `tools:` map names each tool's capability).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The agent: the actor of every call.
+        #[arg(long, default_value = "mcp-agent")]
+        actor: String,
+        /// The environment of every call.
+        #[arg(long, default_value = "production")]
+        environment: String,
+        /// The risk of every call (low, medium, high, critical).
+        #[arg(long, default_value = "low", value_parser = parse_risk)]
+        risk: capfence::Risk,
+        /// Drop from tools/list the tools the policy denies this agent for every input.
+        #[arg(long)]
+        hide_denied: bool,
+        /// The MCP server's command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        server: Vec<std::ffi::OsString>,
+    },
+    /// Operate approvals: tickets and grants.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Re-compute the audit chain; exit 1 naming the first bad record.
+    Verify {
+        /// A head hash printed earlier by `capfence audit head`: it must still be in the chain.
+        #[arg(long)]
+        head: Option<String>,
+        /// The policy in force: its velocity windows' rows are held to the chain too.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Make and inspect operator keys (Ed25519) that sign approvals.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// List tickets and grants.
+    List,
+    /// Approve a pending ticket.
+    Approve(TicketArgs),
+    /// Reject a pending ticket.
+    Reject(TicketArgs),
+    /// Grant an actor passage through require_approval for a while.
+    Grant(GrantArgs),
+    /// Revoke a grant.
+    Revoke(TicketArgs),
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new operator key (mode 0600; never overwrites) and print the
+    /// public key line to paste under the policy's `approvers:`.
+    New {
+        /// The operator's name (`ops1`).
+        #[arg(long)]
+        name: String,
+        /// The key file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a key file's public key line.
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("operator").required(true).args(["by", "key"])))]
+pub struct TicketArgs {
+    /// The ticket (`T-1`) or grant (`G-1`).
+    pub id: String,
+    /// The operator's name, recorded in the audit log (only where the policy
+    /// lists no approvers).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// The operator's key file: the action is signed.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The policy in force (default: the requirements the ledger noted for
+    /// the ticket's policy).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("operator").required(true).args(["granted_by", "key"])))]
+pub struct GrantArgs {
+    /// The actor (exact).
+    #[arg(long)]
+    pub actor: String,
+    /// `resource.action`, or `resource.action.environment`.
+    #[arg(long)]
+    pub capability: String,
+    /// The environment (unless the capability names it).
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// The operator's name (only where the policy lists no approvers).
+    #[arg(long)]
+    pub granted_by: Option<String>,
+    /// The operator's key file: the grant is signed (needs --policy).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// How long: `30s`, `15m`, `2h`, `1d`.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+    /// A cap, `FIELD=VALUE` (repeatable): the grant covers only decisions
+    /// whose rule compares FIELD and whose event carries FIELD <= VALUE.
+    /// Needs --policy, to check that a require_approval rule compares FIELD.
+    #[arg(long = "max", value_name = "FIELD=VALUE")]
+    pub max: Vec<String>,
+    /// The policy in force: caps are checked against it, and a signed grant
+    /// is signed under it (required with --max and --key).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// How many decisions it may satisfy.
+    #[arg(long)]
+    pub uses: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Print the last record's `SEQ HASH`.
+    Head,
+    /// Print every record.
+    Log {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A grant's duration: the one duration syntax of the policy language
+/// (`30s`, `15m`, `2h`, `1d`; at most 366 days).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    capfence_compiler::aggregate::parse_duration(text)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration like 30s, 15m, 2h, 1d (a whole number and one unit, at most 366d)")
+        })
+}
+
+/// `--risk`: a risk level, any case.
+pub fn parse_risk(risk: &str) -> Result<capfence::Risk, String> {
+    capfence::Risk::parse(&risk.to_ascii_lowercase())
+        .ok_or_else(|| "expected low, medium, high or critical".to_owned())
+}

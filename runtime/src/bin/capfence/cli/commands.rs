@@ -1,0 +1,136 @@
+//! `decide`, `mcp-proxy`, `verify` and `audit`: each calls the library and
+//! renders what it returns.
+
+#[allow(unused_imports)]
+use capfence_compiler::{
+    eprintln_escaped as eprintln, print_escaped as print, println_escaped as println,
+};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use capfence::Event;
+use capfence::ledger::VerifyError;
+use capfence_compiler::lines::{Line, Lines};
+
+use super::{Failure, Place, render};
+
+/// `decide`: one verdict JSON line per input line; unreadable input is a
+/// decision too (denied, and on the record).
+pub fn decide(place: &Place, policy: &Path) -> Result<ExitCode, Failure> {
+    let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    for line in Lines::new(stdin) {
+        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        let verdict = match line {
+            Line::Text(text) => match Event::from_json(&text) {
+                Ok(event) => runtime.execute_event(&event),
+                Err(e) => runtime.execute_unreadable(&e.to_string()),
+            },
+            Line::Unreadable(why) => runtime.execute_unreadable(&why),
+        };
+        if writeln!(stdout, "{}", verdict.to_json())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mcp-proxy`: the server's exit code, once one side ends.
+pub fn mcp_proxy(
+    place: &Place,
+    policy_path: &Path,
+    options: capfence::mcp::ProxyOptions,
+) -> Result<ExitCode, Failure> {
+    let policy = capfence::Policy::load(policy_path).map_err(|e| e.to_string())?;
+    let runtime = place
+        .builder(policy_path)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if runtime.policy_digest() != policy.digest {
+        return Err(format!(
+            "{} changed while the proxy was starting; start it again",
+            policy_path.display()
+        ));
+    }
+    let code = capfence::mcp::Proxy::new(runtime, policy, options)
+        .run(std::io::stdin(), Box::new(std::io::stdout()))
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `verify`: exit 1 naming the first bad record.
+pub fn verify(
+    place: &Place,
+    head: Option<&str>,
+    policy: Option<&Path>,
+) -> Result<ExitCode, Failure> {
+    let ledger = place.ledger(true)?;
+    let policy = policy
+        .map(capfence::Policy::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let verified = ledger.verify(head).and_then(|head| match &policy {
+        Some(p) => ledger
+            .verify_windows(&p.windows(), &p.digest)
+            .map(|()| head),
+        None => Ok(head),
+    });
+    match verified {
+        Ok((seq, hash)) => {
+            println!("ok: {seq} records verified; head {seq} {hash}");
+            // Not a fault of the chain, but worth a look: a clock that
+            // stepped back, or hosts that disagree.
+            let reversals = ledger.time_reversals().map_err(|e| e.to_string())?;
+            for r in reversals.iter().take(10) {
+                println!("note: {r}");
+            }
+            if reversals.len() > 10 {
+                println!(
+                    "note: … and {} more records stamped before an earlier one",
+                    reversals.len() - 10
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Chain(fault)) => {
+            println!("FAILED: {fault}");
+            Ok(ExitCode::from(1))
+        }
+        Err(
+            VerifyError::Approval(fault) | VerifyError::Window(fault) | VerifyError::Record(fault),
+        ) => {
+            println!("FAILED: {fault}");
+            Ok(ExitCode::from(1))
+        }
+        Err(VerifyError::Store(e)) => Err(e.to_string()),
+    }
+}
+
+/// `audit head`.
+pub fn audit_head(place: &Place) -> Result<ExitCode, Failure> {
+    let (seq, hash) = place.ledger(true)?.head().map_err(|e| e.to_string())?;
+    println!("{seq} {hash}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit log [--json]`.
+pub fn audit_log(place: &Place, json: bool) -> Result<ExitCode, Failure> {
+    let records = place.ledger(true)?.records().map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        let line = if json {
+            r.to_json().to_string()
+        } else {
+            render::record_line(&r)
+        };
+        if writeln!(out, "{line}").is_err() {
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! `capfence`: the runtime's operator and sidecar command line. Parses
+//! arguments and dispatches to [`cli`]'s commands, which call the library.
+
+// Human output never sends control or format characters to the terminal:
+// these shadow the std macros (each module of `cli` imports them too); JSON
+// output escapes its own way.
+#[allow(unused_imports)]
+use capfence_compiler::{
+    eprintln_escaped as eprintln, print_escaped as print, println_escaped as println,
+};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+use cli::args::{AuditCommand, Cli, Command};
+use cli::{Failure, Place, commands, operate};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let place = Place {
+        state: cli.state,
+        store: cli.store,
+    };
+    match cli.command {
+        Command::Decide { policy } => commands::decide(&place, &policy),
+        Command::McpProxy {
+            policy,
+            actor,
+            environment,
+            risk,
+            hide_denied,
+            server,
+        } => commands::mcp_proxy(
+            &place,
+            &policy,
+            capfence::mcp::ProxyOptions {
+                actor,
+                environment,
+                risk,
+                hide_denied,
+                server,
+            },
+        ),
+        Command::Approvals(cmd) => operate::approvals(&place, cmd),
+        Command::Keys(cmd) => operate::keys(cmd),
+        Command::Verify { head, policy } => {
+            commands::verify(&place, head.as_deref(), policy.as_deref())
+        }
+        Command::Audit(AuditCommand::Head) => commands::audit_head(&place),
+        Command::Audit(AuditCommand::Log { json }) => commands::audit_log(&place, json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "capfence", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
