@@ -164,7 +164,7 @@ impl Ledger {
             head = Some(tx.head()?);
             Ok(())
         })?;
-        head.ok_or_else(|| StoreError::Io("no head".to_owned()))
+        head.ok_or_else(|| StoreError::Io("no head".to_owned().into()))
     }
 
     /// Every record, in order.

@@ -45,14 +45,15 @@ pub fn open_url(
         #[cfg(not(feature = "postgres"))]
         return Err(StoreError::Io(
             "this build of capfence has no PostgreSQL store (enable the `postgres` feature)"
-                .to_owned(),
+                .to_owned()
+                .into(),
         ));
     }
     let dir = url.strip_prefix("sqlite:").unwrap_or(url);
     if dir.is_empty() || dir.contains("://") {
-        return Err(StoreError::Io(format!(
-            "`{url}` is neither a postgres:// URL nor a SQLite state directory"
-        )));
+        return Err(StoreError::Io(
+            format!("`{url}` is neither a postgres:// URL nor a SQLite state directory").into(),
+        ));
     }
     Ok(std::sync::Arc::new(sqlite::SqliteStore::new(
         dir,
@@ -80,15 +81,19 @@ pub fn open_url_checked(
         #[cfg(not(feature = "postgres"))]
         return Err(StoreError::Io(
             "this build of capfence has no PostgreSQL store (enable the `postgres` feature)"
-                .to_owned(),
+                .to_owned()
+                .into(),
         ));
     }
     let dir = std::path::Path::new(url.strip_prefix("sqlite:").unwrap_or(url));
     if must_exist && !dir.join(sqlite::LEDGER_FILE).exists() {
-        return Err(StoreError::Io(format!(
-            "no CapFence state in {} (set --state or CAPFENCE_STATE)",
-            dir.display()
-        )));
+        return Err(StoreError::Io(
+            format!(
+                "no CapFence state in {} (set --state or CAPFENCE_STATE)",
+                dir.display()
+            )
+            .into(),
+        ));
     }
     Ok(std::sync::Arc::new(sqlite::SqliteStore::open_checked(
         dir,
@@ -96,36 +101,128 @@ pub fn open_url_checked(
     )?))
 }
 
-/// A storage fault. Every one of them makes `execute` deny.
+/// A storage fault. Every one of them makes `execute` deny. The kind is for
+/// code to branch on; each carries a [`Detail`] (what happened, and the
+/// driver's or the OS's error beneath it as its `source()`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Another writer held the database past the lock timeout.
     #[error("audit storage is locked by another writer past the lock timeout: {0}")]
-    Locked(String),
+    Locked(#[source] Detail),
     /// The storage is read-only.
     #[error("audit storage is read-only: {0}")]
-    ReadOnly(String),
+    ReadOnly(#[source] Detail),
     /// The disk (or the configured size limit) is full.
     #[error("audit storage is full: {0}")]
-    Full(String),
+    Full(#[source] Detail),
     /// The files are damaged.
     #[error("audit storage is corrupted: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Detail),
     /// This host's clock differs from the ledger's (the PostgreSQL server's)
     /// by more than the tolerance: its decisions are refused rather than
     /// stamped with a time the others do not share.
-    #[error("this host's clock is off the ledger's: {0}")]
-    ClockSkew(String),
+    #[error(
+        "this host's clock is off the ledger's: this host's clock is {} the server's by \
+         {:.3} s, more than the tolerance of {:.3} s (clock_tolerance_ms); fix the host's \
+         time (NTP)",
+        if .host_micros > .ledger_micros { "ahead of" } else { "behind" },
+        .host_micros.abs_diff(*.ledger_micros) as f64 / 1e6,
+        *.tolerance_micros as f64 / 1e6
+    )]
+    ClockSkew {
+        /// This host's time (µs since the epoch).
+        host_micros: i64,
+        /// The ledger's (the server's) time at the same moment.
+        ledger_micros: i64,
+        /// How far apart they may be (µs).
+        tolerance_micros: u64,
+    },
     /// The files belong to something else, or to a newer format.
     #[error("audit storage is not a CapFence state directory: {0}")]
-    Foreign(String),
+    Foreign(#[source] Detail),
     /// The files cannot be opened or written.
     #[error("audit storage I/O error: {0}")]
-    Io(String),
+    Io(#[source] Detail),
     /// The data in storage breaks an invariant (a malformed row).
     #[error("audit storage holds invalid data: {0}")]
-    Invalid(String),
+    Invalid(#[source] Detail),
 }
+
+/// What a [`StoreError`] says happened, with the error beneath it (the
+/// SQLite or PostgreSQL driver's, the OS's) as its `source()` when there is
+/// one. Compared by message; cloned cheaply (one waiter of a group commit
+/// each gets the same fault).
+#[derive(Clone)]
+pub struct Detail {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Detail {
+    /// `message`, caused by `source`.
+    pub fn caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Detail {
+        Detail {
+            message: message.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// What happened, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Detail {
+        Detail {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Detail {
+        Detail::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Debug for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Detail");
+        d.field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Detail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for Detail {
+    fn eq(&self, other: &Detail) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Detail {}
 
 /// One row of a velocity window: a call it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]

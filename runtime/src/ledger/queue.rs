@@ -86,7 +86,7 @@ impl Ledger {
         policy: Option<Arc<PolicyFacts>>,
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
-        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let event_key = (decision.kind == DecisionKind::RequireApproval)
             .then(|| approvals::event_key(&event, decision.rule.as_deref(), digest));
         let job = Job {
@@ -130,7 +130,7 @@ impl Ledger {
     /// Leads one group commit: gathers jobs, commits them in one transaction,
     /// hands out the verdicts, and passes leadership to the next queued job.
     fn lead(&self, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
-        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned());
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
         // Gather: wait briefly until as many callers as last time have
         // submitted, so one fsync serves them all. Alone, there is no wait.
@@ -154,7 +154,7 @@ impl Ledger {
         let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
         let results = self.commit_batch(&jobs);
         let mut mine = Err(StoreError::Invalid(
-            "the leader's job was not in its batch".to_owned(),
+            "the leader's job was not in its batch".to_owned().into(),
         ));
         for ((_, waiter), result) in batch.iter().zip(results) {
             if Arc::ptr_eq(waiter, me) {
@@ -233,7 +233,11 @@ impl Ledger {
             Ok(()) if verdicts.len() == batch.len() => verdicts.into_iter().map(Ok).collect(),
             Ok(()) => batch
                 .iter()
-                .map(|_| Err(StoreError::Invalid("verdict count mismatch".to_owned())))
+                .map(|_| {
+                    Err(StoreError::Invalid(
+                        "verdict count mismatch".to_owned().into(),
+                    ))
+                })
                 .collect(),
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }

@@ -41,10 +41,9 @@ impl Ledger {
         self.inner.store.scan_views(&mut |view| {
             let text = String::from_utf8_lossy(view.time).into_owned();
             let Some(at) = capfence_compiler::time::parse_rfc3339(&text) else {
-                fault = Some(StoreError::Invalid(format!(
-                    "record {}: time {text:?} is not RFC 3339",
-                    view.seq
-                )));
+                fault = Some(StoreError::Invalid(
+                    format!("record {}: time {text:?} is not RFC 3339", view.seq).into(),
+                ));
                 return false;
             };
             match &latest {
@@ -119,7 +118,7 @@ impl Ledger {
             (scanned, checker.join())
         });
         let (verifier, cited) = checked
-            .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned()))??;
+            .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned().into()))??;
         scanned?;
         let head = verifier.finish()?;
         self.replay_approvals(&cited, &rows)?;

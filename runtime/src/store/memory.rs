@@ -170,7 +170,7 @@ impl Tx for MemoryTx<'_> {
             .try_fold(rust_decimal::Decimal::ZERO, |total, w| {
                 total.checked_add(w.value)
             })
-            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))
+            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows").into()))
     }
 
     fn add_to_window(
@@ -190,8 +190,9 @@ impl Tx for MemoryTx<'_> {
             Some(w) => (at.max(w.at), w.running.checked_add(value)),
             None => (at, Some(value)),
         };
-        let running = running
-            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows")))?;
+        let running = running.ok_or_else(|| {
+            StoreError::Invalid(format!("window total of {spec} overflows").into())
+        })?;
         self.state.windows.push(super::WindowRow {
             spec: spec.to_owned(),
             group: group.to_owned(),
@@ -224,7 +225,7 @@ impl crate::store::Writer for MemoryStore {
         let mut state = self
             .state
             .lock()
-            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned().into()))?;
         let mut draft = State {
             records: Vec::new(),
             tickets: state.tickets.clone(),
@@ -255,7 +256,7 @@ impl Store for MemoryStore {
         let records = self
             .state
             .lock()
-            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned().into()))?
             .records
             .clone();
         for record in records {
@@ -270,7 +271,7 @@ impl Store for MemoryStore {
         let state = self
             .state
             .lock()
-            .map_err(|_| StoreError::Io("poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Io("poisoned".to_owned().into()))?;
         Ok(state.tickets.iter().rev().cloned().collect())
     }
 
@@ -278,7 +279,7 @@ impl Store for MemoryStore {
         let state = self
             .state
             .lock()
-            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned().into()))?;
         let mut heads: Vec<(String, String, u64, rust_decimal::Decimal)> = Vec::new();
         for w in &state.windows {
             match heads.iter_mut().find(|h| h.0 == w.spec && h.1 == w.group) {
@@ -302,7 +303,7 @@ impl Store for MemoryStore {
         let state = self
             .state
             .lock()
-            .map_err(|_| StoreError::Io("poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Io("poisoned".to_owned().into()))?;
         Ok(state.grants.iter().rev().cloned().collect())
     }
 }

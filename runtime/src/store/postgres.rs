@@ -46,7 +46,7 @@ use postgres_native_tls::MakeTlsConnector;
 use rust_decimal::Decimal;
 
 use super::window::{self, WindowHead, WindowRows, decimal_of};
-use super::{Store, StoreError, Tx, WindowRow, is_postgres_url};
+use super::{Detail, Store, StoreError, Tx, WindowRow, is_postgres_url};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
 
@@ -240,9 +240,10 @@ fn clock_tolerance(url: &str) -> Result<Option<Duration>, StoreError> {
     for pair in query.split('&') {
         if let Some(("clock_tolerance_ms", value)) = pair.split_once('=') {
             let ms: u64 = value.parse().map_err(|_| {
-                StoreError::Io(format!(
-                    "clock_tolerance_ms={value}: not a whole number of milliseconds"
-                ))
+                StoreError::Io(
+                    format!("clock_tolerance_ms={value}: not a whole number of milliseconds")
+                        .into(),
+                )
             })?;
             return Ok(Some(Duration::from_millis(ms)));
         }
@@ -279,7 +280,7 @@ fn all_hosts_loopback(config: &Config) -> bool {
 
 /// `%XX` escapes decoded (a file name in a URL).
 fn percent_decoded(text: &str) -> Result<String, StoreError> {
-    let bad = || StoreError::Io(format!("bad escape in URL parameter {text:?}"));
+    let bad = || StoreError::Io(format!("bad escape in URL parameter {text:?}").into());
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(b) = bytes.next() {
@@ -302,7 +303,9 @@ impl PostgresStore {
     pub fn new(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         if !is_postgres_url(url) {
             return Err(StoreError::Io(
-                "a PostgreSQL store URL starts with postgres:// or postgresql://".to_owned(),
+                "a PostgreSQL store URL starts with postgres:// or postgresql://"
+                    .to_owned()
+                    .into(),
             ));
         }
         let mut options = options;
@@ -311,22 +314,23 @@ impl PostgresStore {
         }
         let (url, root_cert) = tls_parameters(url)?;
         let mut config = Config::from_str(&url)
-            .map_err(|e| StoreError::Io(format!("bad PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::Io(format!("bad PostgreSQL URL: {e}").into()))?;
         if !names_sslmode(&url) && !all_hosts_loopback(&config) {
             config.ssl_mode(postgres::config::SslMode::Require);
         }
         let mut tls = native_tls::TlsConnector::builder();
         if let Some(path) = root_cert {
-            let pem = std::fs::read(&path)
-                .map_err(|e| StoreError::Io(format!("sslrootcert {path}: cannot read it: {e}")))?;
+            let pem = std::fs::read(&path).map_err(|e| {
+                StoreError::Io(format!("sslrootcert {path}: cannot read it: {e}").into())
+            })?;
             let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-                StoreError::Io(format!("sslrootcert {path}: not a PEM certificate: {e}"))
+                StoreError::Io(format!("sslrootcert {path}: not a PEM certificate: {e}").into())
             })?;
             tls.add_root_certificate(cert);
         }
         let tls = tls
             .build()
-            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}")))?;
+            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}").into()))?;
         config
             .connect_timeout(options.connect_timeout)
             .tcp_user_timeout(options.network_timeout)
@@ -372,17 +376,20 @@ impl PostgresStore {
         &self.shown
     }
 
-    fn classify(&self, e: &postgres::Error) -> StoreError {
+    fn classify(&self, e: postgres::Error) -> StoreError {
         classify(&self.shown, e)
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
         let mut client = self.config.connect(self.tls.clone()).map_err(|e| {
-            StoreError::Io(format!(
-                "cannot reach the ledger at {}: {}",
-                self.shown,
-                describe(&e)
-            ))
+            StoreError::Io(
+                format!(
+                    "cannot reach the ledger at {}: {}",
+                    self.shown,
+                    describe(&e)
+                )
+                .into(),
+            )
         })?;
         let timeout = self.options.lock_timeout.as_millis().max(1);
         client
@@ -392,17 +399,17 @@ impl PostgresStore {
                  SET default_transaction_isolation = 'read committed'",
                 timeout.saturating_mul(4)
             ))
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(e))?;
         // A server set to acknowledge commits before they are on disk would
         // make an allowed call's record losable: ask for durable commits.
         let sync: String = client
             .query_one("SHOW synchronous_commit", &[])
             .and_then(|r| r.try_get(0))
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(e))?;
         if sync == "off" || sync == "local" {
             client
                 .batch_execute("SET synchronous_commit = on")
-                .map_err(|e| self.classify(&e))?;
+                .map_err(|e| self.classify(e))?;
         }
         self.check_schema(&mut client)?;
         Ok(Conn {
@@ -415,7 +422,7 @@ impl PostgresStore {
     /// hosts starting together do not race); refuses a `capfence` schema
     /// that holds other tables or another format.
     fn check_schema(&self, client: &mut Client) -> Result<(), StoreError> {
-        let err = |e: postgres::Error| self.classify(&e);
+        let err = |e: postgres::Error| self.classify(e);
         let mut tx = client.transaction().map_err(err)?;
         // One lock for every host creating the schema at once; it ends with
         // the transaction.
@@ -435,10 +442,13 @@ impl PostgresStore {
             .collect::<Result<_, _>>()
             .map_err(err)?;
         if let Some(other) = tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
-            return Err(StoreError::Foreign(format!(
-                "schema {SCHEMA_NAME} at {} holds a table CapFence did not create: {other}",
-                self.shown
-            )));
+            return Err(StoreError::Foreign(
+                format!(
+                    "schema {SCHEMA_NAME} at {} holds a table CapFence did not create: {other}",
+                    self.shown
+                )
+                .into(),
+            ));
         }
         if tables.iter().any(|t| t == "meta") {
             let format: Option<String> = tx
@@ -448,12 +458,15 @@ impl PostgresStore {
                 .transpose()
                 .map_err(err)?;
             if format.as_deref() != Some(super::sqlite::STATE_FORMAT) {
-                return Err(StoreError::Foreign(format!(
-                    "schema {SCHEMA_NAME} at {} has format {:?}, expected {}",
-                    self.shown,
-                    format.unwrap_or_default(),
-                    super::sqlite::STATE_FORMAT
-                )));
+                return Err(StoreError::Foreign(
+                    format!(
+                        "schema {SCHEMA_NAME} at {} has format {:?}, expected {}",
+                        self.shown,
+                        format.unwrap_or_default(),
+                        super::sqlite::STATE_FORMAT
+                    )
+                    .into(),
+                ));
             }
         }
         // DDL only where something is missing: `CREATE INDEX IF NOT EXISTS`
@@ -474,7 +487,7 @@ impl PostgresStore {
     fn slot(&self) -> Result<std::sync::MutexGuard<'_, Option<Conn>>, StoreError> {
         self.connection
             .lock()
-            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))
+            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned().into()))
     }
 
     /// The connection in `slot`, made anew if there is none or it died.
@@ -519,11 +532,11 @@ impl PostgresStore {
                 .read_only(true)
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .start()
-                .map_err(|e| self.classify(&e))?;
+                .map_err(|e| self.classify(e))?;
             tx.batch_execute("SET LOCAL statement_timeout = 0")
-                .map_err(|e| self.classify(&e))?;
-            let value = work(&mut tx).map_err(|e| self.classify(&e))?;
-            tx.commit().map_err(|e| self.classify(&e))?;
+                .map_err(|e| self.classify(e))?;
+            let value = work(&mut tx).map_err(|e| self.classify(e))?;
+            tx.commit().map_err(|e| self.classify(e))?;
             Ok(value)
         })
     }
@@ -539,9 +552,10 @@ fn describe(e: &postgres::Error) -> String {
     }
 }
 
-fn classify(server: &str, e: &postgres::Error) -> StoreError {
-    let text = format!("{server}: {}", describe(e));
-    let Some(code) = e.code() else {
+fn classify(server: &str, e: postgres::Error) -> StoreError {
+    let code = e.code().cloned();
+    let text = Detail::caused(format!("{server}: {}", describe(&e)), e);
+    let Some(code) = code.as_ref() else {
         // No SQLSTATE: the connection (refused, cut, timed out) or the
         // protocol.
         return StoreError::Io(text);
@@ -578,15 +592,15 @@ struct PgTx<'c, 's> {
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range").into()))
 }
 
 fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}")))
+    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}").into()))
 }
 
 fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
-    let get = |e: postgres::Error| StoreError::Invalid(format!("audit row: {e}"));
+    let get = |e: postgres::Error| StoreError::Invalid(format!("audit row: {e}").into());
     let decision: String = row.try_get(7).map_err(get)?;
     Ok(AuditRecord {
         seq: from_i64(row.try_get(0).map_err(get)?)?,
@@ -597,9 +611,10 @@ fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
         risk: row.try_get(5).map_err(get)?,
         payload: row.try_get(6).map_err(get)?,
         decision: RecordKind::parse(&decision).ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "audit row: {decision:?} is neither a decision nor an operator action"
-            ))
+            StoreError::Invalid(
+                format!("audit row: {decision:?} is neither a decision nor an operator action")
+                    .into(),
+            )
         })?,
         rule: row.try_get(8).map_err(get)?,
         reason: row.try_get(9).map_err(get)?,
@@ -611,7 +626,7 @@ fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
 }
 
 fn ticket_from_row(row: &Row) -> Result<Ticket, StoreError> {
-    let get = |e: postgres::Error| StoreError::Invalid(format!("ticket row: {e}"));
+    let get = |e: postgres::Error| StoreError::Invalid(format!("ticket row: {e}").into());
     let id: i64 = row.try_get(0).map_err(get)?;
     let status: String = row.try_get(8).map_err(get)?;
     Ok(Ticket {
@@ -623,8 +638,9 @@ fn ticket_from_row(row: &Row) -> Result<Ticket, StoreError> {
         risk: row.try_get(5).map_err(get)?,
         payload: row.try_get(6).map_err(get)?,
         rule: row.try_get(7).map_err(get)?,
-        status: TicketStatus::parse(&status)
-            .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}")))?,
+        status: TicketStatus::parse(&status).ok_or_else(|| {
+            StoreError::Invalid(format!("ticket {id} has status {status:?}").into())
+        })?,
         created_at: row.try_get(9).map_err(get)?,
         expires_at: row.try_get(10).map_err(get)?,
         decided_by: row.try_get(11).map_err(get)?,
@@ -632,7 +648,7 @@ fn ticket_from_row(row: &Row) -> Result<Ticket, StoreError> {
 }
 
 fn grant_from_row(row: &Row) -> Result<Grant, StoreError> {
-    let get = |e: postgres::Error| StoreError::Invalid(format!("grant row: {e}"));
+    let get = |e: postgres::Error| StoreError::Invalid(format!("grant row: {e}").into());
     let id: i64 = row.try_get(0).map_err(get)?;
     let caps: String = row.try_get(7).map_err(get)?;
     let uses: Option<i64> = row.try_get(8).map_err(get)?;
@@ -645,11 +661,11 @@ fn grant_from_row(row: &Row) -> Result<Grant, StoreError> {
         created_at: row.try_get(5).map_err(get)?,
         expires_at: row.try_get(6).map_err(get)?,
         caps: crate::approvals::parse_caps(&caps)
-            .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}")))?,
+            .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}").into()))?,
         uses_left: uses
             .map(|u| {
                 u32::try_from(u)
-                    .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses")))
+                    .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses").into()))
             })
             .transpose()?,
         revoked_by: row.try_get(9).map_err(get)?,
@@ -664,10 +680,7 @@ impl PgTx<'_, '_> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self
-            .tx
-            .prepare(sql)
-            .map_err(|e| classify(self.server, &e))?;
+        let s = self.tx.prepare(sql).map_err(|e| classify(self.server, e))?;
         self.statements.insert(sql, s.clone());
         Ok(s)
     }
@@ -676,7 +689,7 @@ impl PgTx<'_, '_> {
         let s = self.statement(sql)?;
         self.tx
             .query(&s, params)
-            .map_err(|e| classify(self.server, &e))
+            .map_err(|e| classify(self.server, e))
     }
 
     fn query_opt(
@@ -687,23 +700,23 @@ impl PgTx<'_, '_> {
         let s = self.statement(sql)?;
         self.tx
             .query_opt(&s, params)
-            .map_err(|e| classify(self.server, &e))
+            .map_err(|e| classify(self.server, e))
     }
 
     fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
         let s = self.statement(sql)?;
         self.tx
             .execute(&s, params)
-            .map_err(|e| classify(self.server, &e))
+            .map_err(|e| classify(self.server, e))
     }
 
     fn returning_id(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
         let row = self
             .query_opt(sql, params)?
-            .ok_or_else(|| StoreError::Invalid("an insert returned no id".to_owned()))?;
+            .ok_or_else(|| StoreError::Invalid("an insert returned no id".to_owned().into()))?;
         let id: i64 = row
             .try_get(0)
-            .map_err(|e| StoreError::Invalid(format!("inserted id: {e}")))?;
+            .map_err(|e| StoreError::Invalid(format!("inserted id: {e}").into()))?;
         from_i64(id)
     }
 }
@@ -728,13 +741,11 @@ impl Tx for PgTx<'_, '_> {
         };
         let apart = host.abs_diff(server);
         if apart > self.tolerance.unsigned_abs() {
-            return Err(StoreError::ClockSkew(format!(
-                "this host's clock is {} the server's by {:.3} s, more than the tolerance of \
-                 {:.3} s (clock_tolerance_ms); fix the host's time (NTP)",
-                if host > server { "ahead of" } else { "behind" },
-                apart as f64 / 1e6,
-                self.tolerance as f64 / 1e6
-            )));
+            return Err(StoreError::ClockSkew {
+                host_micros: host,
+                ledger_micros: server,
+                tolerance_micros: self.tolerance.unsigned_abs(),
+            });
         }
         Ok(server)
     }
@@ -749,7 +760,8 @@ impl Tx for PgTx<'_, '_> {
         )?;
         let head = match row {
             Some(row) => {
-                let get = |e: postgres::Error| StoreError::Invalid(format!("audit head: {e}"));
+                let get =
+                    |e: postgres::Error| StoreError::Invalid(format!("audit head: {e}").into());
                 (
                     from_i64(row.try_get(0).map_err(get)?)?,
                     row.try_get(1).map_err(get)?,
@@ -946,7 +958,7 @@ impl Tx for PgTx<'_, '_> {
         self.query_opt("SELECT value FROM capfence.meta WHERE key = $1", &[&key])?
             .map(|r| {
                 r.try_get(0)
-                    .map_err(|e| StoreError::Invalid(format!("note {key}: {e}")))
+                    .map_err(|e| StoreError::Invalid(format!("note {key}: {e}").into()))
             })
             .transpose()
     }
@@ -993,7 +1005,7 @@ impl WindowRows for PgTx<'_, '_> {
         else {
             return Ok(None);
         };
-        let get = |e: postgres::Error| StoreError::Invalid(format!("window head: {e}"));
+        let get = |e: postgres::Error| StoreError::Invalid(format!("window head: {e}").into());
         Ok(Some(WindowHead {
             last_n: row.try_get(0).map_err(get)?,
             last_at: row.try_get(1).map_err(get)?,
@@ -1039,7 +1051,7 @@ impl WindowRows for PgTx<'_, '_> {
         else {
             return Ok(None);
         };
-        let get = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
+        let get = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}").into());
         Ok(Some((
             row.try_get(0).map_err(get)?,
             decimal_of(row.try_get(1).map_err(get)?)?,
@@ -1109,16 +1121,19 @@ impl PostgresStore {
         match client.query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid]) {
             Ok(row) => match row.try_get::<_, Option<String>>(0) {
                 Ok(Some(status)) if status == "committed" => Attempt::Done(Ok(())),
-                Ok(status) => Attempt::Done(Err(StoreError::Io(format!(
-                    "{}: COMMIT was answered, but transaction {xid} is {} on the server: \
+                Ok(status) => Attempt::Done(Err(StoreError::Io(
+                    format!(
+                        "{}: COMMIT was answered, but transaction {xid} is {} on the server: \
                      nothing of it was kept",
-                    self.shown,
-                    status.as_deref().unwrap_or("unknown")
-                )))),
-                Err(e) => Attempt::Done(Err(self.classify(&e))),
+                        self.shown,
+                        status.as_deref().unwrap_or("unknown")
+                    )
+                    .into(),
+                ))),
+                Err(e) => Attempt::Done(Err(self.classify(e))),
             },
-            Err(e) if dead_connection(&e) => Attempt::InDoubt(self.classify(&e), last),
-            Err(e) => Attempt::Done(Err(self.classify(&e))),
+            Err(e) if dead_connection(&e) => Attempt::InDoubt(self.classify(e), last),
+            Err(e) => Attempt::Done(Err(self.classify(e))),
         }
     }
 
@@ -1139,8 +1154,8 @@ impl PostgresStore {
             .map(|_| tx)
         }) {
             Ok(tx) => tx,
-            Err(e) if dead_connection(&e) => return Err(Attempt::Dead(self.classify(&e))),
-            Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+            Err(e) if dead_connection(&e) => return Err(Attempt::Dead(self.classify(e))),
+            Err(e) => return Err(Attempt::Done(Err(self.classify(e)))),
         };
         let mut pg = PgTx {
             tx,
@@ -1166,15 +1181,15 @@ impl PostgresStore {
         {
             Ok(row) => match row.try_get::<_, Option<String>>(0) {
                 Ok(xid) => xid,
-                Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+                Err(e) => return Err(Attempt::Done(Err(self.classify(e)))),
             },
-            Err(e) if dead_connection(&e) => return Err(Attempt::Done(Err(self.classify(&e)))),
-            Err(e) => return Err(Attempt::Done(Err(self.classify(&e)))),
+            Err(e) if dead_connection(&e) => return Err(Attempt::Done(Err(self.classify(e)))),
+            Err(e) => return Err(Attempt::Done(Err(self.classify(e)))),
         };
         match pg.tx.commit() {
             Ok(()) => Ok((last, xid)),
-            Err(e) if dead_connection(&e) => Err(Attempt::InDoubt(self.classify(&e), last)),
-            Err(e) => Err(Attempt::Done(Err(self.classify(&e)))),
+            Err(e) if dead_connection(&e) => Err(Attempt::InDoubt(self.classify(e), last)),
+            Err(e) => Err(Attempt::Done(Err(self.classify(e)))),
         }
     }
 }
@@ -1194,13 +1209,13 @@ impl PostgresStore {
             let row = conn
                 .client
                 .query_opt("SELECT hash FROM capfence.audit WHERE seq = $1", &[&seq])
-                .map_err(|e| self.classify(&e))?;
+                .map_err(|e| self.classify(e))?;
             if let Ok(mut slot) = self.slot() {
                 *slot = Some(conn);
             }
             row.map(|r| r.try_get::<_, String>(0))
                 .transpose()
-                .map_err(|e| StoreError::Invalid(format!("audit row {seq}: {e}")))
+                .map_err(|e| StoreError::Invalid(format!("audit row {seq}: {e}").into()))
         });
         match found {
             Ok(Some(stored)) if stored == hash => {
@@ -1348,7 +1363,7 @@ impl Store for PostgresStore {
                 )?,
             ))
         })?;
-        let window = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}"));
+        let window = |e: postgres::Error| StoreError::Invalid(format!("window row: {e}").into());
         Ok(super::Rows {
             head: head.map_or(Ok(0), from_i64)?,
             tickets: tickets

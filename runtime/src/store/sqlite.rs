@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use rust_decimal::Decimal;
 
 use super::window::{self, WindowHead, WindowRows, decimal_of};
-use super::{Store, StoreError, Tx, WindowRow};
+use super::{Detail, Store, StoreError, Tx, WindowRow};
 use crate::approvals::{Grant, Ticket, TicketStatus};
 use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
 
@@ -136,8 +136,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn classify(error: rusqlite::Error) -> StoreError {
-    let text = error.to_string();
-    match error.sqlite_error_code() {
+    let code = error.sqlite_error_code();
+    let text = Detail::caused(error.to_string(), error);
+    match code {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked(text),
         Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(text),
         Some(ErrorCode::DiskFull) => StoreError::Full(text),
@@ -195,10 +196,9 @@ impl SqliteStore {
     fn open(&self, wait: Duration) -> Result<Connection, StoreError> {
         if !self.options.read_only {
             std::fs::create_dir_all(&self.dir).map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot create state directory {}: {e}",
-                    self.dir.display()
-                ))
+                StoreError::Io(
+                    format!("cannot create state directory {}: {e}", self.dir.display()).into(),
+                )
             })?;
         }
         let flags = if self.options.read_only {
@@ -211,13 +211,16 @@ impl SqliteStore {
         for old in ["audit.db", "approvals.db"] {
             let path = self.dir.join(old);
             if path.exists() && !self.dir.join(LEDGER_FILE).exists() {
-                return Err(StoreError::Foreign(format!(
-                    "{} holds an earlier CapFence state ({old}, approvals in a second \
+                return Err(StoreError::Foreign(
+                    format!(
+                        "{} holds an earlier CapFence state ({old}, approvals in a second \
                      file); this version keeps one ledger in {LEDGER_FILE}: verify the old \
                      directory with the earlier version, archive it, and point --state at a \
                      new directory",
-                    self.dir.display()
-                )));
+                        self.dir.display()
+                    )
+                    .into(),
+                ));
             }
         }
         let ledger = self.dir.join(LEDGER_FILE);
@@ -232,9 +235,9 @@ impl SqliteStore {
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
                 .map_err(classify)?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::Io(format!(
-                    "the ledger refused WAL mode ({mode})"
-                )));
+                return Err(StoreError::Io(
+                    format!("the ledger refused WAL mode ({mode})").into(),
+                ));
             }
             conn.execute_batch("PRAGMA synchronous=FULL;")
                 .map_err(classify)?;
@@ -264,10 +267,9 @@ impl SqliteStore {
         let foreign = tables.iter().any(|t| !is_ours(t));
         let file = self.dir.join(LEDGER_FILE);
         if foreign || (!tables.is_empty() && !has_meta) {
-            return Err(StoreError::Foreign(format!(
-                "{} holds tables CapFence did not create",
-                file.display()
-            )));
+            return Err(StoreError::Foreign(
+                format!("{} holds tables CapFence did not create", file.display()).into(),
+            ));
         }
         if has_meta {
             let format: Option<String> = conn
@@ -279,11 +281,14 @@ impl SqliteStore {
                 .optional()
                 .map_err(classify)?;
             if format.as_deref() != Some(STATE_FORMAT) {
-                return Err(StoreError::Foreign(format!(
-                    "{} has format {:?}, expected {STATE_FORMAT}",
-                    file.display(),
-                    format.unwrap_or_default()
-                )));
+                return Err(StoreError::Foreign(
+                    format!(
+                        "{} has format {:?}, expected {STATE_FORMAT}",
+                        file.display(),
+                        format.unwrap_or_default()
+                    )
+                    .into(),
+                ));
             }
         }
         if self.options.read_only {
@@ -313,7 +318,7 @@ impl SqliteStore {
         let mut slot = self
             .connection
             .lock()
-            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Io("store connection lock poisoned".to_owned().into()))?;
         // One lock timeout covers the open and the work: a store that must
         // be opened first never waits twice.
         let started = std::time::Instant::now();
@@ -336,7 +341,7 @@ impl SqliteStore {
                 }
                 result
             }
-            None => Err(StoreError::Io("no connection".to_owned())),
+            None => Err(StoreError::Io("no connection".to_owned().into())),
         }
     }
 }
@@ -362,11 +367,11 @@ struct SqliteTx<'c> {
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range")))
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range").into()))
 }
 
 fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}")))
+    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}").into()))
 }
 
 fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, String)> {
@@ -394,7 +399,7 @@ fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, St
 fn finish_ticket((id, mut ticket, status): (i64, Ticket, String)) -> Result<Ticket, StoreError> {
     ticket.id = from_i64(id)?;
     ticket.status = TicketStatus::parse(&status)
-        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}")))?;
+        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}").into()))?;
     Ok(ticket)
 }
 
@@ -443,11 +448,11 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
         revoked_by,
     ) = row;
     let caps = crate::approvals::parse_caps(&caps)
-        .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}")))?;
+        .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}").into()))?;
     let uses_left = match uses {
         Some(u) => Some(
             u32::try_from(u)
-                .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses")))?,
+                .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses").into()))?,
         ),
         None => None,
     };

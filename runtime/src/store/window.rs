@@ -90,7 +90,7 @@ fn put_head(
 }
 
 fn overflow(spec: &str) -> StoreError {
-    StoreError::Invalid(format!("window total of {spec} overflows"))
+    StoreError::Invalid(format!("window total of {spec} overflows").into())
 }
 
 /// Runs `step` with the transaction's head cache taken out of it.
@@ -169,9 +169,9 @@ fn start_at_row(
     group: &str,
     n: i64,
 ) -> Result<Start, StoreError> {
-    let (at, running, value) = rows
-        .row(spec, group, n)?
-        .ok_or_else(|| StoreError::Invalid(format!("window {spec} lacks row {n} of its group")))?;
+    let (at, running, value) = rows.row(spec, group, n)?.ok_or_else(|| {
+        StoreError::Invalid(format!("window {spec} lacks row {n} of its group").into())
+    })?;
     Ok(Start {
         n,
         at,
@@ -289,8 +289,9 @@ fn add_in(
 
 /// A stored decimal.
 pub(crate) fn decimal_of(text: &str) -> Result<Decimal, StoreError> {
-    capfence_compiler::number::parse_exact(text)
-        .ok_or_else(|| StoreError::Invalid(format!("window row holds {text:?}, not a number")))
+    capfence_compiler::number::parse_exact(text).ok_or_else(|| {
+        StoreError::Invalid(format!("window row holds {text:?}, not a number").into())
+    })
 }
 
 #[cfg(test)]

@@ -165,3 +165,28 @@ fn an_old_two_file_state_directory_is_refused_with_what_to_do() {
         "nothing is mixed into the old directory"
     );
 }
+
+/// A storage fault is a kind to branch on, with the driver's error beneath
+/// it as its source: nothing the driver said is lost.
+#[test]
+fn a_storage_fault_keeps_the_drivers_error_as_its_source() {
+    use std::error::Error;
+    let dir = TempDir::new("corrupt-source");
+    std::fs::write(dir.path().join("ledger.db"), vec![0x5a; 8192]).unwrap();
+    let opened = capfence::store::open_url(
+        dir.path().to_str().unwrap(),
+        Duration::from_millis(200),
+    )
+    .and_then(|store| store.tickets());
+    let Err(e) = opened else {
+        panic!("a corrupted file opened");
+    };
+    assert!(matches!(e, capfence::StoreError::Corrupt(_)), "{e:?}");
+    let detail = e.source().expect("a detail");
+    let driver = detail.source().expect("the driver's error");
+    assert!(
+        driver.downcast_ref::<rusqlite::Error>().is_some(),
+        "{driver:?}"
+    );
+    assert!(e.to_string().contains(&driver.to_string()), "{e}");
+}
