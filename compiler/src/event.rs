@@ -148,8 +148,10 @@ impl Value {
 /// read one way here and another way by its receiver.
 pub fn check_unique_keys(text: &str) -> Result<(), EventError> {
     let raw: &RawValue =
-        serde_json::from_str(text).map_err(|e| EventError(format!("not JSON: {e}")))?;
-    Value::from_raw(raw, "$").map(|_| ()).map_err(EventError)
+        serde_json::from_str(text).map_err(|e| EventError::NotJson(e.to_string()))?;
+    Value::from_raw(raw, "$")
+        .map(|_| ())
+        .map_err(EventError::Value)
 }
 
 /// A JSON object's entries in order, refusing a key given twice (however it
@@ -298,10 +300,57 @@ impl fmt::Display for EventRisk {
     }
 }
 
-/// An event that cannot be read.
+/// An event that cannot be read, by what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EventError(pub String);
+pub enum EventError {
+    /// Not JSON at all.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an event's: the parser's message, or a value's (a key
+    /// given twice, a number that is not exact) with its path.
+    #[error("invalid event JSON: {0}")]
+    Json(String),
+    /// A value (a key given twice, a number that is not exact), with its
+    /// path, in a JSON message that is not an event.
+    #[error("{0}")]
+    Value(String),
+    /// Nested deeper than the limit.
+    #[error("invalid event JSON: nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// A `time` on an event that is not a history line.
+    #[error("invalid event JSON: unknown field `time` (only history lines carry a time)")]
+    UnexpectedTime,
+    /// A key an event does not have.
+    #[error(
+        "unknown event field `{0}` (an event has actor, resource, action, capability, \
+         environment, risk, payload)"
+    )]
+    UnknownField(String),
+    /// A suite's event that is not a mapping.
+    #[error("an event is a mapping, found {0}")]
+    NotAMapping(&'static str),
+    /// A name field that is not a string.
+    #[error("event field `{0}` must be a string")]
+    NotAString(String),
+    /// A suite's `payload` that is not a mapping.
+    #[error("event `payload` must be a mapping")]
+    PayloadNotAMapping,
+    /// A `payload` that is not an object.
+    #[error("event `payload` must be an object, found {0}")]
+    PayloadNotAnObject(&'static str),
+    /// A `capability` that is not `resource.action`.
+    #[error("event `capability` must be `resource.action`, found `{0}`")]
+    BadCapability(String),
+    /// A `capability` whose part differs from a `resource` or `action`
+    /// given beside it.
+    #[error("event `capability` `{capability}` disagrees with `{field}`")]
+    CapabilityDisagrees {
+        /// The capability as given (lowercased).
+        capability: String,
+        /// `resource` or `action`.
+        field: &'static str,
+    },
+}
 
 impl Event {
     /// An event for `resource.action` with the given fields.
@@ -349,16 +398,11 @@ impl Event {
     /// ```
     pub fn from_json(text: &str) -> Result<Event, EventError> {
         if json_depth(text) > MAX_JSON_DEPTH {
-            return Err(EventError(format!(
-                "invalid event JSON: nested deeper than {MAX_JSON_DEPTH} levels"
-            )));
+            return Err(EventError::TooDeep(MAX_JSON_DEPTH));
         }
         let (time, event) = Event::from_json_timed(text)?;
         match time {
-            Some(_) => Err(EventError(
-                "invalid event JSON: unknown field `time` (only history lines carry a time)"
-                    .to_owned(),
-            )),
+            Some(_) => Err(EventError::UnexpectedTime),
             None => Ok(event),
         }
     }
@@ -367,12 +411,10 @@ impl Event {
     /// top-level `"time"` (history files): the time's text and the event.
     pub fn from_json_timed(text: &str) -> Result<(Option<String>, Event), EventError> {
         if json_depth(text) > MAX_JSON_DEPTH {
-            return Err(EventError(format!(
-                "invalid event JSON: nested deeper than {MAX_JSON_DEPTH} levels"
-            )));
+            return Err(EventError::TooDeep(MAX_JSON_DEPTH));
         }
-        let mut raw: RawEvent = serde_json::from_str(text)
-            .map_err(|e| EventError(format!("invalid event JSON: {e}")))?;
+        let mut raw: RawEvent =
+            serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
         let time = raw.time.take();
         Ok((time, raw.into_event()?))
     }
@@ -381,10 +423,7 @@ impl Event {
     /// numbers are numbers; quoted scalars are strings.
     pub fn from_yaml(node: &Node) -> Result<Event, EventError> {
         let NodeKind::Map(entries) = &node.kind else {
-            return Err(EventError(format!(
-                "an event is a mapping, found {}",
-                node.kind_name()
-            )));
+            return Err(EventError::NotAMapping(node.kind_name()));
         };
         let mut raw = RawEvent::default();
         for (key, value) in entries {
@@ -392,7 +431,7 @@ impl Event {
             let text = || -> Result<String, EventError> {
                 match value.as_scalar() {
                     Some((t, _)) if !value.is_null() => Ok(t.to_owned()),
-                    _ => Err(EventError(format!("event field `{name}` must be a string"))),
+                    _ => Err(EventError::NotAString(name.to_owned())),
                 }
             };
             match name {
@@ -404,7 +443,7 @@ impl Event {
                 "risk" => raw.risk = Some(text()?),
                 "payload" => {
                     let NodeKind::Map(fields) = &value.kind else {
-                        return Err(EventError("event `payload` must be a mapping".to_owned()));
+                        return Err(EventError::PayloadNotAMapping);
                     };
                     let mut payload = BTreeMap::new();
                     for (k, v) in fields {
@@ -494,10 +533,7 @@ fn json_string(s: &str) -> String {
 }
 
 fn unknown_key(key: &str) -> EventError {
-    EventError(format!(
-        "unknown event field `{key}` (an event has actor, resource, action, capability, \
-         environment, risk, payload)"
-    ))
+    EventError::UnknownField(key.to_owned())
 }
 
 fn yaml_value(node: &Node) -> Value {
@@ -567,12 +603,9 @@ impl RawEvent<'_> {
             (None, Some(raw)) => match Value::from_raw(raw, "payload") {
                 Ok(Value::Object(fields)) => fields,
                 Ok(other) => {
-                    return Err(EventError(format!(
-                        "event `payload` must be an object, found {}",
-                        other.describe()
-                    )));
+                    return Err(EventError::PayloadNotAnObject(other.describe()));
                 }
-                Err(e) => return Err(EventError(format!("invalid event JSON: {e}"))),
+                Err(e) => return Err(EventError::Json(e)),
             },
         };
         let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
@@ -582,15 +615,14 @@ impl RawEvent<'_> {
                 .split_once('.')
                 .filter(|(r, a)| !r.is_empty() && !a.is_empty() && !a.contains('.'))
             else {
-                return Err(EventError(format!(
-                    "event `capability` must be `resource.action`, found `{capability}`"
-                )));
+                return Err(EventError::BadCapability(capability.clone()));
             };
             for (given, part, name) in [(&resource, r, "resource"), (&action, a, "action")] {
                 if given.as_deref().is_some_and(|g| g != part) {
-                    return Err(EventError(format!(
-                        "event `capability` `{capability}` disagrees with `{name}`"
-                    )));
+                    return Err(EventError::CapabilityDisagrees {
+                        capability: capability.clone(),
+                        field: name,
+                    });
                 }
             }
             resource = Some(r.to_owned());
@@ -630,23 +662,32 @@ mod tests {
         assert!(
             Event::from_json(r#"{"payload":{"a":1,"a":2}}"#)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("duplicate")
         );
         assert!(
             Event::from_json(r#"{"actor":"x","actor":"y"}"#)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("duplicate")
         );
         assert!(
             Event::from_json(r#"{"enviroment":"x"}"#)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("unknown field")
         );
-        assert!(Event::from_json(r#"{"capability":"payments"}"#).is_err());
-        assert!(Event::from_json(r#"{"capability":"a.b","resource":"c"}"#).is_err());
+        assert_eq!(
+            Event::from_json(r#"{"capability":"payments"}"#),
+            Err(EventError::BadCapability("payments".to_owned()))
+        );
+        assert_eq!(
+            Event::from_json(r#"{"capability":"a.b","resource":"c"}"#),
+            Err(EventError::CapabilityDisagrees {
+                capability: "a.b".to_owned(),
+                field: "resource"
+            })
+        );
         assert!(Event::from_json(r#"{"actor":5}"#).is_err());
         assert!(Event::from_json("not json").is_err());
     }
@@ -660,10 +701,10 @@ mod tests {
             r#"{"payload":{"a":{"b":{"c":{"d":1,"d":1}}}}}"#,
         ] {
             let err = Event::from_json(text).unwrap_err();
-            assert!(err.0.contains("duplicate key"), "{text}: {err}");
+            assert!(err.to_string().contains("duplicate key"), "{text}: {err}");
         }
         let err = Event::from_json(r#"{"payload":{"meta":{"to":"a","to":"b"}}}"#).unwrap_err();
-        assert!(err.0.contains("`payload.meta`"), "{err}");
+        assert!(err.to_string().contains("`payload.meta`"), "{err}");
         let ok = Event::from_json(r#"{"payload":{"meta":{"to":"a"},"to":"b"}}"#).unwrap();
         assert_eq!(ok.payload.len(), 2);
         assert!(Event::from_json(r#"{"payload":[1]}"#).is_err());
@@ -680,7 +721,7 @@ mod tests {
         };
         assert!(Event::from_json(&nested(MAX_JSON_DEPTH - 2)).is_ok());
         let err = Event::from_json(&nested(MAX_JSON_DEPTH)).unwrap_err();
-        assert!(err.0.contains("nested deeper"), "{err}");
+        assert!(err.to_string().contains("nested deeper"), "{err}");
         // Brackets inside strings do not count.
         let text = format!("{{\"payload\":{{\"a\":\"{}\"}}}}", "[".repeat(1000));
         assert!(Event::from_json(&text).is_ok());

@@ -511,7 +511,7 @@ fn case(node: &Node, error: &dyn Fn(Location, String) -> SuiteError) -> Result<C
             }
             "event" => {
                 event_at = value.location;
-                event = Some(Event::from_yaml(value).map_err(|e| e.0));
+                event = Some(Event::from_yaml(value).map_err(|e| e.to_string()));
             }
             "malformed" => {
                 malformed = match value.as_scalar() {

@@ -114,14 +114,19 @@ pub struct History {
 impl History {
     /// Reads JSON lines, each an event with a `time` (RFC 3339 UTC,
     /// `2026-11-27T10:00:00Z`). Errors name the line.
-    pub fn parse(text: &str, file: &str) -> Result<History, String> {
+    pub fn parse(text: &str, file: &str) -> Result<History, HistoryError> {
         let mut history = History::default();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let (time, event) = timed_event(line).map_err(|e| format!("{file}:{}: {e}", i + 1))?;
-            let time = time.ok_or_else(|| format!("{file}:{}: the call has no `time`", i + 1))?;
+            let at = |error| HistoryError::Line {
+                file: file.to_owned(),
+                line: i + 1,
+                error: Box::new(error),
+            };
+            let (time, event) = timed_event(line).map_err(at)?;
+            let time = time.ok_or_else(|| at(HistoryError::NoTime))?;
             history.calls.push((time, event));
         }
         Ok(history)
@@ -173,7 +178,7 @@ impl History {
     ) -> crate::eval::Decision {
         let (time, event) = match timed_event(text) {
             Ok(pair) => pair,
-            Err(e) => return crate::eval::Decision::unreadable(e),
+            Err(e) => return crate::eval::Decision::unreadable(e.to_string()),
         };
         if windows.is_empty() {
             return policy.decide(&event);
@@ -195,15 +200,37 @@ impl History {
     }
 }
 
+/// A history line, or a timed event, that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// Not an event.
+    #[error(transparent)]
+    Event(#[from] crate::event::EventError),
+    /// A `time` that is not an RFC 3339 UTC time.
+    #[error("`time` is not an RFC 3339 UTC time: {0:?}")]
+    BadTime(String),
+    /// A history line without a `time`.
+    #[error("the call has no `time`")]
+    NoTime,
+    /// One of the above, at a line of a history file.
+    #[error("{file}:{line}: {error}")]
+    Line {
+        /// The file as named.
+        file: String,
+        /// Its line (from 1).
+        line: usize,
+        /// What is wrong there.
+        #[source]
+        error: Box<HistoryError>,
+    },
+}
+
 /// Reads one JSON line of an event with an optional top-level `time`.
-pub fn timed_event(line: &str) -> Result<(Option<i64>, Event), String> {
-    let (time, event) = Event::from_json_timed(line).map_err(|e| e.to_string())?;
+pub fn timed_event(line: &str) -> Result<(Option<i64>, Event), HistoryError> {
+    let (time, event) = Event::from_json_timed(line)?;
     let time = match time {
         None => None,
-        Some(t) => Some(
-            crate::time::parse_time(&t)
-                .ok_or_else(|| format!("`time` is not an RFC 3339 UTC time: {t:?}"))?,
-        ),
+        Some(t) => Some(crate::time::parse_time(&t).ok_or(HistoryError::BadTime(t))?),
     };
     Ok((time, event))
 }

@@ -173,11 +173,9 @@ fn a_storage_fault_keeps_the_drivers_error_as_its_source() {
     use std::error::Error;
     let dir = TempDir::new("corrupt-source");
     std::fs::write(dir.path().join("ledger.db"), vec![0x5a; 8192]).unwrap();
-    let opened = capfence::store::open_url(
-        dir.path().to_str().unwrap(),
-        Duration::from_millis(200),
-    )
-    .and_then(|store| store.tickets());
+    let opened =
+        capfence::store::open_url(dir.path().to_str().unwrap(), Duration::from_millis(200))
+            .and_then(|store| store.tickets());
     let Err(e) = opened else {
         panic!("a corrupted file opened");
     };
