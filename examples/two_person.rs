@@ -96,7 +96,7 @@ fn run(dir: &Path) -> Result<bool, Box<dyn std::error::Error>> {
         Err(e) => println!("Unsigned approval refused: {e}"),
         Ok(_) => return Ok(false),
     }
-    signed("ops1", &runtime.approve_with_key(&ticket, &ops1)?);
+    signed("ops1", &runtime.approve(&ticket, &ops1)?);
     let retry = runtime.execute(&small);
     show("Retry", &retry);
     if !retry.authorized {
@@ -108,14 +108,14 @@ fn run(dir: &Path) -> Result<bool, Box<dyn std::error::Error>> {
     let v = runtime.execute(&large);
     show("Verdict", &v);
     let ticket = v.approval_id.clone().unwrap_or_default();
-    signed("ops1", &runtime.approve_with_key(&ticket, &ops1)?);
+    signed("ops1", &runtime.approve(&ticket, &ops1)?);
     let early = runtime.execute(&large);
     show("Retry after one", &early);
-    match runtime.approve_with_key(&ticket, &ops1) {
+    match runtime.approve(&ticket, &ops1) {
         Err(e) => println!("ops1 signing again refused: {e}"),
         Ok(_) => return Ok(false),
     }
-    signed("ops2", &runtime.approve_with_key(&ticket, &ops2)?);
+    signed("ops2", &runtime.approve(&ticket, &ops2)?);
     let retry = runtime.execute(&large);
     show("Retry after two", &retry);
     if early.authorized || !retry.authorized || retry.decision != DecisionKind::Allow {

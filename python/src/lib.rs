@@ -351,7 +351,7 @@ impl PyRuntime {
         ticket: &str,
         key: &PyOperatorKey,
     ) -> PyResult<PyTicketOutcome> {
-        py.detach(|| self.runtime.approve_with_key(ticket, &key.key))
+        py.detach(|| self.runtime.approve(ticket, &key.key))
             .map(PyTicketOutcome::from)
             .map_err(operator_error)
     }
@@ -363,14 +363,14 @@ impl PyRuntime {
         ticket: &str,
         key: &PyOperatorKey,
     ) -> PyResult<PyTicketOutcome> {
-        py.detach(|| self.runtime.reject_with_key(ticket, &key.key))
+        py.detach(|| self.runtime.reject(ticket, &key.key))
             .map(PyTicketOutcome::from)
             .map_err(operator_error)
     }
 
     /// Revokes a grant with an operator key.
     fn revoke_with_key(&self, py: Python<'_>, grant: &str, key: &PyOperatorKey) -> PyResult<()> {
-        py.detach(|| self.runtime.revoke_with_key(grant, &key.key))
+        py.detach(|| self.runtime.revoke(grant, &key.key))
             .map(|_| ())
             .map_err(operator_error)
     }
@@ -414,7 +414,7 @@ impl PyRuntime {
                     .runtime
                     .grant(actor, capability, environment, by, duration, limits))
             }
-            (None, Some(key)) => Ok(self.runtime.grant_with_key(
+            (None, Some(key)) => Ok(self.runtime.grant(
                 actor,
                 capability,
                 environment,

@@ -7,13 +7,12 @@ use std::time::Duration;
 use capfence_compiler::{Decision, DecisionKind, Event, LoadError, Policy};
 
 use crate::action::ActionEvent;
-use crate::approvals::{Grant, GrantLimits, Ticket};
+use crate::approvals::{Grant, GrantLimits};
 use crate::clock::{SharedClock, SystemClock};
 use crate::decide::Decide;
 use crate::ledger::{
     Ledger, Operator, OperatorError, PolicyFacts, TicketOutcome, VerifyError, Windowed,
 };
-use crate::signing::OperatorKey;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError};
 use crate::verdict::Verdict;
@@ -431,13 +430,13 @@ impl ActionRuntime {
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`
-    /// (`payments.transfer.production`). Unsigned: refused where the policy
-    /// lists approvers (use [`grant_with_key`](Self::grant_with_key)).
-    pub fn grant_capability(
+    /// (`payments.transfer.production`), by an operator's name (refused
+    /// where the policy lists approvers) or key.
+    pub fn grant_capability<'a>(
         &self,
         actor: &str,
         capability: &str,
-        granted_by: &str,
+        granted_by: impl Into<Operator<'a>>,
         duration: Duration,
     ) -> Result<Grant, OperatorError> {
         let (cap, environment) = capability
@@ -453,16 +452,19 @@ impl ActionRuntime {
         )
     }
 
-    /// A grant for (actor, capability, environment) with limits. Every
-    /// capped field must be one a `require_approval` rule of the capability
-    /// compares as a number (refused otherwise, naming the field). Unsigned:
-    /// refused where the policy lists approvers.
-    pub fn grant(
+    /// A grant for (actor, capability, environment) with limits, by an
+    /// operator's name or key. Every capped field must be one a
+    /// `require_approval` rule of the capability compares as a number
+    /// (refused otherwise, naming the field). By name: refused where the
+    /// policy lists approvers. By key: the key must belong to an approver of
+    /// a `require_approval` rule of the capability that needs one approval,
+    /// and the grant satisfies only such rules.
+    pub fn grant<'a>(
         &self,
         actor: &str,
         capability: &str,
         environment: &str,
-        granted_by: &str,
+        granted_by: impl Into<Operator<'a>>,
         duration: Duration,
         limits: GrantLimits,
     ) -> Result<Grant, OperatorError> {
@@ -470,84 +472,44 @@ impl ActionRuntime {
             actor,
             capability,
             environment,
-            Operator::Name(granted_by),
+            granted_by.into(),
             duration,
             limits,
             Some(&self.policy),
         )
     }
 
-    /// A grant signed with an operator key: the key must belong to an
-    /// approver of a `require_approval` rule of the capability that needs one
-    /// approval, and the grant satisfies only such rules.
-    pub fn grant_with_key(
+    /// Approves a pending ticket, by an operator's name (refused where the
+    /// policy lists approvers) or key (eligible for the ticket's rule). The
+    /// ticket is approved once the rule's quorum of distinct approvers has
+    /// signed; the outcome says how many have.
+    pub fn approve<'a>(
         &self,
-        actor: &str,
-        capability: &str,
-        environment: &str,
-        key: &OperatorKey,
-        duration: Duration,
-        limits: GrantLimits,
+        ticket: &str,
+        by: impl Into<Operator<'a>>,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.ledger.approve(ticket, by.into(), Some(&self.policy))
+    }
+
+    /// Rejects a pending ticket, by an operator's name (refused where the
+    /// policy lists approvers) or key (eligible for the ticket's rule).
+    pub fn reject<'a>(
+        &self,
+        ticket: &str,
+        by: impl Into<Operator<'a>>,
+    ) -> Result<TicketOutcome, OperatorError> {
+        self.ledger.reject(ticket, by.into(), Some(&self.policy))
+    }
+
+    /// Revokes a grant, by an operator's name (refused for a signed grant)
+    /// or key (a signed grant needs one listed by the policy it was signed
+    /// under).
+    pub fn revoke<'a>(
+        &self,
+        grant: &str,
+        by: impl Into<Operator<'a>>,
     ) -> Result<Grant, OperatorError> {
-        self.ledger.grant(
-            actor,
-            capability,
-            environment,
-            Operator::Key(key),
-            duration,
-            limits,
-            Some(&self.policy),
-        )
-    }
-
-    /// Approves a pending ticket by name. Refused where the policy lists
-    /// approvers (use [`approve_with_key`](Self::approve_with_key)).
-    pub fn approve(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.ledger
-            .approve(ticket, Operator::Name(by), Some(&self.policy))
-            .map(|o| o.ticket)
-    }
-
-    /// Approves a pending ticket with an operator key eligible for its rule.
-    /// The ticket is approved once the rule's quorum of distinct approvers
-    /// has signed; the outcome says how many have.
-    pub fn approve_with_key(
-        &self,
-        ticket: &str,
-        key: &OperatorKey,
-    ) -> Result<TicketOutcome, OperatorError> {
-        self.ledger
-            .approve(ticket, Operator::Key(key), Some(&self.policy))
-    }
-
-    /// Rejects a pending ticket by name (refused where the policy lists approvers).
-    pub fn reject(&self, ticket: &str, by: &str) -> Result<Ticket, OperatorError> {
-        self.ledger
-            .reject(ticket, Operator::Name(by), Some(&self.policy))
-            .map(|o| o.ticket)
-    }
-
-    /// Rejects a pending ticket with an operator key eligible for its rule.
-    pub fn reject_with_key(
-        &self,
-        ticket: &str,
-        key: &OperatorKey,
-    ) -> Result<TicketOutcome, OperatorError> {
-        self.ledger
-            .reject(ticket, Operator::Key(key), Some(&self.policy))
-    }
-
-    /// Revokes a grant by name (refused for a signed grant).
-    pub fn revoke(&self, grant: &str, by: &str) -> Result<Grant, OperatorError> {
-        self.ledger
-            .revoke(grant, Operator::Name(by), Some(&self.policy))
-    }
-
-    /// Revokes a grant with an operator key (a signed grant needs one listed
-    /// by the policy it was signed under).
-    pub fn revoke_with_key(&self, grant: &str, key: &OperatorKey) -> Result<Grant, OperatorError> {
-        self.ledger
-            .revoke(grant, Operator::Key(key), Some(&self.policy))
+        self.ledger.revoke(grant, by.into(), Some(&self.policy))
     }
 
     /// Verifies the audit chain, the approvals, and (for a policy with

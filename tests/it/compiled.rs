@@ -90,9 +90,9 @@ fn a_compiled_table_carries_its_approvers_and_quorums() {
     );
     assert!(!rt.execute(&event).authorized);
     assert!(rt.approve("T-1", "ops1").is_err());
-    rt.approve_with_key("T-1", &ops1).unwrap();
+    rt.approve("T-1", &ops1).unwrap();
     assert!(!rt.execute(&event).authorized);
-    rt.approve_with_key("T-1", &ops2).unwrap();
+    rt.approve("T-1", &ops2).unwrap();
     assert!(rt.execute(&event).authorized);
     // ops1 is not eligible for one-person.
     let small = ActionEvent::create(
@@ -104,8 +104,8 @@ fn a_compiled_table_carries_its_approvers_and_quorums() {
         payload! {"amount" => "900", "destination" => "vendor-7"},
     );
     assert!(!rt.execute(&small).authorized);
-    assert!(rt.approve_with_key("T-2", &ops1).is_err());
-    rt.approve_with_key("T-2", &ops2).unwrap();
+    assert!(rt.approve("T-2", &ops1).is_err());
+    rt.approve("T-2", &ops2).unwrap();
     assert!(rt.execute(&small).authorized);
     rt.verify().unwrap();
     std::fs::remove_dir_all(&state).unwrap();

@@ -27,6 +27,18 @@ pub enum Operator<'a> {
     Key(&'a OperatorKey),
 }
 
+impl<'a> From<&'a str> for Operator<'a> {
+    fn from(name: &'a str) -> Operator<'a> {
+        Operator::Name(name)
+    }
+}
+
+impl<'a> From<&'a OperatorKey> for Operator<'a> {
+    fn from(key: &'a OperatorKey) -> Operator<'a> {
+        Operator::Key(key)
+    }
+}
+
 /// An approve or reject, carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketOutcome {

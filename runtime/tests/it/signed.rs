@@ -111,17 +111,17 @@ fn approvals_without_a_listed_eligible_key_are_refused_and_record_nothing() {
     refused(s.rt.approve("T-1", "cfo@corp"), "operator key (--key)");
     // A key the policy does not list.
     refused(
-        s.rt.approve_with_key("T-1", &mallory()),
+        s.rt.approve("T-1", &mallory()),
         "may not sign for rule one-person",
     );
     // A listed key that is not eligible for this rule.
     refused(
-        s.rt.approve_with_key("T-1", &ops3()),
+        s.rt.approve("T-1", &ops3()),
         "may not sign for rule one-person",
     );
     // A key file that claims a listed name does not make it that approver.
     refused(
-        s.rt.approve_with_key("T-1", &key("ops1", 66)),
+        s.rt.approve("T-1", &key("ops1", 66)),
         "may not sign for rule one-person",
     );
     refused(s.rt.reject("T-1", "cfo@corp"), "operator key (--key)");
@@ -132,7 +132,7 @@ fn approvals_without_a_listed_eligible_key_are_refused_and_record_nothing() {
             if rule == "one-person"
     ));
     assert!(matches!(
-        s.rt.approve_with_key("T-1", &mallory()),
+        s.rt.approve("T-1", &mallory()),
         Err(OperatorError::Refused(capfence::Refusal::NotAnApproverOfRule { ref key, .. }))
             if key == "mallory"
     ));
@@ -146,7 +146,7 @@ fn approvals_without_a_listed_eligible_key_are_refused_and_record_nothing() {
     assert_eq!(again.approval_id.as_deref(), Some("T-1"));
 
     // An eligible key lets it through, once.
-    let outcome = s.rt.approve_with_key("T-1", &ops2()).unwrap();
+    let outcome = s.rt.approve("T-1", &ops2()).unwrap();
     assert_eq!(outcome.ticket.status, TicketStatus::Approved);
     assert_eq!(outcome.approvals, ["ops2"]);
     let v = s.rt.execute(&transfer("2500"));
@@ -161,7 +161,7 @@ fn two_person_rule_needs_two_distinct_approvers() {
     let s = setup("signed-quorum");
     let held = s.rt.execute(&transfer("20000"));
     assert_eq!(held.rule.as_deref(), Some("two-person"));
-    let first = s.rt.approve_with_key("T-1", &ops1()).unwrap();
+    let first = s.rt.approve("T-1", &ops1()).unwrap();
     assert_eq!(first.ticket.status, TicketStatus::Pending);
     assert_eq!((first.approvals.len(), first.needed), (1, 2));
     // One approval of two: still held.
@@ -169,13 +169,10 @@ fn two_person_rule_needs_two_distinct_approvers() {
     assert!(!v.authorized);
     assert_eq!(v.approval_id.as_deref(), Some("T-1"));
     // The same approver again counts once, and is refused.
-    refused(
-        s.rt.approve_with_key("T-1", &ops1()),
-        "already approved T-1",
-    );
+    refused(s.rt.approve("T-1", &ops1()), "already approved T-1");
     assert!(!s.rt.execute(&transfer("20000")).authorized);
     // A second, distinct approver completes the quorum.
-    let second = s.rt.approve_with_key("T-1", &ops3()).unwrap();
+    let second = s.rt.approve("T-1", &ops3()).unwrap();
     assert_eq!(second.ticket.status, TicketStatus::Approved);
     assert_eq!(second.approvals, ["ops1", "ops3"]);
     let v = s.rt.execute(&transfer("20000"));
@@ -191,12 +188,12 @@ fn two_person_rule_needs_two_distinct_approvers() {
 fn a_rejection_needs_an_eligible_key_and_then_denies() {
     let s = setup("signed-reject");
     s.rt.execute(&transfer("20000"));
-    refused(s.rt.reject_with_key("T-1", &mallory()), "may not sign");
-    s.rt.reject_with_key("T-1", &ops2()).unwrap();
+    refused(s.rt.reject("T-1", &mallory()), "may not sign");
+    s.rt.reject("T-1", &ops2()).unwrap();
     let v = s.rt.execute(&transfer("20000"));
     assert_eq!(v.decision, DecisionKind::Deny);
     assert!(v.reason.contains("rejected by ops2"), "{}", v.reason);
-    let late = s.rt.approve_with_key("T-1", &ops1());
+    let late = s.rt.approve("T-1", &ops1());
     assert!(
         matches!(&late, Err(e @ OperatorError::NotPending { .. }) if e.to_string().contains("not pending")),
         "{late:?}"
@@ -218,7 +215,7 @@ fn grants_must_be_signed_by_an_eligible_approver_and_never_stand_in_for_two() {
         "must be signed",
     );
     refused(
-        s.rt.grant_with_key(
+        s.rt.grant(
             "treasury-agent",
             "payments.transfer",
             "production",
@@ -229,7 +226,7 @@ fn grants_must_be_signed_by_an_eligible_approver_and_never_stand_in_for_two() {
         "may not sign grants",
     );
     let g =
-        s.rt.grant_with_key(
+        s.rt.grant(
             "treasury-agent",
             "payments.transfer",
             "production",
@@ -248,11 +245,8 @@ fn grants_must_be_signed_by_an_eligible_approver_and_never_stand_in_for_two() {
     assert_eq!(big.decision, DecisionKind::RequireApproval);
     // A signed grant is revoked with a signature too.
     refused(s.rt.revoke("G-1", "ops1"), "must be signed too");
-    refused(
-        s.rt.revoke_with_key("G-1", &mallory()),
-        "not among the approvers",
-    );
-    let revoked = s.rt.revoke_with_key("G-1", &ops3()).unwrap();
+    refused(s.rt.revoke("G-1", &mallory()), "not among the approvers");
+    let revoked = s.rt.revoke("G-1", &ops3()).unwrap();
     assert_eq!(revoked.revoked_by.as_deref(), Some("ops3"));
     assert!(!s.rt.execute(&transfer("2500")).authorized);
     s.rt.verify().unwrap();
@@ -315,7 +309,7 @@ fn forged_rows_and_forged_chain_records_never_authorize() {
     let s = setup("signed-forgery");
     // A real, signed approval of T-1 to copy from.
     s.rt.execute(&transfer("2500"));
-    s.rt.approve_with_key("T-1", &ops1()).unwrap();
+    s.rt.approve("T-1", &ops1()).unwrap();
     let genuine = approve_record(&s.rt, "T-1");
     // The attacker's own transfer, held as T-2.
     let held = s.rt.execute(&transfer("9000"));
@@ -368,8 +362,8 @@ fn forged_rows_and_forged_chain_records_never_authorize() {
 fn verify_names_the_record_whose_signature_fails() {
     let s = setup("signed-verify");
     s.rt.execute(&transfer("20000"));
-    s.rt.approve_with_key("T-1", &ops1()).unwrap();
-    s.rt.approve_with_key("T-1", &ops2()).unwrap();
+    s.rt.approve("T-1", &ops1()).unwrap();
+    s.rt.approve("T-1", &ops2()).unwrap();
     assert!(s.rt.execute(&transfer("20000")).authorized);
     s.rt.verify().unwrap();
     let records = s.rt.ledger().records().unwrap();
