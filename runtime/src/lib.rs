@@ -30,6 +30,7 @@ pub mod decide;
 pub mod gate;
 pub mod ledger;
 pub mod mcp;
+pub mod merkle;
 pub mod runtime;
 pub mod signing;
 pub mod store;
