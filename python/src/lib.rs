@@ -414,14 +414,11 @@ impl PyRuntime {
                     .runtime
                     .grant(actor, capability, environment, by, duration, limits))
             }
-            (None, Some(key)) => Ok(self.runtime.grant(
-                actor,
-                capability,
-                environment,
-                &key.key,
-                duration,
-                limits,
-            )),
+            (None, Some(key)) => {
+                Ok(self
+                    .runtime
+                    .grant(actor, capability, environment, &key.key, duration, limits))
+            }
             _ => Err("give exactly one of granted_by and key"),
         });
         granted

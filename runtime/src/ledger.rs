@@ -167,6 +167,41 @@ impl Ledger {
         head.ok_or_else(|| StoreError::Io("no head".to_owned().into()))
     }
 
+    /// The Merkle leaves of every record in chain order, and the ledger's
+    /// checkpoint origin (`None` while it is empty). Read in one pass; the
+    /// chain itself is checked by [`verify`](Self::verify).
+    pub fn tree(&self) -> Result<(Option<String>, Vec<crate::merkle::Hash>), StoreError> {
+        let mut leaves = Vec::new();
+        let mut origin = None;
+        let mut bad = None;
+        self.inner.store.scan_views(&mut |view| {
+            let leaf = std::str::from_utf8(view.hash)
+                .ok()
+                .and_then(crate::merkle::leaf_of_hex);
+            match leaf {
+                Some(leaf) => {
+                    if origin.is_none() {
+                        origin = std::str::from_utf8(view.hash)
+                            .ok()
+                            .map(crate::checkpoint::origin_of);
+                    }
+                    leaves.push(leaf);
+                    true
+                }
+                None => {
+                    bad = Some(view.seq);
+                    false
+                }
+            }
+        })?;
+        if let Some(seq) = bad {
+            return Err(StoreError::Invalid(
+                format!("record {seq}'s hash is not 64 hex digits").into(),
+            ));
+        }
+        Ok((origin, leaves))
+    }
+
     /// Every record, in order.
     pub fn records(&self) -> Result<Vec<AuditRecord>, StoreError> {
         let mut records = Vec::new();

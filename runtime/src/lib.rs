@@ -25,6 +25,7 @@
 pub mod action;
 pub mod approvals;
 pub mod audit;
+pub mod checkpoint;
 pub mod clock;
 pub mod decide;
 pub mod gate;

@@ -51,15 +51,22 @@ fn split(n: usize) -> usize {
     k
 }
 
+/// A tree of two or more leaves split into its left (a complete subtree,
+/// the largest power of two below the size) and right parts.
+fn halves(leaves: &[Hash]) -> Option<(&[Hash], &[Hash])> {
+    if leaves.len() < 2 {
+        return None;
+    }
+    leaves.split_at_checked(split(leaves.len()))
+}
+
 /// The root of the tree over `leaves` (already leaf hashes).
 pub fn root(leaves: &[Hash]) -> Hash {
-    match leaves.len() {
-        0 => empty_root(),
-        1 => leaves[0],
-        n => {
-            let k = split(n);
-            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
-        }
+    match (leaves, halves(leaves)) {
+        ([], _) => empty_root(),
+        ([only], _) => *only,
+        (_, Some((left, right))) => node_hash(&root(left), &root(right)),
+        (_, None) => empty_root(),
     }
 }
 
@@ -75,17 +82,15 @@ pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
 }
 
 fn path(m: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if n <= 1 {
+    let Some((left, right)) = halves(leaves) else {
         return;
-    }
-    let k = split(n);
-    if m < k {
-        path(m, &leaves[..k], proof);
-        proof.push(root(&leaves[k..]));
+    };
+    if m < left.len() {
+        path(m, left, proof);
+        proof.push(root(right));
     } else {
-        path(m - k, &leaves[k..], proof);
-        proof.push(root(&leaves[..k]));
+        path(m - left.len(), right, proof);
+        proof.push(root(left));
     }
 }
 
@@ -102,20 +107,21 @@ pub fn consistency_proof(old_size: usize, leaves: &[Hash]) -> Option<Vec<Hash>> 
 }
 
 fn subproof(m: usize, leaves: &[Hash], whole: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if m == n {
+    if m == leaves.len() {
         if !whole {
             proof.push(root(leaves));
         }
         return;
     }
-    let k = split(n);
-    if m <= k {
-        subproof(m, &leaves[..k], whole, proof);
-        proof.push(root(&leaves[k..]));
+    let Some((left, right)) = halves(leaves) else {
+        return;
+    };
+    if m <= left.len() {
+        subproof(m, left, whole, proof);
+        proof.push(root(right));
     } else {
-        subproof(m - k, &leaves[k..], false, proof);
-        proof.push(root(&leaves[..k]));
+        subproof(m - left.len(), right, false, proof);
+        proof.push(root(left));
     }
 }
 
@@ -211,14 +217,18 @@ pub fn from_hex(text: &str) -> Option<Hash> {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    let digit = |c: u8| (c as char).to_digit(16);
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let [hi, lo] = pair else {
+            return None;
+        };
+        *slot = u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok()?;
     }
     Some(out)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -234,8 +244,8 @@ mod tests {
             &[0x40, 0x41, 0x42, 0x43],
             &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
             &[
-                0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c,
-                0x6d, 0x6e, 0x6f,
+                0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d,
+                0x6e, 0x6f,
             ],
         ];
         data.iter()
@@ -286,7 +296,13 @@ mod tests {
                 assert!(!verify_inclusion(n as u64, n as u64, &tree[m], &proof, &r));
                 if n > 1 {
                     let wrong = (m + 1) % n;
-                    assert!(!verify_inclusion(wrong as u64, n as u64, &tree[m], &proof, &r));
+                    assert!(!verify_inclusion(
+                        wrong as u64,
+                        n as u64,
+                        &tree[m],
+                        &proof,
+                        &r
+                    ));
                 }
             }
             for m in 1..=n {
@@ -299,7 +315,13 @@ mod tests {
                 // A forked old tree is not consistent with this one.
                 let mut forked = tree[..m].to_vec();
                 forked[m - 1] = leaf_hash(&[200; 32]);
-                assert!(!verify_consistency(m as u64, n as u64, &root(&forked), &r, &proof));
+                assert!(!verify_consistency(
+                    m as u64,
+                    n as u64,
+                    &root(&forked),
+                    &r,
+                    &proof
+                ));
             }
         }
         assert!(inclusion_proof(3, &leaves[..3]).is_none());

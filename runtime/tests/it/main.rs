@@ -9,6 +9,7 @@
 
 mod approvals;
 mod audit;
+mod checkpoint;
 mod cli;
 mod concurrency;
 mod corners;

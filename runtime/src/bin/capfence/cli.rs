@@ -6,6 +6,7 @@ pub mod args;
 pub mod commands;
 pub mod operate;
 pub mod render;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use clap::Parser;
 mod cli;
 
 use cli::args::{AuditCommand, Cli, Command};
-use cli::{Failure, Place, commands, operate};
+use cli::{Failure, Place, commands, operate, tree};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -65,11 +65,25 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         ),
         Command::Approvals(cmd) => operate::approvals(&place, cmd),
         Command::Keys(cmd) => operate::keys(cmd),
-        Command::Verify { head, policy } => {
-            commands::verify(&place, head.as_deref(), policy.as_deref())
-        }
+        Command::Verify {
+            head,
+            policy,
+            checkpoint,
+        } => commands::verify(
+            &place,
+            head.as_deref(),
+            policy.as_deref(),
+            checkpoint.as_deref(),
+        ),
         Command::Audit(AuditCommand::Head) => commands::audit_head(&place),
         Command::Audit(AuditCommand::Log { json }) => commands::audit_log(&place, json),
+        Command::Audit(AuditCommand::Checkpoint { key, out }) => {
+            tree::checkpoint(&place, &key, out.as_deref())
+        }
+        Command::Audit(AuditCommand::Cosign { checkpoint, key }) => tree::cosign(&checkpoint, &key),
+        Command::Audit(AuditCommand::Prove { seq, checkpoint }) => {
+            tree::prove(&place, seq, checkpoint.as_deref())
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "capfence", &mut std::io::stdout());

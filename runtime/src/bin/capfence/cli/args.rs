@@ -66,6 +66,11 @@ pub enum Command {
         /// The policy in force: its velocity windows' rows are held to the chain too.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// A checkpoint (`audit checkpoint`): its signatures are checked
+        /// against the policy's approvers (needs --policy) and the ledger
+        /// must still hold its records, with its root at its size.
+        #[arg(long, value_name = "FILE", requires = "policy")]
+        checkpoint: Option<PathBuf>,
     },
     /// Read the audit log.
     #[command(subcommand)]
@@ -175,6 +180,33 @@ pub enum AuditCommand {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a signed checkpoint (C2SP tlog-checkpoint) of the ledger's
+    /// Merkle tree: its size and root, signed with an operator key.
+    Checkpoint {
+        /// The operator key file that signs it.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write it (default: stdout). Never overwrites.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add a witness's signature to a checkpoint file (rewritten in place).
+    Cosign {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// The witness's key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print a record's inclusion proof (JSON) in the ledger's tree, or in
+    /// a checkpoint's tree.
+    Prove {
+        /// The record's seq.
+        seq: u64,
+        /// Prove against this checkpoint's size and root.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
 }
 

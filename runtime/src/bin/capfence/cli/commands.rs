@@ -68,6 +68,7 @@ pub fn verify(
     place: &Place,
     head: Option<&str>,
     policy: Option<&Path>,
+    checkpoint: Option<&Path>,
 ) -> Result<ExitCode, Failure> {
     let ledger = place.ledger(true)?;
     let policy = policy
@@ -82,6 +83,12 @@ pub fn verify(
     });
     match verified {
         Ok((seq, hash)) => {
+            if let (Some(file), Some(policy)) = (checkpoint, &policy)
+                && let Err(fault) = super::tree::hold_to(&ledger, file, policy)?
+            {
+                println!("FAILED: {fault}");
+                return Ok(ExitCode::from(1));
+            }
             println!("ok: {seq} records verified; head {seq} {hash}");
             // Not a fault of the chain, but worth a look: a clock that
             // stepped back, or hosts that disagree.

@@ -1,0 +1,239 @@
+//! Signed checkpoints of the ledger's Merkle tree, in the C2SP
+//! tlog-checkpoint format (a signed note): the body is three lines, the
+//! origin (which ledger), the tree size in decimal and the root in standard
+//! base64; then an empty line and one signature line per signer,
+//! `— NAME BASE64(key id ‖ Ed25519 signature of the body)`, the key id the
+//! first four bytes of SHA-256(NAME ‖ "\n" ‖ 0x01 ‖ public key).
+//!
+//! A checkpoint kept away from the ledger (the operator's machine, a second
+//! host, a witness) is what a rolled-back or cut ledger cannot match:
+//! `verify --checkpoint` recomputes the root at the checkpoint's size.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest, Sha256};
+
+use crate::merkle::{self, Hash};
+use crate::signing::{self, OperatorKey};
+
+/// The em dash and space that open a signature line.
+const SIGNATURE_PREFIX: &str = "\u{2014} ";
+
+/// Checkpoints larger than this are refused unread.
+const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
+
+/// A checkpoint that cannot be read or made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// Not the format.
+    #[error("not a checkpoint: {0}")]
+    Format(String),
+    /// An empty ledger has nothing to commit to.
+    #[error("the ledger has no records to checkpoint")]
+    Empty,
+    /// A signature line of a listed key that does not verify.
+    #[error("the checkpoint's signature by `{0}` does not verify")]
+    BadSignature(String),
+}
+
+/// One signature line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteSignature {
+    /// The signer's name.
+    pub name: String,
+    /// The first four bytes of the key's hash.
+    pub key_id: [u8; 4],
+    /// The Ed25519 signature of the body.
+    pub signature: Vec<u8>,
+}
+
+/// A checkpoint: which ledger, how many records, their tree's root, and
+/// who signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The ledger it is of (see [`origin_of`]).
+    pub origin: String,
+    /// The number of records it commits to.
+    pub size: u64,
+    /// The Merkle root of those records.
+    pub root: Hash,
+    /// The signature lines, in order.
+    pub signatures: Vec<NoteSignature>,
+}
+
+/// The origin line of a ledger: named by its first record's chain hash, so
+/// a checkpoint of one ledger never reads as another's.
+pub fn origin_of(first_record_hash: &str) -> String {
+    let short: String = first_record_hash.chars().take(32).collect();
+    format!("capfence.ledger/{short}")
+}
+
+/// The key id of `name`'s Ed25519 `public` key bytes.
+pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([0x01]);
+    h.update(public);
+    let digest: [u8; 32] = h.finalize().into();
+    let [a, b, c, d, ..] = digest;
+    [a, b, c, d]
+}
+
+impl Checkpoint {
+    /// A checkpoint of `size` records with `root`, signed by `key`.
+    pub fn signed(origin: &str, size: u64, root: Hash, key: &OperatorKey) -> Checkpoint {
+        let mut checkpoint = Checkpoint {
+            origin: origin.to_owned(),
+            size,
+            root,
+            signatures: Vec::new(),
+        };
+        checkpoint.cosign(key);
+        checkpoint
+    }
+
+    /// The signed body: origin, size and root, each ending in a newline.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            BASE64.encode(self.root)
+        )
+    }
+
+    /// Adds `key`'s signature (a witness's cosignature); a signer already
+    /// on the note is replaced.
+    pub fn cosign(&mut self, key: &OperatorKey) {
+        let public = key_bytes(&key.public_key()).unwrap_or([0; 32]);
+        let id = key_id(key.name(), &public);
+        let signature = BASE64
+            .decode(key.sign(self.body().as_bytes()))
+            .unwrap_or_default();
+        self.signatures
+            .retain(|s| !(s.name == key.name() && s.key_id == id));
+        self.signatures.push(NoteSignature {
+            name: key.name().to_owned(),
+            key_id: id,
+            signature,
+        });
+    }
+
+    /// The note as text.
+    pub fn render(&self) -> String {
+        let mut text = self.body();
+        text.push('\n');
+        for s in &self.signatures {
+            let mut blob = s.key_id.to_vec();
+            blob.extend_from_slice(&s.signature);
+            text.push_str(&format!(
+                "{SIGNATURE_PREFIX}{} {}\n",
+                s.name,
+                BASE64.encode(blob)
+            ));
+        }
+        text
+    }
+
+    /// Reads a note. Strict: exactly the format, no extension lines, at
+    /// least one signature line.
+    pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
+        let bad = |why: &str| CheckpointError::Format(why.to_owned());
+        if text.len() > MAX_CHECKPOINT_BYTES {
+            return Err(bad("longer than 64 KiB"));
+        }
+        let (body, signatures) = text
+            .split_once("\n\n")
+            .ok_or_else(|| bad("no empty line between the body and the signatures"))?;
+        let lines: Vec<&str> = body.split('\n').collect();
+        let [origin, size, root] = lines.as_slice() else {
+            return Err(bad(
+                "the body is not three lines (origin, size, root); extension lines are not read",
+            ));
+        };
+        if origin.is_empty() || origin.chars().any(char::is_control) {
+            return Err(bad("the origin line is empty or holds control characters"));
+        }
+        if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || size.starts_with('0') {
+            return Err(bad("the size line is not a positive decimal number"));
+        }
+        let size: u64 = size.parse().map_err(|_| bad("the size is out of range"))?;
+        let root: Hash = BASE64
+            .decode(root)
+            .ok()
+            .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| bad("the root line is not 32 bytes in standard base64"))?;
+        let Some(signatures) = signatures.strip_suffix('\n') else {
+            return Err(bad("the last line does not end in a newline"));
+        };
+        let mut parsed = Vec::new();
+        for line in signatures.split('\n') {
+            let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or_else(|| {
+                bad("a signature line does not start with an em dash and a space")
+            })?;
+            let (name, blob) = rest
+                .split_once(' ')
+                .ok_or_else(|| bad("a signature line is not `— NAME SIGNATURE`"))?;
+            if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
+                return Err(bad("a signer's name is empty or holds `+` or a space"));
+            }
+            let blob = BASE64
+                .decode(blob)
+                .map_err(|_| bad("a signature is not standard base64"))?;
+            if blob.len() != 4 + 64 {
+                return Err(bad("a signature is not a key id and 64 signature bytes"));
+            }
+            let Some((id, signature)) = blob.split_first_chunk::<4>() else {
+                return Err(bad("a signature is not a key id and 64 signature bytes"));
+            };
+            parsed.push(NoteSignature {
+                name: name.to_owned(),
+                key_id: *id,
+                signature: signature.to_vec(),
+            });
+        }
+        Ok(Checkpoint {
+            origin: (*origin).to_owned(),
+            size,
+            root,
+            signatures: parsed,
+        })
+    }
+
+    /// The names among `keys` (name, `ed25519:…` public key) whose
+    /// signature is on the note and verifies. A line naming a listed key
+    /// whose signature does not verify is an error naming it: a forged
+    /// line is not skipped as unknown. Lines of keys not listed are ignored,
+    /// as the signed-note format asks.
+    pub fn verified_by(&self, keys: &[(String, String)]) -> Result<Vec<String>, CheckpointError> {
+        let body = self.body();
+        let mut names = Vec::new();
+        for s in &self.signatures {
+            for (name, public) in keys {
+                let Some(bytes) = key_bytes(public) else {
+                    continue;
+                };
+                if *name != s.name || key_id(name, &bytes) != s.key_id {
+                    continue;
+                }
+                if !signing::verify(public, body.as_bytes(), &BASE64.encode(&s.signature)) {
+                    return Err(CheckpointError::BadSignature(name.clone()));
+                }
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// The root in lowercase hex.
+    pub fn root_hex(&self) -> String {
+        merkle::to_hex(&self.root)
+    }
+}
+
+fn key_bytes(public: &str) -> Option<[u8; 32]> {
+    capfence_compiler::keys::public_key_bytes(public)
+}
