@@ -752,6 +752,7 @@ impl Plan<'_> {
     fn items(&self) -> TokenStream {
         let p = quote! { ::capfence::__private };
         let digest = &self.policy.digest;
+        let source = &self.policy.source;
         let file = &self.policy.file;
         let slot_fields = self.slot_fields();
         let class_fns = self
@@ -841,6 +842,9 @@ impl Plan<'_> {
                 /// SHA-256 of the policy file this table was generated from.
                 pub const DIGEST: &'static str = #digest;
 
+                /// The policy file's text, whole.
+                pub const SOURCE: &'static str = #source;
+
                 #view_fn
 
                 /// Decides a view: no allocation, no string handling.
@@ -873,6 +877,10 @@ impl Plan<'_> {
 
                 fn digest(&self) -> &str {
                     Self::DIGEST
+                }
+
+                fn source(&self) -> &str {
+                    Self::SOURCE
                 }
             }
 

@@ -376,6 +376,7 @@ impl Loader<'_> {
             version,
             rules,
             digest,
+            source: self.source.to_owned(),
             field_types,
             unicode_fields: {
                 let mut sorted = unicode;

@@ -520,6 +520,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// SHA-256 of the file's bytes, lowercase hex.
     pub digest: String,
+    /// The file's text, whole: what a ledger records when it activates the
+    /// policy.
+    pub source: String,
     /// The policy's field types: every field any rule tests, with the type it must have.
     pub field_types: Vec<(Field, FieldType)>,
     /// Payload fields whose strings are Unicode text (`unicode_fields`), sorted.

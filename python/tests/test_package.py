@@ -102,7 +102,7 @@ def test_threads_share_the_runtime_and_the_chain_verifies(tmp_path):
     for t in threads:
         t.join()
     assert len(verdicts) == 40 and all(v.authorized for v in verdicts)
-    assert rt.verify()[0] == 40
+    assert rt.verify()[0] == 40 + 1  # and the policy's activation
 
 
 def test_a_postgres_store_is_shared_by_runtimes(tmp_path):
@@ -123,7 +123,7 @@ def test_a_postgres_store_is_shared_by_runtimes(tmp_path):
     host_b.approve(held.approval_id, "cfo")
     assert host_b.execute(transfer(900)).authorized
     assert not host_a.execute(transfer(900)).authorized  # used once, on either host
-    assert host_a.verify()[0] == host_b.verify()[0] == 4
+    assert host_a.verify()[0] == host_b.verify()[0] == 4 + 1  # and the activation
     with pytest.raises(ValueError):
         ActionRuntime.from_policy(str(policy), state_dir=str(tmp_path), store=url)
     down = ActionRuntime.from_policy(str(policy), store="postgres://postgres@127.0.0.1:1/x")

@@ -31,6 +31,9 @@ pub enum RecordKind {
     Grant,
     /// An operator revoked a grant: `revoke`.
     Revoke,
+    /// A policy became the active one: `activate` (its digest and text in
+    /// the payload).
+    Activate,
 }
 
 impl RecordKind {
@@ -49,6 +52,7 @@ impl RecordKind {
             RecordKind::Reject => "reject",
             RecordKind::Grant => "grant",
             RecordKind::Revoke => "revoke",
+            RecordKind::Activate => "activate",
         }
     }
 
@@ -60,6 +64,7 @@ impl RecordKind {
             "reject" => RecordKind::Reject,
             "grant" => RecordKind::Grant,
             "revoke" => RecordKind::Revoke,
+            "activate" => RecordKind::Activate,
             other => RecordKind::Decision(DecisionKind::parse(other)?),
         })
     }

@@ -44,6 +44,10 @@ pub trait Decide: seal::Sealed + Send + Sync {
     /// precedence order: what grants' caps are checked against.
     fn rule_facts(&self) -> Vec<RuleFacts>;
 
+    /// The policy's text, whole: what a fresh ledger records when this
+    /// policy is the first it is opened with.
+    fn source(&self) -> &str;
+
     /// Every velocity window a rule tests: the runtime computes each one's
     /// total inside the transaction that records the decision and hands it
     /// to [`decide`](Self::decide) in the event (see
@@ -54,6 +58,10 @@ pub trait Decide: seal::Sealed + Send + Sync {
 impl Decide for Policy {
     fn decide(&self, event: &Event) -> Decision {
         Policy::decide(self, event)
+    }
+
+    fn source(&self) -> &str {
+        &self.source
     }
 
     fn rule_facts(&self) -> Vec<RuleFacts> {

@@ -8,8 +8,10 @@
 //! transaction fails, every verdict in it is a deny naming the fault.
 
 mod operator;
+mod policy;
 mod queue;
 mod verify;
+pub use policy::{Activation, ActivePolicy, FIRST_USE};
 pub use verify::TimeReversal;
 
 use std::sync::{Arc, Condvar, Mutex};

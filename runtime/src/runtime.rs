@@ -104,6 +104,8 @@ pub struct ActionRuntime {
     policy: Arc<PolicyFacts>,
     /// The decider and its velocity windows, if it has any.
     windowed: Option<Arc<Windowed>>,
+    /// The policy's text, for a ledger that has none active yet.
+    source: Arc<str>,
     ledger: Ledger,
 }
 
@@ -131,6 +133,10 @@ impl Decide for Static {
 
     fn rule_facts(&self) -> Vec<capfence_compiler::facts::RuleFacts> {
         self.0.rule_facts()
+    }
+
+    fn source(&self) -> &str {
+        self.0.source()
     }
 
     fn windows(&self) -> Vec<capfence_compiler::window::Window> {
@@ -240,11 +246,17 @@ impl RuntimeBuilder {
                 self.sqlite,
             )),
         };
+        // The ledger's active policy is checked in each decision's
+        // transaction: a fresh ledger takes this policy as its first (on
+        // the record, before the first decision); any other keeps its own,
+        // and this runtime's calls are denied unless they agree.
+        let ledger = Ledger::new(store, self.clock, self.ticket_ttl);
         Ok(ActionRuntime {
             policy: policy_facts(decider.as_ref()),
             windowed: windowed(&decider),
+            source: Arc::from(decider.source()),
             decider,
-            ledger: Ledger::new(store, self.clock, self.ticket_ttl),
+            ledger,
         })
     }
 }
@@ -325,9 +337,14 @@ impl ActionRuntime {
     /// cannot be decided), for `event`.
     pub(crate) fn deny_event(&self, event: Event, decision: Decision) -> Verdict {
         self.traced(event, |runtime, event| {
-            Ok(runtime
-                .ledger
-                .settle(event, decision, runtime.decider.digest(), None, None)?)
+            Ok(runtime.ledger.settle(
+                event,
+                decision,
+                runtime.decider.digest(),
+                &runtime.source,
+                None,
+                None,
+            )?)
         })
     }
 
@@ -360,6 +377,7 @@ impl ActionRuntime {
                     event,
                     decision,
                     runtime.decider.digest(),
+                    &runtime.source,
                     None,
                     None,
                 )?);
@@ -424,9 +442,14 @@ impl ActionRuntime {
         // may name, the quorum and who may sign.
         let policy = (decision.kind == DecisionKind::RequireApproval || windowed.is_some())
             .then(|| Arc::clone(&self.policy));
-        Ok(self
-            .ledger
-            .settle(event, decision, self.decider.digest(), policy, windowed)?)
+        Ok(self.ledger.settle(
+            event,
+            decision,
+            self.decider.digest(),
+            &self.source,
+            policy,
+            windowed,
+        )?)
     }
 
     /// The case study's grant: `capability` is `resource.action.environment`

@@ -42,7 +42,7 @@ fn a_runtime_runs_on_a_compiled_table() {
     );
     let pending = runtime.execute_event(&transfer("2500"));
     assert_eq!(pending.approval_id.as_deref(), Some("T-1"));
-    let records = runtime.ledger().records().unwrap();
+    let records = super::calls(&runtime);
     assert_eq!(records.len(), 3);
     assert!(
         records

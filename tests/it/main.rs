@@ -17,3 +17,19 @@ mod gate_typed;
 mod hardening;
 mod sealed;
 mod ui;
+
+/// The records of the calls a runtime decided: its ledger's records after
+/// the first, which activates the policy that first decided there.
+pub fn calls(rt: &capfence::ActionRuntime) -> Vec<capfence::AuditRecord> {
+    let mut records = rt.ledger().records().unwrap();
+    if !records.is_empty() {
+        let first = records.remove(0);
+        assert_eq!(first.decision, capfence::RecordKind::Activate, "{first:?}");
+    }
+    assert!(
+        records
+            .iter()
+            .all(|r| r.decision != capfence::RecordKind::Activate)
+    );
+    records
+}

@@ -71,7 +71,7 @@ fn a_gate_that_brings_its_own_allow_is_denied_and_the_record_says_so() {
         blocked.verdict().reason
     );
     // On the chain: one record, a deny, with the payload that was sent.
-    let records = runtime.ledger().records().unwrap();
+    let records = super::calls(&runtime);
     assert_eq!(records.len(), 1);
     assert_eq!(
         records[0].decision,

@@ -116,6 +116,12 @@ def through_proxy(tmp_path, cases: list[bytes]):
         capture_output=True, text=True, timeout=60, check=True,
     )
     records = [json.loads(r) for r in audit.stdout.split("\n") if r.strip()]
+    # The ledger's first record activates the proxy's policy (once it
+    # records anything); the rest are the calls.
+    if records:
+        assert records[0]["decision"] == "activate", records[0]
+        records = records[1:]
+    assert all(r["decision"] != "activate" for r in records)
     verified = subprocess.run([CAPFENCE, "--state", str(state), "verify"], capture_output=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return answers, per_case, records

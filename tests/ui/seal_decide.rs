@@ -17,6 +17,9 @@ impl Decide for AllowAll {
     fn windows(&self) -> Vec<capfence::__private::Window> {
         Vec::new()
     }
+    fn source(&self) -> &str {
+        ""
+    }
 }
 
 fn main() {}

@@ -153,6 +153,16 @@ pub enum Invalid {
     /// The action recorded nothing.
     #[error("operator action did nothing")]
     NothingDone,
+    /// The policy to activate is the active one.
+    #[error("policy {0} is already the active policy")]
+    AlreadyActive(String),
+    /// The active policy lists approvers: a change must be proposed and
+    /// signed by them.
+    #[error(
+        "the active policy {0} lists approvers: a policy change must be proposed and signed \
+         (`capfence policy propose`), not activated by name"
+    )]
+    PolicyChangeNeedsSignatures(String),
 }
 
 /// A ticket or a grant.
@@ -780,7 +790,7 @@ fn names(rule: &RuleFacts) -> String {
         .join(", ")
 }
 
-fn operator_name(by: &str) -> Result<String, OperatorError> {
+pub(super) fn operator_name(by: &str) -> Result<String, OperatorError> {
     let by = by.trim();
     if by.is_empty() {
         return Err(Invalid::NoOperatorName.into());

@@ -25,6 +25,8 @@ struct Job {
     event: Event,
     decision: Decision,
     digest: String,
+    /// The policy's text: what a ledger with no active policy activates.
+    source: Arc<str>,
     capability: Option<String>,
     payload: String,
     /// For `require_approval`: the key binding tickets to this exact event.
@@ -83,6 +85,7 @@ impl Ledger {
         event: Event,
         decision: Decision,
         digest: &str,
+        source: &Arc<str>,
         policy: Option<Arc<PolicyFacts>>,
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
@@ -98,6 +101,7 @@ impl Ledger {
             event,
             decision,
             digest: digest.to_owned(),
+            source: Arc::clone(source),
         };
         let me = Arc::new(Waiter {
             turn: Mutex::new(Turn::Wait),
@@ -176,15 +180,29 @@ impl Ledger {
         let ttl = micros(self.inner.ticket_ttl);
         let result = self.inner.store.transaction(&mut |tx| {
             verdicts.clear();
+            // One read a batch: the policy the ledger holds active.
+            let mut active = super::policy::active_in(tx)?;
             for job in batch {
                 let now = tx.ledger_time(self.inner.clock.now_micros())?;
-                let windowed = match &job.windowed {
-                    Some(w) => Some(decide_on_windows(tx, w, job, now)?),
-                    None => None,
+                if active.is_none() {
+                    // A fresh ledger: the first policy to decide is its
+                    // first, on the record before the decision.
+                    active = Some(super::policy::activate_first_in(
+                        tx,
+                        now,
+                        &job.digest,
+                        &job.source,
+                    )?);
+                }
+                let refused = not_active(active.as_ref(), &job.digest);
+                let windowed = match (&job.windowed, &refused) {
+                    (Some(w), None) => Some(decide_on_windows(tx, w, job, now)?),
+                    _ => None,
                 };
-                let (decision, event_key) = match &windowed {
-                    Some((decision, key)) => (decision, key.as_deref()),
-                    None => (&job.decision, job.event_key.as_deref()),
+                let (decision, event_key) = match (&refused, &windowed) {
+                    (Some(refusal), _) => (refusal, None),
+                    (None, Some((decision, key))) => (decision, key.as_deref()),
+                    (None, None) => (&job.decision, job.event_key.as_deref()),
                 };
                 let verdict = match decision.kind {
                     DecisionKind::RequireApproval => resolve(
@@ -241,6 +259,22 @@ impl Ledger {
                 .collect(),
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }
+    }
+}
+
+/// The deny of a call decided under `digest` when the ledger holds another
+/// policy active (or none): `None` when `digest` is the active one.
+fn not_active(active: Option<&super::ActivePolicy>, digest: &str) -> Option<Decision> {
+    match active {
+        Some(a) if a.digest == digest => None,
+        Some(a) => Some(Decision::refused(format!(
+            "denied: this runtime's policy {digest} is not the ledger's active policy {} \
+             (activated at record {}); a policy change is an operator action (`capfence policy`)",
+            a.digest, a.seq
+        ))),
+        None => Some(Decision::refused(format!(
+            "denied: the ledger holds no active policy, so policy {digest} decides nothing"
+        ))),
     }
 }
 

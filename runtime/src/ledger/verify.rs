@@ -3,8 +3,9 @@
 
 use super::{Ledger, VerifyError};
 use crate::approvals::{self, GrantId, TicketId};
-use crate::audit::{AuditRecord, Verifier};
+use crate::audit::{AuditRecord, RecordKind, Verifier};
 use crate::store::{Rows, StoreError};
+use capfence_compiler::DecisionKind;
 
 /// A record stamped earlier than a record before it: a host's clock stepped
 /// back, or hosts' clocks disagree. Not a fault of the chain (the order is
@@ -78,6 +79,7 @@ impl Ledger {
             let checker = scope.spawn(move || {
                 let mut verifier = verifier;
                 let mut cited = Cited::default();
+                let mut policies = Policies::default();
                 for chunk in receiver {
                     for record in &chunk.records {
                         let view = chunk.view(record);
@@ -93,12 +95,13 @@ impl Ledger {
                                 return Err(fault);
                             }
                         };
+                        policies.observe(&record);
                         if let Some(id) = view.approval_id {
                             cited.push(id, record);
                         }
                     }
                 }
-                Ok((verifier, cited))
+                Ok((verifier, cited, policies))
             });
             let mut chunk = Chunk::default();
             let scanned = self.inner.store.scan_views(&mut |view| {
@@ -117,12 +120,44 @@ impl Ledger {
             drop(sender);
             (scanned, checker.join())
         });
-        let (verifier, cited) = checked
+        let (verifier, cited, policies) = checked
             .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned().into()))??;
         scanned?;
         let head = verifier.finish()?;
+        // The chain is whole; now what it says about policies.
+        if let Some(fault) = policies.fault {
+            return Err(fault);
+        }
+        self.hold_active_note(&policies, head.0)?;
         self.replay_approvals(&cited, &rows)?;
         Ok(head)
+    }
+
+    /// Holds the active-policy note to the chain: it must name the last
+    /// `activate` record (read up to `head`) and its digest.
+    fn hold_active_note(&self, policies: &Policies, head: u64) -> Result<(), VerifyError> {
+        let note = self.active_policy()?;
+        let last = policies.active.as_ref();
+        match (note, last) {
+            (None, None) => Ok(()),
+            // Activated after the chain was read.
+            (Some(n), _) if n.seq > head => Ok(()),
+            (Some(n), Some((seq, digest))) if n.seq == *seq && n.digest == *digest => Ok(()),
+            (Some(n), Some((seq, digest))) => Err(VerifyError::Record(format!(
+                "the active-policy note names record {} and policy {}, but the chain's last \
+                 activation is record {seq} of policy {digest}",
+                n.seq, n.digest
+            ))),
+            (Some(n), None) => Err(VerifyError::Record(format!(
+                "the active-policy note names record {} and policy {}, but the chain holds no \
+                 activation",
+                n.seq, n.digest
+            ))),
+            (None, Some((seq, digest))) => Err(VerifyError::Record(format!(
+                "the chain activated policy {digest} at record {seq}, but the active-policy \
+                 note is gone"
+            ))),
+        }
     }
 
     /// Replays approval semantics over the records that cite a ticket or a
@@ -479,4 +514,42 @@ fn event_of(record: &AuditRecord) -> Option<capfence_compiler::Event> {
         record.payload
     ))
     .ok()
+}
+
+/// The policies the chain activated, as it is read: once one is active, a
+/// call is let through (allowed, or held for approval) only under it.
+#[derive(Default)]
+struct Policies {
+    /// The last activation: its record and digest.
+    active: Option<(u64, String)>,
+    /// The first call let through under another policy than the active one.
+    fault: Option<VerifyError>,
+}
+
+impl Policies {
+    fn observe(&mut self, record: &AuditRecord) {
+        if self.fault.is_some() {
+            return;
+        }
+        match record.decision {
+            RecordKind::Activate => {
+                let digest = record.policy_digest.clone().unwrap_or_default();
+                self.active = Some((record.seq, digest));
+            }
+            RecordKind::Decision(kind) if kind != DecisionKind::Deny => {
+                if let Some((at, active)) = &self.active
+                    && record.policy_digest.as_deref() != Some(active.as_str())
+                {
+                    self.fault = Some(VerifyError::Record(format!(
+                        "record {}: {} under policy {}, but policy {active} was active (since \
+                         record {at})",
+                        record.seq,
+                        kind.as_str(),
+                        record.policy_digest.as_deref().unwrap_or("(none)")
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
 }

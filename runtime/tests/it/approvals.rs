@@ -190,11 +190,19 @@ fn every_decision_and_operator_action_is_recorded() {
         .into_iter()
         .map(|r| r.decision.to_string())
         .collect();
+    // The ledger's first record activates the policy that first decided.
     assert_eq!(
         decisions,
-        ["require_approval", "approve", "allow", "grant", "revoke"]
+        [
+            "activate",
+            "require_approval",
+            "approve",
+            "allow",
+            "grant",
+            "revoke"
+        ]
     );
-    assert_eq!(rt.verify().unwrap().0, 5);
+    assert_eq!(rt.verify().unwrap().0, 6);
 }
 
 #[test]
@@ -235,5 +243,6 @@ fn the_memory_store_behaves_like_sqlite() {
     rt.approve(&ticket, "ops").unwrap();
     assert!(rt.execute(&event).authorized);
     assert!(!rt.execute(&event).authorized);
-    assert_eq!(rt.verify().unwrap().0, 5);
+    // Four decisions after the policy's activation.
+    assert_eq!(rt.verify().unwrap().0, 5 + 1);
 }

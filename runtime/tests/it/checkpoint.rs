@@ -82,7 +82,8 @@ fn a_rolled_back_cut_or_rewritten_ledger_fails_its_checkpoint() {
     let (policy, key) = setup(dir.path());
     let state = dir.path().join("state");
     decide(&state, &policy, 5);
-    // The backup an attacker will restore: 5 records.
+    // The backup an attacker will restore: 6 records (the policy's
+    // activation and 5 decisions).
     let backup = dir.path().join("backup");
     copy_dir(&state, &backup);
     decide(&state, &policy, 4);
@@ -96,7 +97,8 @@ fn a_rolled_back_cut_or_rewritten_ledger_fails_its_checkpoint() {
     let note = std::fs::read_to_string(&cp).unwrap();
     let lines: Vec<&str> = note.lines().collect();
     assert!(lines[0].starts_with("capfence.ledger/"), "{note}");
-    assert_eq!(lines[1], "9");
+    // Nine decisions and the policy's activation.
+    assert_eq!(lines[1], "10");
     assert_eq!(lines[3], "");
     assert!(lines[4].starts_with("\u{2014} ops1 "), "{note}");
     // Never overwrites.
@@ -123,7 +125,7 @@ fn a_rolled_back_cut_or_rewritten_ledger_fails_its_checkpoint() {
     let o = verify(&backup, &cp_text);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("holds 5 records, fewer than the checkpoint's size 9"),
+        text(&o).contains("holds 6 records, fewer than the checkpoint's size 10"),
         "{}",
         text(&o)
     );
@@ -245,7 +247,8 @@ fn proofs_check_out_with_an_independent_implementation() {
     let dir = TempDir::new("checkpoint-proofs");
     let (policy, key) = setup(dir.path());
     let state = dir.path().join("state");
-    decide(&state, &policy, 11);
+    // The policy's activation and 10 decisions.
+    decide(&state, &policy, 10);
     let cp = dir.path().join("cp");
     let cp_text = cp.to_string_lossy().into_owned();
     let o = capfence(

@@ -135,9 +135,20 @@ fn a_ticket_is_bound_to_its_rule_risk_and_policy() {
         .state_dir(dir.path().join("state"))
         .build()
         .unwrap();
-    let v = rt2.execute_event(&event(
-        r#"{"actor":"bot","capability":"payments.transfer","environment":"production","risk":"medium","payload":{"amount":2500,"destination":"v-1"}}"#,
-    ));
+    let medium = || {
+        event(
+            r#"{"actor":"bot","capability":"payments.transfer","environment":"production","risk":"medium","payload":{"amount":2500,"destination":"v-1"}}"#,
+        )
+    };
+    // Not active yet: the edited file decides nothing.
+    let v = rt2.execute_event(&medium());
+    assert_eq!(v.decision, DecisionKind::Deny, "{v:?}");
+    // Activated by an operator (this policy lists no approvers).
+    let edited_policy = capfence::Policy::load(dir.path().join("policy.yaml")).unwrap();
+    rt2.ledger()
+        .activate_unsigned(&edited_policy, "ops")
+        .unwrap();
+    let v = rt2.execute_event(&medium());
     assert_eq!(v.decision, DecisionKind::RequireApproval, "{v:?}");
     assert_eq!(v.approval_id.as_deref(), Some("T-4"));
 

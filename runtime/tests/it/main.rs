@@ -16,6 +16,7 @@ mod corners;
 mod crash;
 mod faults;
 mod forgery;
+mod policy;
 mod postgres;
 mod pytest;
 mod signed;

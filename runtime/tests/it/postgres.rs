@@ -132,8 +132,9 @@ fn four_processes_of_two_threads_share_one_contiguous_chain() {
     let authorized = workers("chain", &url);
     let rt = runtime_on(&url, POLICY);
     let records = rt.ledger().records().unwrap();
-    // 4 processes x 2 threads x 25 calls, each recorded once, seq 1..=200.
-    assert_eq!(records.len(), 200);
+    // The policy's activation, then 4 processes x 2 threads x 25 calls,
+    // each recorded once, seq 2..=201.
+    assert_eq!(records.len(), 200 + 1);
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64 + 1);
     }
@@ -143,7 +144,7 @@ fn four_processes_of_two_threads_share_one_contiguous_chain() {
         .count();
     assert_eq!(allowed, authorized);
     assert_eq!(authorized, 4 * 2 * 9); // i % 3 == 0 for 9 of 0..25
-    assert_eq!(rt.verify().unwrap().0, 200);
+    assert_eq!(rt.verify().unwrap().0, 200 + 1);
     // The operator CLI reads the same chain through --store.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_capfence"))
         .args(["--store", &url, "verify"])
@@ -151,7 +152,7 @@ fn four_processes_of_two_threads_share_one_contiguous_chain() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("ok: 200 records verified"),
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: 201 records verified"),
         "{out:?}"
     );
 }
@@ -178,7 +179,7 @@ fn a_velocity_cap_holds_across_processes() {
     assert_eq!(workers("velocity", &url), 10);
     let rt = runtime_on(&url, VELOCITY);
     let records = rt.ledger().records().unwrap();
-    assert_eq!(records.len(), 200);
+    assert_eq!(records.len(), 200 + 1, "and the policy's activation");
     rt.verify().unwrap();
 }
 
@@ -236,7 +237,7 @@ fn a_cut_connection_is_replaced_before_anything_is_sent() {
     assert_eq!(cut.len(), 1);
     // The dead connection is found at BEGIN, nothing was sent: one reconnect.
     assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
-    assert_eq!(rt.verify().unwrap().0, 2);
+    assert_eq!(rt.verify().unwrap().0, 2 + 1, "and the policy's activation");
 }
 
 #[test]
@@ -261,8 +262,9 @@ fn a_writer_holding_the_turn_past_the_timeout_denies() {
     assert!(v.reason.contains("locked"), "{}", v.reason);
     hold.rollback().unwrap();
     assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
-    // The denied call was never recorded; the chain has the two allowed.
-    assert_eq!(rt.verify().unwrap().0, 2);
+    // The denied call was never recorded; the chain has the two allowed
+    // after the policy's activation.
+    assert_eq!(rt.verify().unwrap().0, 2 + 1);
 }
 
 fn server_sh(args: &[&str]) -> String {
@@ -339,6 +341,9 @@ fn a_server_restart_mid_stream_denies_while_down_and_loses_nothing() {
     // Back up: deciding resumes on a new connection.
     assert!(rt.execute(&transfer("120", "vendor-after")).authorized);
     let records = rt.ledger().records().unwrap();
+    // After the policy's activation, only allowed calls.
+    assert_eq!(records[0].decision, capfence::RecordKind::Activate);
+    let records = &records[1..];
     assert!(records.iter().all(|r| r.decision.as_str() == "allow"));
     // Every authorized call is on the chain, in order.
     let on_chain: Vec<String> = records
@@ -364,7 +369,11 @@ fn a_server_restart_mid_stream_denies_while_down_and_loses_nothing() {
         on_chain.len(),
         authorized.len() + 1
     );
-    assert_eq!(rt.verify().unwrap().0, on_chain.len() as u64);
+    assert_eq!(
+        rt.verify().unwrap().0,
+        on_chain.len() as u64 + 1,
+        "and the activation"
+    );
     drop(stop);
 }
 
@@ -424,7 +433,8 @@ fn the_cli_decides_and_approves_on_the_shared_ledger() {
     assert!(allowed.contains(r#""authorized":true"#), "{allowed}");
     let (code, verified) = capfence(&["verify"], "", false);
     assert_eq!(code, Some(0), "{verified}");
-    assert!(verified.starts_with("ok: 3 records verified"), "{verified}");
+    // The policy's activation, the held call, the approval, the allowed call.
+    assert!(verified.starts_with("ok: 4 records verified"), "{verified}");
     // Nothing was written to a local state directory.
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
 }
@@ -485,7 +495,11 @@ fn a_host_stalled_while_holding_the_turn_is_cut_off() {
     );
     let stalled_result = host.join().unwrap();
     assert!(stalled_result.is_err(), "{stalled_result:?}");
-    assert_eq!(other.verify().unwrap().0, 2);
+    assert_eq!(
+        other.verify().unwrap().0,
+        2 + 1,
+        "and the policy's activation"
+    );
 }
 
 /// TLS: a server that offers it is used with its certificate and host
@@ -562,7 +576,11 @@ fn tls_is_verified_and_never_downgraded() {
         matches!(&missing, Err(e) if e.to_string().contains("sslrootcert /nonexistent/ca.pem")),
         "{missing:?}"
     );
-    assert_eq!(verified.verify().unwrap().0, 2);
+    assert_eq!(
+        verified.verify().unwrap().0,
+        2 + 1,
+        "and the policy's activation"
+    );
 }
 
 /// An on-path relay between the store and the server, on loopback. It
@@ -709,8 +727,9 @@ fn a_commit_rewritten_into_rollback_is_a_failed_commit() {
         assert!(v.reason.contains("aborted"), "{}", v.reason);
     }
     assert!(relay.rewritten.load(Ordering::SeqCst) >= 2);
-    // Only the direct decision is on the chain, and it verifies.
-    assert_eq!(direct.verify().unwrap().0, 1);
+    // Only the direct decision is on the chain (after the policy's
+    // activation), and it verifies.
+    assert_eq!(direct.verify().unwrap().0, 1 + 1);
 }
 
 /// The system clock moved by `offset` µs.

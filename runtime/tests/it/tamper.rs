@@ -17,11 +17,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A state directory with `n` decisions on the chain.
+/// A state directory with `n` records on the chain: the policy's
+/// activation, then `n - 1` decisions.
 fn chain(name: &str, n: usize) -> TempDir {
     let dir = TempDir::new(name);
     let rt = runtime(dir.path());
-    for i in 0..n {
+    for i in 0..n.saturating_sub(1) {
         rt.execute(&transfer(&format!("{}", 100 + i), "vendor-7"));
     }
     dir

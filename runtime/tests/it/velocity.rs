@@ -180,7 +180,7 @@ fn racing_callers_never_jointly_pass_a_cap() {
         .build()
         .unwrap();
     let records = rt.ledger().records().unwrap();
-    assert_eq!(records.len(), 200);
+    assert_eq!(records.len(), 200 + 1, "and the policy's activation");
     assert_eq!(
         records
             .iter()
@@ -323,7 +323,9 @@ fn a_clock_ahead_or_behind_never_loosens_a_cap() {
         assert!(!reversals.is_empty(), "offset {offset}");
         // Ahead: the records after the skewed one run backward; behind: the
         // skewed record itself does.
-        let skewed_seq = 4;
+        // (Record 1 activates the policy; the skewed host's call is the
+        // fourth decision.)
+        let skewed_seq = 4 + 1;
         if offset > 0 {
             assert_eq!(reversals[0].seq, skewed_seq + 1);
             assert_eq!(reversals[0].latest_seq, skewed_seq);
@@ -337,7 +339,10 @@ fn a_clock_ahead_or_behind_never_loosens_a_cap() {
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{stdout}");
             assert!(
-                stdout.contains("note: recorded time runs backward at record 5:"),
+                stdout.contains(&format!(
+                    "note: recorded time runs backward at record {}:",
+                    skewed_seq + 1
+                )),
                 "{stdout}"
             );
         } else {

@@ -14,7 +14,7 @@ use clap::Parser;
 
 mod cli;
 
-use cli::args::{AuditCommand, Cli, Command};
+use cli::args::{AuditCommand, Cli, Command, PolicyCommand};
 use cli::{Failure, Place, commands, operate, tree};
 
 fn main() -> ExitCode {
@@ -83,6 +83,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Audit(AuditCommand::Cosign { checkpoint, key }) => tree::cosign(&checkpoint, &key),
         Command::Audit(AuditCommand::Prove { seq, checkpoint }) => {
             tree::prove(&place, seq, checkpoint.as_deref())
+        }
+        Command::Policy(PolicyCommand::Show { text }) => operate::policy_show(&place, text),
+        Command::Policy(PolicyCommand::Activate { policy, by }) => {
+            operate::policy_activate(&place, &policy, &by)
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -75,6 +75,9 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The ledger's active policy: show it, or activate another.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Make and inspect operator keys (Ed25519) that sign approvals.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -169,6 +172,26 @@ pub struct GrantArgs {
     /// How many decisions it may satisfy.
     #[arg(long)]
     pub uses: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Print the active policy's digest, when and by whom it was activated,
+    /// and every earlier activation.
+    Show {
+        /// Also print the active policy's text.
+        #[arg(long)]
+        text: bool,
+    },
+    /// Activate a policy file by an operator's name: only where the active
+    /// policy lists no approvers (unauthenticated).
+    Activate {
+        /// The policy file.
+        policy: PathBuf,
+        /// The operator's name, recorded.
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -189,3 +189,43 @@ pub fn keys(cmd: KeysCommand) -> Result<ExitCode, Failure> {
         }
     }
 }
+
+/// `policy show [--text]`.
+pub fn policy_show(place: &Place, text: bool) -> Result<ExitCode, Failure> {
+    let ledger = place.ledger(true)?;
+    let active = ledger.active_policy().map_err(|e| e.to_string())?;
+    let history = ledger.policy_history().map_err(|e| e.to_string())?;
+    let Some(active) = active else {
+        println!("no active policy: the ledger activates the first policy that decides on it");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let current = history.iter().rev().find(|a| a.seq == active.seq);
+    println!("active: {}", active.digest);
+    if let Some(a) = current {
+        println!(
+            "activated: {} by {} (record {}): {}",
+            a.time, a.by, a.seq, a.reason
+        );
+    }
+    println!("history:");
+    for a in &history {
+        println!("  record {:<6} {} {} by {}", a.seq, a.time, a.digest, a.by);
+    }
+    if let (true, Some(a)) = (text, current) {
+        println!("text:");
+        print!("{}", a.text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policy activate FILE --by NAME`.
+pub fn policy_activate(place: &Place, path: &Path, by: &str) -> Result<ExitCode, Failure> {
+    let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
+    match place.ledger(false)?.activate_unsigned(&policy, by) {
+        Ok(a) => {
+            println!("activated {} by {} (record {})", a.digest, a.by, a.seq);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(e),
+    }
+}

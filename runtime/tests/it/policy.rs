@@ -1,0 +1,269 @@
+//! The ledger's active policy: a runtime whose policy file was edited (or
+//! swapped) denies every call, on the record, naming both digests; only an
+//! operator activates another policy; `verify` holds the active-policy note
+//! to the chain.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use capfence::{ActionRuntime, DecisionKind, OperatorError, RecordKind};
+
+use super::{POLICY, TempDir, sql, transfer};
+
+fn capfence(state: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const SMALL: &str = r#"{"actor":"treasury-agent","resource":"payments","action":"transfer","environment":"production","risk":"low","payload":{"amount":120,"destination":"vendor-corp-123"}}"#;
+
+#[test]
+fn the_first_policy_is_activated_on_the_record() {
+    let dir = TempDir::new("policy-first");
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
+    let records = rt.ledger().records().unwrap();
+    let first = &records[0];
+    assert_eq!(first.decision, RecordKind::Activate);
+    assert_eq!(first.actor.as_deref(), Some(capfence::ledger::FIRST_USE));
+    assert_eq!(first.policy_digest.as_deref(), Some(rt.policy_digest()));
+    let payload: serde_json::Value = serde_json::from_str(&first.payload).unwrap();
+    assert_eq!(payload["digest"], rt.policy_digest());
+    assert_eq!(
+        payload["text"].as_str().unwrap(),
+        std::fs::read_to_string(POLICY).unwrap(),
+        "the full text"
+    );
+    let active = rt.ledger().active_policy().unwrap().unwrap();
+    assert_eq!(
+        (active.seq, active.digest.as_str()),
+        (1, rt.policy_digest())
+    );
+
+    let o = capfence(dir.path(), &["policy", "show", "--text"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let shown = text(&o);
+    assert!(
+        shown.contains(&format!("active: {}", rt.policy_digest())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("by capfence:first-use (record 1)"),
+        "{shown}"
+    );
+    assert!(shown.contains("policy_name: Corporate Treasury"), "{shown}");
+}
+
+#[test]
+fn a_runtime_on_an_edited_policy_file_denies_every_call() {
+    let dir = TempDir::new("policy-edited");
+    let file = dir.path().join("policy.yaml");
+    let original = std::fs::read_to_string(POLICY).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    let state = dir.path().join("state");
+    let rt = ActionRuntime::builder(&file)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
+    let active = rt.policy_digest().to_owned();
+
+    // The agent widens `allow` in the file and a runtime is restarted on it.
+    let widened = original.replace("amount_lte: 500.0", "amount_lte: 50000.0");
+    assert_ne!(widened, original);
+    std::fs::write(&file, &widened).unwrap();
+    let edited = ActionRuntime::builder(&file)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let v = edited.execute(&transfer("120", "vendor-corp-123"));
+    assert!(!v.authorized, "{v:?}");
+    assert_eq!(v.decision, DecisionKind::Deny);
+    assert!(v.reason.contains(edited.policy_digest()), "{}", v.reason);
+    assert!(v.reason.contains(&active), "{}", v.reason);
+    // Every call, whatever the file says of it.
+    for amount in ["1", "2500", "15000"] {
+        let v = edited.execute(&transfer(amount, "vendor-corp-123"));
+        assert_eq!(v.decision, DecisionKind::Deny, "{amount}: {v:?}");
+    }
+    // On the record, under the edited file's digest; the chain verifies.
+    let last = edited.ledger().records().unwrap().pop().unwrap();
+    assert_eq!(last.decision, RecordKind::Decision(DecisionKind::Deny));
+    assert_eq!(last.policy_digest.as_deref(), Some(edited.policy_digest()));
+    edited.verify().unwrap();
+
+    // The same through `capfence decide`.
+    let o = capfence(
+        &state,
+        &["decide", "--policy", file.to_str().unwrap()],
+        &format!("{SMALL}\n"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let verdict: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(verdict["decision"], "deny");
+    assert!(
+        verdict["reason"].as_str().unwrap().contains(&active),
+        "{verdict}"
+    );
+    // The original runtime still decides.
+    assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
+}
+
+#[test]
+fn a_compiled_table_of_another_policy_denies_too() {
+    static TABLE: &dyn capfence::Decide = &capfence::policy!("../policies/fintech_policy.yaml");
+    let dir = TempDir::new("policy-table");
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "allow:\n  - capability: payments.transfer\n").unwrap();
+    let first = ActionRuntime::builder(&other)
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    assert!(first.execute(&transfer("120", "v")).authorized);
+    let table = ActionRuntime::compiled_builder(TABLE)
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    let v = table.execute(&transfer("120", "vendor-corp-123"));
+    assert_eq!(v.decision, DecisionKind::Deny, "{v:?}");
+    assert!(
+        v.reason.contains("is not the ledger's active policy"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn only_an_operator_activates_another_policy() {
+    let dir = TempDir::new("policy-activate");
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, std::fs::read_to_string(POLICY).unwrap()).unwrap();
+    let state = dir.path().join("state");
+    let rt = ActionRuntime::builder(&file)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
+    let next = dir.path().join("next.yaml");
+    std::fs::write(
+        &next,
+        format!("{}# reviewed\n", std::fs::read_to_string(POLICY).unwrap()),
+    )
+    .unwrap();
+    let next_rt = ActionRuntime::builder(&next)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(
+        !next_rt
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    // The case-study policy lists no approvers: an operator's name will do.
+    let o = capfence(
+        &state,
+        &[
+            "policy",
+            "activate",
+            next.to_str().unwrap(),
+            "--by",
+            "ops@corp",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        next_rt
+            .execute(&transfer("120", "vendor-corp-123"))
+            .authorized
+    );
+    assert!(
+        !rt.execute(&transfer("120", "vendor-corp-123")).authorized,
+        "the old file no longer decides"
+    );
+    // Activating the active policy again is refused (exit 1).
+    let o = capfence(
+        &state,
+        &[
+            "policy",
+            "activate",
+            next.to_str().unwrap(),
+            "--by",
+            "ops@corp",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let history = next_rt.ledger().policy_history().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].by, "ops@corp");
+    assert_eq!(history[1].digest, next_rt.policy_digest());
+    assert_eq!(capfence(&state, &["verify"], "").status.code(), Some(0));
+
+    // Under a policy that lists approvers, a name is not enough.
+    let signed_state = dir.path().join("signed");
+    let key = capfence::signing::OperatorKey::from_seed("ops1", [1; 32]).unwrap();
+    let signed = dir.path().join("signed.yaml");
+    std::fs::write(
+        &signed,
+        format!(
+            "approvers:\n  ops1: {}\nallow:\n  - capability: payments.transfer\n",
+            key.public_key()
+        ),
+    )
+    .unwrap();
+    let signed_rt = ActionRuntime::builder(&signed)
+        .state_dir(&signed_state)
+        .build()
+        .unwrap();
+    assert!(signed_rt.execute(&transfer("120", "v")).authorized);
+    let wider = capfence::Policy::load(&file).unwrap();
+    assert!(matches!(
+        signed_rt.ledger().activate_unsigned(&wider, "mallory"),
+        Err(OperatorError::Invalid(
+            capfence::ledger::Invalid::PolicyChangeNeedsSignatures(_)
+        ))
+    ));
+}
+
+#[test]
+fn verify_holds_the_active_policy_note_to_the_chain() {
+    let dir = TempDir::new("policy-note");
+    let rt = ActionRuntime::builder(POLICY)
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    assert!(rt.execute(&transfer("120", "vendor-corp-123")).authorized);
+    // The same-user attacker points the note at its own policy.
+    let forged = "f".repeat(64);
+    sql(dir.path())
+        .execute(
+            "UPDATE capfence_meta SET value = ?1 WHERE key LIKE '%policy.active%'",
+            [format!("1 {forged}")],
+        )
+        .unwrap();
+    let o = capfence(dir.path(), &["verify"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("active-policy note"), "{}", text(&o));
+}
