@@ -163,3 +163,16 @@ def test_each_kind_of_fault_has_its_own_exception_under_capfence_error(tmp_path)
     broken = ActionRuntime.from_policy(str(tmp_path / "policy.yaml"), state_dir=str(blocker / "state"))
     with pytest.raises(capfence.StorageError):
         broken.verify()
+
+
+def test_a_runtime_on_an_edited_policy_file_denies_every_call(tmp_path):
+    first = runtime(tmp_path)
+    assert first.execute(transfer(120)).authorized
+    # The agent widens `allow` in the file; a runtime restarts on it.
+    (tmp_path / "policy.yaml").write_text(POLICY.replace("amount_lte: 500.0", "amount_lte: 50000.0"))
+    edited = ActionRuntime.from_policy(str(tmp_path / "policy.yaml"), state_dir=str(tmp_path / "state"))
+    for amount in (120, 2500):
+        verdict = edited.execute(transfer(amount))
+        assert verdict.decision == "deny" and not verdict.authorized
+        assert "is not the ledger's active policy" in verdict.reason
+    assert first.execute(transfer(120)).authorized

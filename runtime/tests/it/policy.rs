@@ -267,3 +267,44 @@ fn verify_holds_the_active_policy_note_to_the_chain() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("active-policy note"), "{}", text(&o));
 }
+
+#[test]
+fn the_mcp_proxy_on_an_edited_policy_file_refuses_every_call() {
+    let dir = TempDir::new("policy-mcp");
+    let file = dir.path().join("policy.yaml");
+    let original = "tools:\n  send: payments.transfer\nallow:\n  - capability: payments.transfer\n    amount_lte: 500\n";
+    std::fs::write(&file, original).unwrap();
+    let state = dir.path().join("state");
+    let rt = ActionRuntime::builder(&file)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(rt.execute(&transfer("120", "v")).authorized);
+    std::fs::write(&file, original.replace("500", "50000")).unwrap();
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{"amount":120}}}"#;
+    // `cat` stands in for the server: nothing reaches it unless allowed.
+    let o = capfence(
+        &state,
+        &["mcp-proxy", "--policy", file.to_str().unwrap(), "--", "cat"],
+        &format!("{call}\n"),
+    );
+    let answer: serde_json::Value =
+        serde_json::from_slice(o.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(answer["id"], 1, "{}", text(&o));
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("is not the ledger's active policy"),
+        "{answer}"
+    );
+    assert_eq!(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        1,
+        "{}",
+        text(&o)
+    );
+}
