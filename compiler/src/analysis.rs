@@ -19,11 +19,13 @@
 //!
 //! Rules are indexed by capability pattern before pairs are compared.
 
+mod direction;
 #[cfg(feature = "cli")]
 pub mod gates;
 pub mod region;
 mod report;
 
+pub use direction::loosenings;
 pub use report::DiffReport;
 
 use std::collections::BTreeMap;

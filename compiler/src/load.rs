@@ -169,11 +169,12 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 8] = [
+const TOP_KEYS: [&str; 9] = [
     "policy_name",
     "version",
     "unicode_fields",
     "approvers",
+    "policy_changes",
     "tools",
     "deny",
     "require_approval",
@@ -328,10 +329,12 @@ impl Loader<'_> {
         let mut unicode_fields: Vec<(String, Location)> = Vec::new();
         let mut tools = Vec::new();
         let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut changes = crate::policy::PolicyChanges::default();
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
                 "approvers" => {}
+                "policy_changes" => changes = self.policy_changes(value)?,
                 "tools" => tools = self.tools(value)?,
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
@@ -353,8 +356,8 @@ impl Loader<'_> {
                         Some(other),
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
-                             `version`, `unicode_fields`, `approvers`, `tools`, `deny`, \
-                             `require_approval` and `allow`"
+                             `version`, `unicode_fields`, `approvers`, `policy_changes`, \
+                             `tools`, `deny`, `require_approval` and `allow`"
                         ),
                     );
                     err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
@@ -385,6 +388,7 @@ impl Loader<'_> {
             },
             approvers: self.approvers.clone(),
             tools,
+            changes,
         })
     }
 
@@ -583,6 +587,93 @@ impl Loader<'_> {
             out.push(name);
         }
         Ok(out)
+    }
+
+    /// `policy_changes: {approvals: N, approvers: [..], delay: 24h}`: names
+    /// from the policy's `approvers:` (which must exist), a quorum they can
+    /// meet, a duration.
+    fn policy_changes(&self, node: &Node) -> Result<crate::policy::PolicyChanges, LoadError> {
+        let key = "policy_changes";
+        let bad = |location, message: String| {
+            self.error(LoadErrorKind::Approvers, location, Some(key), message)
+        };
+        let NodeKind::Map(entries) = &node.kind else {
+            return Err(bad(
+                node.location,
+                format!(
+                    "`policy_changes` is a mapping (`approvals`, `approvers`, `delay`), found {}",
+                    node.kind_name()
+                ),
+            ));
+        };
+        if self.approvers.is_empty() {
+            return Err(bad(
+                node.location,
+                "`policy_changes` needs a top-level `approvers:` list: without keys a policy \
+                 change cannot be signed"
+                    .to_owned(),
+            ));
+        }
+        let mut changes = crate::policy::PolicyChanges::default();
+        for (name_node, value) in entries {
+            match self.key_text(name_node)? {
+                "approvals" => {
+                    changes.approvals = value
+                        .as_scalar()
+                        .filter(|_| !value.is_null())
+                        .and_then(|(text, _)| text.parse::<u32>().ok())
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| {
+                            bad(
+                                value.location,
+                                "`policy_changes.approvals` expects a whole number, 1 or more"
+                                    .to_owned(),
+                            )
+                        })?;
+                }
+                "approvers" => {
+                    changes.approvers =
+                        self.rule_approvers(DecisionKind::RequireApproval, "approvers", value)?;
+                }
+                "delay" => {
+                    let text = self.string(value, "delay")?;
+                    changes.delay_secs =
+                        crate::aggregate::parse_duration(&text).ok_or_else(|| {
+                            bad(
+                                value.location,
+                                format!(
+                                    "`delay: {text}` is not a duration: a whole number and one \
+                                     unit, s, m, h or d (`24h`), at most 366d"
+                                ),
+                            )
+                        })?;
+                }
+                other => {
+                    return Err(bad(
+                        name_node.location,
+                        format!(
+                            "unknown `policy_changes` key `{other}` (it has `approvals`, \
+                             `approvers`, `delay`)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let eligible = if changes.approvers.is_empty() {
+            self.approvers.len()
+        } else {
+            changes.approvers.len()
+        };
+        if changes.quorum() as usize > eligible {
+            return Err(bad(
+                node.location,
+                format!(
+                    "`policy_changes` needs {} signatures, but only {eligible} approvers may sign",
+                    changes.quorum()
+                ),
+            ));
+        }
+        Ok(changes)
     }
 
     /// `approvals: N` on a require_approval rule: a whole number from 1 up.

@@ -534,6 +534,37 @@ pub struct Policy {
     /// (`tools:`), in file order: what `capfence mcp-proxy` decides a
     /// `tools/call` as.
     pub tools: Vec<(String, String)>,
+    /// Who must sign a change away from this policy while it is the
+    /// ledger's active one (`policy_changes:`).
+    pub changes: PolicyChanges,
+}
+
+/// `policy_changes: {approvals: N, approvers: [..], delay: 24h}`: what a
+/// change away from this policy needs while it is active. Default: one
+/// signature from any listed approver, no delay. A change that only
+/// tightens needs one signature from them and no delay.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyChanges {
+    /// Distinct signatures needed (0 in the default: read as 1).
+    pub approvals: u32,
+    /// Who may sign; empty: any approver the policy lists.
+    pub approvers: Vec<String>,
+    /// How long after the proposal the change may be activated, seconds.
+    pub delay_secs: u64,
+}
+
+impl PolicyChanges {
+    /// Distinct signatures a loosening change needs.
+    pub fn quorum(&self) -> u32 {
+        self.approvals.max(1)
+    }
+
+    /// Whether `name` may sign changes of `policy` (the policy these
+    /// requirements belong to).
+    pub fn may_sign(&self, policy: &Policy, name: &str) -> bool {
+        policy.approvers.iter().any(|a| a.name == name)
+            && (self.approvers.is_empty() || self.approvers.iter().any(|a| a == name))
+    }
 }
 
 /// An operator listed under `approvers:`: a name and an Ed25519 public key.

@@ -34,6 +34,10 @@ pub enum RecordKind {
     /// A policy became the active one: `activate` (its digest and text in
     /// the payload).
     Activate,
+    /// A policy change was proposed: `propose`.
+    Propose,
+    /// An approver signed a proposed policy change: `sign`.
+    Sign,
 }
 
 impl RecordKind {
@@ -53,6 +57,8 @@ impl RecordKind {
             RecordKind::Grant => "grant",
             RecordKind::Revoke => "revoke",
             RecordKind::Activate => "activate",
+            RecordKind::Propose => "propose",
+            RecordKind::Sign => "sign",
         }
     }
 
@@ -65,6 +71,8 @@ impl RecordKind {
             "grant" => RecordKind::Grant,
             "revoke" => RecordKind::Revoke,
             "activate" => RecordKind::Activate,
+            "propose" => RecordKind::Propose,
+            "sign" => RecordKind::Sign,
             other => RecordKind::Decision(DecisionKind::parse(other)?),
         })
     }

@@ -9,9 +9,11 @@
 
 mod operator;
 mod policy;
+mod proposal;
 mod queue;
 mod verify;
 pub use policy::{Activation, ActivePolicy, FIRST_USE};
+pub use proposal::{Impact, Proposal, Proposed, proposal_label};
 pub use verify::TimeReversal;
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -291,6 +291,9 @@ mod sealed {
         /// again changes nothing, so re-asks are left out). The chain, not the
         /// ticket and grant rows, is what vouches for an approval.
         fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
+        /// The record at `seq`, including one appended earlier in this
+        /// transaction.
+        fn record_at(&mut self, seq: u64) -> Result<Option<AuditRecord>, StoreError>;
         /// The newest live ticket for an event key: pending, approved or
         /// rejected, and not expired at `now`.
         fn latest_ticket(

@@ -156,6 +156,51 @@ pub enum Invalid {
     /// The policy to activate is the active one.
     #[error("policy {0} is already the active policy")]
     AlreadyActive(String),
+    /// No policy is active yet: the first one to decide is activated.
+    #[error("the ledger holds no active policy yet: the first policy to decide is activated")]
+    NoActivePolicy,
+    /// An approver the active policy does not let sign its changes.
+    #[error("`{0}` may not sign changes of the active policy (its `policy_changes.approvers`)")]
+    MayNotSignPolicyChanges(String),
+    /// A signer signing a proposal twice.
+    #[error("`{signer}` has already signed {proposal}")]
+    AlreadySigned {
+        /// The signer.
+        signer: String,
+        /// The proposal.
+        proposal: String,
+    },
+    /// A proposal already activated.
+    #[error("{0} was already activated")]
+    ProposalDone(String),
+    /// A proposal of a change to a policy that is no longer active.
+    #[error("{proposal} changes policy {base}, which is no longer the active policy")]
+    ProposalStale {
+        /// The proposal.
+        proposal: String,
+        /// The policy it changes.
+        base: String,
+    },
+    /// Not enough signatures yet.
+    #[error("{proposal} has {have} valid signature(s); it needs {needed}")]
+    ProposalUnsigned {
+        /// The proposal.
+        proposal: String,
+        /// Valid distinct signatures so far.
+        have: usize,
+        /// Needed.
+        needed: u32,
+    },
+    /// The change's delay has not passed.
+    #[error(
+        "{proposal} may be activated from {until} (the active policy's `policy_changes.delay`)"
+    )]
+    ProposalDelayed {
+        /// The proposal.
+        proposal: String,
+        /// When it may be.
+        until: String,
+    },
     /// The active policy lists approvers: a change must be proposed and
     /// signed by them.
     #[error(
@@ -172,6 +217,8 @@ pub enum Approval {
     Ticket,
     /// A grant (`G-3`).
     Grant,
+    /// A proposed policy change (`P-1`).
+    Proposal,
 }
 
 impl std::fmt::Display for Approval {
@@ -179,6 +226,7 @@ impl std::fmt::Display for Approval {
         f.write_str(match self {
             Approval::Ticket => "ticket",
             Approval::Grant => "grant",
+            Approval::Proposal => "policy proposal",
         })
     }
 }
@@ -252,6 +300,14 @@ pub enum Refusal {
         rule: String,
         /// Who may sign, in words.
         approvers: String,
+    },
+    /// A key the active policy does not list.
+    #[error("the key of `{key}` ({public}) is not among the active policy's approvers")]
+    UnknownKey {
+        /// The key's name.
+        key: String,
+        /// Its public key.
+        public: String,
     },
     /// A key that may not sign grants for the capability.
     #[error(

@@ -85,8 +85,15 @@ impl Activation {
     }
 }
 
-/// The `activate` record of `digest`'s `text`, by `by`.
-fn activation_record(digest: &str, text: &str, by: &str, reason: String) -> AuditRecord {
+/// The `activate` record of `digest`'s `text`, by `by`, citing the
+/// proposal it carries out (if any).
+fn activation_record(
+    digest: &str,
+    text: &str,
+    by: &str,
+    reason: String,
+    proposal: Option<&str>,
+) -> AuditRecord {
     let mut payload = BTreeMap::new();
     payload.insert("digest".to_owned(), Value::String(digest.to_owned()));
     payload.insert("text".to_owned(), Value::String(text.to_owned()));
@@ -103,7 +110,7 @@ fn activation_record(digest: &str, text: &str, by: &str, reason: String) -> Audi
         decision: RecordKind::Activate,
         rule: None,
         reason,
-        approval_id: None,
+        approval_id: proposal.map(str::to_owned),
         policy_digest: Some(digest.to_owned()),
         prev_hash: String::new(),
         hash: String::new(),
@@ -122,16 +129,27 @@ pub(crate) fn active_in(tx: &mut dyn Tx) -> Result<Option<ActivePolicy>, StoreEr
     }
 }
 
+/// The text of the policy the `activate` record at `seq` activated, read
+/// from the chain (never from a note).
+pub(crate) fn text_of(tx: &mut dyn Tx, seq: u64) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .record_at(seq)?
+        .as_ref()
+        .and_then(Activation::from_record)
+        .map(|a| a.text))
+}
+
 /// Appends the activation and moves the note to it.
-fn activate_in(
+pub(crate) fn activate_in(
     tx: &mut dyn Tx,
     now: i64,
     digest: &str,
     text: &str,
     by: &str,
     reason: String,
+    proposal: Option<&str>,
 ) -> Result<ActivePolicy, StoreError> {
-    let mut record = activation_record(digest, text, by, reason);
+    let mut record = activation_record(digest, text, by, reason, proposal);
     record.time = rfc3339(now);
     append(tx, record)?;
     let (seq, _) = tx.head()?;
@@ -158,6 +176,7 @@ pub(crate) fn activate_first_in(
         text,
         FIRST_USE,
         "the first policy this ledger was opened with (trust on first use)".to_owned(),
+        None,
     )
 }
 
@@ -213,21 +232,21 @@ impl Ledger {
         by: &str,
     ) -> Result<Activation, OperatorError> {
         operator_name(by)?;
-        let history = self.policy_history()?;
         let mut done = None;
         let mut refused = None;
         self.inner.store.transaction(&mut |tx| {
             let active = active_in(tx)?;
-            let current = active
-                .as_ref()
-                .and_then(|a| history.iter().rev().find(|h| h.seq == a.seq));
+            let current = match &active {
+                Some(a) => text_of(tx, a.seq)?,
+                None => None,
+            };
             if let Some(a) = &active {
                 if a.digest == policy.digest {
                     refused = Some(Invalid::AlreadyActive(policy.digest.clone()));
                     return Ok(());
                 }
                 let signed = current
-                    .and_then(|c| Policy::parse(&c.text, "the active policy").ok())
+                    .and_then(|text| Policy::parse(&text, "the active policy").ok())
                     .is_none_or(|p| !p.approvers.is_empty());
                 if signed {
                     refused = Some(Invalid::PolicyChangeNeedsSignatures(a.digest.clone()));
@@ -243,7 +262,15 @@ impl Ledger {
                 ),
                 None => format!("activated by {by}"),
             };
-            let made = activate_in(tx, now, &policy.digest, &policy.source, by, reason.clone())?;
+            let made = activate_in(
+                tx,
+                now,
+                &policy.digest,
+                &policy.source,
+                by,
+                reason.clone(),
+                None,
+            )?;
             done = Some(Activation {
                 seq: made.seq,
                 time: rfc3339(now),

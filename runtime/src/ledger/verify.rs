@@ -129,7 +129,7 @@ impl Ledger {
             return Err(fault);
         }
         self.hold_active_note(&policies, head.0)?;
-        self.replay_approvals(&cited, &rows)?;
+        self.replay_approvals(&cited, &rows, &policies)?;
         Ok(head)
     }
 
@@ -163,7 +163,12 @@ impl Ledger {
     /// Replays approval semantics over the records that cite a ticket or a
     /// grant, then holds every ticket and grant row to what the chain said
     /// at the rows' snapshot (`rows.head`).
-    fn replay_approvals(&self, cited: &Cited, rows: &Rows) -> Result<(), VerifyError> {
+    fn replay_approvals(
+        &self,
+        cited: &Cited,
+        rows: &Rows,
+        policies: &Policies,
+    ) -> Result<(), VerifyError> {
         let fault = |text: String| Err(VerifyError::Approval(text));
         let mut tickets = std::collections::HashMap::new();
         let mut grants = std::collections::HashMap::new();
@@ -207,6 +212,10 @@ impl Ledger {
                         }
                     }
                     Err(why) => note(why.seq, format!("grant {label}: {why}")),
+                }
+            } else if label.starts_with("P-") {
+                if let Err((seq, why)) = policies.replay_proposal(label, records) {
+                    note(seq, format!("{label}: {why}"));
                 }
             } else {
                 let seq = records.first().map_or(0, |r| r.seq);
@@ -517,12 +526,19 @@ fn event_of(record: &AuditRecord) -> Option<capfence_compiler::Event> {
 }
 
 /// The policies the chain activated, as it is read: once one is active, a
-/// call is let through (allowed, or held for approval) only under it.
+/// call is let through (allowed, or held for approval) only under it, and
+/// another is activated only by name under a policy without approvers, or
+/// by a proposal (replayed with the approvals).
 #[derive(Default)]
 struct Policies {
     /// The last activation: its record and digest.
     active: Option<(u64, String)>,
-    /// The first call let through under another policy than the active one.
+    /// Every activated policy's text, by digest.
+    texts: std::collections::HashMap<String, String>,
+    /// Each activation that carried out a proposal: the proposal's label,
+    /// and the digest active just before.
+    carried_out: std::collections::HashMap<String, (u64, String)>,
+    /// The first fault.
     fault: Option<VerifyError>,
 }
 
@@ -534,6 +550,33 @@ impl Policies {
         match record.decision {
             RecordKind::Activate => {
                 let digest = record.policy_digest.clone().unwrap_or_default();
+                let text = serde_json::from_str::<serde_json::Value>(&record.payload)
+                    .ok()
+                    .and_then(|p| p.get("text")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                if let Some((_, before)) = &self.active {
+                    match &record.approval_id {
+                        Some(label) => {
+                            self.carried_out
+                                .insert(label.clone(), (record.seq, before.clone()));
+                        }
+                        None => {
+                            let signed = self
+                                .texts
+                                .get(before)
+                                .and_then(|t| capfence_compiler::Policy::parse(t, "policy").ok())
+                                .is_none_or(|p| !p.approvers.is_empty());
+                            if signed {
+                                self.fault = Some(VerifyError::Record(format!(
+                                    "record {}: policy {digest} was activated by name while \
+                                     policy {before}, which lists approvers, was active",
+                                    record.seq
+                                )));
+                            }
+                        }
+                    }
+                }
+                self.texts.insert(digest.clone(), text);
                 self.active = Some((record.seq, digest));
             }
             RecordKind::Decision(kind) if kind != DecisionKind::Deny => {
@@ -551,5 +594,84 @@ impl Policies {
             }
             _ => {}
         }
+    }
+}
+
+impl Policies {
+    /// Replays proposal `label`: a `propose` first, `sign` records whose
+    /// signatures verify under the policy it changes, the loosenings it
+    /// recorded those of the two texts, and an activation (if any) that
+    /// came while that policy was active, with enough signatures and after
+    /// the delay. `Err((seq, why))` names the first bad record.
+    fn replay_proposal(&self, label: &str, records: &[AuditRecord]) -> Result<(), (u64, String)> {
+        use super::proposal::{check_signatures, from_records, needs};
+        let first = records.first().map_or(0, |r| r.seq);
+        let id = label
+            .strip_prefix("P-")
+            .and_then(|n| n.parse().ok())
+            .ok_or((first, "not a proposal label".to_owned()))?;
+        let proposal = from_records(id, records).ok_or((
+            first,
+            "its first record is not a readable `propose`".to_owned(),
+        ))?;
+        let base_text = self.texts.get(&proposal.base).ok_or((
+            first,
+            format!(
+                "it changes policy {}, which the chain never activated",
+                proposal.base
+            ),
+        ))?;
+        let base = capfence_compiler::Policy::parse(base_text, "policy")
+            .map_err(|_| (first, "the policy it changes does not load".to_owned()))?;
+        let new = capfence_compiler::Policy::parse(&proposal.text, "policy")
+            .map_err(|_| (first, "the proposed policy does not load".to_owned()))?;
+        if new.digest != proposal.digest {
+            return Err((
+                first,
+                "the proposed text does not have the recorded digest".to_owned(),
+            ));
+        }
+        let diff = capfence_compiler::analysis::DiffReport::new(&base, &new).ok();
+        if capfence_compiler::analysis::loosenings(&base, &new, diff.as_ref()) != proposal.loosens {
+            return Err((
+                first,
+                "the loosenings it recorded are not those of the two policies".to_owned(),
+            ));
+        }
+        let signers = check_signatures(&proposal, &base, records).map_err(|why| (first, why))?;
+        if let Some(at) = proposal.activated {
+            let (_, before) = self.carried_out.get(label).ok_or((
+                at,
+                "activated, but not in the chain's activations".to_owned(),
+            ))?;
+            if *before != proposal.base {
+                return Err((
+                    at,
+                    format!(
+                        "activated while policy {before} was active, not {}",
+                        proposal.base
+                    ),
+                ));
+            }
+            let (needed, delay) = needs(&proposal, &base);
+            if (signers.len() as u32) < needed {
+                return Err((
+                    at,
+                    format!(
+                        "activated with {} valid signature(s) of {needed}",
+                        signers.len()
+                    ),
+                ));
+            }
+            let when = records
+                .iter()
+                .find(|r| r.seq == at)
+                .and_then(|r| capfence_compiler::time::parse_time(&r.time))
+                .unwrap_or(i64::MIN);
+            if when < proposal.proposed_at.saturating_add(delay) {
+                return Err((at, "activated before its delay passed".to_owned()));
+            }
+        }
+        Ok(())
     }
 }

@@ -71,6 +71,15 @@ impl Tx for MemoryTx<'_> {
             .collect())
     }
 
+    fn record_at(&mut self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
+        Ok(self
+            .committed
+            .iter()
+            .chain(self.state.records.iter().skip(self.repeated))
+            .find(|r| r.seq == seq)
+            .cloned())
+    }
+
     fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
         Ok(self
             .state

@@ -813,6 +813,18 @@ impl Tx for PgTx<'_, '_> {
         .collect()
     }
 
+    fn record_at(&mut self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
+        self.query_opt(
+            "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+             reason, approval_id, policy_digest, prev_hash, hash FROM capfence.audit \
+             WHERE seq = $1",
+            &[&to_i64(seq)?],
+        )?
+        .as_ref()
+        .map(record_from_row)
+        .transpose()
+    }
+
     fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
         self.query_opt(
             "SELECT id, event_key, actor, capability, environment, risk, payload, rule, status, \

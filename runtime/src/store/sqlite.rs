@@ -580,6 +580,23 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn record_at(&mut self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
+        let seq = to_i64(seq)?;
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
+                 reason, approval_id, policy_digest, prev_hash, hash FROM audit WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.query_row([seq], record_from_row).optional())
+            .map_err(classify)?;
+        row.map(|(seq, mut record)| {
+            record.seq = from_i64(seq)?;
+            Ok(record)
+        })
+        .transpose()
+    }
+
     fn latest_ticket(&mut self, event_key: &str, now: i64) -> Result<Option<Ticket>, StoreError> {
         // Plain lookups only: `ORDER BY` or `max()` here costs SQLite five to
         // ten times the lookup itself. Live tickets per event are few.

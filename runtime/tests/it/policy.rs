@@ -308,3 +308,252 @@ fn the_mcp_proxy_on_an_edited_policy_file_refuses_every_call() {
         text(&o)
     );
 }
+
+fn op(name: &str, seed: u8) -> capfence::signing::OperatorKey {
+    capfence::signing::OperatorKey::from_seed(name, [seed; 32]).unwrap()
+}
+
+/// A signed treasury policy: ops1..ops3 listed; a change needs two of them
+/// and a delay of an hour; transfers up to `limit` allowed.
+fn signed_policy(limit: &str) -> String {
+    format!(
+        "approvers:\n  ops1: {}\n  ops2: {}\n  ops3: {}\npolicy_changes:\n  approvals: 2\n  delay: 1h\nallow:\n  - capability: payments.transfer\n    amount_lte: {limit}\n",
+        op("ops1", 1).public_key(),
+        op("ops2", 2).public_key(),
+        op("ops3", 3).public_key()
+    )
+}
+
+fn build(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    clock: &std::sync::Arc<super::ManualClock>,
+) -> ActionRuntime {
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    ActionRuntime::builder(&file)
+        .state_dir(dir.join("state"))
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_loosening_change_needs_the_active_policys_quorum_and_delay() {
+    use capfence::ledger::Invalid;
+    let dir = TempDir::new("policy-signed");
+    let clock = std::sync::Arc::new(super::ManualClock::default());
+    let active = build(dir.path(), "a.yaml", &signed_policy("500"), &clock);
+    assert!(active.execute(&transfer("120", "v")).authorized);
+    assert!(!active.execute(&transfer("2500", "v")).authorized);
+
+    // The agent writes a looser policy, with its own key as an approver
+    // that needs nobody else.
+    let mallory = op("mallory", 66);
+    let looser = format!(
+        "approvers:\n  mallory: {}\nallow:\n  - capability: payments.transfer\n    amount_lte: 50000\n",
+        mallory.public_key()
+    );
+    let next = build(dir.path(), "b.yaml", &looser, &clock);
+    let b = capfence::Policy::load(dir.path().join("b.yaml")).unwrap();
+    let ledger = active.ledger();
+    let proposed = ledger.propose(&b, "agent").unwrap();
+    let p = &proposed.proposal;
+    assert_eq!(p.id, 1);
+    assert!(
+        p.loosens.iter().any(|l| l.contains("toward allow")),
+        "{:?}",
+        p.loosens
+    );
+    assert!(
+        p.loosens.iter().any(|l| l.contains("approver `mallory`")),
+        "{:?}",
+        p.loosens
+    );
+    // Its own key is not the active policy's: refused.
+    assert!(matches!(
+        ledger.sign_proposal("P-1", &mallory),
+        Err(OperatorError::Refused(capfence::Refusal::UnknownKey { .. }))
+    ));
+    ledger.sign_proposal("P-1", &op("ops1", 1)).unwrap();
+    assert!(matches!(
+        ledger.sign_proposal("P-1", &op("ops1", 1)),
+        Err(OperatorError::Invalid(Invalid::AlreadySigned { .. }))
+    ));
+    assert!(matches!(
+        ledger.activate_proposal("P-1"),
+        Err(OperatorError::Invalid(Invalid::ProposalUnsigned {
+            have: 1,
+            needed: 2,
+            ..
+        }))
+    ));
+    ledger.sign_proposal("P-1", &op("ops2", 2)).unwrap();
+    // Two signatures, but the delay has not passed.
+    assert!(matches!(
+        ledger.activate_proposal("P-1"),
+        Err(OperatorError::Invalid(Invalid::ProposalDelayed { .. }))
+    ));
+    assert!(!next.execute(&transfer("2500", "v")).authorized);
+    clock.advance(std::time::Duration::from_secs(3600));
+    let activation = ledger.activate_proposal("P-1").unwrap();
+    assert_eq!(activation.digest, b.digest);
+    assert!(
+        activation.reason.contains("ops1, ops2"),
+        "{}",
+        activation.reason
+    );
+    assert!(next.execute(&transfer("2500", "v")).authorized);
+    assert!(
+        !active.execute(&transfer("120", "v")).authorized,
+        "the old policy decides nothing"
+    );
+    assert!(matches!(
+        ledger.activate_proposal("P-1"),
+        Err(OperatorError::Invalid(Invalid::ProposalDone(_)))
+    ));
+    active.verify().unwrap();
+}
+
+#[test]
+fn a_change_that_only_tightens_needs_one_signature_and_no_delay() {
+    let dir = TempDir::new("policy-tighten");
+    let clock = std::sync::Arc::new(super::ManualClock::default());
+    let active = build(dir.path(), "a.yaml", &signed_policy("500"), &clock);
+    assert!(active.execute(&transfer("120", "v")).authorized);
+    let tighter = build(dir.path(), "b.yaml", &signed_policy("100"), &clock);
+    let b = capfence::Policy::load(dir.path().join("b.yaml")).unwrap();
+    let proposed = active.ledger().propose(&b, "ops3").unwrap();
+    assert!(
+        proposed.proposal.loosens.is_empty(),
+        "{:?}",
+        proposed.proposal.loosens
+    );
+    active
+        .ledger()
+        .sign_proposal("P-1", &op("ops3", 3))
+        .unwrap();
+    active.ledger().activate_proposal("P-1").unwrap();
+    assert!(!tighter.execute(&transfer("120", "v")).authorized);
+    assert!(tighter.execute(&transfer("90", "v")).authorized);
+    tighter.verify().unwrap();
+    // A proposal of a change to a policy no longer active is stale.
+    let a = capfence::Policy::load(dir.path().join("a.yaml")).unwrap();
+    active.ledger().propose(&a, "ops3").unwrap();
+    let again = active.ledger().propose(&b, "ops3");
+    assert!(matches!(
+        again,
+        Err(OperatorError::Invalid(
+            capfence::ledger::Invalid::AlreadyActive(_)
+        ))
+    ));
+}
+
+#[test]
+fn verify_refuses_an_activation_that_skipped_its_proposal() {
+    let dir = TempDir::new("policy-forged");
+    let clock = std::sync::Arc::new(super::ManualClock::default());
+    let active = build(dir.path(), "a.yaml", &signed_policy("500"), &clock);
+    assert!(active.execute(&transfer("120", "v")).authorized);
+    let _tighter = build(dir.path(), "b.yaml", &signed_policy("100"), &clock);
+    let b = capfence::Policy::load(dir.path().join("b.yaml")).unwrap();
+    active.ledger().propose(&b, "ops3").unwrap();
+    active
+        .ledger()
+        .sign_proposal("P-1", &op("ops3", 3))
+        .unwrap();
+    active.ledger().activate_proposal("P-1").unwrap();
+    active.verify().unwrap();
+    // The same-user attacker rewrites the activation (the last record) so
+    // it cites no proposal, and re-seals it: the chain links, but an
+    // activation by name under a policy with approvers is refused.
+    let last = active.ledger().records().unwrap().pop().unwrap();
+    assert_eq!(last.decision, RecordKind::Activate);
+    let mut view = last.view();
+    view.approval_id = None;
+    let hash = String::from_utf8(view.hash_hex(&mut Vec::new()).to_vec()).unwrap();
+    sql(&dir.path().join("state"))
+        .execute(
+            "UPDATE audit SET approval_id = NULL, hash = ?1 WHERE seq = ?2",
+            rusqlite::params![hash, last.seq as i64],
+        )
+        .unwrap();
+    sql(&dir.path().join("state"))
+        .execute(
+            "UPDATE capfence_meta SET value = ?1 WHERE key LIKE '%policy.active%'",
+            [format!("{} {}", last.seq, b.digest)],
+        )
+        .unwrap();
+    let o = capfence(&dir.path().join("state"), &["verify"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("activated by name while policy"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn the_cli_proposes_signs_and_activates() {
+    let dir = TempDir::new("policy-cli");
+    let state = dir.path().join("state");
+    let text_a = signed_policy("500").replace("  delay: 1h\n", "");
+    std::fs::write(dir.path().join("a.yaml"), &text_a).unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&b, text_a.replace("amount_lte: 500", "amount_lte: 5000")).unwrap();
+    let decide = |policy: &Path, amount: u32| {
+        let line = format!(
+            r#"{{"actor":"bot","capability":"payments.transfer","environment":"production","risk":"low","payload":{{"amount":{amount}}}}}"#
+        );
+        let o = capfence(
+            &state,
+            &["decide", "--policy", policy.to_str().unwrap()],
+            &format!("{line}\n"),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["decision"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(decide(&a, 120), "allow");
+    assert_eq!(decide(&a, 2500), "deny");
+    let o = capfence(
+        &state,
+        &["policy", "propose", b.to_str().unwrap(), "--by", "dev"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("proposed P-1"), "{out}");
+    assert!(out.contains("toward allow"), "{out}");
+    assert!(out.contains("replay: of 2 calls"), "{out}");
+    assert!(out.contains("deny -> allow: 1"), "{out}");
+    for (name, seed) in [("ops1", 1u8), ("ops2", 2)] {
+        let key = dir.path().join(format!("{name}.key"));
+        op(name, seed).write_new(&key).unwrap();
+        if name == "ops2" {
+            // One signature is not enough: exit 1, nothing activated.
+            let o = capfence(&state, &["policy", "activate", "P-1"], "");
+            assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+            assert!(text(&o).contains("needs 2"), "{}", text(&o));
+        }
+        let o = capfence(
+            &state,
+            &["policy", "approve", "P-1", "--key", key.to_str().unwrap()],
+            "",
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let o = capfence(&state, &["policy", "activate", "P-1"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(decide(&b, 2500), "allow");
+    assert_eq!(decide(&a, 120), "deny");
+    let o = capfence(&state, &["policy", "show"], "");
+    assert!(text(&o).contains("P-1 by dev"), "{}", text(&o));
+    assert!(
+        text(&o).contains("signed by ops1, ops2; activated"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(capfence(&state, &["verify"], "").status.code(), Some(0));
+}

@@ -85,8 +85,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             tree::prove(&place, seq, checkpoint.as_deref())
         }
         Command::Policy(PolicyCommand::Show { text }) => operate::policy_show(&place, text),
-        Command::Policy(PolicyCommand::Activate { policy, by }) => {
-            operate::policy_activate(&place, &policy, &by)
+        Command::Policy(PolicyCommand::Activate { target, by }) => {
+            operate::policy_activate(&place, &target, by.as_deref())
+        }
+        Command::Policy(PolicyCommand::Propose { policy, by, since }) => {
+            operate::policy_propose(&place, &policy, &by, since)
+        }
+        Command::Policy(PolicyCommand::Approve { proposal, key }) => {
+            operate::policy_approve(&place, &proposal, &key)
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -183,14 +183,37 @@ pub enum PolicyCommand {
         #[arg(long)]
         text: bool,
     },
-    /// Activate a policy file by an operator's name: only where the active
-    /// policy lists no approvers (unauthenticated).
-    Activate {
-        /// The policy file.
+    /// Propose a policy in place of the active one: prints the proposal id,
+    /// the exact diff (and which way each region moves) and how the ledger's
+    /// past calls would have been decided.
+    Propose {
+        /// The proposed policy file.
         policy: PathBuf,
-        /// The operator's name, recorded.
+        /// Who proposes it (recorded).
         #[arg(long)]
         by: String,
+        /// Replay the calls decided since this long ago (`30d`, `12h`).
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        since: Duration,
+    },
+    /// Sign a proposal with an approver's key (one the active policy lists
+    /// for policy changes).
+    Approve {
+        /// The proposal (`P-1`).
+        proposal: String,
+        /// The approver's key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Activate a proposal (`P-1`) once enough approvers signed it and its
+    /// delay passed; or a policy file by an operator's name (`--by`), only
+    /// where the active policy lists no approvers.
+    Activate {
+        /// `P-<n>`, or a policy file.
+        target: String,
+        /// The operator's name, for a policy file.
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 

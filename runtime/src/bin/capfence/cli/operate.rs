@@ -195,6 +195,7 @@ pub fn policy_show(place: &Place, text: bool) -> Result<ExitCode, Failure> {
     let ledger = place.ledger(true)?;
     let active = ledger.active_policy().map_err(|e| e.to_string())?;
     let history = ledger.policy_history().map_err(|e| e.to_string())?;
+    let proposals = ledger.proposals().map_err(|e| e.to_string())?;
     let Some(active) = active else {
         println!("no active policy: the ledger activates the first policy that decides on it");
         return Ok(ExitCode::SUCCESS);
@@ -211,6 +212,31 @@ pub fn policy_show(place: &Place, text: bool) -> Result<ExitCode, Failure> {
     for a in &history {
         println!("  record {:<6} {} {} by {}", a.seq, a.time, a.digest, a.by);
     }
+    if !proposals.is_empty() {
+        println!("proposals:");
+    }
+    for p in &proposals {
+        println!(
+            "  {} by {} {} of {}: {}; signed by {}{}",
+            capfence::ledger::proposal_label(p.id),
+            p.by,
+            p.digest,
+            p.base,
+            if p.loosens.is_empty() {
+                "tightens"
+            } else {
+                "loosens"
+            },
+            if p.signers.is_empty() {
+                "nobody".to_owned()
+            } else {
+                p.signers.join(", ")
+            },
+            p.activated
+                .map(|seq| format!("; activated (record {seq})"))
+                .unwrap_or_default()
+        );
+    }
     if let (true, Some(a)) = (text, current) {
         println!("text:");
         print!("{}", a.text);
@@ -218,12 +244,113 @@ pub fn policy_show(place: &Place, text: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `policy activate FILE --by NAME`.
-pub fn policy_activate(place: &Place, path: &Path, by: &str) -> Result<ExitCode, Failure> {
-    let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
-    match place.ledger(false)?.activate_unsigned(&policy, by) {
+/// `policy activate P-1` or `policy activate FILE --by NAME`.
+pub fn policy_activate(place: &Place, target: &str, by: Option<&str>) -> Result<ExitCode, Failure> {
+    let ledger = place.ledger(false)?;
+    let done = if target.starts_with("P-") || target.starts_with("p-") {
+        if by.is_some() {
+            return Err("a proposal is activated by its signatures: no --by".to_owned());
+        }
+        ledger.activate_proposal(target)
+    } else {
+        let Some(by) = by else {
+            return Err(
+                "activating a policy file needs --by NAME (and an active policy that lists no \
+                 approvers); otherwise propose it (`capfence policy propose`)"
+                    .to_owned(),
+            );
+        };
+        let policy = capfence::Policy::load(Path::new(target)).map_err(|e| e.to_string())?;
+        ledger.activate_unsigned(&policy, by)
+    };
+    match done {
         Ok(a) => {
-            println!("activated {} by {} (record {})", a.digest, a.by, a.seq);
+            println!(
+                "activated {} by {} (record {}): {}",
+                a.digest, a.by, a.seq, a.reason
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+/// `policy propose FILE --by NAME [--since D]`.
+pub fn policy_propose(
+    place: &Place,
+    path: &Path,
+    by: &str,
+    since: std::time::Duration,
+) -> Result<ExitCode, Failure> {
+    let policy = capfence::Policy::load(path).map_err(|e| e.to_string())?;
+    let ledger = place.ledger(true)?;
+    let proposed = match ledger.propose(&policy, by) {
+        Ok(p) => p,
+        Err(e) => return refused(e),
+    };
+    let p = &proposed.proposal;
+    let label = capfence::ledger::proposal_label(p.id);
+    println!("proposed {label}: {} in place of {}", p.digest, p.base);
+    match &proposed.diff {
+        Some(diff) => print!("{}", diff.render_human()),
+        None => println!("diff: the policies are too complex to compare exactly"),
+    }
+    if p.loosens.is_empty() {
+        println!("direction: it only tightens: one approver's signature activates it, no delay");
+    } else {
+        println!("direction: it loosens the active policy:");
+        for l in &p.loosens {
+            println!("  {l}");
+        }
+    }
+    let cutoff = capfence::clock::Clock::now_micros(&capfence::clock::SystemClock)
+        .saturating_sub(i64::try_from(since.as_micros()).unwrap_or(i64::MAX));
+    let impact = ledger
+        .replay_impact(&policy, cutoff)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "replay: of {} calls decided since {}, {} would be decided differently{}",
+        impact.replayed,
+        rfc3339(cutoff),
+        impact.changed.values().sum::<usize>(),
+        if impact.windowed > 0 {
+            format!(
+                " ({} decided on velocity windows are not replayed)",
+                impact.windowed
+            )
+        } else {
+            String::new()
+        }
+    );
+    for ((old, new), count) in &impact.changed {
+        let examples: Vec<String> = impact
+            .examples
+            .get(&(old.clone(), new.clone()))
+            .map(|e| {
+                e.iter()
+                    .map(|(seq, cap)| format!("record {seq} {cap}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!("  {old} -> {new}: {count} (e.g. {})", examples.join(", "));
+    }
+    println!(
+        "sign it: capfence policy approve {label} --key FILE; then: capfence policy activate {label}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policy approve P-1 --key FILE`.
+pub fn policy_approve(place: &Place, proposal: &str, key: &Path) -> Result<ExitCode, Failure> {
+    let key = load_key(key)?;
+    match place.ledger(true)?.sign_proposal(proposal, &key) {
+        Ok(p) => {
+            println!(
+                "{} signed {}: signed by {}",
+                key.name(),
+                capfence::ledger::proposal_label(p.id),
+                p.signers.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => refused(e),
