@@ -258,6 +258,14 @@ fn operator_error(e: capfence::OperatorError) -> PyErr {
         E::NotPending { .. } | E::Expired(_) | E::AlreadyRevoked { .. } => {
             InvalidState::new_err(e.to_string())
         }
+        E::Invalid(
+            capfence::ledger::Invalid::ProposalUnsigned { .. }
+            | capfence::ledger::Invalid::ProposalDelayed { .. }
+            | capfence::ledger::Invalid::ProposalDone(_)
+            | capfence::ledger::Invalid::ProposalStale { .. }
+            | capfence::ledger::Invalid::AlreadySigned { .. }
+            | capfence::ledger::Invalid::AlreadyActive(_),
+        ) => InvalidState::new_err(e.to_string()),
         E::Invalid(_) | E::Caps(_) => InvalidArgument::new_err(e.to_string()),
         E::Refused(_) => OperatorRefused::new_err(e.to_string()),
         E::Store(s) => storage_error(s),
@@ -430,6 +438,40 @@ impl PyRuntime {
     /// Verifies the audit chain: `(records, head hash)`; raises on a fault.
     fn verify(&self, py: Python<'_>) -> PyResult<(u64, String)> {
         py.detach(|| self.runtime.verify()).map_err(verify_error)
+    }
+
+    /// The digest of the policy the ledger holds active (`None` before the
+    /// first decision on a fresh ledger).
+    fn active_policy(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.runtime.ledger().active_policy())
+            .map(|a| a.map(|a| a.digest))
+            .map_err(|e| storage_error(&e))
+    }
+
+    /// Proposes the policy file at `path` in place of the active one, by
+    /// `by`: the proposal's id (`P-1`).
+    fn propose_policy(&self, py: Python<'_>, path: PathBuf, by: &str) -> PyResult<String> {
+        let policy =
+            capfence::Policy::load(&path).map_err(|e| PolicyError::new_err(e.to_string()))?;
+        py.detach(|| self.runtime.ledger().propose(&policy, by))
+            .map(|p| capfence::ledger::proposal_label(p.proposal.id))
+            .map_err(operator_error)
+    }
+
+    /// Signs proposal `proposal` with `key` (an approver the active policy
+    /// names for policy changes).
+    fn sign_policy(&self, py: Python<'_>, proposal: &str, key: &PyOperatorKey) -> PyResult<()> {
+        py.detach(|| self.runtime.ledger().sign_proposal(proposal, &key.key))
+            .map(|_| ())
+            .map_err(operator_error)
+    }
+
+    /// Activates proposal `proposal` once the active policy's quorum has
+    /// signed and its delay passed: the new active digest.
+    fn activate_policy(&self, py: Python<'_>, proposal: &str) -> PyResult<String> {
+        py.detach(|| self.runtime.ledger().activate_proposal(proposal))
+            .map(|a| a.digest)
+            .map_err(operator_error)
     }
 }
 

@@ -176,3 +176,33 @@ def test_a_runtime_on_an_edited_policy_file_denies_every_call(tmp_path):
         assert verdict.decision == "deny" and not verdict.authorized
         assert "is not the ledger's active policy" in verdict.reason
     assert first.execute(transfer(120)).authorized
+
+
+def test_a_policy_change_is_proposed_signed_and_activated(tmp_path):
+    ops1, ops2 = capfence.OperatorKey.generate("ops1"), capfence.OperatorKey.generate("ops2")
+    signed = (
+        f"approvers:\n  ops1: {ops1.public_key}\n  ops2: {ops2.public_key}\n"
+        "policy_changes:\n  approvals: 2\n" + POLICY
+    )
+    (tmp_path / "a.yaml").write_text(signed)
+    looser = signed.replace("amount_gt: 500.0", "amount_gt: 5000.0")
+    (tmp_path / "b.yaml").write_text(looser.replace("amount_lte: 500.0", "amount_lte: 5000.0"))
+    state = str(tmp_path / "state")
+    active = ActionRuntime.from_policy(str(tmp_path / "a.yaml"), state_dir=state)
+    assert active.execute(transfer(120)).authorized
+    assert active.active_policy() is not None
+    proposed = ActionRuntime.from_policy(str(tmp_path / "b.yaml"), state_dir=state)
+    assert proposed.execute(transfer(120)).decision == "deny"
+    pid = active.propose_policy(str(tmp_path / "b.yaml"), "dev")
+    assert pid == "P-1"
+    with pytest.raises(capfence.OperatorRefused):
+        active.sign_policy(pid, capfence.OperatorKey.generate("mallory"))
+    active.sign_policy(pid, ops1)
+    with pytest.raises(capfence.InvalidState, match="needs 2"):
+        active.activate_policy(pid)
+    active.sign_policy(pid, ops2)
+    digest = active.activate_policy(pid)
+    assert active.active_policy() == digest
+    assert proposed.execute(transfer(900)).authorized
+    assert not active.execute(transfer(120)).authorized
+    active.verify()

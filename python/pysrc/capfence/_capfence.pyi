@@ -89,6 +89,14 @@ class ActionRuntime:
         uses: Optional[int] = None,
     ) -> str: ...
     def verify(self) -> Tuple[int, str]: ...
+    def active_policy(self) -> Optional[str]:
+        """The digest of the ledger's active policy (None before the first decision)."""
+    def propose_policy(self, path: str, by: str) -> str:
+        """Propose a policy file in place of the active one; returns its id (P-1)."""
+    def sign_policy(self, proposal: str, key: OperatorKey) -> None:
+        """Sign a proposal (raises OperatorRefused for a key the active policy does not list)."""
+    def activate_policy(self, proposal: str) -> str:
+        """Activate a proposal once enough approvers signed it and its delay passed."""
 
 class OperatorKey:
     @staticmethod
