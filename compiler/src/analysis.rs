@@ -322,7 +322,8 @@ impl<'p> Analysis<'p> {
             Code::UnauthenticatedApprovals,
             Severity::Warning,
             "the policy has require_approval rules but no `approvers:`: approvals are not \
-             authenticated, and any process that can write the ledger can approve"
+             authenticated, and any process that can write the ledger can approve (or activate \
+             another policy by name)"
                 .to_owned(),
         );
         d.notes.push(
