@@ -169,12 +169,13 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "policy_name",
     "version",
     "unicode_fields",
     "approvers",
     "policy_changes",
+    "witnesses",
     "tools",
     "deny",
     "require_approval",
@@ -330,11 +331,13 @@ impl Loader<'_> {
         let mut tools = Vec::new();
         let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut changes = crate::policy::PolicyChanges::default();
+        let mut witnesses = Vec::new();
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
                 "approvers" => {}
                 "policy_changes" => changes = self.policy_changes(value)?,
+                "witnesses" => witnesses = self.key_list(value, "witnesses", "witness")?,
                 "tools" => tools = self.tools(value)?,
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
@@ -357,7 +360,7 @@ impl Loader<'_> {
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
                              `version`, `unicode_fields`, `approvers`, `policy_changes`, \
-                             `tools`, `deny`, `require_approval` and `allow`"
+                             `witnesses`, `tools`, `deny`, `require_approval` and `allow`"
                         ),
                     );
                     err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
@@ -389,6 +392,7 @@ impl Loader<'_> {
             approvers: self.approvers.clone(),
             tools,
             changes,
+            witnesses,
         })
     }
 
@@ -442,13 +446,24 @@ impl Loader<'_> {
     /// 32-byte Ed25519 public key, no key listed under two names (one
     /// person would count twice towards a quorum).
     fn approvers(&self, node: &Node) -> Result<Vec<Approver>, LoadError> {
+        self.key_list(node, "approvers", "approver")
+    }
+
+    /// A map of names to Ed25519 public keys under `key` (`approvers`,
+    /// `witnesses`), each a `noun`.
+    fn key_list(
+        &self,
+        node: &Node,
+        key: &'static str,
+        noun: &str,
+    ) -> Result<Vec<Approver>, LoadError> {
         let NodeKind::Map(entries) = &node.kind else {
             return Err(self.error(
                 LoadErrorKind::Approvers,
                 node.location,
-                Some("approvers"),
+                Some(key),
                 format!(
-                    "`approvers` maps operator names to public keys (`ops1: ed25519:…`), found {}",
+                    "`{key}` maps operator names to public keys (`ops1: ed25519:…`), found {}",
                     node.kind_name()
                 ),
             ));
@@ -460,32 +475,32 @@ impl Loader<'_> {
                 return Err(self.error(
                     LoadErrorKind::Approvers,
                     name_node.location,
-                    Some("approvers"),
+                    Some(key),
                     format!(
-                        "approver name {} is not a plain token (letters, digits, `_-.@:+`)",
+                        "{noun} name {} is not a plain token (letters, digits, `_-.@:+`)",
                         token::escape_for_terminal(&format!("{name:?}"))
                     ),
                 ));
             }
-            let key = self.string(key_node, "approvers")?;
-            if crate::keys::public_key_bytes(&key).is_none() {
+            let public = self.string(key_node, key)?;
+            if crate::keys::public_key_bytes(&public).is_none() {
                 return Err(self.error(
                     LoadErrorKind::Approvers,
                     key_node.location,
-                    Some("approvers"),
+                    Some(key),
                     format!(
-                        "approver `{name}`: the key is not `ed25519:` followed by 32 bytes in \
+                        "{noun} `{name}`: the key is not `ed25519:` followed by 32 bytes in \
                          base64 (`capfence keys new` prints one)"
                     ),
                 ));
             }
-            if let Some(other) = list.iter().find(|a| a.key == key) {
+            if let Some(other) = list.iter().find(|a| a.key == public) {
                 return Err(self.error(
                     LoadErrorKind::Approvers,
                     key_node.location,
-                    Some("approvers"),
+                    Some(key),
                     format!(
-                        "approvers `{}` and `{name}` have the same key: one person would count \
+                        "{key} `{}` and `{name}` have the same key: one person would count \
                          twice towards a quorum",
                         other.name
                     ),
@@ -493,7 +508,7 @@ impl Loader<'_> {
             }
             list.push(Approver {
                 name,
-                key,
+                key: public,
                 location: name_node.location,
             });
         }

@@ -537,6 +537,9 @@ pub struct Policy {
     /// Who must sign a change away from this policy while it is the
     /// ledger's active one (`policy_changes:`).
     pub changes: PolicyChanges,
+    /// Who may sign and countersign checkpoints besides the approvers
+    /// (`witnesses:`): names and Ed25519 public keys, in file order.
+    pub witnesses: Vec<Approver>,
 }
 
 /// `policy_changes: {approvals: N, approvers: [..], delay: 24h}`: what a

@@ -24,7 +24,7 @@ fn setup(dir: &Path) -> (String, String) {
     std::fs::write(
         &policy,
         format!(
-            "approvers:\n  ops1: {}\n  witness1: {}\nallow:\n  - capability: payments.transfer\n    amount_lte: 500\n",
+            "approvers:\n  ops1: {}\nwitnesses:\n  witness1: {}\nallow:\n  - capability: payments.transfer\n    amount_lte: 500\n",
             ops1().public_key(),
             witness().public_key()
         ),

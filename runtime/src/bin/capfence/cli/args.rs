@@ -67,7 +67,7 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
         /// A checkpoint (`audit checkpoint`): its signatures are checked
-        /// against the policy's approvers (needs --policy) and the ledger
+        /// against the policy's approvers and witnesses (needs --policy) and the ledger
         /// must still hold its records, with its root at its size.
         #[arg(long, value_name = "FILE", requires = "policy")]
         checkpoint: Option<PathBuf>,

@@ -129,7 +129,7 @@ pub fn prove(place: &Place, seq: u64, checkpoint: Option<&Path>) -> Result<ExitC
 }
 
 /// Holds the ledger to the checkpoint in `file`: signed by a key the policy
-/// lists, of this ledger, and the ledger still holds its records with its
+/// lists (under `approvers:` or `witnesses:`), of this ledger, and the ledger still holds its records with its
 /// root at its size (checked again by a consistency proof to the ledger's
 /// present tree). `Ok(Err(fault))` is a finding.
 pub fn hold_to(
@@ -141,6 +141,7 @@ pub fn hold_to(
     let keys: Vec<(String, String)> = policy
         .approvers
         .iter()
+        .chain(&policy.witnesses)
         .map(|a| (a.name.clone(), a.key.clone()))
         .collect();
     let signers = match checkpoint.verified_by(&keys) {
