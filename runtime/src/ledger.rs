@@ -13,6 +13,7 @@ mod proposal;
 mod queue;
 mod verify;
 pub use policy::{Activation, ActivePolicy, FIRST_USE};
+
 pub use proposal::{Impact, Proposal, Proposed, proposal_label};
 pub use verify::TimeReversal;
 
@@ -120,6 +121,47 @@ struct Inner {
     queue: Mutex<Queue>,
     /// The gathering leader waits here for more jobs.
     gather: Condvar,
+    /// Checkpoints written as the chain grows, if asked for.
+    checkpoints: std::sync::OnceLock<Checkpoints>,
+}
+
+/// Signed checkpoints written every `every` records to `dir`.
+pub struct Checkpoints {
+    /// How many records apart.
+    pub every: u64,
+    /// The directory they are written to (`checkpoint-<size>`, never
+    /// overwritten).
+    pub dir: std::path::PathBuf,
+    /// The key that signs them.
+    pub key: crate::signing::OperatorKey,
+    /// The size of the last checkpoint written (one writer at a time).
+    last: Mutex<u64>,
+}
+
+impl Checkpoints {
+    /// Checkpoints every `every` records (at least 1) into `dir`, signed by
+    /// `key`.
+    pub fn new(
+        every: u64,
+        dir: impl Into<std::path::PathBuf>,
+        key: crate::signing::OperatorKey,
+    ) -> Checkpoints {
+        Checkpoints {
+            every: every.max(1),
+            dir: dir.into(),
+            key,
+            last: Mutex::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("every", &self.every)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The audit chain and approval state; a cheap, cloneable handle.
@@ -133,6 +175,9 @@ impl std::fmt::Debug for Ledger {
         f.debug_struct("Ledger").finish_non_exhaustive()
     }
 }
+
+/// The note holding the Merkle tree's right edge.
+const FRONTIER_NOTE: &str = "merkle.frontier";
 
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
@@ -148,6 +193,7 @@ impl Ledger {
                 ticket_ttl,
                 queue: Mutex::new(Queue::default()),
                 gather: Condvar::new(),
+                checkpoints: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -169,6 +215,106 @@ impl Ledger {
             Ok(())
         })?;
         head.ok_or_else(|| StoreError::Io("no head".to_owned().into()))
+    }
+
+    /// Writes a signed checkpoint every `checkpoints.every` records from
+    /// now on (set once; later calls are ignored).
+    pub fn write_checkpoints(&self, checkpoints: Checkpoints) {
+        let _ = self.inner.checkpoints.set(checkpoints);
+    }
+
+    /// After a commit that left the chain at `head`: writes a checkpoint
+    /// when the chain crossed a multiple of the interval since the last.
+    /// A checkpoint that cannot be written is reported, never a decision's
+    /// fault.
+    pub(crate) fn checkpoint_if_due(&self, head: u64) {
+        let Some(cp) = self.inner.checkpoints.get() else {
+            return;
+        };
+        let Ok(mut last) = cp.last.lock() else {
+            return;
+        };
+        if head / cp.every <= *last / cp.every {
+            return;
+        }
+        match self.write_checkpoint(cp) {
+            Ok(size) => *last = size,
+            Err(e) => {
+                tracing::warn!(target: "capfence::checkpoint", error = %e, "checkpoint not written")
+            }
+        }
+    }
+
+    fn write_checkpoint(&self, cp: &Checkpoints) -> Result<u64, String> {
+        let (size, root) = self.tree_head().map_err(|e| e.to_string())?;
+        let first = self
+            .records_from(1, 1)
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or("the ledger is empty")?;
+        let origin = crate::checkpoint::origin_of(&first.hash);
+        let note = crate::checkpoint::Checkpoint::signed(&origin, size, root, &cp.key).render();
+        std::fs::create_dir_all(&cp.dir).map_err(|e| e.to_string())?;
+        let file = cp.dir.join(format!("checkpoint-{size:012}"));
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        f.write_all(note.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(size)
+    }
+
+    /// Up to `count` records from `seq` on.
+    fn records_from(&self, seq: u64, count: u64) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.inner.store.transaction(&mut |tx| {
+            out.clear();
+            for s in seq..seq.saturating_add(count) {
+                match tx.record_at(s)? {
+                    Some(r) => out.push(r),
+                    None => break,
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The tree's size and root now, kept incrementally: a note holds the
+    /// tree's right edge ([`crate::merkle::Frontier`]) as of some size, and
+    /// only the records after it are read and added (then the note moves
+    /// on). A note ahead of the chain (a cut ledger) is not trusted: the
+    /// tree is then rebuilt from the first record.
+    pub fn tree_head(&self) -> Result<(u64, crate::merkle::Hash), StoreError> {
+        let mut out = None;
+        self.inner.store.transaction(&mut |tx| {
+            let (head, _) = tx.head()?;
+            let mut frontier = tx
+                .note(FRONTIER_NOTE)?
+                .and_then(|t| crate::merkle::Frontier::from_text(&t))
+                .filter(|f| f.size() <= head)
+                .unwrap_or_default();
+            let from = frontier.size();
+            for seq in frontier.size() + 1..=head {
+                let record = tx.record_at(seq)?.ok_or_else(|| {
+                    StoreError::Invalid(format!("record {seq} is missing below the head").into())
+                })?;
+                let leaf = crate::merkle::leaf_of_hex(&record.hash).ok_or_else(|| {
+                    StoreError::Invalid(format!("record {seq}'s hash is not 64 hex digits").into())
+                })?;
+                frontier.push(leaf);
+            }
+            if frontier.size() != from {
+                tx.set_note(FRONTIER_NOTE, &frontier.to_text())?;
+            }
+            out = Some((frontier.size(), frontier.root()));
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Invalid("no tree head".into()))
     }
 
     /// The Merkle leaves of every record in chain order, and the ledger's

@@ -205,6 +205,65 @@ pub fn verify_consistency(
     snode == 0 && fr == *old_root && sr == *new_root
 }
 
+/// The right edge of a tree as leaves are appended: the roots of its
+/// complete subtrees, largest first (one per set bit of the size). Enough to
+/// give the root after each append in O(log n), without the leaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    nodes: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The number of leaves appended.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = leaf;
+        let mut size = self.size;
+        while size & 1 == 1 {
+            match self.nodes.pop() {
+                Some(left) => node = node_hash(&left, &node),
+                None => break,
+            }
+            size >>= 1;
+        }
+        self.nodes.push(node);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.nodes.iter().rev();
+        let Some(last) = nodes.next() else {
+            return empty_root();
+        };
+        nodes.fold(*last, |right, left| node_hash(left, &right))
+    }
+
+    /// `SIZE HEX,HEX,…`, as a note holds it.
+    pub fn to_text(&self) -> String {
+        let nodes: Vec<String> = self.nodes.iter().map(to_hex).collect();
+        format!("{} {}", self.size, nodes.join(","))
+    }
+
+    /// Reads [`to_text`](Self::to_text); `None` for anything else, or for
+    /// a node count that does not match the size.
+    pub fn from_text(text: &str) -> Option<Frontier> {
+        let (size, nodes) = text.split_once(' ')?;
+        let size: u64 = size.parse().ok()?;
+        let nodes: Vec<Hash> = if nodes.is_empty() {
+            Vec::new()
+        } else {
+            nodes.split(',').map(from_hex).collect::<Option<_>>()?
+        };
+        (nodes.len() == size.count_ones() as usize).then_some(Frontier { size, nodes })
+    }
+}
+
 /// Lowercase hex.
 pub fn to_hex(hash: &Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
@@ -326,6 +385,27 @@ mod tests {
         }
         assert!(inclusion_proof(3, &leaves[..3]).is_none());
         assert!(consistency_proof(0, &leaves).is_none());
+    }
+
+    #[test]
+    fn the_frontier_gives_every_root_and_survives_its_text() {
+        let leaves: Vec<Hash> = (0u8..70).map(|i| leaf_hash(&[i; 32])).collect();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), empty_root());
+        for n in 1..=leaves.len() {
+            frontier.push(leaves[n - 1]);
+            assert_eq!(frontier.root(), root(&leaves[..n]), "size {n}");
+            assert_eq!(
+                Frontier::from_text(&frontier.to_text()),
+                Some(frontier.clone())
+            );
+        }
+        assert_eq!(
+            Frontier::from_text("3 "),
+            None,
+            "three leaves need two nodes"
+        );
+        assert_eq!(Frontier::from_text("0 "), Some(Frontier::default()));
     }
 
     #[test]

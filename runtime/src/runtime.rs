@@ -158,6 +158,7 @@ pub struct RuntimeBuilder {
     store_url: Option<String>,
     clock: SharedClock,
     ticket_ttl: Duration,
+    checkpoints: Option<crate::ledger::Checkpoints>,
 }
 
 impl RuntimeBuilder {
@@ -170,7 +171,17 @@ impl RuntimeBuilder {
             store_url: None,
             clock: Arc::new(SystemClock),
             ticket_ttl: Duration::from_secs(3600),
+            checkpoints: None,
         }
+    }
+
+    /// Writes a signed checkpoint of the ledger's Merkle tree every
+    /// `checkpoints.every` records, into its directory (after the commit
+    /// that crossed the mark; a checkpoint that cannot be written is
+    /// reported through `tracing`, never a decision's fault).
+    pub fn checkpoints(mut self, checkpoints: crate::ledger::Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
     }
 
     /// Where the SQLite state lives (default [`default_state_dir`]).
@@ -251,6 +262,9 @@ impl RuntimeBuilder {
         // the record, before the first decision); any other keeps its own,
         // and this runtime's calls are denied unless they agree.
         let ledger = Ledger::new(store, self.clock, self.ticket_ttl);
+        if let Some(checkpoints) = self.checkpoints {
+            ledger.write_checkpoints(checkpoints);
+        }
         Ok(ActionRuntime {
             policy: policy_facts(decider.as_ref()),
             windowed: windowed(&decider),

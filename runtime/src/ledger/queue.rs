@@ -156,7 +156,7 @@ impl Ledger {
         drop(queue);
 
         let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
-        let results = self.commit_batch(&jobs);
+        let (results, head) = self.commit_batch(&jobs);
         let mut mine = Err(StoreError::Invalid(
             "the leader's job was not in its batch".to_owned().into(),
         ));
@@ -172,11 +172,18 @@ impl Ledger {
             Some((_, next)) => next.set(Turn::Lead),
             None => queue.leader = false,
         }
+        drop(queue);
+        if let Some(head) = head {
+            self.checkpoint_if_due(head);
+        }
         mine
     }
 
-    fn commit_batch(&self, batch: &[&Job]) -> Vec<Result<Verdict, StoreError>> {
+    /// Commits a batch: each job's verdict, and the chain's head after it
+    /// (`None` when the transaction failed).
+    fn commit_batch(&self, batch: &[&Job]) -> (Vec<Result<Verdict, StoreError>>, Option<u64>) {
         let mut verdicts = Vec::with_capacity(batch.len());
+        let mut head = None;
         let ttl = micros(self.inner.ticket_ttl);
         let result = self.inner.store.transaction(&mut |tx| {
             verdicts.clear();
@@ -245,9 +252,11 @@ impl Ledger {
                 append(tx, record)?;
                 verdicts.push(verdict);
             }
+            head = Some(tx.head()?.0);
             Ok(())
         });
-        match result {
+        let committed = result.is_ok();
+        let results = match result {
             Ok(()) if verdicts.len() == batch.len() => verdicts.into_iter().map(Ok).collect(),
             Ok(()) => batch
                 .iter()
@@ -258,7 +267,8 @@ impl Ledger {
                 })
                 .collect(),
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-        }
+        };
+        (results, head.filter(|_| committed))
     }
 }
 

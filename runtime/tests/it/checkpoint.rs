@@ -316,3 +316,89 @@ fn proofs_check_out_with_an_independent_implementation() {
         text(&out)
     );
 }
+
+#[test]
+fn the_sidecar_writes_a_checkpoint_every_n_records_and_each_verifies() {
+    let dir = TempDir::new("checkpoint-every");
+    let (policy, key) = setup(dir.path());
+    let state = dir.path().join("state");
+    let cps = dir.path().join("cps");
+    let lines: String = (0..10)
+        .map(|i| {
+            format!(
+                r#"{{"actor":"agent","capability":"payments.transfer","environment":"production","risk":"low","payload":{{"amount":{}}}}}"#,
+                10 + i
+            ) + "\n"
+        })
+        .collect();
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(&state)
+        .args([
+            "decide",
+            "--policy",
+            &policy,
+            "--checkpoint-every",
+            "4",
+            "--checkpoint-dir",
+            cps.to_str().unwrap(),
+            "--checkpoint-key",
+            &key,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    // 11 records (the activation and 10 decisions): marks at 4 and 8.
+    let mut written: Vec<String> = std::fs::read_dir(&cps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert!(written.len() >= 2, "{written:?}");
+    for name in &written {
+        let file = cps.join(name);
+        let note =
+            capfence::checkpoint::Checkpoint::parse(&std::fs::read_to_string(&file).unwrap())
+                .unwrap();
+        assert_eq!(name, &format!("checkpoint-{:012}", note.size));
+        let o = capfence(
+            &state,
+            &[
+                "verify",
+                "--policy",
+                &policy,
+                "--checkpoint",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o));
+    }
+    // The incremental tree head agrees with the tree over every leaf.
+    let rt = ActionRuntime::builder(policy.as_str())
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let (_, leaves) = rt.ledger().tree().unwrap();
+    assert_eq!(
+        rt.ledger().tree_head().unwrap(),
+        (leaves.len() as u64, capfence::merkle::root(&leaves))
+    );
+    // A frontier note ahead of a cut chain is not trusted.
+    sql(&state)
+        .execute("DELETE FROM audit WHERE seq > 5", [])
+        .unwrap();
+    let (_, leaves) = rt.ledger().tree().unwrap();
+    assert_eq!(
+        rt.ledger().tree_head().unwrap(),
+        (5, capfence::merkle::root(&leaves))
+    );
+}

@@ -44,7 +44,18 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         store: cli.store,
     };
     match cli.command {
-        Command::Decide { policy } => commands::decide(&place, &policy),
+        Command::Decide {
+            policy,
+            checkpoint_every,
+            checkpoint_dir,
+            checkpoint_key,
+        } => {
+            let checkpoints = match (checkpoint_every, checkpoint_dir, checkpoint_key) {
+                (Some(every), Some(dir), Some(key)) => Some((every, dir, key)),
+                _ => None,
+            };
+            commands::decide(&place, &policy, checkpoints)
+        }
         Command::McpProxy {
             policy,
             actor,

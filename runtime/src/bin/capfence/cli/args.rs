@@ -32,6 +32,16 @@ pub enum Command {
         /// The policy file.
         #[arg(long)]
         policy: PathBuf,
+        /// Write a signed checkpoint every N records (needs
+        /// --checkpoint-dir and --checkpoint-key).
+        #[arg(long, value_name = "N", requires_all = ["checkpoint_dir", "checkpoint_key"])]
+        checkpoint_every: Option<u64>,
+        /// Where checkpoints go (`checkpoint-<size>`).
+        #[arg(long, value_name = "DIR", requires = "checkpoint_every")]
+        checkpoint_dir: Option<PathBuf>,
+        /// The key that signs them.
+        #[arg(long, value_name = "FILE", requires = "checkpoint_every")]
+        checkpoint_key: Option<PathBuf>,
     },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).

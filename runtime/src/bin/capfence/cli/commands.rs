@@ -17,8 +17,17 @@ use super::{Failure, Place, render};
 
 /// `decide`: one verdict JSON line per input line; unreadable input is a
 /// decision too (denied, and on the record).
-pub fn decide(place: &Place, policy: &Path) -> Result<ExitCode, Failure> {
-    let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
+pub fn decide(
+    place: &Place,
+    policy: &Path,
+    checkpoints: Option<(u64, std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<ExitCode, Failure> {
+    let mut builder = place.builder(policy);
+    if let Some((every, dir, key)) = checkpoints {
+        let key = capfence::signing::OperatorKey::load(&key).map_err(|e| e.to_string())?;
+        builder = builder.checkpoints(capfence::ledger::Checkpoints::new(every, dir, key));
+    }
+    let runtime = builder.build().map_err(|e| e.to_string())?;
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for line in Lines::new(stdin) {
