@@ -525,7 +525,11 @@ fn the_cli_proposes_signs_and_activates() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("proposed P-1"), "{out}");
-    assert!(out.contains("toward allow"), "{out}");
+    assert!(
+        out.contains("deny -> allow (default -> allow[0]; toward allow)"),
+        "{out}"
+    );
+    assert!(out.contains("direction: it loosens"), "{out}");
     assert!(out.contains("replay: of 2 calls"), "{out}");
     assert!(out.contains("deny -> allow: 1"), "{out}");
     for (name, seed) in [("ops1", 1u8), ("ops2", 2)] {

@@ -292,7 +292,42 @@ pub fn policy_propose(
     let label = capfence::ledger::proposal_label(p.id);
     println!("proposed {label}: {} in place of {}", p.digest, p.base);
     match &proposed.diff {
-        Some(diff) => print!("{}", diff.render_human()),
+        Some(diff) => {
+            let rank = |k: capfence::DecisionKind| match k {
+                capfence::DecisionKind::Deny => 0,
+                capfence::DecisionKind::RequireApproval => 1,
+                capfence::DecisionKind::Allow => 2,
+            };
+            let rule = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".to_owned());
+            for f in &diff.fields {
+                println!(
+                    "{}: `{}` is required differently (events lacking it or ill-typed change \
+                     between malformed and well-formed)",
+                    f.capability, f.field
+                );
+            }
+            for c in &diff.changes {
+                let way = match rank(c.new.decision).cmp(&rank(c.old.decision)) {
+                    std::cmp::Ordering::Greater => "toward allow",
+                    std::cmp::Ordering::Less => "toward deny",
+                    std::cmp::Ordering::Equal => "another rule",
+                };
+                println!(
+                    "{}: {} -> {} ({} -> {}; {way})",
+                    c.region,
+                    c.old.decision,
+                    c.new.decision,
+                    rule(&c.old.rule),
+                    rule(&c.new.rule)
+                );
+                if let Some(w) = &c.witness {
+                    println!("  e.g. {w}");
+                }
+            }
+            if diff.equivalent() {
+                println!("no change: the two policies decide every event alike");
+            }
+        }
         None => println!("diff: the policies are too complex to compare exactly"),
     }
     if p.loosens.is_empty() {
