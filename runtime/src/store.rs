@@ -11,6 +11,7 @@
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod window;
 

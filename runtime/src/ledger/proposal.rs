@@ -344,7 +344,7 @@ impl Ledger {
         let mut done = None;
         let mut refused = None;
         self.inner.store.transaction(&mut |tx| {
-            let (mut proposal, _) = match Self::proposal_in(tx, label)? {
+            let (mut proposal, _, base) = match self.open_proposal(tx, label)? {
                 Ok(found) => found,
                 Err(e) => {
                     refused = Some(e);
@@ -352,17 +352,6 @@ impl Ledger {
                 }
             };
             let label = proposal_label(proposal.id);
-            if let Some(e) = self.stale(tx, &proposal)? {
-                refused = Some(e);
-                return Ok(());
-            }
-            let Some((_, base_text)) = self.active_text(tx)? else {
-                refused = Some(Invalid::NoActivePolicy.into());
-                return Ok(());
-            };
-            let base = Policy::parse(&base_text, "the active policy").map_err(|_| {
-                StoreError::Invalid("the active policy recorded in the ledger does not load".into())
-            })?;
             let public = key.public_key();
             let Some(listed) = base.approvers.iter().find(|a| a.key == public) else {
                 refused = Some(OperatorError::Refused(Refusal::UnknownKey {
@@ -414,6 +403,30 @@ impl Ledger {
         }
     }
 
+    /// Proposal `label`, the records citing it and the policy it changes
+    /// (the active one), or why it cannot be signed or activated now.
+    #[allow(clippy::type_complexity)]
+    fn open_proposal(
+        &self,
+        tx: &mut dyn Tx,
+        label: &str,
+    ) -> Result<Result<(Proposal, Vec<AuditRecord>, Policy), OperatorError>, StoreError> {
+        let (proposal, records) = match Self::proposal_in(tx, label)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(e) = self.stale(tx, &proposal)? {
+            return Ok(Err(e));
+        }
+        let Some((_, base_text)) = self.active_text(tx)? else {
+            return Ok(Err(Invalid::NoActivePolicy.into()));
+        };
+        let base = Policy::parse(&base_text, "the active policy").map_err(|_| {
+            StoreError::Invalid("the active policy recorded in the ledger does not load".into())
+        })?;
+        Ok(Ok((proposal, records, base)))
+    }
+
     /// Why `proposal` can no longer be signed or activated, if so.
     fn stale(
         &self,
@@ -445,7 +458,7 @@ impl Ledger {
         let mut done = None;
         let mut refused = None;
         self.inner.store.transaction(&mut |tx| {
-            let (proposal, records) = match Self::proposal_in(tx, label)? {
+            let (proposal, records, base) = match self.open_proposal(tx, label)? {
                 Ok(found) => found,
                 Err(e) => {
                     refused = Some(e);
@@ -453,17 +466,6 @@ impl Ledger {
                 }
             };
             let label = proposal_label(proposal.id);
-            if let Some(e) = self.stale(tx, &proposal)? {
-                refused = Some(e);
-                return Ok(());
-            }
-            let Some((_, base_text)) = self.active_text(tx)? else {
-                refused = Some(Invalid::NoActivePolicy.into());
-                return Ok(());
-            };
-            let base = Policy::parse(&base_text, "the active policy").map_err(|_| {
-                StoreError::Invalid("the active policy recorded in the ledger does not load".into())
-            })?;
             let signers = match check_signatures(&proposal, &base, &records) {
                 Ok(s) => s,
                 Err(why) => {

@@ -45,10 +45,11 @@ use postgres::{Client, Config, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use rust_decimal::Decimal;
 
+use super::rows::{self, GrantColumns, TicketColumns, from_i64, to_i64};
 use super::window::{self, WindowHead, WindowRows, decimal_of};
 use super::{Detail, Store, StoreError, Tx, WindowRow, is_postgres_url};
 use crate::approvals::{Grant, Ticket, TicketStatus};
-use crate::audit::{AuditRecord, GENESIS, RecordKind, RecordView};
+use crate::audit::{AuditRecord, GENESIS, RecordView};
 
 /// The schema every table lives in.
 pub const SCHEMA_NAME: &str = "capfence";
@@ -591,14 +592,6 @@ struct PgTx<'c, 's> {
     tolerance: i64,
 }
 
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range").into()))
-}
-
-fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}").into()))
-}
-
 fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
     let get = |e: postgres::Error| StoreError::Invalid(format!("audit row: {e}").into());
     let decision: String = row.try_get(7).map_err(get)?;
@@ -610,12 +603,7 @@ fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
         environment: row.try_get(4).map_err(get)?,
         risk: row.try_get(5).map_err(get)?,
         payload: row.try_get(6).map_err(get)?,
-        decision: RecordKind::parse(&decision).ok_or_else(|| {
-            StoreError::Invalid(
-                format!("audit row: {decision:?} is neither a decision nor an operator action")
-                    .into(),
-            )
-        })?,
+        decision: rows::record_kind(&decision)?,
         rule: row.try_get(8).map_err(get)?,
         reason: row.try_get(9).map_err(get)?,
         approval_id: row.try_get(10).map_err(get)?,
@@ -627,50 +615,42 @@ fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
 
 fn ticket_from_row(row: &Row) -> Result<Ticket, StoreError> {
     let get = |e: postgres::Error| StoreError::Invalid(format!("ticket row: {e}").into());
-    let id: i64 = row.try_get(0).map_err(get)?;
-    let status: String = row.try_get(8).map_err(get)?;
-    Ok(Ticket {
-        id: from_i64(id)?,
-        event_key: row.try_get(1).map_err(get)?,
-        actor: row.try_get(2).map_err(get)?,
-        capability: row.try_get(3).map_err(get)?,
-        environment: row.try_get(4).map_err(get)?,
-        risk: row.try_get(5).map_err(get)?,
-        payload: row.try_get(6).map_err(get)?,
-        rule: row.try_get(7).map_err(get)?,
-        status: TicketStatus::parse(&status).ok_or_else(|| {
-            StoreError::Invalid(format!("ticket {id} has status {status:?}").into())
-        })?,
-        created_at: row.try_get(9).map_err(get)?,
-        expires_at: row.try_get(10).map_err(get)?,
-        decided_by: row.try_get(11).map_err(get)?,
-    })
+    TicketColumns {
+        id: row.try_get(0).map_err(get)?,
+        status: row.try_get(8).map_err(get)?,
+        ticket: Ticket {
+            id: 0,
+            event_key: row.try_get(1).map_err(get)?,
+            actor: row.try_get(2).map_err(get)?,
+            capability: row.try_get(3).map_err(get)?,
+            environment: row.try_get(4).map_err(get)?,
+            risk: row.try_get(5).map_err(get)?,
+            payload: row.try_get(6).map_err(get)?,
+            rule: row.try_get(7).map_err(get)?,
+            status: TicketStatus::Pending,
+            created_at: row.try_get(9).map_err(get)?,
+            expires_at: row.try_get(10).map_err(get)?,
+            decided_by: row.try_get(11).map_err(get)?,
+        },
+    }
+    .finish()
 }
 
 fn grant_from_row(row: &Row) -> Result<Grant, StoreError> {
     let get = |e: postgres::Error| StoreError::Invalid(format!("grant row: {e}").into());
-    let id: i64 = row.try_get(0).map_err(get)?;
-    let caps: String = row.try_get(7).map_err(get)?;
-    let uses: Option<i64> = row.try_get(8).map_err(get)?;
-    Ok(Grant {
-        id: from_i64(id)?,
+    GrantColumns {
+        id: row.try_get(0).map_err(get)?,
         actor: row.try_get(1).map_err(get)?,
         capability: row.try_get(2).map_err(get)?,
         environment: row.try_get(3).map_err(get)?,
         granted_by: row.try_get(4).map_err(get)?,
         created_at: row.try_get(5).map_err(get)?,
         expires_at: row.try_get(6).map_err(get)?,
-        caps: crate::approvals::parse_caps(&caps)
-            .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}").into()))?,
-        uses_left: uses
-            .map(|u| {
-                u32::try_from(u)
-                    .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses").into()))
-            })
-            .transpose()?,
+        caps: row.try_get(7).map_err(get)?,
+        uses: row.try_get(8).map_err(get)?,
         revoked_by: row.try_get(9).map_err(get)?,
-        signed: None,
-    })
+    }
+    .finish()
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

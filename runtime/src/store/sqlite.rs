@@ -17,6 +17,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use rust_decimal::Decimal;
 
+use super::rows::{self, GrantColumns, TicketColumns, from_i64, to_i64};
 use super::window::{self, WindowHead, WindowRows, decimal_of};
 use super::{Detail, Store, StoreError, Tx, WindowRow};
 use crate::approvals::{Grant, Ticket, TicketStatus};
@@ -366,19 +367,11 @@ struct SqliteTx<'c> {
     window_heads: window::HeadCache,
 }
 
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is out of range").into()))
-}
-
-fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Invalid(format!("negative id {v}").into()))
-}
-
-fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, String)> {
-    let status: String = row.get(8)?;
-    Ok((
-        row.get(0)?,
-        Ticket {
+fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketColumns> {
+    Ok(TicketColumns {
+        id: row.get(0)?,
+        status: row.get(8)?,
+        ticket: Ticket {
             id: 0,
             event_key: row.get(1)?,
             actor: row.get(2)?,
@@ -392,82 +385,24 @@ fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Ticket, St
             expires_at: row.get(10)?,
             decided_by: row.get(11)?,
         },
-        status,
-    ))
-}
-
-fn finish_ticket((id, mut ticket, status): (i64, Ticket, String)) -> Result<Ticket, StoreError> {
-    ticket.id = from_i64(id)?;
-    ticket.status = TicketStatus::parse(&status)
-        .ok_or_else(|| StoreError::Invalid(format!("ticket {id} has status {status:?}").into()))?;
-    Ok(ticket)
+    })
 }
 
 const TICKET_COLUMNS: &str = "id, event_key, actor, capability, environment, risk, payload, rule, status, created_at, expires_at, decided_by";
 const GRANT_COLUMNS: &str = "id, actor, capability, environment, granted_by, created_at, expires_at, caps, uses_left, revoked_by";
 
-type GrantRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-);
-
-fn grant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-    ))
-}
-
-fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
-    let (
-        id,
-        actor,
-        capability,
-        environment,
-        granted_by,
-        created_at,
-        expires_at,
-        caps,
-        uses,
-        revoked_by,
-    ) = row;
-    let caps = crate::approvals::parse_caps(&caps)
-        .ok_or_else(|| StoreError::Invalid(format!("grant {id} has caps {caps:?}").into()))?;
-    let uses_left = match uses {
-        Some(u) => Some(
-            u32::try_from(u)
-                .map_err(|_| StoreError::Invalid(format!("grant {id} has {u} uses").into()))?,
-        ),
-        None => None,
-    };
-    Ok(Grant {
-        id: from_i64(id)?,
-        actor,
-        capability,
-        environment,
-        granted_by,
-        created_at,
-        expires_at,
-        caps,
-        uses_left,
-        revoked_by,
-        signed: None,
+fn grant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GrantColumns> {
+    Ok(GrantColumns {
+        id: row.get(0)?,
+        actor: row.get(1)?,
+        capability: row.get(2)?,
+        environment: row.get(3)?,
+        granted_by: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        caps: row.get(7)?,
+        uses: row.get(8)?,
+        revoked_by: row.get(9)?,
     })
 }
 
@@ -475,12 +410,8 @@ fn finish_grant(row: GrantRow) -> Result<Grant, StoreError> {
 /// is a conversion error naming it.
 fn record_kind(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<RecordKind> {
     let text: String = row.get(index)?;
-    RecordKind::parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            format!("{text:?} is neither a decision nor an operator action").into(),
-        )
+    rows::record_kind(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
     })
 }
 
@@ -611,8 +542,8 @@ impl Tx for SqliteTx<'_> {
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(classify)?;
-        let newest = rows.into_iter().max_by_key(|(id, _, _)| *id);
-        newest.map(finish_ticket).transpose()
+        let newest = rows.into_iter().max_by_key(|t| t.id);
+        newest.map(TicketColumns::finish).transpose()
     }
 
     fn ticket(&mut self, id: u64) -> Result<Option<Ticket>, StoreError> {
@@ -626,7 +557,7 @@ impl Tx for SqliteTx<'_> {
                     .optional()
             })
             .map_err(classify)?;
-        row.map(finish_ticket).transpose()
+        row.map(TicketColumns::finish).transpose()
     }
 
     fn insert_ticket(&mut self, t: &Ticket) -> Result<u64, StoreError> {
@@ -676,7 +607,7 @@ impl Tx for SqliteTx<'_> {
         capability: &str,
         environment: &str,
     ) -> Result<Vec<Grant>, StoreError> {
-        let rows: Vec<GrantRow> = self
+        let rows: Vec<GrantColumns> = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {GRANT_COLUMNS} FROM grants \
@@ -689,7 +620,7 @@ impl Tx for SqliteTx<'_> {
             .map_err(classify)?;
         let mut grants = rows
             .into_iter()
-            .map(finish_grant)
+            .map(GrantColumns::finish)
             .collect::<Result<Vec<_>, _>>()?;
         grants.sort_by_key(|g| g.id);
         Ok(grants)
@@ -704,7 +635,7 @@ impl Tx for SqliteTx<'_> {
                     .optional()
             })
             .map_err(classify)?;
-        row.map(finish_grant).transpose()
+        row.map(GrantColumns::finish).transpose()
     }
 
     fn insert_grant(&mut self, g: &Grant) -> Result<u64, StoreError> {
@@ -1038,7 +969,7 @@ fn tickets_on(conn: &Connection) -> Result<Vec<Ticket>, StoreError> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(classify)?;
-    rows.into_iter().map(finish_ticket).collect()
+    rows.into_iter().map(TicketColumns::finish).collect()
 }
 
 fn grants_on(conn: &Connection) -> Result<Vec<Grant>, StoreError> {
@@ -1051,7 +982,7 @@ fn grants_on(conn: &Connection) -> Result<Vec<Grant>, StoreError> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(classify)?;
-    rows.into_iter().map(finish_grant).collect()
+    rows.into_iter().map(GrantColumns::finish).collect()
 }
 
 fn window_heads_on(conn: &Connection) -> Result<Vec<(String, String, u64, Decimal)>, StoreError> {

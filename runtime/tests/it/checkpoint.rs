@@ -68,6 +68,12 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `audit checkpoint --key KEY --out OUT` on `state`: exits 0.
+fn checkpoint(state: &Path, key: &str, out: &str) {
+    let o = capfence(state, &["audit", "checkpoint", "--key", key, "--out", out]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -89,11 +95,7 @@ fn a_rolled_back_cut_or_rewritten_ledger_fails_its_checkpoint() {
     decide(&state, &policy, 4);
     let cp = dir.path().join("cp9");
     let cp_text = cp.to_string_lossy().into_owned();
-    let o = capfence(
-        &state,
-        &["audit", "checkpoint", "--key", &key, "--out", &cp_text],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    checkpoint(&state, &key, &cp_text);
     let note = std::fs::read_to_string(&cp).unwrap();
     let lines: Vec<&str> = note.lines().collect();
     assert!(lines[0].starts_with("capfence.ledger/"), "{note}");
@@ -156,11 +158,7 @@ fn only_a_checkpoint_signed_by_a_listed_key_counts() {
     decide(&state, &policy, 3);
     let cp = dir.path().join("cp");
     let cp_text = cp.to_string_lossy().into_owned();
-    let o = capfence(
-        &state,
-        &["audit", "checkpoint", "--key", &key, "--out", &cp_text],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    checkpoint(&state, &key, &cp_text);
     let note = std::fs::read_to_string(&cp).unwrap();
     let verify = |file: &str| {
         capfence(
@@ -251,11 +249,7 @@ fn proofs_check_out_with_an_independent_implementation() {
     decide(&state, &policy, 10);
     let cp = dir.path().join("cp");
     let cp_text = cp.to_string_lossy().into_owned();
-    let o = capfence(
-        &state,
-        &["audit", "checkpoint", "--key", &key, "--out", &cp_text],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    checkpoint(&state, &key, &cp_text);
     decide(&state, &policy, 6);
     let mut proofs = Vec::new();
     for seq in [1u64, 2, 6, 8, 11] {
