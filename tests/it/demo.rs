@@ -34,7 +34,8 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
             "Transaction escalated to human queue. Ticket ID: T-1",
             "Retry Verdict: Authorized=true | Decision=allow",
             "[BANK GATEWAY] Successfully transferred $2500.00 to strategic-partner-456.",
-            &format!("Audit chain verified: {n} records, head {n} ", n = 6 * run),
+            // The policy's activation, then six records a run.
+            &format!("Audit chain verified: {n} records, head {n} ", n = 6 * run + 1),
         ];
         assert_story(&text, &story);
         assert!(!text.contains("Still Blocked"), "{text}");
@@ -64,7 +65,7 @@ fn the_two_person_example_needs_both_signatures() {
         "ops1 signing again refused: `ops1` has already approved T-2",
         "ops2 signed: 2 of 2 approvals",
         "Retry after two: Authorized=true | Decision=allow | Rule=two-person | Ticket=T-2 | approval required by two-person",
-        "Audit chain and signatures verified: 8 records, head 8 ",
+        "Audit chain and signatures verified: 9 records, head 9 ",
     ];
     assert_story(&text, &story);
 }
@@ -80,7 +81,7 @@ fn the_split_transfer_example_holds_the_call_that_crosses_the_cap() {
         "call  2: allowed, $999.98 moved so far",
         "call  3: require_approval (T-1) — approval required by daily-sum: payments.transfer, sum of amount over 24h per actor, destination > 1000 (sum of amount over 24h per actor, destination: 1499.97 with this call)",
         "38 of 40 calls wait for a human; $999.98 moved without one.",
-        "Audit chain verified: 40 records.",
+        "Audit chain verified: 41 records.",
     ];
     assert_story(&text, &story);
 }

@@ -168,7 +168,7 @@ fn the_agent_tools_example_runs() {
         "7. strategic partner payment ($2,500.00): REQUIRE_APPROVAL",
         "8. retry after approval: ALLOWED -> [BANK GATEWAY] sent $2500.00 to strategic-partner-456",
         "9. replay of the same approval: REQUIRE_APPROVAL",
-        "audit chain verified: 10 records",
+        "audit chain verified: 11 records",
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
