@@ -35,7 +35,10 @@ fn the_demo_tells_the_case_study_story_and_runs_twice() {
             "Retry Verdict: Authorized=true | Decision=allow",
             "[BANK GATEWAY] Successfully transferred $2500.00 to strategic-partner-456.",
             // The policy's activation, then six records a run.
-            &format!("Audit chain verified: {n} records, head {n} ", n = 6 * run + 1),
+            &format!(
+                "Audit chain verified: {n} records, head {n} ",
+                n = 6 * run + 1
+            ),
         ];
         assert_story(&text, &story);
         assert!(!text.contains("Still Blocked"), "{text}");

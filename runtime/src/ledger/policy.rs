@@ -118,7 +118,33 @@ fn activation_record(
 }
 
 /// Reads the active policy inside a transaction; `None` while none is.
+/// The note is held to the chain on every read: it must name an
+/// `activate` record of the policy it names (one read by seq), or the read
+/// fails (and every decision of the transaction is denied).
 pub(crate) fn active_in(tx: &mut dyn Tx) -> Result<Option<ActivePolicy>, StoreError> {
+    let Some(active) = raw_active_in(tx)? else {
+        return Ok(None);
+    };
+    match tx.record_at(active.seq)? {
+        Some(r)
+            if r.decision == RecordKind::Activate
+                && r.policy_digest.as_deref() == Some(active.digest.as_str()) =>
+        {
+            Ok(Some(active))
+        }
+        _ => Err(StoreError::Invalid(
+            format!(
+                "the active-policy note names record {}, which is not the activation of policy {}",
+                active.seq, active.digest
+            )
+            .into(),
+        )),
+    }
+}
+
+/// The note as it stands, unchecked (for `verify`, which names what is
+/// wrong with it).
+pub(crate) fn raw_active_in(tx: &mut dyn Tx) -> Result<Option<ActivePolicy>, StoreError> {
     match tx.note(ACTIVE_NOTE)? {
         None => Ok(None),
         Some(note) => ActivePolicy::parse(&note).map(Some).ok_or_else(|| {

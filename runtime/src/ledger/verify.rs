@@ -136,12 +136,35 @@ impl Ledger {
     /// Holds the active-policy note to the chain: it must name the last
     /// `activate` record (read up to `head`) and its digest.
     fn hold_active_note(&self, policies: &Policies, head: u64) -> Result<(), VerifyError> {
-        let note = self.active_policy()?;
+        // Read as it stands, and the record it names (which may be newer
+        // than the chain read, if a policy was activated meanwhile).
+        let mut read = None;
+        self.inner.store.transaction(&mut |tx| {
+            let note = super::policy::raw_active_in(tx)?;
+            let named = match &note {
+                Some(n) if n.seq > head => tx.record_at(n.seq)?,
+                _ => None,
+            };
+            read = Some((note, named));
+            Ok(())
+        })?;
+        let (note, named) = read.unwrap_or((None, None));
         let last = policies.active.as_ref();
         match (note, last) {
             (None, None) => Ok(()),
-            // Activated after the chain was read.
-            (Some(n), _) if n.seq > head => Ok(()),
+            (Some(n), _) if n.seq > head => match named {
+                Some(r)
+                    if r.decision == RecordKind::Activate
+                        && r.policy_digest.as_deref() == Some(n.digest.as_str()) =>
+                {
+                    Ok(())
+                }
+                _ => Err(VerifyError::Record(format!(
+                    "the active-policy note names record {} and policy {}, but that record is \
+                     no activation of it",
+                    n.seq, n.digest
+                ))),
+            },
             (Some(n), Some((seq, digest))) if n.seq == *seq && n.digest == *digest => Ok(()),
             (Some(n), Some((seq, digest))) => Err(VerifyError::Record(format!(
                 "the active-policy note names record {} and policy {}, but the chain's last \

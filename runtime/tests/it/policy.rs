@@ -266,6 +266,22 @@ fn verify_holds_the_active_policy_note_to_the_chain() {
     let o = capfence(dir.path(), &["verify"], "");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("active-policy note"), "{}", text(&o));
+    // A note naming a record the chain does not have (a seq beyond the
+    // head) is no way around the check.
+    sql(dir.path())
+        .execute(
+            "UPDATE capfence_meta SET value = ?1 WHERE key LIKE '%policy.active%'",
+            [format!("99999 {forged}")],
+        )
+        .unwrap();
+    let o = capfence(dir.path(), &["verify"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no activation of it"), "{}", text(&o));
+    // And the decision path denies every call while the note names no
+    // activation of the policy it names.
+    let v = rt.execute(&transfer("120", "vendor-corp-123"));
+    assert!(!v.authorized, "{v:?}");
+    assert!(v.reason.contains("active-policy note"), "{}", v.reason);
 }
 
 #[test]
