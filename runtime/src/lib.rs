@@ -17,7 +17,7 @@
 //! let verdict = runtime.execute(&safe);
 //! assert!(verdict.authorized);
 //! assert_eq!(verdict.decision, DecisionKind::Allow);
-//! assert_eq!(runtime.verify()?.0, 1); // one record, chain intact
+//! assert_eq!(runtime.verify()?.0, 2); // the policy's activation and the decision, chain intact
 //! # std::fs::remove_dir_all(&state)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
