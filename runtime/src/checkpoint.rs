@@ -237,3 +237,68 @@ impl Checkpoint {
 fn key_bytes(public: &str) -> Option<[u8; 32]> {
     capfence_compiler::keys::public_key_bytes(public)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn note() -> (Checkpoint, OperatorKey) {
+        let key = OperatorKey::from_seed("ops1", [1; 32]).unwrap();
+        let root = crate::merkle::leaf_hash(&[5; 32]);
+        (
+            Checkpoint::signed("capfence.ledger/abc", 9, root, &key),
+            key,
+        )
+    }
+
+    #[test]
+    fn a_note_round_trips_and_verifies_only_with_its_key() {
+        let (cp, key) = note();
+        let text = cp.render();
+        let parsed = Checkpoint::parse(&text).unwrap();
+        assert_eq!(parsed, cp);
+        let listed = vec![("ops1".to_owned(), key.public_key())];
+        assert_eq!(parsed.verified_by(&listed).unwrap(), ["ops1"]);
+        let other = OperatorKey::from_seed("ops1", [2; 32]).unwrap();
+        // Another key under the same name: its key id differs, so the line
+        // is not taken as that key's.
+        assert!(
+            parsed
+                .verified_by(&[("ops1".to_owned(), other.public_key())])
+                .unwrap()
+                .is_empty()
+        );
+        let mut forged = parsed.clone();
+        forged.size = 10;
+        assert_eq!(
+            forged.verified_by(&listed),
+            Err(CheckpointError::BadSignature("ops1".to_owned()))
+        );
+    }
+
+    #[test]
+    fn every_cut_or_edit_of_a_note_is_an_error_not_a_panic() {
+        let (cp, key) = note();
+        let text = cp.render();
+        let listed = vec![("ops1".to_owned(), key.public_key())];
+        for (at, _) in text.char_indices() {
+            // Every proper prefix is refused.
+            assert!(Checkpoint::parse(&text[..at]).is_err(), "prefix {at}");
+            // Every one-character edit either fails to parse or fails to
+            // verify (or is the same note).
+            let mut edited = text.clone();
+            let c = edited[at..].chars().next().unwrap();
+            let swap = if c == 'A' { 'B' } else { 'A' };
+            edited.replace_range(at..at + c.len_utf8(), &swap.to_string());
+            if let Ok(parsed) = Checkpoint::parse(&edited) {
+                let ok = parsed.verified_by(&listed).map(|v| !v.is_empty());
+                assert!(
+                    parsed == cp || ok != Ok(true),
+                    "an edit at {at} still verifies: {edited:?}"
+                );
+            }
+        }
+        assert!(Checkpoint::parse(&"x".repeat(70_000)).is_err());
+    }
+}
