@@ -329,6 +329,14 @@ fn copy_to_postgres(sqlite: &ActionRuntime, url: &str) {
         writer.write_all(&line).unwrap();
     }
     writer.finish().unwrap();
+    // The note naming the active policy goes with the chain.
+    let active = sqlite.ledger().active_policy().unwrap().unwrap();
+    client
+        .execute(
+            "INSERT INTO capfence.meta (key, value) VALUES ('note:policy.active', $1)",
+            &[&format!("{} {}", active.seq, active.digest)],
+        )
+        .unwrap();
 }
 
 fn verify(c: &mut Criterion) {
