@@ -42,8 +42,8 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, Config, Row, Statement};
-use postgres_native_tls::MakeTlsConnector;
 use rust_decimal::Decimal;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::rows::{self, GrantColumns, TicketColumns, from_i64, to_i64};
 use super::window::{self, WindowHead, WindowRows, decimal_of};
@@ -173,7 +173,7 @@ struct Conn {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     config: Config,
-    tls: MakeTlsConnector,
+    tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     shown: String,
     options: PostgresOptions,
@@ -279,6 +279,42 @@ fn all_hosts_loopback(config: &Config) -> bool {
     })
 }
 
+/// The TLS client every connection uses: rustls (aws-lc-rs), trusting the CA
+/// certificates in `root_cert` if given, else the platform's roots. webpki
+/// checks the chain and the host name; there is no way to turn either off.
+fn tls_connector(root_cert: Option<&str>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = root_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            StoreError::Io(format!("sslrootcert {path}: cannot read it: {e}").into())
+        })?;
+        let not_pem = |e: &dyn std::fmt::Display| {
+            StoreError::Io(format!("sslrootcert {path}: not a PEM certificate: {e}").into())
+        };
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| not_pem(&e))?;
+            roots.add(cert).map_err(|e| not_pem(&e))?;
+        }
+        if roots.is_empty() {
+            return Err(not_pem(&"it holds no certificate"));
+        }
+    } else {
+        // Certificates the platform's store holds but webpki cannot parse are
+        // skipped; with none at all every certificate fails to verify.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}").into()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// `%XX` escapes decoded (a file name in a URL).
 fn percent_decoded(text: &str) -> Result<String, StoreError> {
     let bad = || StoreError::Io(format!("bad escape in URL parameter {text:?}").into());
@@ -319,19 +355,7 @@ impl PostgresStore {
         if !names_sslmode(&url) && !all_hosts_loopback(&config) {
             config.ssl_mode(postgres::config::SslMode::Require);
         }
-        let mut tls = native_tls::TlsConnector::builder();
-        if let Some(path) = root_cert {
-            let pem = std::fs::read(&path).map_err(|e| {
-                StoreError::Io(format!("sslrootcert {path}: cannot read it: {e}").into())
-            })?;
-            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-                StoreError::Io(format!("sslrootcert {path}: not a PEM certificate: {e}").into())
-            })?;
-            tls.add_root_certificate(cert);
-        }
-        let tls = tls
-            .build()
-            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}").into()))?;
+        let tls = tls_connector(root_cert.as_deref())?;
         config
             .connect_timeout(options.connect_timeout)
             .tcp_user_timeout(options.network_timeout)
@@ -341,7 +365,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             shown: shown(&config),
             config,
-            tls: MakeTlsConnector::new(tls),
+            tls,
             options,
             connection: Mutex::new(None),
         })
@@ -546,11 +570,32 @@ impl PostgresStore {
 /// The error with its cause (the client's own message often says only
 /// "error connecting to server" or "db error").
 fn describe(e: &postgres::Error) -> String {
+    if let Some(bad) = certificate_fault(e) {
+        return format!("TLS: certificate verify failed: {bad}");
+    }
     match (e.as_db_error(), std::error::Error::source(e)) {
         (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
         (None, Some(cause)) => format!("{e}: {cause}"),
         (None, None) => e.to_string(),
     }
+}
+
+/// The rustls error in `e`'s chain when the server's certificate was refused
+/// (unknown issuer, wrong host name, expired…).
+fn certificate_fault(e: &postgres::Error) -> Option<&rustls::Error> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(err) = cause {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = tls {
+            return Some(tls);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 fn classify(server: &str, e: postgres::Error) -> StoreError {

@@ -576,6 +576,18 @@ fn tls_is_verified_and_never_downgraded() {
         matches!(&missing, Err(e) if e.to_string().contains("sslrootcert /nonexistent/ca.pem")),
         "{missing:?}"
     );
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "just text, no certificate\n").unwrap();
+    let refused = ActionRuntime::builder(POLICY)
+        .store_url(url(
+            "localhost",
+            &format!("sslrootcert={}", not_pem.display()),
+        ))
+        .build();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("not a PEM certificate")),
+        "{refused:?}"
+    );
     assert_eq!(
         verified.verify().unwrap().0,
         2 + 1,
