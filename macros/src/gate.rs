@@ -43,9 +43,7 @@ fn policy_path(
     capability: &syn::LitStr,
     policy: Option<&syn::LitStr>,
 ) -> syn::Result<(PathBuf, String)> {
-    let base = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let base = crate::policy_root();
     if let Some(lit) = policy {
         return Ok((base.join(lit.value()), lit.value()));
     }

@@ -8,6 +8,18 @@ mod attr;
 mod gate;
 mod policy;
 
+/// The directory relative policy paths are read from: `CAPFENCE_POLICY_ROOT`
+/// when set (a test harness such as trybuild builds the user's sources in a
+/// crate of its own, inside the target directory, so the crate's own folder
+/// is not where its policies are), else the crate's `CARGO_MANIFEST_DIR`.
+fn policy_root() -> std::path::PathBuf {
+    std::env::var_os("CAPFENCE_POLICY_ROOT")
+        .filter(|root| !root.is_empty())
+        .or_else(|| std::env::var_os("CARGO_MANIFEST_DIR"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+}
+
 /// Gates an agent tool function: every call is decided by the policy and
 /// recorded in the audit chain before the body runs; a call that is denied
 /// or waits for approval returns `Err(capfence::Blocked { .. }.into())`.
@@ -26,7 +38,8 @@ pub fn gate(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Compiles a policy file into a static decision table at build time.
 ///
-/// The path is relative to the invoking crate's `Cargo.toml`. The expression's
+/// The path is relative to the invoking crate's `Cargo.toml` (or to
+/// `CAPFENCE_POLICY_ROOT` when a test harness sets it). The expression's
 /// value is a zero-sized table implementing `capfence::Decide` and
 /// `capfence::Compiled`; a policy error is a compile error naming the file,
 /// line and column; editing the file rebuilds the crate.

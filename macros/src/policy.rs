@@ -21,9 +21,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
         }
     };
     let relative = literal.value();
-    let base = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let base = crate::policy_root();
     let path = base.join(&relative);
     match Policy::load(&path) {
         Ok(mut policy) => {

@@ -7,7 +7,7 @@ impl From<Blocked> for E {
     }
 }
 
-#[capfence::gate("payments", policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments", policy = "policies/treasury_agent.yaml")]
 fn transfer(ctx: &Context, amount: Decimal) -> Result<(), E> {
     Ok(())
 }

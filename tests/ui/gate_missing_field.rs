@@ -7,7 +7,7 @@ impl From<Blocked> for E {
     }
 }
 
-#[capfence::gate("payments.transfer", policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.transfer", policy = "policies/treasury_agent.yaml")]
 fn transfer(ctx: &Context, destination: &str) -> Result<(), E> {
     Ok(())
 }

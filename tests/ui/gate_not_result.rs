@@ -7,7 +7,7 @@ impl From<Blocked> for E {
     }
 }
 
-#[capfence::gate("payments.read", policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.read", policy = "policies/treasury_agent.yaml")]
 fn read(ctx: &Context) -> u32 {
     7
 }

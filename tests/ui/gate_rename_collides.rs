@@ -8,7 +8,7 @@ impl From<Blocked> for E {
     }
 }
 
-#[capfence::gate("payments.transfer", rename(limit = "amount"), policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.transfer", rename(limit = "amount"), policy = "policies/treasury_agent.yaml")]
 fn transfer(_ctx: &Context, limit: Decimal, amount: Decimal, destination: &str) -> Result<(), E> {
     let _ = (limit, amount, destination);
     Ok(())

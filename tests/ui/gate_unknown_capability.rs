@@ -7,7 +7,7 @@ impl From<Blocked> for E {
     }
 }
 
-#[capfence::gate("payments.transfr", policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.transfr", policy = "policies/treasury_agent.yaml")]
 fn transfer(ctx: &Context, amount: Decimal, destination: &str) -> Result<(), E> {
     Ok(())
 }

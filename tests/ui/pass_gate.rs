@@ -10,19 +10,19 @@ impl From<Blocked> for ToolError {
     }
 }
 
-#[capfence::gate("payments.transfer", policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.transfer", policy = "policies/treasury_agent.yaml")]
 fn transfer(ctx: &Context, amount: Decimal, destination: &str) -> Result<(), ToolError> {
     let _ = (amount, destination);
     Ok(())
 }
 
-#[capfence::gate("payments.refund", skip(memo), policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.refund", skip(memo), policy = "policies/treasury_agent.yaml")]
 async fn refund(ctx: &Context, amount: u64, memo: String) -> Result<u64, ToolError> {
     let _ = memo;
     Ok(amount)
 }
 
-#[capfence::gate("payments.transfer", rename(sum = "amount", to = "destination"), policy = "../../../../policies/treasury_agent.yaml")]
+#[capfence::gate("payments.transfer", rename(sum = "amount", to = "destination"), policy = "policies/treasury_agent.yaml")]
 fn ambient(sum: i64, to: String) -> Result<String, ToolError> {
     Ok(format!("{sum} {to}"))
 }
@@ -30,7 +30,7 @@ fn ambient(sum: i64, to: String) -> Result<String, ToolError> {
 struct Tools;
 
 impl Tools {
-    #[capfence::gate("payments.read", policy = "../../../../policies/treasury_agent.yaml")]
+    #[capfence::gate("payments.read", policy = "policies/treasury_agent.yaml")]
     pub fn balance(&self, ctx: &Context, account: &str) -> Result<u32, ToolError> {
         let _ = account;
         Ok(7)
