@@ -788,6 +788,17 @@ impl Plan<'_> {
                 let (name, key) = (a.name.as_ref(), a.key.as_ref());
                 quote! { #p::Eligible { name: #p::Cow::Borrowed(#name), key: #p::Cow::Borrowed(#key) } }
             });
+            let conditions = f.conditions.iter().map(|c| c.as_ref());
+            let limits = f.limits.iter().map(|l| {
+                let (field, op, value) = (l.field.as_ref(), l.op.as_ref(), l.value.as_ref());
+                quote! {
+                    #p::Limit {
+                        field: #p::Cow::Borrowed(#field),
+                        op: #p::Cow::Borrowed(#op),
+                        value: #p::Cow::Borrowed(#value),
+                    }
+                }
+            });
             quote! {
                 #p::RuleFacts {
                     id: #p::Cow::Borrowed(#id),
@@ -797,6 +808,8 @@ impl Plan<'_> {
                     numbers: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#numbers)),*]),
                     approvals: #approvals,
                     approvers: #p::Cow::Borrowed(&[#(#approvers),*]),
+                    conditions: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#conditions)),*]),
+                    limits: #p::Cow::Borrowed(&[#(#limits),*]),
                 }
             }
         });

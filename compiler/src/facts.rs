@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::policy::{Approver, CapabilityPattern, DecisionKind, Field, Policy, Rule, Test};
+use crate::policy::{Approver, CapabilityPattern, DecisionKind, Expr, Field, Policy, Rule, Test};
 
 /// A name held by [`RuleFacts`]: borrowed in generated code, owned when
 /// read from a loaded policy.
@@ -18,6 +18,20 @@ pub struct Eligible {
     pub name: Name,
     /// The public key, `ed25519:<base64>`.
     pub key: Name,
+}
+
+/// A numeric comparison a rule requires of every call it decides
+/// (`amount > 10000.0`, or a velocity window's total against its cap): what
+/// a verdict reports as the limit and the call's value against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    /// The payload field compared; a window's reserved name (`@sum(amount)/…`)
+    /// for a window total.
+    pub field: Name,
+    /// The comparison, as a symbol: `>`, `>=`, `<`, `<=`, `==`, `!=`.
+    pub op: Name,
+    /// The bound, as the policy's exact decimal.
+    pub value: Name,
 }
 
 /// What the runtime needs to know of a rule beyond its decision: its
@@ -42,6 +56,12 @@ pub struct RuleFacts {
     /// For `require_approval`: who may sign. Empty when the policy lists no
     /// approvers: approvals are then not authenticated.
     pub approvers: Cow<'static, [Eligible]>,
+    /// Its conditions as written, rendered (`amount > 10000.0`): all hold
+    /// for every call the rule decides.
+    pub conditions: Cow<'static, [Name]>,
+    /// The numeric comparisons every call it decides satisfies: the tests
+    /// its conditions require outright (not those under `any`/`not`).
+    pub limits: Cow<'static, [Limit]>,
 }
 
 impl RuleFacts {
@@ -100,6 +120,10 @@ impl Rule {
         } else {
             Vec::new()
         };
+        let mut limits = Vec::new();
+        for condition in &self.conditions {
+            required_limits(&condition.expr, &mut limits);
+        }
         RuleFacts {
             id: Cow::Owned(self.id.clone()),
             tier: self.tier,
@@ -108,7 +132,31 @@ impl Rule {
             numbers: Cow::Owned(numbers),
             approvals: self.approvals.unwrap_or(1),
             approvers: Cow::Owned(eligible),
+            conditions: self
+                .conditions
+                .iter()
+                .map(|c| Cow::Owned(c.text.clone()))
+                .collect(),
+            limits: Cow::Owned(limits),
         }
+    }
+}
+
+/// The numeric tests `expr` requires: itself, or those of every part of a
+/// conjunction. A test under a disjunction or a negation is not required.
+fn required_limits(expr: &Expr, out: &mut Vec<Limit>) {
+    match expr {
+        Expr::And(items) => items.iter().for_each(|e| required_limits(e, out)),
+        Expr::Test(Test::Number {
+            field: Field::Payload(name),
+            op,
+            value,
+        }) => out.push(Limit {
+            field: Cow::Owned(name.clone()),
+            op: Cow::Borrowed(op.symbol()),
+            value: Cow::Owned(value.to_string()),
+        }),
+        Expr::Or(_) | Expr::Not(_) | Expr::Test(_) => {}
     }
 }
 

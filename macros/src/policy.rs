@@ -1,7 +1,5 @@
 //! `policy!("path.yaml")`: load at compile time, generate the table.
 
-use std::path::PathBuf;
-
 use proc_macro2::TokenStream;
 use quote::quote_spanned;
 use syn::LitStr;

@@ -148,17 +148,32 @@ impl PyActionEvent {
 }
 
 /// The answer for one event.
-#[pyclass(name = "Verdict", module = "capfence", frozen, get_all)]
+#[pyclass(name = "Verdict", module = "capfence", frozen)]
 struct PyVerdict {
+    #[pyo3(get)]
     authorized: bool,
+    #[pyo3(get)]
     decision: String,
+    #[pyo3(get)]
     reason: String,
+    #[pyo3(get)]
     approval_id: Option<String>,
+    #[pyo3(get)]
     rule: Option<String>,
+    /// The detail as JSON (docs/cli.md's schema); `detail` reads it.
+    detail_json: String,
 }
 
 #[pymethods]
 impl PyVerdict {
+    /// Why, in fields: a dict with the schema of `capfence decide`'s
+    /// `detail` (decimals are strings, times RFC 3339 UTC).
+    #[getter]
+    fn detail<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .call_method1("loads", (self.detail_json.as_str(),))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Verdict(authorized={}, decision={:?}, reason={:?}, approval_id={:?}, rule={:?})",
@@ -173,12 +188,18 @@ impl PyVerdict {
 
 impl From<Verdict> for PyVerdict {
     fn from(v: Verdict) -> PyVerdict {
+        let detail_json = v
+            .to_value()
+            .get("detail")
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| r#"{"cause":"unrecorded"}"#.to_owned());
         PyVerdict {
             authorized: v.authorized,
             decision: v.decision.as_str().to_owned(),
             reason: v.reason,
             approval_id: v.approval_id,
             rule: v.rule,
+            detail_json,
         }
     }
 }

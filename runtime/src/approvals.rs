@@ -325,6 +325,8 @@ pub fn parse_requirements(text: &str) -> Option<Vec<RuleFacts>> {
                 numbers: Vec::new().into(),
                 approvals: u32::try_from(rule.get("approvals")?.as_u64()?).ok()?,
                 approvers: approvers.into(),
+                conditions: Vec::new().into(),
+                limits: Vec::new().into(),
             })
         })
         .collect()

@@ -54,7 +54,10 @@ pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
 pub use signing::OperatorKey;
 pub use store::StoreError;
-pub use verdict::Verdict;
+pub use verdict::{
+    DetailCause, GrantDetail, LimitDetail, MalformedDetail, TicketDetail, Verdict, VerdictDetail,
+    WindowDetail,
+};
 
 /// What generated code names; not part of the public API.
 #[doc(hidden)]
@@ -70,7 +73,7 @@ pub mod __private {
     pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, Fault, NameFault};
     pub use capfence_compiler::event::Event;
     pub use capfence_compiler::event::Value;
-    pub use capfence_compiler::facts::{Eligible, RuleFactList, RuleFacts};
+    pub use capfence_compiler::facts::{Eligible, Limit, RuleFactList, RuleFacts};
     pub use capfence_compiler::policy::FieldType;
     pub use capfence_compiler::window::{Window, WindowList};
     pub use rust_decimal::Decimal;

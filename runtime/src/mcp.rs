@@ -6,7 +6,8 @@
 //! client is decided and recorded first. Allowed, it goes to the server;
 //! denied or held for approval, the server never sees it and the client gets
 //! a normal tool result with `isError: true` that states the decision, the
-//! reason and the ticket.
+//! reason and the ticket in its text, and carries the verdict with its
+//! `detail` as `structuredContent`.
 //!
 //! What the server reads is what was decided. Every client message is parsed
 //! once (one JSON value per line, numbers keeping their JSON text through
@@ -579,6 +580,9 @@ fn refusal(id: &Json, verdict: &Verdict) -> Json {
         "id": id,
         "result": {
             "content": [{"type": "text", "text": text}],
+            // The verdict in fields, as `capfence decide` prints it
+            // (docs/cli.md's schema): what an agent acts on.
+            "structuredContent": verdict.to_value(),
             "isError": true,
         },
     })

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use capfence_compiler::{Decision, DecisionKind, Event, LoadError, Policy};
+use capfence_compiler::{Decision, Event, LoadError, Policy};
 
 use crate::action::ActionEvent;
 use crate::approvals::{Grant, GrantLimits};
@@ -452,10 +452,10 @@ impl ActionRuntime {
             (None, Some(decision)) => decision,
             (None, None) => self.decider.decide(&event),
         };
-        // Approvals need the deciding rule's facts: the fields a grant's caps
-        // may name, the quorum and who may sign.
-        let policy = (decision.kind == DecisionKind::RequireApproval || windowed.is_some())
-            .then(|| Arc::clone(&self.policy));
+        // The deciding rule's facts: its conditions and limits for the
+        // verdict's detail; for approvals, the fields a grant's caps may
+        // name, the quorum and who may sign.
+        let policy = Some(Arc::clone(&self.policy));
         Ok(self.ledger.settle(
             event,
             decision,

@@ -225,6 +225,16 @@ impl PartialEq for Detail {
 
 impl Eq for Detail {}
 
+/// A window's total for a group, and when the oldest call it counts was
+/// recorded (`None`: it counts none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowTotal {
+    /// The sum of the counted calls' contributions.
+    pub total: rust_decimal::Decimal,
+    /// The oldest counted call's time (µs since the epoch).
+    pub oldest: Option<i64>,
+}
+
 /// One row of a velocity window: a call it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRow {
@@ -332,13 +342,14 @@ mod sealed {
             revoked_by: Option<&str>,
         ) -> Result<(), StoreError>;
         /// The total of `spec`'s window rows for `group` recorded after `after`
-        /// (µs since the epoch): the authorized calls a velocity rule counts.
+        /// (µs since the epoch): the authorized calls a velocity rule counts,
+        /// and the oldest of them.
         fn window_total(
             &mut self,
             spec: &str,
             group: &str,
             after: i64,
-        ) -> Result<rust_decimal::Decimal, StoreError>;
+        ) -> Result<super::WindowTotal, StoreError>;
         /// Adds an authorized call's contribution to `spec`'s window for `group`.
         fn add_to_window(
             &mut self,

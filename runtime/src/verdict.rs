@@ -2,6 +2,13 @@
 
 use capfence_compiler::DecisionKind;
 
+mod detail;
+
+pub use detail::{
+    DetailCause, GrantDetail, LimitDetail, MalformedDetail, TicketDetail, VerdictDetail,
+    WindowDetail,
+};
+
 /// The runtime's answer: the policy's decision after approvals, with the
 /// evidence an agent or an operator needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +25,14 @@ pub struct Verdict {
     pub rule: Option<String>,
     /// The ticket (`T-…`) or grant (`G-…`) involved, if any.
     pub approval_id: Option<String>,
+    /// Why, in fields: the rule's limits and the call's values, window
+    /// totals, the ticket, the malformed field.
+    pub detail: VerdictDetail,
 }
 
 impl Verdict {
-    /// A deny with no rule.
+    /// A deny with no rule and nothing recorded (the ledger could not be
+    /// written, a gate without a context): `detail.cause` is `unrecorded`.
     pub fn deny(reason: impl Into<String>) -> Verdict {
         Verdict {
             authorized: false,
@@ -29,29 +40,52 @@ impl Verdict {
             reason: reason.into(),
             rule: None,
             approval_id: None,
+            detail: VerdictDetail::unrecorded(),
         }
     }
 
     /// The verdict as one JSON line:
-    /// `{"authorized":…,"decision":…,"reason":…,"rule":…,"approval_id":…}`.
+    /// `{"authorized":…,"decision":…,"reason":…,"rule":…,"approval_id":…,"detail":{…}}`
+    /// (docs/cli.md has the JSON schema).
     pub fn to_json(&self) -> String {
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            authorized: bool,
-            decision: &'a str,
-            reason: &'a str,
-            rule: Option<&'a str>,
-            approval_id: Option<&'a str>,
-        }
-        let line = Line {
+        serde_json::to_string(&self.line()).unwrap_or_else(|_| {
+            r#"{"authorized":false,"decision":"deny","reason":"cannot encode verdict","rule":null,"approval_id":null,"detail":{"cause":"unrecorded"}}"#.to_owned()
+        })
+    }
+
+    /// The verdict as a JSON value, with the fields of [`to_json`](Self::to_json).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self.line()).unwrap_or_else(|_| {
+            serde_json::json!({
+                "authorized": false,
+                "decision": "deny",
+                "reason": "cannot encode verdict",
+                "rule": null,
+                "approval_id": null,
+                "detail": {"cause": "unrecorded"},
+            })
+        })
+    }
+
+    fn line(&self) -> Line<'_> {
+        Line {
             authorized: self.authorized,
             decision: self.decision.as_str(),
             reason: &self.reason,
             rule: self.rule.as_deref(),
             approval_id: self.approval_id.as_deref(),
-        };
-        serde_json::to_string(&line).unwrap_or_else(|_| {
-            r#"{"authorized":false,"decision":"deny","reason":"cannot encode verdict","rule":null,"approval_id":null}"#.to_owned()
-        })
+            detail: &self.detail,
+        }
     }
+}
+
+/// A verdict as JSON writes it, fields in this order.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    authorized: bool,
+    decision: &'a str,
+    reason: &'a str,
+    rule: Option<&'a str>,
+    approval_id: Option<&'a str>,
+    detail: &'a VerdictDetail,
 }

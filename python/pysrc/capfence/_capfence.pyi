@@ -1,7 +1,7 @@
 """Types of the Rust core (capfence._capfence)."""
 
 from decimal import Decimal
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 PayloadValue = Union[None, bool, int, float, Decimal, str, list, tuple, Mapping[str, Any]]
 
@@ -40,6 +40,9 @@ class Verdict:
     reason: str
     approval_id: Optional[str]
     rule: Optional[str]
+    # Why, in fields (docs/cli.md, "Verdict detail"): cause, rule, conditions,
+    # limits, windows, malformed, ticket, grant. Decimals are strings.
+    detail: Dict[str, Any]
 
 class ActionEvent:
     @staticmethod

@@ -31,7 +31,9 @@ _ACTIVE: contextvars.ContextVar[tuple["Context", ...]] = contextvars.ContextVar(
 
 class Blocked(CapFenceError):
     """A gated call the runtime did not allow: `decision` is "deny" or
-    "require_approval", `ticket` the ticket to approve (require_approval)."""
+    "require_approval", `ticket` the ticket to approve (require_approval),
+    `detail` why in fields (the limit and the value, a window's total and
+    when it frees up, the ticket's expiry and quorum; see `Verdict.detail`)."""
 
     def __init__(self, capability: str, verdict: Verdict) -> None:
         self.capability = capability
@@ -40,6 +42,7 @@ class Blocked(CapFenceError):
         self.reason: str = verdict.reason
         self.ticket: Optional[str] = verdict.approval_id
         self.rule: Optional[str] = verdict.rule
+        self.detail: dict = verdict.detail
         message = f"{capability}: {verdict.decision}: {verdict.reason}"
         if self.ticket is not None:
             message += f" (ticket {self.ticket})"

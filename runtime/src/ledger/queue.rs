@@ -3,6 +3,7 @@
 //! (approvals included) in one durable transaction, then hands every caller
 //! its verdict.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::approvals::{
 use crate::audit::{AuditRecord, RecordKind};
 use crate::clock::rfc3339;
 use crate::store::{StoreError, Tx};
-use crate::verdict::Verdict;
+use crate::verdict::{GrantDetail, TicketDetail, Verdict, VerdictDetail};
 
 /// A decision waiting to be settled, with everything that does not need the
 /// transaction computed by its own thread beforehand.
@@ -45,8 +46,9 @@ enum Turn {
     Wait,
     /// It is the next leader: its job heads the queue.
     Lead,
-    /// Its job was committed (or failed).
-    Done(Result<Verdict, StoreError>),
+    /// Its job was committed (or failed). Boxed: a verdict with its detail
+    /// is large, and most turns are waits.
+    Done(Box<Result<Verdict, StoreError>>),
 }
 
 struct Waiter {
@@ -123,7 +125,7 @@ impl Ledger {
             turn = me.wake.wait(turn).map_err(|_| poisoned())?;
         }
         match std::mem::replace(&mut *turn, Turn::Wait) {
-            Turn::Done(result) => result,
+            Turn::Done(result) => *result,
             _ => {
                 drop(turn);
                 self.lead(&me)
@@ -164,7 +166,7 @@ impl Ledger {
             if Arc::ptr_eq(waiter, me) {
                 mine = result;
             } else {
-                waiter.set(Turn::Done(result));
+                waiter.set(Turn::Done(Box::new(result)));
             }
         }
         let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
@@ -208,8 +210,23 @@ impl Ledger {
                 };
                 let (decision, event_key) = match (&refused, &windowed) {
                     (Some(refusal), _) => (refusal, None),
-                    (None, Some((decision, key))) => (decision, key.as_deref()),
+                    (None, Some(on)) => (&on.decision, on.key.as_deref()),
                     (None, None) => (&job.decision, job.event_key.as_deref()),
+                };
+                let rule = job
+                    .policy
+                    .as_deref()
+                    .zip(decision.rule.as_deref())
+                    .and_then(|(p, id)| p.rule(id));
+                let detail = match (&windowed, &job.windowed) {
+                    (Some(on), Some(w)) => VerdictDetail::of(
+                        &decision.cause,
+                        rule,
+                        &on.augmented,
+                        &w.windows,
+                        &|win| on.oldest.get(&win.key()).copied(),
+                    ),
+                    _ => VerdictDetail::of(&decision.cause, rule, &job.event, &[], &|_| None),
                 };
                 let verdict = match decision.kind {
                     DecisionKind::RequireApproval => resolve(
@@ -221,6 +238,7 @@ impl Ledger {
                         &job.payload,
                         now,
                         ttl,
+                        detail,
                     )?,
                     kind => Verdict {
                         authorized: kind == DecisionKind::Allow,
@@ -228,6 +246,7 @@ impl Ledger {
                         reason: decision.reason.clone(),
                         rule: decision.rule.clone(),
                         approval_id: None,
+                        detail,
                     },
                 };
                 if let (Some(w), true) = (&job.windowed, verdict.authorized) {
@@ -288,26 +307,44 @@ fn not_active(active: Option<&super::ActivePolicy>, digest: &str) -> Option<Deci
     }
 }
 
+/// A windowed call's decision, with what the windows held.
+struct OnWindows {
+    decision: Decision,
+    /// For `require_approval`: the ticket key.
+    key: Option<String>,
+    /// The event with each window's total (this call included).
+    augmented: Event,
+    /// Each window's oldest counted call, by the window's key.
+    oldest: HashMap<String, i64>,
+}
+
 /// Decides a job whose capability a velocity window covers, inside the
 /// transaction: reads each window's total of authorized calls in
 /// `(now - window, now]` for the event's group, hands the totals (plus the
 /// call's own part) to the decider, and names them in the reason of a
-/// decision that holds or refuses the call. Returns the decision and, for
-/// `require_approval`, the ticket key.
+/// decision that holds or refuses the call.
 fn decide_on_windows(
     tx: &mut dyn Tx,
     w: &Windowed,
     job: &Job,
     now: i64,
-) -> Result<(Decision, Option<String>), StoreError> {
+) -> Result<OnWindows, StoreError> {
     let mut fault = None;
+    let mut oldest = HashMap::new();
     let augmented =
-        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group| {
-            tx.window_total(&win.key(), group, now.saturating_sub(win.micros()))
-                .unwrap_or_else(|e| {
-                    fault = Some(e);
-                    rust_decimal::Decimal::ZERO
-                })
+        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group| match tx
+            .window_total(&win.key(), group, now.saturating_sub(win.micros()))
+        {
+            Ok(seen) => {
+                if let Some(at) = seen.oldest {
+                    oldest.insert(win.key(), at);
+                }
+                seen.total
+            }
+            Err(e) => {
+                fault = Some(e);
+                rust_decimal::Decimal::ZERO
+            }
         });
     if let Some(e) = fault {
         return Err(e);
@@ -320,7 +357,12 @@ fn decide_on_windows(
     }
     let key = (decision.kind == DecisionKind::RequireApproval)
         .then(|| approvals::event_key(&job.event, decision.rule.as_deref(), &job.digest));
-    Ok((decision, key))
+    Ok(OnWindows {
+        decision,
+        key,
+        augmented,
+        oldest,
+    })
 }
 
 /// Counts an authorized call in every window that covers it.
@@ -357,11 +399,22 @@ fn resolve(
     payload: &str,
     now: i64,
     ticket_ttl_micros: i64,
+    mut detail: VerdictDetail,
 ) -> Result<Verdict, StoreError> {
     let capability = event.capability().unwrap_or_default();
     let rule = policy
         .zip(decision.rule.as_deref())
         .and_then(|(p, id)| p.rule(id));
+    let quorum = rule.map_or(1, |r| r.approvals);
+    let ticket_detail = |id: &str, state, expires_at: i64, decided_by: Vec<String>| {
+        Some(TicketDetail {
+            id: id.to_owned(),
+            state,
+            expires_at: Some(rfc3339(expires_at)),
+            quorum,
+            decided_by,
+        })
+    };
     let tested: &[capfence_compiler::facts::Name] =
         rule.map(|r| r.numbers.as_ref()).unwrap_or_default();
     let mut pending_ticket = None;
@@ -383,6 +436,7 @@ fn resolve(
                 })
         };
         if ticket.status == TicketStatus::Pending {
+            detail.ticket = ticket_detail(&label, "pending", ticket.expires_at, Vec::new());
             pending_ticket = Some(label.clone());
         }
         match chain {
@@ -391,26 +445,34 @@ fn resolve(
                 rejected_by: Some(by),
                 ..
             }) => {
+                detail.ticket =
+                    ticket_detail(&label, "rejected", ticket.expires_at, vec![by.clone()]);
                 return Ok(Verdict {
                     authorized: false,
                     decision: DecisionKind::Deny,
                     reason: format!("{} (rejected by {by}, ticket {label})", decision.reason),
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
+                    detail,
                 });
             }
             Some(c) if c.approved => {
                 let by = c.approvals.join(", ");
                 tx.update_ticket(ticket.id, TicketStatus::Used, None)?;
+                detail.ticket = ticket_detail(&label, "approved", ticket.expires_at, c.approvals);
                 return Ok(Verdict {
                     authorized: true,
                     decision: DecisionKind::Allow,
                     reason: format!("{} (approved by {by}, ticket {label})", decision.reason),
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
+                    detail,
                 });
             }
-            Some(_) => pending_ticket = Some(label),
+            Some(c) => {
+                detail.ticket = ticket_detail(&label, "pending", ticket.expires_at, c.approvals);
+                pending_ticket = Some(label);
+            }
             None => {}
         }
     }
@@ -436,6 +498,11 @@ fn resolve(
             if in_scope && signed_ok && grant.usable(now, event, tested) {
                 let uses_left = grant.uses_left.map(|u| u.saturating_sub(1));
                 tx.update_grant(grant.id, uses_left, None)?;
+                detail.grant = Some(GrantDetail {
+                    id: label.clone(),
+                    granted_by: grant.granted_by.clone(),
+                    uses_left,
+                });
                 return Ok(Verdict {
                     authorized: true,
                     decision: DecisionKind::Allow,
@@ -445,18 +512,20 @@ fn resolve(
                     ),
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
+                    detail,
                 });
             }
         }
     }
     if let Some(label) = pending_ticket {
-        return Ok(pending(decision, label));
+        return Ok(pending(decision, label, detail));
     }
     if let Some(p) = policy.filter(|_| rule.is_some_and(RuleFacts::signed))
         && let Some(note) = &p.note
     {
         tx.set_note(&approvals::requirements_key(&p.digest), note)?;
     }
+    let expires_at = now.saturating_add(ticket_ttl_micros);
     let id = tx.insert_ticket(&Ticket {
         id: 0,
         event_key: key.to_owned(),
@@ -468,18 +537,21 @@ fn resolve(
         rule: decision.rule.clone(),
         status: TicketStatus::Pending,
         created_at: now,
-        expires_at: now.saturating_add(ticket_ttl_micros),
+        expires_at,
         decided_by: None,
     })?;
-    Ok(pending(decision, TicketId(id).to_string()))
+    let label = TicketId(id).to_string();
+    detail.ticket = ticket_detail(&label, "pending", expires_at, Vec::new());
+    Ok(pending(decision, label, detail))
 }
 
-fn pending(decision: &Decision, label: String) -> Verdict {
+fn pending(decision: &Decision, label: String, detail: VerdictDetail) -> Verdict {
     Verdict {
         authorized: false,
         decision: DecisionKind::RequireApproval,
         reason: format!("{} (waiting for approval, ticket {label})", decision.reason),
         rule: decision.rule.clone(),
         approval_id: Some(label),
+        detail,
     }
 }

@@ -171,15 +171,21 @@ impl Tx for MemoryTx<'_> {
         spec: &str,
         group: &str,
         after: i64,
-    ) -> Result<rust_decimal::Decimal, StoreError> {
-        self.state
+    ) -> Result<super::WindowTotal, StoreError> {
+        let mut counted = self
+            .state
             .windows
             .iter()
-            .filter(|w| w.spec == spec && w.group == group && w.at > after)
+            .filter(|w| w.spec == spec && w.group == group && w.at > after);
+        let oldest = counted.clone().map(|w| w.at).min();
+        let total = counted
             .try_fold(rust_decimal::Decimal::ZERO, |total, w| {
                 total.checked_add(w.value)
             })
-            .ok_or_else(|| StoreError::Invalid(format!("window total of {spec} overflows").into()))
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("window total of {spec} overflows").into())
+            })?;
+        Ok(super::WindowTotal { total, oldest })
     }
 
     fn add_to_window(

@@ -976,7 +976,12 @@ impl Tx for PgTx<'_, '_> {
         .map(|_| ())
     }
 
-    fn window_total(&mut self, spec: &str, group: &str, after: i64) -> Result<Decimal, StoreError> {
+    fn window_total(
+        &mut self,
+        spec: &str,
+        group: &str,
+        after: i64,
+    ) -> Result<super::WindowTotal, StoreError> {
         window::total(self, spec, group, after)
     }
 

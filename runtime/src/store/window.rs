@@ -104,13 +104,14 @@ fn with_cache<R: WindowRows, T>(
     result
 }
 
-/// The total of the group's rows recorded after `after`.
+/// The total of the group's rows recorded after `after`, and the first
+/// such row's time.
 pub(crate) fn total(
     rows: &mut impl WindowRows,
     spec: &str,
     group: &str,
     after: i64,
-) -> Result<Decimal, StoreError> {
+) -> Result<super::WindowTotal, StoreError> {
     with_cache(rows, |rows, cache| {
         total_in(rows, cache, spec, group, after)
     })
@@ -135,9 +136,9 @@ fn total_in(
     spec: &str,
     group: &str,
     after: i64,
-) -> Result<Decimal, StoreError> {
+) -> Result<super::WindowTotal, StoreError> {
     let Some(mut head) = head_of(rows, cache, spec, group)? else {
-        return Ok(Decimal::ZERO);
+        return Ok(super::WindowTotal::default());
     };
     let first = first_after(rows, spec, group, &head, after)?;
     if first.n != head.start_n {
@@ -147,11 +148,15 @@ fn total_in(
         put_head(rows, cache, spec, group, &head)?;
     }
     if head.start_n > head.last_n {
-        return Ok(Decimal::ZERO);
+        return Ok(super::WindowTotal::default());
     }
-    head.running
-        .checked_sub(head.start_before)
-        .ok_or_else(|| overflow(spec))
+    Ok(super::WindowTotal {
+        total: head
+            .running
+            .checked_sub(head.start_before)
+            .ok_or_else(|| overflow(spec))?,
+        oldest: Some(head.start_at),
+    })
 }
 
 /// A row of a group as the window start needs it.
@@ -322,7 +327,7 @@ mod tests {
         )
     }
 
-    fn run(store: &dyn Writer, steps: &[Step]) -> Vec<rust_decimal::Decimal> {
+    fn run(store: &dyn Writer, steps: &[Step]) -> Vec<crate::store::WindowTotal> {
         let mut totals = Vec::new();
         for step in steps {
             store
@@ -343,7 +348,8 @@ mod tests {
 
         /// The table algorithm (hint, search forward and back) gives every
         /// total the in-memory store's plain sum gives: every row stamped
-        /// later than the asked time, whatever order the times came in.
+        /// later than the asked time, whatever order the times came in; and
+        /// the same oldest counted row (what a verdict's `frees_at` is from).
         #[test]
         fn window_totals_match_the_plain_sum(steps in steps()) {
             let dir = std::env::temp_dir().join(format!(

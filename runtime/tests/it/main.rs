@@ -14,6 +14,7 @@ mod cli;
 mod concurrency;
 mod corners;
 mod crash;
+mod detail;
 mod faults;
 mod forgery;
 mod policy;
