@@ -264,20 +264,66 @@ impl AuditRecord {
         self.hash = self.compute_hash();
     }
 
-    /// The record as one JSON object (for `capfence audit log --json`).
+    /// The record as one JSON object, as `capfence audit log --json` writes
+    /// it (docs/audit-format.md, "JSON lines"): every chained field, plus
+    /// `kind`, `ticket` and `grant`, with the payload as JSON (numbers
+    /// exactly as recorded).
     pub fn to_json(&self) -> serde_json::Value {
+        self.to_json_redacted(&[])
+    }
+
+    /// [`to_json`](Self::to_json) with each top-level payload field named in
+    /// `redact` replaced by `"sha256:<hex>"`: of a string's UTF-8 bytes, of
+    /// any other value's JSON text. `redacted` lists the fields replaced.
+    pub fn to_json_redacted(&self, redact: &[String]) -> serde_json::Value {
+        use serde_json::Value;
+        use sha2::Digest as _;
+        let mut redacted = Vec::new();
+        let payload = match serde_json::from_str::<Value>(&self.payload) {
+            Ok(Value::Object(mut fields)) => {
+                for name in redact {
+                    if let Some(value) = fields.get_mut(name.as_str()) {
+                        let text = match &*value {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        *value = Value::String(format!(
+                            "sha256:{}",
+                            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+                        ));
+                        redacted.push(name.clone());
+                    }
+                }
+                Value::Object(fields)
+            }
+            Ok(other) => other,
+            Err(_) => Value::String(self.payload.clone()),
+        };
+        let (kind, decision) = match self.decision {
+            RecordKind::Decision(d) => ("decision", Some(d.as_str())),
+            other => (other.as_str(), None),
+        };
+        let id = |prefix: &str| {
+            self.approval_id
+                .as_deref()
+                .filter(|id| id.starts_with(prefix))
+        };
         serde_json::json!({
             "seq": self.seq,
             "time": self.time,
+            "kind": kind,
+            "decision": decision.unwrap_or(self.decision.as_str()),
             "actor": self.actor,
             "capability": self.capability,
             "environment": self.environment,
             "risk": self.risk,
-            "payload": self.payload,
-            "decision": self.decision.as_str(),
             "rule": self.rule,
             "reason": self.reason,
             "approval_id": self.approval_id,
+            "ticket": id("T-"),
+            "grant": id("G-"),
+            "payload": payload,
+            "redacted": redacted,
             "policy_digest": self.policy_digest,
             "prev_hash": self.prev_hash,
             "hash": self.hash,

@@ -352,6 +352,26 @@ impl Ledger {
         Ok((origin, leaves))
     }
 
+    /// Calls `visit` with each record after seq `after`, in order, until it
+    /// returns false. A read: it never waits for, or delays, a writer.
+    pub fn records_after(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.store.scan_after(after, visit)
+    }
+
+    /// Waits until a record after seq `after` is committed, or `timeout`
+    /// passes (`true` when there is one): see [`Store::wait_for_records`].
+    pub fn wait_for_records(
+        &self,
+        after: u64,
+        timeout: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.store.wait_for_records(after, timeout)
+    }
+
     /// Every record, in order.
     pub fn records(&self) -> Result<Vec<AuditRecord>, StoreError> {
         let mut records = Vec::new();

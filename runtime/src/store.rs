@@ -376,7 +376,49 @@ pub(crate) use sealed::{Tx, Writer};
 /// read.
 pub trait Store: Writer + Send + Sync {
     /// Calls `visit` with every audit record in seq order until it returns false.
-    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError>;
+    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+        self.scan_after(0, visit)
+    }
+
+    /// Calls `visit` with every audit record whose seq is greater than
+    /// `after`, in seq order, until it returns false. A read: it never takes
+    /// the writers' turn (a follower does not slow the decisions).
+    fn scan_after(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Whether a record with a seq greater than `after` is committed (one
+    /// indexed read).
+    fn has_records_after(&self, after: u64) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.scan_after(after, &mut |_| {
+            found = true;
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// Waits until a record with a seq greater than `after` is committed, or
+    /// `timeout` passes: `true` when there is one. The default checks every
+    /// 200 ms with one indexed read (SQLite, memory); PostgreSQL sleeps on
+    /// `LISTEN capfence_audit`, which every appending commit notifies.
+    fn wait_for_records(
+        &self,
+        after: u64,
+        timeout: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.has_records_after(after)?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if found || left.is_zero() {
+                return Ok(found);
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(200)));
+        }
+    }
 
     /// Like [`scan`](Self::scan) with borrowed records, for verification
     /// without copying; the default copies.

@@ -267,14 +267,18 @@ impl crate::store::Writer for MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+    fn scan_after(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
         let records = self
             .state
             .lock()
             .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned().into()))?
             .records
             .clone();
-        for record in records {
+        for record in records.into_iter().filter(|r| r.seq > after) {
             if !visit(record) {
                 break;
             }

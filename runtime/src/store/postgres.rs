@@ -178,6 +178,8 @@ pub struct PostgresStore {
     shown: String,
     options: PostgresOptions,
     connection: Mutex<Option<Conn>>,
+    /// A connection that LISTENs on the audit channel, for followers.
+    listener: Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -368,6 +370,7 @@ impl PostgresStore {
             tls,
             options,
             connection: Mutex::new(None),
+            listener: Mutex::new(None),
         })
     }
 
@@ -405,8 +408,9 @@ impl PostgresStore {
         classify(&self.shown, e)
     }
 
-    fn connect(&self) -> Result<Conn, StoreError> {
-        let mut client = self.config.connect(self.tls.clone()).map_err(|e| {
+    /// A new connection to the server (TLS as configured).
+    fn open_client(&self) -> Result<Client, StoreError> {
+        self.config.connect(self.tls.clone()).map_err(|e| {
             StoreError::Io(
                 format!(
                     "cannot reach the ledger at {}: {}",
@@ -415,7 +419,11 @@ impl PostgresStore {
                 )
                 .into(),
             )
-        })?;
+        })
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut client = self.open_client()?;
         let timeout = self.options.lock_timeout.as_millis().max(1);
         client
             .batch_execute(&format!(
@@ -635,7 +643,14 @@ struct PgTx<'c, 's> {
     clock: Option<i64>,
     /// How far a host's clock may be from it (µs).
     tolerance: i64,
+    /// Whether this transaction has queued its `NOTIFY` (once, on the first
+    /// append: delivered at commit, to followers of the chain).
+    notified: bool,
 }
+
+/// The channel every commit that appends records notifies, for
+/// `capfence audit log --follow`.
+const AUDIT_CHANNEL: &str = "capfence_audit";
 
 fn record_from_row(row: &Row) -> Result<AuditRecord, StoreError> {
     let get = |e: postgres::Error| StoreError::Invalid(format!("audit row: {e}").into());
@@ -821,6 +836,14 @@ impl Tx for PgTx<'_, '_> {
             ],
         )?;
         self.head = Some((r.seq, r.hash.clone()));
+        if !self.notified {
+            // Transactional: listeners hear of it when (and only if) the
+            // records commit.
+            self.tx
+                .batch_execute(&format!("NOTIFY {AUDIT_CHANNEL}"))
+                .map_err(|e| classify(self.server, e))?;
+            self.notified = true;
+        }
         Ok(())
     }
 
@@ -1207,6 +1230,7 @@ impl PostgresStore {
             window_heads: window::HeadCache::new(),
             clock: None,
             tolerance: i64::try_from(self.options.clock_tolerance.as_micros()).unwrap_or(i64::MAX),
+            notified: false,
         };
         // Dropping an uncommitted transaction rolls it back.
         if let Err(fault) = work(&mut pg) {
@@ -1302,14 +1326,57 @@ impl crate::store::Writer for PostgresStore {
 }
 
 impl Store for PostgresStore {
-    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+    fn wait_for_records(&self, after: u64, timeout: Duration) -> Result<bool, StoreError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut slot = self
+            .listener
+            .lock()
+            .map_err(|_| StoreError::Io("listener lock poisoned".to_owned().into()))?;
+        loop {
+            if slot.is_none() {
+                let mut client = self.open_client()?;
+                client
+                    .batch_execute(&format!("LISTEN {AUDIT_CHANNEL}"))
+                    .map_err(|e| self.classify(e))?;
+                *slot = Some(client);
+            }
+            // Listening before looking: a commit after the look is heard.
+            let found = self.has_records_after(after)?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if found || left.is_zero() {
+                return Ok(found);
+            }
+            let Some(client) = slot.as_mut() else {
+                continue;
+            };
+            let waited = {
+                let mut heard = client.notifications();
+                let waited = heard.timeout_iter(left).next().map(|_| ());
+                // Drain what else arrived, then look again.
+                while let Ok(Some(_)) = heard.iter().next() {}
+                waited
+            };
+            if let Err(e) = waited {
+                // A dead listener is remade on the next wait.
+                *slot = None;
+                return Err(self.classify(e));
+            }
+        }
+    }
+
+    fn scan_after(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let after = to_i64(after)?;
         let mut fault = None;
         self.read(|tx| {
             let mut rows = tx.query_raw(
                 "SELECT seq, time, actor, capability, environment, risk, payload, decision, \
                  rule, reason, approval_id, policy_digest, prev_hash, hash FROM capfence.audit \
-                 ORDER BY seq",
-                std::iter::empty::<&(dyn ToSql + Sync)>(),
+                 WHERE seq > $1 ORDER BY seq",
+                [&after as &(dyn ToSql + Sync)],
             )?;
             while let Some(row) = rows.next()? {
                 match record_from_row(&row) {

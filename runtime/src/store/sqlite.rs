@@ -871,15 +871,21 @@ impl crate::store::Writer for SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn scan(&self, visit: &mut dyn FnMut(AuditRecord) -> bool) -> Result<(), StoreError> {
+    fn scan_after(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let after = to_i64(after)?;
         self.with_connection(|conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT seq, time, actor, capability, environment, risk, payload, decision, rule, \
-                     reason, approval_id, policy_digest, prev_hash, hash FROM audit ORDER BY seq",
+                     reason, approval_id, policy_digest, prev_hash, hash FROM audit \
+                     WHERE seq > ?1 ORDER BY seq",
                 )
                 .map_err(classify)?;
-            let mut rows = stmt.query([]).map_err(classify)?;
+            let mut rows = stmt.query([after]).map_err(classify)?;
             while let Some(row) = rows.next().map_err(classify)? {
                 let (seq, mut record) = record_from_row(row).map_err(classify)?;
                 record.seq = from_i64(seq)?;

@@ -16,6 +16,7 @@ mod corners;
 mod crash;
 mod detail;
 mod faults;
+mod follow;
 mod forgery;
 mod policy;
 mod postgres;

@@ -810,3 +810,13 @@ fn a_host_with_a_skewed_clock_is_refused_and_the_cap_holds() {
 fn capfence_compiler_time(text: &str) -> i64 {
     capfence_compiler::time::parse_rfc3339(text).unwrap()
 }
+
+/// `audit log --follow` on the shared ledger: woken by each commit's
+/// NOTIFY, it sees every record once, in order, across a restart.
+#[test]
+fn a_postgres_follower_sees_every_record_once_across_a_restart() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "follow");
+    let rt = runtime_on(&url, POLICY);
+    super::follow::a_follower_sees_every_record_once(&["--store", &url], rt);
+}

@@ -87,7 +87,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             checkpoint.as_deref(),
         ),
         Command::Audit(AuditCommand::Head) => commands::audit_head(&place),
-        Command::Audit(AuditCommand::Log { json }) => commands::audit_log(&place, json),
+        Command::Audit(AuditCommand::Log {
+            json,
+            since,
+            follow,
+            redact,
+        }) => commands::audit_log(
+            &place,
+            &commands::LogOptions {
+                json,
+                since: since.unwrap_or(0),
+                follow,
+                redact,
+            },
+        ),
         Command::Audit(AuditCommand::Checkpoint { key, out }) => {
             tree::checkpoint(&place, &key, out.as_deref())
         }

@@ -233,9 +233,20 @@ pub enum AuditCommand {
     Head,
     /// Print every record.
     Log {
-        /// One JSON object per line.
+        /// One JSON object per line (docs/audit-format.md, "JSON lines").
         #[arg(long)]
         json: bool,
+        /// Only the records after seq SEQ (a follower restarting from the
+        /// last seq it wrote neither skips nor repeats a record).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// After the records so far, wait for new ones and print each as it
+        /// commits, until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Replace these payload fields by their SHA-256 (`sha256:<hex>`).
+        #[arg(long, value_name = "FIELD", num_args = 1.., requires = "json")]
+        redact: Vec<String>,
     },
     /// Write a signed checkpoint (C2SP tlog-checkpoint) of the ledger's
     /// Merkle tree: its size and root, signed with an operator key.

@@ -135,18 +135,56 @@ pub fn audit_head(place: &Place) -> Result<ExitCode, Failure> {
 }
 
 /// `audit log [--json]`.
-pub fn audit_log(place: &Place, json: bool) -> Result<ExitCode, Failure> {
-    let records = place.ledger(true)?.records().map_err(|e| e.to_string())?;
+/// What `audit log` prints.
+pub struct LogOptions {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Only records after this seq.
+    pub since: u64,
+    /// Wait for new records after the last.
+    pub follow: bool,
+    /// Payload fields replaced by their SHA-256 (JSON only).
+    pub redact: Vec<String>,
+}
+
+pub fn audit_log(place: &Place, options: &LogOptions) -> Result<ExitCode, Failure> {
+    let ledger = place.ledger(!options.follow)?;
     let mut out = std::io::stdout().lock();
-    for r in records {
-        let line = if json {
-            r.to_json().to_string()
-        } else {
-            render::record_line(&r)
-        };
-        if writeln!(out, "{line}").is_err() {
+    let mut last = options.since;
+    let mut broken = false;
+    loop {
+        let read = ledger.records_after(last, &mut |r| {
+            let line = if options.json {
+                r.to_json_redacted(&options.redact).to_string()
+            } else {
+                render::record_line(&r)
+            };
+            if writeln!(out, "{line}").is_err() {
+                broken = true;
+                return false;
+            }
+            last = r.seq;
+            true
+        });
+        if broken || out.flush().is_err() {
             return Ok(ExitCode::from(2));
         }
+        if let Err(e) = read {
+            if !options.follow {
+                return Err(e.to_string());
+            }
+            // A follower outlives a server restart: it says so and retries
+            // from the last record it printed.
+            eprintln!("capfence: audit log: {e}; retrying after record {last}");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            continue;
+        }
+        if !options.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Err(e) = ledger.wait_for_records(last, std::time::Duration::from_secs(30)) {
+            eprintln!("capfence: audit log: {e}; retrying after record {last}");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
