@@ -27,7 +27,9 @@ use crate::audit::{AuditRecord, ChainFault};
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError, Tx};
 
-pub use operator::{Approval, Invalid, Operator, OperatorError, Refusal, TicketOutcome};
+pub use operator::{
+    Approval, Invalid, Operator, OperatorError, Presigned, Refusal, Signer, TicketOutcome,
+};
 use queue::Queue;
 
 /// A failure to verify the chain.

@@ -528,6 +528,21 @@ impl ActionRuntime {
         self.ledger.approve(ticket, by.into(), Some(&self.policy))
     }
 
+    /// The statement `public_key` signs to approve (`approve`) or reject
+    /// `ticket` now, for a signer that holds the key elsewhere (the
+    /// console's page): sign it and pass a [`Presigned`](crate::ledger::Presigned)
+    /// to [`approve`](Self::approve) or [`reject`](Self::reject), which
+    /// rebuild the statement and refuse a signature over any other bytes.
+    pub fn ticket_statement(
+        &self,
+        ticket: &str,
+        approve: bool,
+        public_key: &str,
+    ) -> Result<Vec<u8>, OperatorError> {
+        self.ledger
+            .ticket_statement(ticket, approve, public_key, Some(&self.policy))
+    }
+
     /// Rejects a pending ticket, by an operator's name (refused where the
     /// policy lists approvers) or key (eligible for the ticket's rule).
     pub fn reject<'a>(

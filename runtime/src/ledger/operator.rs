@@ -18,13 +18,118 @@ use crate::signing::OperatorKey;
 use crate::store::{StoreError, Tx};
 
 /// Who carries out an operator action.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Operator<'a> {
     /// A name, taken as given: only where the policy lists no approvers.
     Name(&'a str),
-    /// An operator key: the action is signed, and the signer is the name the
-    /// policy gives the key.
-    Key(&'a OperatorKey),
+    /// An operator's key: the action is signed, and the signer is the name
+    /// the policy gives the key. An [`OperatorKey`] signs here; a
+    /// [`Presigned`] signature, made elsewhere (the console's page), is
+    /// checked against the statement the ledger builds.
+    Key(&'a dyn Signer),
+}
+
+impl std::fmt::Debug for Operator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Operator::Name(name) => f.debug_tuple("Name").field(name).finish(),
+            Operator::Key(key) => f.debug_tuple("Key").field(&key.public_key()).finish(),
+        }
+    }
+}
+
+/// What signs an operator's statement: a key held here, or a signature
+/// made where the key is (a browser) and only checked here.
+pub trait Signer {
+    /// The public key, `ed25519:<base64>`.
+    fn public_key(&self) -> String;
+    /// What the key calls itself, for messages (the policy's name for the
+    /// key is what is recorded).
+    fn key_name(&self) -> &str;
+    /// The signature of `statement` (base64), or the refusal when this
+    /// signer cannot give one: a presigned signature over other bytes.
+    fn sign_statement(&self, statement: &[u8]) -> Result<String, Refusal>;
+}
+
+impl Signer for OperatorKey {
+    fn public_key(&self) -> String {
+        OperatorKey::public_key(self)
+    }
+
+    fn key_name(&self) -> &str {
+        self.name()
+    }
+
+    fn sign_statement(&self, statement: &[u8]) -> Result<String, Refusal> {
+        Ok(self.sign(statement))
+    }
+}
+
+/// A signature made elsewhere over the statement of one operator action
+/// (the console's page signs with a key the server never sees). The ledger
+/// builds the statement from the chain and accepts the action only if this
+/// signature verifies over exactly those bytes: a field changed on the way
+/// (by a proxy, or by the server) is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    /// The signer's public key, `ed25519:<base64>`.
+    pub public_key: String,
+    /// The signature, base64.
+    pub signature: String,
+}
+
+impl Signer for Presigned {
+    fn public_key(&self) -> String {
+        self.public_key.clone()
+    }
+
+    fn key_name(&self) -> &str {
+        &self.public_key
+    }
+
+    fn sign_statement(&self, statement: &[u8]) -> Result<String, Refusal> {
+        if crate::signing::verify(&self.public_key, statement, &self.signature) {
+            Ok(self.signature.clone())
+        } else {
+            Err(Refusal::StatementMismatch {
+                public: self.public_key.clone(),
+                statement: String::from_utf8_lossy(statement).into_owned(),
+            })
+        }
+    }
+}
+
+/// A signer that keeps the statement it is asked to sign and refuses, so
+/// the action stops before anything is written.
+struct Capture {
+    public_key: String,
+    statement: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl Signer for Capture {
+    fn public_key(&self) -> String {
+        self.public_key.clone()
+    }
+
+    fn key_name(&self) -> &str {
+        &self.public_key
+    }
+
+    fn sign_statement(&self, statement: &[u8]) -> Result<String, Refusal> {
+        if let Ok(mut kept) = self.statement.lock() {
+            *kept = Some(statement.to_vec());
+        }
+        Err(Refusal::StatementMismatch {
+            public: self.public_key.clone(),
+            statement: String::new(),
+        })
+    }
+}
+
+impl<'a> From<&'a Presigned> for Operator<'a> {
+    fn from(signed: &'a Presigned) -> Operator<'a> {
+        Operator::Key(signed)
+    }
 }
 
 impl<'a> From<&'a str> for Operator<'a> {
@@ -301,6 +406,19 @@ pub enum Refusal {
         /// Who may sign, in words.
         approvers: String,
     },
+    /// A signature made elsewhere that does not verify over the statement
+    /// the ledger built for the action: the action's fields were not the
+    /// ones signed.
+    #[error(
+        "the signature of {public} does not verify over the statement this action needs \
+         (the fields signed are not the ledger's):\n{statement}"
+    )]
+    StatementMismatch {
+        /// The signer's public key.
+        public: String,
+        /// The statement the ledger built.
+        statement: String,
+    },
     /// A key the active policy does not list.
     #[error("the key of `{key}` ({public}) is not among the active policy's approvers")]
     UnknownKey {
@@ -378,6 +496,36 @@ impl Ledger {
         self.decide_ticket(ticket, who, TicketStatus::Rejected, policy)
     }
 
+    /// The statement `public_key` would sign to approve (`approve`) or
+    /// reject the ticket now: the same bytes the action itself builds and
+    /// checks, read by running it with a signer that only keeps them (so
+    /// nothing is recorded). Errors are the action's own: not an approver of
+    /// the rule, not pending, expired, already approved by this key.
+    pub fn ticket_statement(
+        &self,
+        ticket: &str,
+        approve: bool,
+        public_key: &str,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Vec<u8>, OperatorError> {
+        let capture = Capture {
+            public_key: public_key.to_owned(),
+            statement: std::sync::Mutex::new(None),
+        };
+        let status = if approve {
+            TicketStatus::Approved
+        } else {
+            TicketStatus::Rejected
+        };
+        let result = self.decide_ticket(ticket, Operator::Key(&capture), status, policy);
+        let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
+        match (kept, result) {
+            (Some(statement), _) => Ok(statement),
+            (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(Invalid::NothingDone.into()),
+        }
+    }
+
     fn decide_ticket(
         &self,
         ticket: &str,
@@ -453,7 +601,7 @@ impl Ledger {
                 (Operator::Key(key), rule) => {
                     let name = match rule {
                         Some(f) => eligible_name(key, f)?,
-                        None => key.name().to_owned(),
+                        None => key.key_name().to_owned(),
                     };
                     if verb == RecordKind::Approve && chain.approvals.contains(&name) {
                         return Err(Refusal::AlreadyApproved {
@@ -477,7 +625,7 @@ impl Ledger {
                     let payload = serde_json::json!({
                         "signer": name,
                         "key": key.public_key(),
-                        "signature": key.sign(&statement),
+                        "signature": key.sign_statement(&statement)?,
                         "quorum": needed,
                         "expires_at": expires,
                     });
@@ -590,7 +738,7 @@ impl Ledger {
                 }
                 (Operator::Name(by), None) => operator_name(by)?,
                 (Operator::Key(key), Some(p)) => grant_signer(key, p, &capability)?,
-                (Operator::Key(key), None) => key.name().to_owned(),
+                (Operator::Key(key), None) => key.key_name().to_owned(),
             };
             let mut grant = Grant {
                 id: 0,
@@ -635,7 +783,7 @@ impl Ledger {
                     body.insert("key".to_owned(), serde_json::json!(key.public_key()));
                     body.insert(
                         "signature".to_owned(),
-                        serde_json::json!(key.sign(&statement)),
+                        serde_json::json!(key.sign_statement(&statement)?),
                     );
                 }
                 grant.signed = Some(approvals::GrantSignature {
@@ -724,7 +872,7 @@ impl Ledger {
                         .find(|a| a.key == public.as_str())
                         .map(|a| a.name.to_string())
                         .ok_or_else(|| Refusal::NotAnApproverOfGrant {
-                            key: key.name().to_owned(),
+                            key: key.key_name().to_owned(),
                             grant: label.clone(),
                         })?;
                     let statement =
@@ -732,12 +880,12 @@ impl Ledger {
                     let payload = serde_json::json!({
                         "signer": name,
                         "key": public,
-                        "signature": key.sign(&statement),
+                        "signature": key.sign_statement(&statement)?,
                     });
                     (name, Some((payload.to_string(), s.policy_digest.clone())))
                 }
                 (None, Operator::Name(by)) => (operator_name(by)?, None),
-                (None, Operator::Key(key)) => (key.name().to_owned(), None),
+                (None, Operator::Key(key)) => (key.key_name().to_owned(), None),
             };
             tx.update_grant(id, g.uses_left, Some(&by))?;
             g.revoked_by = Some(by.clone());
@@ -794,7 +942,7 @@ fn short(digest: &str) -> &str {
 }
 
 /// The policy's name for `key`, if it may sign for `rule`.
-fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, OperatorError> {
+fn eligible_name(key: &dyn Signer, rule: &RuleFacts) -> Result<String, OperatorError> {
     let public = key.public_key();
     rule.approvers
         .iter()
@@ -802,7 +950,7 @@ fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, Operator
         .map(|a| a.name.to_string())
         .ok_or_else(|| {
             Refusal::NotAnApproverOfRule {
-                key: key.name().to_owned(),
+                key: key.key_name().to_owned(),
                 public: public.clone(),
                 rule: rule.id.to_string(),
                 approvers: names(rule),
@@ -814,7 +962,7 @@ fn eligible_name(key: &OperatorKey, rule: &RuleFacts) -> Result<String, Operator
 /// The policy's name for `key`, if some rule of `capability` that a grant
 /// can satisfy (quorum 1) lists it.
 fn grant_signer(
-    key: &OperatorKey,
+    key: &dyn Signer,
     policy: &PolicyFacts,
     capability: &str,
 ) -> Result<String, OperatorError> {
@@ -830,7 +978,7 @@ fn grant_signer(
         .map(|a| a.name.to_string())
         .ok_or_else(|| {
             Refusal::MayNotSignGrants {
-                key: key.name().to_owned(),
+                key: key.key_name().to_owned(),
                 public: public.clone(),
                 capability: capability.to_owned(),
             }

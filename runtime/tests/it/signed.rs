@@ -675,3 +675,81 @@ fn an_ineligible_key_and_a_signed_rejection_from_the_command_line() {
     );
     assert_eq!(capfence(&state, &["verify"]).status.code(), Some(0));
 }
+
+/// A signature made where the key is (the console's page) approves only
+/// over the statement the ledger builds: the page fetches the statement,
+/// signs it, and the ledger checks the signature against its own bytes. A
+/// signature over a statement with any field changed, or by a key the rule
+/// does not list, is refused and nothing is recorded.
+#[test]
+fn a_presigned_approval_counts_only_over_the_ledgers_statement() {
+    use capfence::ledger::Presigned;
+    let s = setup("signed-presigned");
+    s.rt.execute(&transfer("20000"));
+    let before = s.rt.verify().unwrap().0;
+    let ops1 = ops1();
+    let statement =
+        s.rt.ticket_statement("T-1", true, &ops1.public_key())
+            .unwrap();
+    let text = String::from_utf8(statement.clone()).unwrap();
+    assert!(
+        text.starts_with("capfence-ticket-v1\naction:7:approve\nticket:3:T-1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quorum:1:2\n") && text.ends_with("signer:4:ops1\n"),
+        "{text}"
+    );
+    assert_eq!(s.rt.verify().unwrap().0, before, "asking records nothing");
+
+    // The page signed other bytes: the quorum changed on the way.
+    let tampered = text.replace("quorum:1:2\n", "quorum:1:1\n");
+    let forged = Presigned {
+        public_key: ops1.public_key(),
+        signature: ops1.sign(tampered.as_bytes()),
+    };
+    refused(
+        s.rt.approve("T-1", &forged),
+        "does not verify over the statement",
+    );
+    // Another key's signature over the right bytes, claiming ops1's key.
+    let stolen = Presigned {
+        public_key: ops1.public_key(),
+        signature: mallory().sign(&statement),
+    };
+    refused(s.rt.approve("T-1", &stolen), "does not verify");
+    assert_eq!(s.rt.verify().unwrap().0, before, "refusals record nothing");
+    // An approval statement signed as a rejection is refused too.
+    let reject = Presigned {
+        public_key: ops1.public_key(),
+        signature: ops1.sign(&statement),
+    };
+    refused(s.rt.reject("T-1", &reject), "does not verify");
+    // Not an approver of the rule: no statement to sign.
+    assert!(
+        s.rt.ticket_statement("T-1", true, &mallory().public_key())
+            .is_err()
+    );
+
+    let signed = Presigned {
+        public_key: ops1.public_key(),
+        signature: ops1.sign(&statement),
+    };
+    let first = s.rt.approve("T-1", &signed).unwrap();
+    assert_eq!((first.approvals.len(), first.needed), (1, 2));
+    let ops3 = ops3();
+    let second = Presigned {
+        public_key: ops3.public_key(),
+        signature: ops3.sign(
+            &s.rt
+                .ticket_statement("T-1", true, &ops3.public_key())
+                .unwrap(),
+        ),
+    };
+    assert_eq!(
+        s.rt.approve("T-1", &second).unwrap().ticket.status,
+        TicketStatus::Approved
+    );
+    assert!(s.rt.execute(&transfer("20000")).authorized);
+    s.rt.verify().unwrap();
+}
