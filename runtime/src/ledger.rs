@@ -12,6 +12,7 @@ mod policy;
 mod proposal;
 mod queue;
 mod verify;
+mod views;
 pub use policy::{Activation, ActivePolicy, FIRST_USE};
 
 pub use proposal::{Impact, Proposal, Proposed, proposal_label};
@@ -31,6 +32,7 @@ pub use operator::{
     Approval, Invalid, Operator, OperatorError, Presigned, Refusal, Signer, TicketOutcome,
 };
 use queue::Queue;
+pub use views::TicketView;
 
 /// A failure to verify the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -33,6 +33,8 @@ pub mod ledger;
 pub mod mcp;
 pub mod merkle;
 pub mod runtime;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]

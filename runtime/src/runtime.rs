@@ -528,6 +528,20 @@ impl ActionRuntime {
         self.ledger.approve(ticket, by.into(), Some(&self.policy))
     }
 
+    /// The policy's facts: each rule's approvers, quorum and limits.
+    pub fn policy_facts(&self) -> &crate::ledger::PolicyFacts {
+        &self.policy
+    }
+
+    /// The newest `limit` tickets as their chains tell them (who signed, how
+    /// many more, expired), for an operator's screen.
+    pub fn ticket_views(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::ledger::TicketView>, crate::store::StoreError> {
+        self.ledger.ticket_views(Some(&self.policy), limit)
+    }
+
     /// The statement `public_key` signs to approve (`approve`) or reject
     /// `ticket` now, for a signer that holds the key elsewhere (the
     /// console's page): sign it and pass a [`Presigned`](crate::ledger::Presigned)

@@ -21,6 +21,7 @@ mod forgery;
 mod policy;
 mod postgres;
 mod pytest;
+mod serve;
 mod signed;
 mod tamper;
 mod telemetry;

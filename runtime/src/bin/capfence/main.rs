@@ -56,6 +56,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             commands::decide(&place, &policy, checkpoints)
         }
+        Command::Serve {
+            policy,
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_http,
+        } => commands::serve(
+            &place,
+            &policy,
+            &capfence::serve::ServeOptions {
+                listen,
+                tls: tls_cert.zip(tls_key),
+                insecure_http,
+            },
+        ),
         Command::McpProxy {
             policy,
             actor,

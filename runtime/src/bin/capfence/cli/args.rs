@@ -43,6 +43,25 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "checkpoint_every")]
         checkpoint_key: Option<PathBuf>,
     },
+    /// Serve the operator console: held payments in a browser, approved with
+    /// the operator's own key (docs/console.md).
+    Serve {
+        /// The policy file (its `approvers:` may sign in).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// The certificate chain (PEM) for TLS.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allow plain HTTP on an address that is not loopback.
+        #[arg(long)]
+        insecure_http: bool,
+    },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).
     McpProxy {

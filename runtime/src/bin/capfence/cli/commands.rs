@@ -135,6 +135,23 @@ pub fn audit_head(place: &Place) -> Result<ExitCode, Failure> {
 }
 
 /// `audit log [--json]`.
+/// Serves the console until the process is stopped. Prints the address it
+/// listens on (`listening on https://127.0.0.1:8443`) once it accepts.
+pub fn serve(
+    place: &Place,
+    policy: &Path,
+    options: &capfence::serve::ServeOptions,
+) -> Result<ExitCode, Failure> {
+    let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
+    capfence::serve::serve(runtime, options, |addr, tls| {
+        let scheme = if tls { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What `audit log` prints.
 pub struct LogOptions {
     /// JSON lines instead of text.

@@ -1,0 +1,558 @@
+//! `capfence serve`: the operator console and its API, one process.
+//!
+//! axum on tokio serves an HTML page (embedded; no build step) and a JSON
+//! API. Operators sign in with their own key, in the page: it reads the key
+//! file `capfence keys new` wrote, imports it with WebCrypto (not
+//! extractable) and signs a one-time challenge; the server checks the
+//! signature against the policy's approvers and sets a session cookie. An
+//! approve or reject is signed in the page too, over the statement the page
+//! builds from the fields it shows; the ledger rebuilds the statement from
+//! the chain and refuses a signature over other bytes
+//! ([`Presigned`](crate::ledger::Presigned)). The server never holds a
+//! secret key.
+//!
+//! Every API route but the challenge and the login needs a session (401
+//! and no payment data otherwise); a request that changes anything must
+//! also come from the console's own origin (`Origin` checked, cookies
+//! `SameSite=Strict`). TLS is rustls (`--tls-cert`, `--tls-key`); plain HTTP
+//! is refused on an address that is not loopback unless asked for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::ActionRuntime;
+use crate::ledger::{OperatorError, Presigned, TicketView};
+use crate::signing;
+
+mod stream;
+mod tls;
+
+/// How the console is served.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to listen on (`127.0.0.1:8443`; port 0 picks one).
+    pub listen: SocketAddr,
+    /// The certificate chain and private key (PEM files) for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on an address that is not loopback.
+    pub insecure_http: bool,
+}
+
+/// Why the console did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Plain HTTP on a non-loopback address without `--insecure-http`.
+    #[error(
+        "refusing plain HTTP on {0}: operators' sessions would cross the network in the clear; \
+         give --tls-cert and --tls-key, listen on a loopback address, or pass --insecure-http"
+    )]
+    PlainHttp(SocketAddr),
+    /// The certificate or key cannot be used.
+    #[error("{file}: {message}")]
+    Tls {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The socket or the runtime.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How long a login challenge may be answered.
+const CHALLENGE_LIFE: Duration = Duration::from_secs(120);
+/// How long a session lasts.
+const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
+/// The session cookie's name.
+const COOKIE: &str = "capfence_session";
+
+struct Session {
+    secret: [u8; 32],
+    name: String,
+    public_key: String,
+    expires: Instant,
+}
+
+struct App {
+    rt: ActionRuntime,
+    secure: bool,
+    /// Every key the policy lists as an approver, by public key: its name.
+    approvers: HashMap<String, String>,
+    challenges: Mutex<HashMap<String, Instant>>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// Serves the console until the process ends; `ready` is told the address
+/// bound (with port 0, the one picked) once it accepts connections.
+pub fn serve(
+    rt: ActionRuntime,
+    options: &ServeOptions,
+    ready: impl FnOnce(SocketAddr, bool),
+) -> Result<(), ServeError> {
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None if options.listen.ip().is_loopback() || options.insecure_http => None,
+        None => return Err(ServeError::PlainHttp(options.listen)),
+    };
+    let mut approvers = HashMap::new();
+    for rule in rt.policy_facts().facts.iter() {
+        for a in rule.approvers.iter() {
+            approvers.insert(a.key.to_string(), a.name.to_string());
+        }
+    }
+    let app = Arc::new(App {
+        rt,
+        secure: tls.is_some(),
+        approvers,
+        challenges: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let mut router = Router::new();
+    for (path, content_type, body) in ASSETS {
+        router = router.route(
+            path,
+            get(move || async move { respond(StatusCode::OK, content_type, body) }),
+        );
+    }
+    let router = router
+        .route("/api/challenge", post(challenge))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/tickets", get(tickets))
+        .route("/api/tickets/{id}/statement", get(statement))
+        .route("/api/tickets/{id}/{action}", post(act))
+        .route("/api/events", get(events))
+        .with_state(app);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen).await?;
+        let bound = listener.local_addr()?;
+        ready(bound, tls.is_some());
+        tls::accept_loop(listener, tls, router).await
+    })?;
+    Ok(())
+}
+
+/// A response with the console's security headers.
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response<Body> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; \
+             form-action 'none'; base-uri 'none'",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    respond(status, "application/json", value.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// The page and its files, embedded in the binary.
+const ASSETS: [(&str, &str, &str); 4] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("serve/console.html"),
+    ),
+    (
+        "/console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("serve/console.js"),
+    ),
+    (
+        "/statement.js",
+        "text/javascript; charset=utf-8",
+        include_str!("serve/statement.js"),
+    ),
+    (
+        "/console.css",
+        "text/css; charset=utf-8",
+        include_str!("serve/console.css"),
+    ),
+];
+
+fn random_b64() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: no challenge, no session (fail closed).
+        return String::new();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The origin this request was addressed to (`https://host:port`).
+fn own_origin(app: &App, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let scheme = if app.secure { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// A state-changing request must come from the console's own page.
+fn same_origin(app: &App, headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    match (origin, own_origin(app, headers)) {
+        (Some(origin), Some(own)) => origin == own,
+        _ => false,
+    }
+}
+
+/// The statement a login signs: the challenge and the origin it is for.
+pub fn login_statement(challenge: &str, origin: &str) -> Vec<u8> {
+    signing::statement("login", &[("challenge", challenge), ("origin", origin)])
+}
+
+async fn challenge(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if !same_origin(&app, &headers) {
+        return error(StatusCode::FORBIDDEN, "cross-origin request");
+    }
+    let challenge = random_b64();
+    if challenge.is_empty() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no randomness");
+    }
+    let Ok(mut open) = app.challenges.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "state lost");
+    };
+    let now = Instant::now();
+    open.retain(|_, at| now.duration_since(*at) < CHALLENGE_LIFE);
+    if open.len() > 10_000 {
+        return error(StatusCode::TOO_MANY_REQUESTS, "too many open challenges");
+    }
+    open.insert(challenge.clone(), now);
+    json_response(StatusCode::OK, &json!({ "challenge": challenge }))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    challenge: String,
+    public_key: String,
+    signature: String,
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    if !same_origin(&app, &headers) {
+        return error(StatusCode::FORBIDDEN, "cross-origin request");
+    }
+    let Ok(request) = serde_json::from_slice::<Login>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {challenge, public_key, signature}",
+        );
+    };
+    let fresh = app.challenges.lock().ok().and_then(|mut open| {
+        open.remove(&request.challenge)
+            .filter(|at| at.elapsed() < CHALLENGE_LIFE)
+    });
+    if fresh.is_none() {
+        return error(StatusCode::UNAUTHORIZED, "unknown or expired challenge");
+    }
+    let Some(name) = app.approvers.get(&request.public_key).cloned() else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this key is not among the policy's approvers",
+        );
+    };
+    let origin = own_origin(&app, &headers).unwrap_or_default();
+    let message = login_statement(&request.challenge, &origin);
+    if !signing::verify(&request.public_key, &message, &request.signature) {
+        return error(StatusCode::UNAUTHORIZED, "the signature does not verify");
+    }
+    let id = random_b64();
+    let mut secret = [0u8; 32];
+    if id.is_empty() || getrandom::fill(&mut secret).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no randomness");
+    }
+    let Ok(mut sessions) = app.sessions.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "state lost");
+    };
+    let now = Instant::now();
+    sessions.retain(|_, s| s.expires > now);
+    sessions.insert(
+        id.clone(),
+        Session {
+            secret,
+            name: name.clone(),
+            public_key: request.public_key.clone(),
+            expires: now + SESSION_LIFE,
+        },
+    );
+    drop(sessions);
+    use base64::Engine as _;
+    let token = format!(
+        "{id}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let secure = if app.secure { "; Secure" } else { "" };
+    let mut response = json_response(StatusCode::OK, &json!({ "name": name }));
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The signed-in operator: (name, public key), checked in constant time.
+fn session(app: &App, headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .next()?;
+    let (id, secret) = token.split_once('.')?;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(secret)
+        .ok()?;
+    let sessions = app.sessions.lock().ok()?;
+    let s = sessions.get(id)?;
+    let matches: bool = s.secret.as_slice().ct_eq(&secret).into();
+    (matches && s.expires > Instant::now()).then(|| (s.name.clone(), s.public_key.clone()))
+}
+
+fn signed_out() -> Response<Body> {
+    error(StatusCode::UNAUTHORIZED, "sign in with an approver's key")
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if !same_origin(&app, &headers) {
+        return error(StatusCode::FORBIDDEN, "cross-origin request");
+    }
+    if let Some((_, public)) = session(&app, &headers)
+        && let Ok(mut sessions) = app.sessions.lock()
+    {
+        sessions.retain(|_, s| s.public_key != public);
+    }
+    let mut response = json_response(StatusCode::OK, &json!({}));
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    match session(&app, &headers) {
+        Some((name, public_key)) => json_response(
+            StatusCode::OK,
+            &json!({ "name": name, "public_key": public_key }),
+        ),
+        None => signed_out(),
+    }
+}
+
+fn ticket_json(v: &TicketView) -> serde_json::Value {
+    let payload = serde_json::from_str::<serde_json::Value>(&v.ticket.payload)
+        .unwrap_or_else(|_| json!(v.ticket.payload));
+    let status = if v.expired {
+        "expired"
+    } else {
+        v.status.as_str()
+    };
+    json!({
+        "id": crate::approvals::TicketId(v.ticket.id).to_string(),
+        "status": status,
+        "actor": v.ticket.actor,
+        "capability": v.ticket.capability,
+        "environment": v.ticket.environment,
+        "risk": v.ticket.risk,
+        "payload": payload,
+        "rule": v.ticket.rule,
+        "reason": v.reason,
+        "approvals": v.approvals,
+        "needed": v.needed,
+        "opened_at": crate::clock::rfc3339(v.ticket.created_at),
+        "expires_at": crate::clock::rfc3339(v.expires_at),
+        "opened_seq": v.opened_seq,
+        "opened_hash": v.opened_hash,
+    })
+}
+
+async fn tickets(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let rt = app.rt.clone();
+    let views = tokio::task::spawn_blocking(move || rt.ticket_views(200)).await;
+    match views {
+        Ok(Ok(views)) => {
+            let list: Vec<_> = views.iter().map(ticket_json).collect();
+            json_response(StatusCode::OK, &json!({ "tickets": list }))
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatementQuery {
+    action: String,
+}
+
+/// The statement's parts, split back out of its bytes (`name:len:value`).
+fn parts(statement: &[u8]) -> Option<(String, Vec<(String, String)>)> {
+    let text = std::str::from_utf8(statement).ok()?;
+    let (domain, mut rest) = text.split_once('\n')?;
+    let kind = domain.strip_prefix("capfence-")?.strip_suffix("-v1")?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once(':')?;
+        let (len, after) = after.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let value = after.get(..len)?;
+        rest = after.get(len..)?.strip_prefix('\n')?;
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Some((kind.to_owned(), out))
+}
+
+fn refusal(e: &OperatorError) -> Response<Body> {
+    let status = match e {
+        OperatorError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OperatorError::NotFound { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::CONFLICT,
+    };
+    error(status, &e.to_string())
+}
+
+async fn statement(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<StatementQuery>,
+) -> Response<Body> {
+    let Some((_, public)) = session(&app, &headers) else {
+        return signed_out();
+    };
+    let approve = match query.action.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return error(StatusCode::BAD_REQUEST, "action is approve or reject"),
+    };
+    let rt = app.rt.clone();
+    let made =
+        tokio::task::spawn_blocking(move || rt.ticket_statement(&id, approve, &public)).await;
+    match made {
+        Ok(Ok(bytes)) => match parts(&bytes) {
+            Some((kind, parts)) => {
+                json_response(StatusCode::OK, &json!({ "kind": kind, "parts": parts }))
+            }
+            None => error(StatusCode::INTERNAL_SERVER_ERROR, "unreadable statement"),
+        },
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    signature: String,
+}
+
+async fn act(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath((id, action)): UrlPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    if !same_origin(&app, &headers) {
+        return error(StatusCode::FORBIDDEN, "cross-origin request");
+    }
+    let Some((_, public)) = session(&app, &headers) else {
+        return signed_out();
+    };
+    let approve = match action.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return error(StatusCode::NOT_FOUND, "no such action"),
+    };
+    let Ok(signed) = serde_json::from_slice::<Signed>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "expected {signature}");
+    };
+    let rt = app.rt.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let presigned = Presigned {
+            public_key: public,
+            signature: signed.signature,
+        };
+        if approve {
+            rt.approve(&id, &presigned)
+        } else {
+            rt.reject(&id, &presigned)
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(outcome)) => json_response(
+            StatusCode::OK,
+            &json!({
+                "id": crate::approvals::TicketId(outcome.ticket.id).to_string(),
+                "status": outcome.ticket.status.as_str(),
+                "approvals": outcome.approvals,
+                "needed": outcome.needed,
+            }),
+        ),
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let mut response = respond(
+        StatusCode::OK,
+        "text/event-stream",
+        Body::from_stream(stream::ledger_changes(app.rt.clone())),
+    );
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

@@ -1,0 +1,203 @@
+// The operator console. Agent-supplied text (actors, payloads, reasons) is
+// only ever set as textContent, never parsed as HTML.
+import { statement, loginStatement, parseKeyFile, pkcs8 } from "/statement.js";
+
+const $ = (id) => document.getElementById(id);
+let me = null;
+let signingKey = null;
+let shown = [];
+
+// The signing key lives in IndexedDB as a non-extractable CryptoKey: the
+// page can sign with it until sign-out, nothing can read it out.
+function database() {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open("capfence-console", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("keys");
+    open.onsuccess = () => resolve(open.result);
+    open.onerror = () => reject(open.error);
+  });
+}
+
+async function keyStore(mode, work) {
+  const db = await database();
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction("keys", mode);
+    const request = work(tx.objectStore("keys"));
+    tx.oncomplete = () => resolve(request.result);
+    tx.onerror = () => reject(tx.error);
+  });
+}
+
+const saveKey = (record) => keyStore("readwrite", (s) => s.put(record, "operator"));
+const loadKey = () => keyStore("readonly", (s) => s.get("operator"));
+const clearKey = () => keyStore("readwrite", (s) => s.delete("operator"));
+
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.error || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function base64(buffer) {
+  return btoa(String.fromCharCode(...new Uint8Array(buffer)));
+}
+
+async function sign(bytes) {
+  return base64(await crypto.subtle.sign({ name: "Ed25519" }, signingKey, bytes));
+}
+
+function show(view) {
+  $("login").hidden = view !== "login";
+  $("queue").hidden = view !== "queue";
+  $("logout").hidden = view !== "queue";
+  $("who").textContent = view === "queue" && me ? `signed in as ${me.name}` : "";
+}
+
+async function login() {
+  $("login-error").textContent = "";
+  try {
+    const file = $("login-key").files[0];
+    if (!file) throw new Error("pick your key file first");
+    const parsed = parseKeyFile(await file.text());
+    const key = await crypto.subtle.importKey(
+      "pkcs8", pkcs8(parsed.seed), { name: "Ed25519" }, false, ["sign"]);
+    parsed.seed.fill(0);
+    signingKey = key;
+    const { challenge } = await api("POST", "/api/challenge");
+    const signature = await sign(loginStatement(challenge, location.origin));
+    await api("POST", "/api/login", { challenge, public_key: parsed.publicKey, signature });
+    await saveKey({ key, publicKey: parsed.publicKey });
+    me = await api("GET", "/api/me");
+    show("queue");
+    listen();
+    await refresh();
+  } catch (e) {
+    signingKey = null;
+    $("login-error").textContent = `Not signed in: ${e.message}`;
+  }
+}
+
+async function logout() {
+  await api("POST", "/api/logout").catch(() => {});
+  await clearKey().catch(() => {});
+  signingKey = null;
+  me = null;
+  shown = [];
+  $("tickets").replaceChildren();
+  show("login");
+}
+
+function timeLeft(iso) {
+  const ms = Date.parse(iso) - Date.now();
+  if (ms <= 0) return "expired";
+  const minutes = Math.floor(ms / 60000);
+  const seconds = Math.floor((ms % 60000) / 1000);
+  return `${minutes}m ${seconds}s left`;
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "";
+  if (className) td.className = className;
+  return td;
+}
+
+function render() {
+  const rows = shown.map((t) => {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "ticket-row";
+    tr.dataset.ticketId = t.id;
+    const status = cell(t.status, `status-${t.status}`);
+    status.dataset.testid = "ticket-status";
+    tr.append(
+      cell(t.id), status, cell(t.actor), cell(t.capability), cell(t.environment), cell(t.risk),
+      cell(JSON.stringify(t.payload, null, 1), "payload"),
+      cell(`${t.rule ?? ""}: ${t.reason}`),
+      cell(`${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`),
+      cell(t.status === "pending" ? timeLeft(t.expires_at) : t.expires_at));
+    const actions = document.createElement("td");
+    if (t.status === "pending" && !t.approvals.includes(me?.name)) {
+      for (const action of ["approve", "reject"]) {
+        const button = document.createElement("button");
+        button.textContent = action === "approve" ? "Approve" : "Reject";
+        button.dataset.testid = action;
+        button.addEventListener("click", () => act(t, action));
+        actions.append(button);
+      }
+    }
+    tr.append(actions);
+    return tr;
+  });
+  $("tickets").replaceChildren(...rows);
+}
+
+async function refresh() {
+  try {
+    const { tickets } = await api("GET", "/api/tickets");
+    shown = tickets;
+    $("queue-error").textContent = "";
+    render();
+  } catch (e) {
+    if (e.status === 401) return logout();
+    $("queue-error").textContent = e.message;
+  }
+}
+
+// Signs an approve or reject. The server says which statement the ledger
+// will check; the page signs it only if it names what the page shows (the
+// ticket, the record that opened it, the quorum, the expiry, the action and
+// this operator), and builds the bytes itself.
+async function act(ticket, action) {
+  $("queue-error").textContent = "";
+  try {
+    const { kind, parts } = await api(
+      "GET", `/api/tickets/${encodeURIComponent(ticket.id)}/statement?action=${action}`);
+    const part = (name) => (parts.find(([n]) => n === name) || [])[1];
+    const matches = kind === "ticket" && part("action") === action && part("ticket") === ticket.id
+      && part("opened") === ticket.opened_hash && Number(part("quorum")) === ticket.needed
+      && part("expires_at") === ticket.expires_at && part("signer") === me.name;
+    if (!matches) throw new Error("the statement to sign does not match the ticket shown; nothing signed");
+    const signature = await sign(statement(kind, parts));
+    await api("POST", `/api/tickets/${encodeURIComponent(ticket.id)}/${action}`, { signature });
+  } catch (e) {
+    $("queue-error").textContent = `${ticket.id}: ${e.message}`;
+  }
+  await refresh();
+}
+
+let events = null;
+function listen() {
+  if (events) events.close();
+  events = new EventSource("/api/events");
+  events.addEventListener("ledger", () => refresh());
+}
+
+async function start() {
+  $("login-submit").addEventListener("click", login);
+  $("logout").addEventListener("click", logout);
+  setInterval(() => { if (me) render(); }, 1000);
+  try {
+    const stored = await loadKey();
+    me = await api("GET", "/api/me");
+    if (!stored || stored.publicKey !== me.public_key) throw new Error("sign in again");
+    signingKey = stored.key;
+    show("queue");
+    listen();
+    await refresh();
+  } catch {
+    me = null;
+    show("login");
+  }
+}
+
+start();

@@ -1,0 +1,420 @@
+//! `capfence serve` over HTTP, as a page and an attacker use it: no session,
+//! no payment data; only a listed key's signature over a fresh challenge for
+//! this origin signs in; a cross-origin request changes nothing; an approval
+//! counts only as a signature over the ledger's own statement, and the
+//! agent's retry then goes through once.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use capfence::signing::{OperatorKey, statement};
+use capfence::{ActionEvent, ActionRuntime, Decimal, Risk, payload};
+
+use super::TempDir;
+
+fn key(name: &str, seed: u8) -> OperatorKey {
+    OperatorKey::from_seed(name, [seed; 32]).unwrap()
+}
+
+fn policy(dir: &Path) -> std::path::PathBuf {
+    let text = format!(
+        "approvers:
+  ops1: {}
+  ops2: {}
+require_approval:
+  - id: two-person
+    capability: payments.transfer
+    amount_gt: 10000
+    approvals: 2
+  - capability: payments.transfer
+    amount_gt: 500
+allow:
+  - capability: payments.transfer
+    amount_lte: 500
+",
+        key("ops1", 1).public_key(),
+        key("ops2", 2).public_key()
+    );
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn transfer(amount: &str) -> ActionEvent {
+    ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => amount.parse::<Decimal>().unwrap(), "destination" => "strategic-partner-456"},
+    )
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(state: &Path, policy: &Path, extra: &[&str]) -> Result<Server, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(state)
+        .arg("serve")
+        .arg("--policy")
+        .arg(policy)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().strip_prefix("listening on http://") {
+        Some(addr) => Ok(Server {
+            addr: addr.to_owned(),
+            child,
+        }),
+        None => {
+            let _ = child.wait();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            Err(err)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// One HTTP/1.1 request on its own connection.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Signs in with `key`; the session cookie, or the refusal.
+fn sign_in(addr: &str, key: &OperatorKey) -> Result<String, Reply> {
+    let origin = format!("http://{addr}");
+    let challenge = http(addr, "POST", "/api/challenge", &[("Origin", &origin)], "");
+    assert_eq!(challenge.status, 200, "{}", challenge.body);
+    let challenge = challenge.json()["challenge"].as_str().unwrap().to_owned();
+    let signature = key.sign(&capfence::serve::login_statement(&challenge, &origin));
+    let body = serde_json::json!({
+        "challenge": challenge, "public_key": key.public_key(), "signature": signature,
+    });
+    let reply = http(
+        addr,
+        "POST",
+        "/api/login",
+        &[("Origin", &origin), ("Content-Type", "application/json")],
+        &body.to_string(),
+    );
+    if reply.status != 200 {
+        return Err(reply);
+    }
+    let cookie = reply.headers["set-cookie"].clone();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    Ok(cookie.split(';').next().unwrap().to_owned())
+}
+
+/// Approves (or rejects) `ticket` in `cookie`'s session, signing the
+/// statement's parts with `key` after `tamper` had its way with them.
+fn act(
+    addr: &str,
+    cookie: &str,
+    key: &OperatorKey,
+    ticket: &str,
+    action: &str,
+    tamper: impl Fn(&mut Vec<(String, String)>),
+) -> Reply {
+    let origin = format!("http://{addr}");
+    let reply = http(
+        addr,
+        "GET",
+        &format!("/api/tickets/{ticket}/statement?action={action}"),
+        &[("Cookie", cookie)],
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let made = reply.json();
+    let mut parts: Vec<(String, String)> = serde_json::from_value(made["parts"].clone()).unwrap();
+    tamper(&mut parts);
+    let borrowed: Vec<(&str, &str)> = parts
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let signature = key.sign(&statement(made["kind"].as_str().unwrap(), &borrowed));
+    http(
+        addr,
+        "POST",
+        &format!("/api/tickets/{ticket}/{action}"),
+        &[
+            ("Cookie", cookie),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        &serde_json::json!({ "signature": signature }).to_string(),
+    )
+}
+
+#[test]
+fn the_console_signs_in_only_listed_keys_and_approves_only_what_the_ledger_states() {
+    let dir = TempDir::new("serve");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    let server = serve(&state, &policy, &["--listen", "127.0.0.1:0"]).unwrap();
+    let addr = server.addr.as_str();
+    let origin = format!("http://{addr}");
+
+    // No session: 401 and nothing of the payment; the page itself holds no data.
+    for path in [
+        "/api/tickets",
+        "/api/me",
+        "/api/tickets/T-1/statement?action=approve",
+    ] {
+        let reply = http(addr, "GET", path, &[], "");
+        assert_eq!(reply.status, 401, "{path}");
+        assert!(!reply.body.contains("2500") && !reply.body.contains("strategic"));
+    }
+    let page = http(addr, "GET", "/", &[], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("data-testid=\"login-key\"") && !page.body.contains("2500"));
+    assert!(page.headers["content-security-policy"].contains("script-src 'self'"));
+
+    // A key the policy does not list cannot sign in; neither can a
+    // cross-origin page, nor a replayed challenge.
+    let mallory = key("mallory", 66);
+    assert_eq!(sign_in(addr, &mallory).unwrap_err().status, 401);
+    let cross = http(
+        addr,
+        "POST",
+        "/api/challenge",
+        &[("Origin", "http://evil.example")],
+        "",
+    );
+    assert_eq!(cross.status, 403);
+
+    let ops1 = key("ops1", 1);
+    let cookie = sign_in(addr, &ops1).unwrap();
+    let me = http(addr, "GET", "/api/me", &[("Cookie", &cookie)], "");
+    assert_eq!(me.json()["name"], "ops1");
+    let forged = http(
+        addr,
+        "GET",
+        "/api/me",
+        &[("Cookie", &format!("{}x", cookie))],
+        "",
+    );
+    assert_eq!(forged.status, 401, "a changed session token is no session");
+
+    let list = http(addr, "GET", "/api/tickets", &[("Cookie", &cookie)], "").json();
+    let ticket = &list["tickets"][0];
+    assert_eq!(ticket["id"], "T-1");
+    assert_eq!(ticket["status"], "pending");
+    assert_eq!(ticket["payload"]["amount"].to_string(), "2500", "exact");
+    assert_eq!(ticket["needed"], 1);
+    assert!(ticket["reason"].as_str().unwrap().contains("amount > 500"));
+
+    // A statement changed between the page and the ledger is refused, and
+    // so is an approval from another origin.
+    let tampered = act(addr, &cookie, &ops1, "T-1", "approve", |parts| {
+        for (name, value) in parts.iter_mut() {
+            if name == "quorum" {
+                *value = "0".to_owned();
+            }
+        }
+    });
+    assert_eq!(tampered.status, 409, "{}", tampered.body);
+    assert!(
+        tampered.body.contains("does not verify"),
+        "{}",
+        tampered.body
+    );
+    let cross = http(
+        addr,
+        "POST",
+        "/api/tickets/T-1/approve",
+        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        "{\"signature\":\"AAAA\"}",
+    );
+    assert_eq!(cross.status, 403);
+    assert!(!agent.execute(&transfer("2500")).authorized, "still held");
+
+    let approved = act(addr, &cookie, &ops1, "T-1", "approve", |_| {});
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(approved.json()["status"], "approved");
+    assert!(agent.execute(&transfer("2500")).authorized);
+    assert!(!agent.execute(&transfer("2500")).authorized, "once");
+
+    // Signing out ends the session.
+    let out = http(
+        addr,
+        "POST",
+        "/api/logout",
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        "",
+    );
+    assert_eq!(out.status, 200);
+    assert_eq!(
+        http(addr, "GET", "/api/tickets", &[("Cookie", &cookie)], "").status,
+        401
+    );
+    agent.verify().unwrap();
+}
+
+#[test]
+fn the_console_refuses_plain_http_off_loopback() {
+    let dir = TempDir::new("serve-plain");
+    let policy = policy(dir.path());
+    let refused = serve(
+        &dir.path().join("state"),
+        &policy,
+        &["--listen", "0.0.0.0:0"],
+    )
+    .err()
+    .unwrap();
+    assert!(refused.contains("refusing plain HTTP"), "{refused}");
+}
+
+/// The page builds the bytes it signs with `statement.js`; they must be the
+/// bytes the ledger checks, `capfence::signing::statement`, for any text
+/// (multi-byte characters count in UTF-8 bytes, as Rust's `len`). Run with
+/// Node.js, which every CI machine has.
+#[test]
+fn the_pages_statement_bytes_are_the_ledgers() {
+    let vectors: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "login",
+            vec![
+                ("challenge", "abc-_123"),
+                ("origin", "https://console.example:8443"),
+            ],
+        ),
+        (
+            "ticket",
+            vec![
+                ("action", "approve"),
+                ("ticket", "T-12"),
+                ("quorum", "2"),
+                ("expires_at", "2026-12-06T09:00:00.000000Z"),
+                ("signer", "zoë ✓ 出納"),
+            ],
+        ),
+        ("grant", vec![("caps", ""), ("note", "line\nbreak:7:x")]),
+    ];
+    let module = concat!(env!("CARGO_MANIFEST_DIR"), "/src/serve/statement.js");
+    let script = format!(
+        "import {{ statement, pkcs8, parseKeyFile }} from {module:?};\n\
+         const vectors = {};\n\
+         for (const [kind, parts] of vectors) console.log(Buffer.from(statement(kind, parts)).toString('hex'));\n\
+         const key = parseKeyFile(process.argv[1]);\n\
+         console.log(key.name, key.publicKey, Buffer.from(pkcs8(key.seed)).toString('hex'));\n",
+        serde_json::to_string(&vectors).unwrap()
+    );
+    let key = key("ops1", 1);
+    let dir = TempDir::new("statement-js");
+    let key_file = dir.path().join("ops1.key");
+    key.write_new(&key_file).unwrap();
+    let out = match Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .arg(std::fs::read_to_string(&key_file).unwrap())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run this: node: {e}"
+            );
+            eprintln!("skipped: no node ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    for (kind, parts) in &vectors {
+        let rust: String = statement(kind, parts)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(lines.next(), Some(rust.as_str()), "{kind} {parts:?}");
+    }
+    let parsed = lines.next().unwrap();
+    let (name_public, der) = parsed.rsplit_once(' ').unwrap();
+    assert_eq!(name_public, format!("ops1 {}", key.public_key()));
+    // The PKCS #8 the page imports holds the same seed the file does.
+    assert!(der.starts_with("302e020100300506032b657004220420"), "{der}");
+    assert!(
+        der.ends_with(&"01".repeat(32)),
+        "ops1's seed is 32 bytes of 1: {der}"
+    );
+    assert_eq!(der.len(), (16 + 32) * 2);
+}
