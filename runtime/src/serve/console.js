@@ -112,6 +112,23 @@ function cell(text, className) {
   return td;
 }
 
+// The expiry cell: time left while pending (ticked every second in place,
+// so rows are not rebuilt under the operator's pointer).
+function expiry(t) {
+  const td = cell(t.status === "pending" ? timeLeft(t.expires_at) : t.expires_at);
+  if (t.status === "pending") {
+    td.classList.add("time-left");
+    td.dataset.expiresAt = t.expires_at;
+  }
+  return td;
+}
+
+function tick() {
+  for (const td of document.querySelectorAll("td.time-left")) {
+    td.textContent = timeLeft(td.dataset.expiresAt);
+  }
+}
+
 function render() {
   const rows = shown.map((t) => {
     const tr = document.createElement("tr");
@@ -124,7 +141,7 @@ function render() {
       cell(JSON.stringify(t.payload, null, 1), "payload"),
       cell(`${t.rule ?? ""}: ${t.reason}`),
       cell(`${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`),
-      cell(t.status === "pending" ? timeLeft(t.expires_at) : t.expires_at));
+      expiry(t));
     const actions = document.createElement("td");
     if (t.status === "pending" && !t.approvals.includes(me?.name)) {
       for (const action of ["approve", "reject"]) {
@@ -185,7 +202,7 @@ function listen() {
 async function start() {
   $("login-submit").addEventListener("click", login);
   $("logout").addEventListener("click", logout);
-  setInterval(() => { if (me) render(); }, 1000);
+  setInterval(tick, 1000);
   try {
     const stored = await loadKey();
     me = await api("GET", "/api/me");

@@ -56,3 +56,22 @@ fn the_mcp_sdk_drives_the_proxy() {
 fn the_python_package_passes_its_tests() {
     pytest("python/tests", &[]);
 }
+
+/// The operator console in Debian's Chromium, driven by Selenium
+/// (`tests/console`). Outside CI a machine without Chromium skips it.
+#[test]
+fn the_console_works_in_a_browser() {
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+    if !browser.iter().all(|p| std::path::Path::new(p).exists()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser tests: install Debian's chromium and chromium-driver"
+        );
+        eprintln!("skipped: the browser tests need Debian's chromium and chromium-driver");
+        return;
+    }
+    pytest(
+        "tests/console",
+        &[("CAPFENCE_BIN", env!("CARGO_BIN_EXE_capfence"))],
+    );
+}
