@@ -202,6 +202,33 @@ impl Ledger {
         }
     }
 
+    /// A note kept beside the chain (a hint; decisions never rely on it).
+    pub(crate) fn note(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut value = None;
+        self.inner.store.transaction(&mut |tx| {
+            value = tx.note(key)?;
+            Ok(())
+        })?;
+        Ok(value)
+    }
+
+    /// Keeps a note (replacing one with the same key).
+    pub(crate) fn set_note(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner
+            .store
+            .transaction(&mut |tx| tx.set_note(key, value))
+    }
+
+    /// The records citing a ticket or grant id, in order.
+    pub(crate) fn citing(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut records = Vec::new();
+        self.inner.store.transaction(&mut |tx| {
+            records = tx.records_citing(id)?;
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
     /// Every ticket, newest first.
     pub fn tickets(&self) -> Result<Vec<Ticket>, StoreError> {
         self.inner.store.tickets()

@@ -8,7 +8,7 @@
 //! approve or reject is signed in the page too, over the statement the page
 //! builds from the fields it shows; the ledger rebuilds the statement from
 //! the chain and refuses a signature over other bytes
-//! ([`Presigned`](crate::ledger::Presigned)). The server never holds a
+//! ([`Presigned`]). The server never holds a
 //! secret key.
 //!
 //! Every API route but the challenge and the login needs a session (401
@@ -35,6 +35,7 @@ use crate::ActionRuntime;
 use crate::ledger::{OperatorError, Presigned, TicketView};
 use crate::signing;
 
+pub mod notify;
 mod stream;
 mod tls;
 
@@ -47,6 +48,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP on an address that is not loopback.
     pub insecure_http: bool,
+    /// Where to send notifications (none: no notifier runs). Its
+    /// `console_url`, when empty, is this server's own address.
+    pub notify: Option<notify::NotifyOptions>,
 }
 
 /// Why the console did not start.
@@ -112,6 +116,7 @@ pub fn serve(
             approvers.insert(a.key.to_string(), a.name.to_string());
         }
     }
+    let notifier_runtime = rt.clone();
     let app = Arc::new(App {
         rt,
         secure: tls.is_some(),
@@ -143,6 +148,14 @@ pub fn serve(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         let bound = listener.local_addr()?;
+        if let Some(mut notify) = options.notify.clone() {
+            if notify.console_url.is_empty() {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                notify.console_url = format!("{scheme}://{bound}");
+            }
+            notify::start(notifier_runtime, notify)
+                .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        }
         ready(bound, tls.is_some());
         tls::accept_loop(listener, tls, router).await
     })?;

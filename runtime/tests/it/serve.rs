@@ -418,3 +418,153 @@ fn the_pages_statement_bytes_are_the_ledgers() {
     );
     assert_eq!(der.len(), (16 + 32) * 2);
 }
+
+/// A webhook receiver: records each POST (headers, body); answers 500 to the
+/// first `fail_first` requests, 200 after.
+/// The POSTs a receiver got: headers and body of each.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(HashMap<String, String>, String)>>>;
+
+struct Receiver {
+    addr: String,
+    got: Received,
+}
+
+fn receiver(fail_first: usize) -> Receiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        let mut answered = 0;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut headers = HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let Some((k, v)) = line.trim_end().split_once(": ") else {
+                    break;
+                };
+                headers.insert(k.to_ascii_lowercase(), v.to_owned());
+            }
+            let len: usize = headers["content-length"].parse().unwrap();
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if answered < fail_first {
+                "500 Oops"
+            } else {
+                "200 OK"
+            };
+            answered += 1;
+            if answered > fail_first {
+                seen.lock()
+                    .unwrap()
+                    .push((headers, String::from_utf8(body).unwrap()));
+            }
+            let _ = reader.get_mut().write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    Receiver { addr, got }
+}
+
+impl Receiver {
+    /// The events received (event, id), waiting until `until` holds.
+    fn events(&self, until: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let events: Vec<(String, String)> = self
+                .got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, body)| {
+                    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                    (
+                        v["event"].as_str().unwrap().to_owned(),
+                        v["id"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            if until(&events) || std::time::Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Notifications: a held payment reaches the webhook, signed, after the
+/// receiver's 500 (retried); one made while the console was down arrives
+/// after its restart; an approval sends signed and approved; nothing twice.
+#[test]
+fn notifications_are_signed_retried_and_survive_a_restart() {
+    let dir = TempDir::new("serve-notify");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let secret_file = dir.path().join("notify.secret");
+    std::fs::write(&secret_file, "0123456789abcdef-webhook-secret\n").unwrap();
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let hook = receiver(1);
+    let url = format!("http://{}/hook", hook.addr);
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--notify",
+        &url,
+        "--notify-secret-file",
+        secret_file.to_str().unwrap(),
+    ];
+    let server = serve(&state, &policy, &args).unwrap();
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    let events = hook.events(|e| !e.is_empty());
+    assert_eq!(events, [("ticket.opened".to_owned(), "T-1".to_owned())]);
+    let (headers, body) = hook.got.lock().unwrap()[0].clone();
+    let header = &headers["capfence-signature"];
+    let (t, v1) = header
+        .strip_prefix("t=")
+        .and_then(|h| h.split_once(",v1="))
+        .unwrap();
+    let expected = capfence::serve::notify::signature(
+        b"0123456789abcdef-webhook-secret",
+        t.parse().unwrap(),
+        &body,
+    );
+    assert_eq!(header, &expected, "HMAC-SHA256(secret, t.body)");
+    assert!(v1.len() == 64);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["url"].as_str().unwrap().ends_with("/#T-1"));
+    assert!(json["reason"].as_str().unwrap().contains("amount > 500"));
+
+    // Down: a hold made now is sent once the console is back.
+    drop(server);
+    assert!(!agent.execute(&transfer("700")).authorized);
+    let _server = serve(&state, &policy, &args).unwrap();
+    let events = hook.events(|e| e.len() >= 2);
+    assert_eq!(events[1], ("ticket.opened".to_owned(), "T-2".to_owned()));
+
+    agent.approve("T-2", &key("ops1", 1)).unwrap();
+    let events = hook.events(|e| e.len() >= 4);
+    assert_eq!(
+        events,
+        [
+            ("ticket.opened".to_owned(), "T-1".to_owned()),
+            ("ticket.opened".to_owned(), "T-2".to_owned()),
+            ("ticket.signed".to_owned(), "T-2".to_owned()),
+            ("ticket.approved".to_owned(), "T-2".to_owned()),
+        ],
+        "in order, none twice"
+    );
+    // The agent's retry of a held call is not a new ticket.
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(hook.events(|_| true).len(), 4, "a retry opens nothing");
+}

@@ -62,13 +62,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             tls_cert,
             tls_key,
             insecure_http,
+            notify,
+            notify_secret_file,
+            notify_format,
+            public_url,
         } => commands::serve(
             &place,
             &policy,
-            &capfence::serve::ServeOptions {
+            commands::ServeArgs {
                 listen,
                 tls: tls_cert.zip(tls_key),
                 insecure_http,
+                notify,
+                notify_secret_file,
+                slack: notify_format == "slack",
+                public_url,
             },
         ),
         Command::McpProxy {

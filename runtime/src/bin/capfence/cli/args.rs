@@ -61,6 +61,21 @@ pub enum Command {
         /// Allow plain HTTP on an address that is not loopback.
         #[arg(long)]
         insecure_http: bool,
+        /// POST a notification to URL for each ticket and grant event
+        /// (repeatable; docs/console.md).
+        #[arg(long, value_name = "URL")]
+        notify: Vec<String>,
+        /// Sign each notification with HMAC-SHA256 under the key in FILE
+        /// (`CapFence-Signature` header).
+        #[arg(long, value_name = "FILE", requires = "notify")]
+        notify_secret_file: Option<PathBuf>,
+        /// `json` (CapFence's object) or `slack` (an incoming-webhook message).
+        #[arg(long, default_value = "json", value_parser = ["json", "slack"], requires = "notify")]
+        notify_format: String,
+        /// The console's address as receivers should link to it (default:
+        /// the address it listens on).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
     },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).

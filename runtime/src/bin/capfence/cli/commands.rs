@@ -135,15 +135,62 @@ pub fn audit_head(place: &Place) -> Result<ExitCode, Failure> {
 }
 
 /// `audit log [--json]`.
+/// `capfence serve`'s options as given.
+pub struct ServeArgs {
+    pub listen: std::net::SocketAddr,
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub insecure_http: bool,
+    pub notify: Vec<String>,
+    pub notify_secret_file: Option<std::path::PathBuf>,
+    pub slack: bool,
+    pub public_url: Option<String>,
+}
+
 /// Serves the console until the process is stopped. Prints the address it
 /// listens on (`listening on https://127.0.0.1:8443`) once it accepts.
-pub fn serve(
-    place: &Place,
-    policy: &Path,
-    options: &capfence::serve::ServeOptions,
-) -> Result<ExitCode, Failure> {
+pub fn serve(place: &Place, policy: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {
+    use capfence::serve::notify::{NotifyFormat, NotifyOptions};
+    let secret = match &args.notify_secret_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "{}: cannot read the notification secret: {e}",
+                    file.display()
+                )
+            })?;
+            let secret = text.trim();
+            if secret.len() < 16 {
+                return Err(format!(
+                    "{}: the notification secret is shorter than 16 characters",
+                    file.display()
+                ));
+            }
+            Some(secret.as_bytes().to_vec())
+        }
+        None => None,
+    };
+    for url in &args.notify {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(format!("--notify {url}: not an http:// or https:// URL"));
+        }
+    }
+    let options = capfence::serve::ServeOptions {
+        listen: args.listen,
+        tls: args.tls,
+        insecure_http: args.insecure_http,
+        notify: (!args.notify.is_empty()).then(|| NotifyOptions {
+            urls: args.notify,
+            secret,
+            format: if args.slack {
+                NotifyFormat::Slack
+            } else {
+                NotifyFormat::Json
+            },
+            console_url: args.public_url.unwrap_or_default(),
+        }),
+    };
     let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
-    capfence::serve::serve(runtime, options, |addr, tls| {
+    capfence::serve::serve(runtime, &options, |addr, tls| {
         let scheme = if tls { "https" } else { "http" };
         println!("listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
