@@ -568,3 +568,57 @@ fn notifications_are_signed_retried_and_survive_a_restart() {
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(hook.events(|_| true).len(), 4, "a retry opens nothing");
 }
+
+/// The receiver-side check in docs/console.md, run as written (Python's
+/// hmac), accepts the console's signature and refuses a changed body, a
+/// wrong secret and an old timestamp.
+#[test]
+fn the_documented_receiver_check_verifies_the_consoles_signature() {
+    let Some(python) = std::env::var_os("CAPFENCE_MCP_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this: set CAPFENCE_MCP_PYTHON"
+        );
+        eprintln!("skipped: needs CAPFENCE_MCP_PYTHON");
+        return;
+    };
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/console.md"))
+        .unwrap();
+    let section = &doc[doc.find("**Checking the signature.**").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    let snippet = &section[start..start + section[start..].find("```").unwrap()];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = r#"{"event":"ticket.opened","id":"T-1"}"#;
+    let secret = b"0123456789abcdef-webhook-secret";
+    let header = capfence::serve::notify::signature(secret, now, body);
+    let old = capfence::serve::notify::signature(secret, now - 3600, body);
+    let script = format!(
+        "{snippet}\n\
+         import sys\n\
+         s, h, old, b = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4].encode()\n\
+         print(verified(s, h, b), verified(s, h, b + b' '), verified(b'other-secret-0000', h, b), verified(s, old, b))\n"
+    );
+    let out = Command::new(python)
+        .args([
+            "-c",
+            &script,
+            std::str::from_utf8(secret).unwrap(),
+            &header,
+            &old,
+            body,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "True False False False"
+    );
+}
