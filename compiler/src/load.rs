@@ -169,11 +169,12 @@ impl LoadError {
     }
 }
 
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 11] = [
     "policy_name",
     "version",
     "unicode_fields",
     "approvers",
+    "viewers",
     "policy_changes",
     "witnesses",
     "tools",
@@ -332,12 +333,14 @@ impl Loader<'_> {
         let mut tiers: [Vec<Rule>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut changes = crate::policy::PolicyChanges::default();
         let mut witnesses = Vec::new();
+        let mut viewers = Vec::new();
         for (key_node, value) in entries {
             let key = self.key_text(key_node)?;
             match key {
                 "approvers" => {}
                 "policy_changes" => changes = self.policy_changes(value)?,
                 "witnesses" => witnesses = self.key_list(value, "witnesses", "witness")?,
+                "viewers" => viewers = self.key_list(value, "viewers", "viewer")?,
                 "tools" => tools = self.tools(value)?,
                 "policy_name" => name = Some(self.string(value, key)?),
                 "version" => version = Some(self.string(value, key)?),
@@ -359,8 +362,9 @@ impl Loader<'_> {
                         Some(other),
                         format!(
                             "unknown top-level key `{other}`: a policy has `policy_name`, \
-                             `version`, `unicode_fields`, `approvers`, `policy_changes`, \
-                             `witnesses`, `tools`, `deny`, `require_approval` and `allow`"
+                             `version`, `unicode_fields`, `approvers`, `viewers`, \
+                             `policy_changes`, `witnesses`, `tools`, `deny`, \
+                             `require_approval` and `allow`"
                         ),
                     );
                     err.help = closest(other, TOP_KEYS).map(|s| format!("did you mean `{s}`?"));
@@ -393,6 +397,7 @@ impl Loader<'_> {
             tools,
             changes,
             witnesses,
+            viewers,
         })
     }
 

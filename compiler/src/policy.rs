@@ -540,6 +540,9 @@ pub struct Policy {
     /// Who may sign and countersign checkpoints besides the approvers
     /// (`witnesses:`): names and Ed25519 public keys, in file order.
     pub witnesses: Vec<Approver>,
+    /// Who may sign in to the operator console read-only (`viewers:`):
+    /// names and Ed25519 public keys, in file order.
+    pub viewers: Vec<Approver>,
 }
 
 /// `policy_changes: {approvals: N, approvers: [..], delay: 24h}`: what a

@@ -48,6 +48,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP on an address that is not loopback.
     pub insecure_http: bool,
+    /// Who may sign in read-only (the policy's `viewers:`): name and public
+    /// key (`ed25519:<base64>`).
+    pub viewers: Vec<(String, String)>,
     /// Where to send notifications (none: no notifier runs). Its
     /// `console_url`, when empty, is this server's own address.
     pub notify: Option<notify::NotifyOptions>,
@@ -86,6 +89,8 @@ struct Session {
     secret: [u8; 32],
     name: String,
     public_key: String,
+    /// An approver (may sign); a viewer only reads.
+    can_sign: bool,
     expires: Instant,
 }
 
@@ -94,6 +99,8 @@ struct App {
     secure: bool,
     /// Every key the policy lists as an approver, by public key: its name.
     approvers: HashMap<String, String>,
+    /// The policy's viewers, by public key: read-only sessions.
+    viewers: HashMap<String, String>,
     challenges: Mutex<HashMap<String, Instant>>,
     sessions: Mutex<HashMap<String, Session>>,
 }
@@ -117,10 +124,16 @@ pub fn serve(
         }
     }
     let notifier_runtime = rt.clone();
+    let viewers = options
+        .viewers
+        .iter()
+        .map(|(name, key)| (key.clone(), name.clone()))
+        .collect();
     let app = Arc::new(App {
         rt,
         secure: tls.is_some(),
         approvers,
+        viewers,
         challenges: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
     });
@@ -300,11 +313,18 @@ async fn login(
     if fresh.is_none() {
         return error(StatusCode::UNAUTHORIZED, "unknown or expired challenge");
     }
-    let Some(name) = app.approvers.get(&request.public_key).cloned() else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "this key is not among the policy's approvers",
-        );
+    let (name, can_sign) = match (
+        app.approvers.get(&request.public_key),
+        app.viewers.get(&request.public_key),
+    ) {
+        (Some(name), _) => (name.clone(), true),
+        (None, Some(name)) => (name.clone(), false),
+        (None, None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this key is not among the policy's approvers or viewers",
+            );
+        }
     };
     let origin = own_origin(&app, &headers).unwrap_or_default();
     let message = login_statement(&request.challenge, &origin);
@@ -327,6 +347,7 @@ async fn login(
             secret,
             name: name.clone(),
             public_key: request.public_key.clone(),
+            can_sign,
             expires: now + SESSION_LIFE,
         },
     );
@@ -346,8 +367,15 @@ async fn login(
     response
 }
 
-/// The signed-in operator: (name, public key), checked in constant time.
-fn session(app: &App, headers: &HeaderMap) -> Option<(String, String)> {
+/// Who is signed in.
+struct Who {
+    name: String,
+    public_key: String,
+    can_sign: bool,
+}
+
+/// The signed-in operator, the token checked in constant time.
+fn session(app: &App, headers: &HeaderMap) -> Option<Who> {
     use base64::Engine as _;
     use subtle::ConstantTimeEq as _;
     let token = headers
@@ -364,7 +392,11 @@ fn session(app: &App, headers: &HeaderMap) -> Option<(String, String)> {
     let sessions = app.sessions.lock().ok()?;
     let s = sessions.get(id)?;
     let matches: bool = s.secret.as_slice().ct_eq(&secret).into();
-    (matches && s.expires > Instant::now()).then(|| (s.name.clone(), s.public_key.clone()))
+    (matches && s.expires > Instant::now()).then(|| Who {
+        name: s.name.clone(),
+        public_key: s.public_key.clone(),
+        can_sign: s.can_sign,
+    })
 }
 
 fn signed_out() -> Response<Body> {
@@ -375,10 +407,10 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Bod
     if !same_origin(&app, &headers) {
         return error(StatusCode::FORBIDDEN, "cross-origin request");
     }
-    if let Some((_, public)) = session(&app, &headers)
+    if let Some(who) = session(&app, &headers)
         && let Ok(mut sessions) = app.sessions.lock()
     {
-        sessions.retain(|_, s| s.public_key != public);
+        sessions.retain(|_, s| s.public_key != who.public_key);
     }
     let mut response = json_response(StatusCode::OK, &json!({}));
     if let Ok(cookie) = HeaderValue::from_str(&format!(
@@ -390,10 +422,22 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Bod
 }
 
 async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    let read_only = if app.approvers.is_empty() {
+        Some("the policy lists no `approvers:`, so no one can sign an approval here")
+    } else {
+        None
+    };
     match session(&app, &headers) {
-        Some((name, public_key)) => json_response(
+        Some(who) => json_response(
             StatusCode::OK,
-            &json!({ "name": name, "public_key": public_key }),
+            &json!({
+                "name": who.name,
+                "public_key": who.public_key,
+                "can_sign": who.can_sign,
+                "read_only_because": read_only.or((!who.can_sign).then_some(
+                    "this key is a viewer's: it reads, it does not sign",
+                )),
+            }),
         ),
         None => signed_out(),
     }
@@ -479,9 +523,13 @@ async fn statement(
     UrlPath(id): UrlPath<String>,
     Query(query): Query<StatementQuery>,
 ) -> Response<Body> {
-    let Some((_, public)) = session(&app, &headers) else {
+    let Some(who) = session(&app, &headers) else {
         return signed_out();
     };
+    if !who.can_sign {
+        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
+    }
+    let public = who.public_key;
     let approve = match query.action.as_str() {
         "approve" => true,
         "reject" => false,
@@ -516,9 +564,13 @@ async fn act(
     if !same_origin(&app, &headers) {
         return error(StatusCode::FORBIDDEN, "cross-origin request");
     }
-    let Some((_, public)) = session(&app, &headers) else {
+    let Some(who) = session(&app, &headers) else {
         return signed_out();
     };
+    if !who.can_sign {
+        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
+    }
+    let public = who.public_key;
     let approve = match action.as_str() {
         "approve" => true,
         "reject" => false,

@@ -61,6 +61,9 @@ function show(view) {
   $("queue").hidden = view !== "queue";
   $("logout").hidden = view !== "queue";
   $("who").textContent = view === "queue" && me ? `signed in as ${me.name}` : "";
+  const readOnly = view === "queue" && me && me.read_only_because;
+  $("read-only").hidden = !readOnly;
+  $("read-only").textContent = readOnly ? `Read-only: ${me.read_only_because}.` : "";
 }
 
 async function login() {
@@ -143,7 +146,7 @@ function render() {
       cell(`${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`),
       expiry(t));
     const actions = document.createElement("td");
-    if (t.status === "pending" && !t.approvals.includes(me?.name)) {
+    if (me?.can_sign && t.status === "pending" && !t.approvals.includes(me.name)) {
       for (const action of ["approve", "reject"]) {
         const button = document.createElement("button");
         button.textContent = action === "approve" ? "Approve" : "Reject";

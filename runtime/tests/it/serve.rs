@@ -622,3 +622,53 @@ fn the_documented_receiver_check_verifies_the_consoles_signature() {
         "True False False False"
     );
 }
+
+/// A viewer signs in and reads the queue, but gets no statement to sign and
+/// cannot approve; the page's session says why it is read-only.
+#[test]
+fn a_viewer_reads_and_cannot_sign() {
+    let dir = TempDir::new("serve-viewer");
+    let policy = policy(dir.path());
+    let viewer = key("auditor", 9);
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        format!("viewers:\n  auditor: {}\n{text}", viewer.public_key()),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    let server = serve(&state, &policy, &["--listen", "127.0.0.1:0"]).unwrap();
+    let addr = server.addr.as_str();
+    let cookie = sign_in(addr, &viewer).unwrap();
+    let me = http(addr, "GET", "/api/me", &[("Cookie", &cookie)], "").json();
+    assert_eq!(
+        (me["name"].as_str(), me["can_sign"].as_bool()),
+        (Some("auditor"), Some(false))
+    );
+    assert!(me["read_only_because"].as_str().unwrap().contains("viewer"));
+    let list = http(addr, "GET", "/api/tickets", &[("Cookie", &cookie)], "").json();
+    assert_eq!(list["tickets"][0]["id"], "T-1");
+    let statement = http(
+        addr,
+        "GET",
+        "/api/tickets/T-1/statement?action=approve",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(statement.status, 403);
+    let origin = format!("http://{addr}");
+    let approve = http(
+        addr,
+        "POST",
+        "/api/tickets/T-1/approve",
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        &serde_json::json!({"signature": viewer.sign(b"anything")}).to_string(),
+    );
+    assert_eq!(approve.status, 403);
+    assert!(!agent.execute(&transfer("2500")).authorized, "still held");
+}

@@ -174,7 +174,14 @@ pub fn serve(place: &Place, policy: &Path, args: ServeArgs) -> Result<ExitCode, 
             return Err(format!("--notify {url}: not an http:// or https:// URL"));
         }
     }
+    let viewers = capfence_compiler::Policy::load(policy)
+        .map_err(|e| e.to_string())?
+        .viewers
+        .into_iter()
+        .map(|v| (v.name, v.key))
+        .collect();
     let options = capfence::serve::ServeOptions {
+        viewers,
         listen: args.listen,
         tls: args.tls,
         insecure_http: args.insecure_http,
