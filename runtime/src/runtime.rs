@@ -557,6 +557,18 @@ impl ActionRuntime {
             .ticket_statement(ticket, approve, public_key, Some(&self.policy))
     }
 
+    /// The statement `public_key` signs to revoke `grant` now (see
+    /// [`ticket_statement`](Self::ticket_statement)); an unsigned grant has
+    /// none (it is revoked by name).
+    pub fn revoke_statement(
+        &self,
+        grant: &str,
+        public_key: &str,
+    ) -> Result<Vec<u8>, OperatorError> {
+        self.ledger
+            .revoke_statement(grant, public_key, Some(&self.policy))
+    }
+
     /// Rejects a pending ticket, by an operator's name (refused where the
     /// policy lists approvers) or key (eligible for the ticket's rule).
     pub fn reject<'a>(

@@ -153,6 +153,11 @@ pub fn serve(
         .route("/api/tickets/{id}/statement", get(statement))
         .route("/api/tickets/{id}/{action}", post(act))
         .route("/api/events", get(events))
+        .route("/api/decisions", get(decisions))
+        .route("/api/grants", get(grants))
+        .route("/api/grants/{id}/statement", get(grant_statement))
+        .route("/api/grants/{id}/revoke", post(revoke))
+        .route("/api/chain", get(chain))
         .with_state(app);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -620,4 +625,203 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Bod
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+#[derive(Deserialize)]
+struct DecisionQuery {
+    decision: Option<String>,
+    actor: Option<String>,
+    capability: Option<String>,
+}
+
+/// The last 100 decision records matching the filters, newest first, from
+/// the newest 2,000 records.
+async fn decisions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<DecisionQuery>,
+) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let rt = app.rt.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let head = rt.ledger().head()?.0;
+        let mut records = Vec::new();
+        rt.ledger()
+            .records_after(head.saturating_sub(2000), &mut |r| {
+                records.push(r);
+                true
+            })?;
+        Ok::<_, crate::store::StoreError>(records)
+    })
+    .await;
+    let records = match read {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
+    };
+    let wanted = |want: &Option<String>, have: Option<&str>| {
+        want.as_deref()
+            .filter(|w| !w.is_empty())
+            .is_none_or(|w| Some(w) == have)
+    };
+    let list: Vec<serde_json::Value> = records
+        .iter()
+        .rev()
+        .filter(|r| matches!(r.decision, crate::audit::RecordKind::Decision(_)))
+        .filter(|r| wanted(&query.decision, Some(r.decision.as_str())))
+        .filter(|r| wanted(&query.actor, r.actor.as_deref()))
+        .filter(|r| wanted(&query.capability, r.capability.as_deref()))
+        .take(100)
+        .map(crate::audit::AuditRecord::to_json)
+        .collect();
+    json_response(StatusCode::OK, &json!({ "decisions": list }))
+}
+
+async fn grants(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let rt = app.rt.clone();
+    let read = tokio::task::spawn_blocking(move || rt.ledger().grants()).await;
+    let now = crate::clock::Clock::now_micros(&crate::clock::SystemClock);
+    match read {
+        Ok(Ok(grants)) => {
+            let list: Vec<_> = grants
+                .iter()
+                .map(|g| {
+                    let state = if g.revoked_by.is_some() {
+                        "revoked"
+                    } else if g.expires_at <= now {
+                        "expired"
+                    } else if g.uses_left == Some(0) {
+                        "used up"
+                    } else {
+                        "active"
+                    };
+                    json!({
+                        "id": crate::approvals::GrantId(g.id).to_string(),
+                        "state": state,
+                        "actor": g.actor,
+                        "capability": g.capability,
+                        "environment": g.environment,
+                        "granted_by": g.granted_by,
+                        "caps": crate::approvals::caps_text(&g.caps),
+                        "uses_left": g.uses_left,
+                        "expires_at": crate::clock::rfc3339(g.expires_at),
+                        "revoked_by": g.revoked_by,
+                        "signed": g.signed.is_some(),
+                    })
+                })
+                .collect();
+            json_response(StatusCode::OK, &json!({ "grants": list }))
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
+    }
+}
+
+async fn grant_statement(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response<Body> {
+    let Some(who) = session(&app, &headers) else {
+        return signed_out();
+    };
+    if !who.can_sign {
+        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
+    }
+    let rt = app.rt.clone();
+    let made = tokio::task::spawn_blocking(move || rt.revoke_statement(&id, &who.public_key)).await;
+    match made {
+        Ok(Ok(bytes)) => match parts(&bytes) {
+            Some((kind, parts)) => {
+                json_response(StatusCode::OK, &json!({ "kind": kind, "parts": parts }))
+            }
+            None => error(StatusCode::INTERNAL_SERVER_ERROR, "unreadable statement"),
+        },
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
+async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    if !same_origin(&app, &headers) {
+        return error(StatusCode::FORBIDDEN, "cross-origin request");
+    }
+    let Some(who) = session(&app, &headers) else {
+        return signed_out();
+    };
+    if !who.can_sign {
+        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
+    }
+    let Ok(signed) = serde_json::from_slice::<Signed>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "expected {signature}");
+    };
+    let rt = app.rt.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        rt.revoke(
+            &id,
+            &Presigned {
+                public_key: who.public_key,
+                signature: signed.signature,
+            },
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok(g)) => json_response(
+            StatusCode::OK,
+            &json!({
+                "id": crate::approvals::GrantId(g.id).to_string(),
+                "revoked_by": g.revoked_by,
+            }),
+        ),
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
+/// The chain: verified now, its head, and its Merkle tree's size and root
+/// (what a checkpoint signs).
+async fn chain(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let rt = app.rt.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let verified = rt.verify().map_err(|e| e.to_string());
+        let tree = rt.ledger().tree_head().map_err(|e| e.to_string());
+        (verified, tree)
+    })
+    .await;
+    let Ok((verified, tree)) = read else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed");
+    };
+    let (ok, records, head, fault) = match verified {
+        Ok((records, head)) => (true, records, head, None),
+        Err(e) => (false, 0, String::new(), Some(e)),
+    };
+    let (size, root) = match tree {
+        Ok((size, root)) => (size, hex::encode(root)),
+        Err(e) => (0, e),
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "verified": ok,
+            "records": records,
+            "head": head,
+            "fault": fault,
+            "tree_size": size,
+            "tree_root": root,
+        }),
+    )
 }

@@ -211,6 +211,14 @@ def test_the_console_end_to_end(setup):
     wait(browser, lambda: status(browser, second) == "rejected", "the rejection")
     assert decide(setup, "700")["decision"] == "deny"
 
+    # The decisions list, filtered to denials, shows the rejected retry; the
+    # chain verifies from the page.
+    browser.find_element(By.ID, "filter-decision").send_keys("deny")
+    wait(browser, lambda: by_testid(browser, "decision-row")
+         and all("deny" in r.text for r in by_testid(browser, "decision-row")), "the denials")
+    by_testid(browser, "verify")[0].click()
+    wait(browser, lambda: by_testid(browser, "chain")[0].text.startswith("verified:"), "verified")
+
     verified = subprocess.run([CAPFENCE, "--state", str(setup["state"]), "verify"],
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -49,6 +49,11 @@ pub trait Signer {
     /// The signature of `statement` (base64), or the refusal when this
     /// signer cannot give one: a presigned signature over other bytes.
     fn sign_statement(&self, statement: &[u8]) -> Result<String, Refusal>;
+    /// A signer that only reads statements: an action that would record
+    /// without a signature (an unsigned grant's revocation) refuses it.
+    fn only_reads(&self) -> bool {
+        false
+    }
 }
 
 impl Signer for OperatorKey {
@@ -123,6 +128,10 @@ impl Signer for Capture {
             public: self.public_key.clone(),
             statement: String::new(),
         })
+    }
+
+    fn only_reads(&self) -> bool {
+        true
     }
 }
 
@@ -453,23 +462,34 @@ impl Ledger {
         let mut action = action;
         let mut outcome = None;
         let mut refused = None;
-        self.inner.store.transaction(&mut |tx| {
+        let result = self.inner.store.transaction(&mut |tx| {
+            outcome = None;
+            refused = None;
             let now = tx.ledger_time(self.inner.clock.now_micros())?;
             match action(tx, now) {
                 Ok((value, mut record)) => {
                     record.time = rfc3339(now);
                     append(tx, record)?;
                     outcome = Some(value);
+                    Ok(())
                 }
-                Err(OperatorError::Store(e)) => return Err(e),
-                Err(e) => refused = Some(e),
+                Err(OperatorError::Store(e)) => Err(e),
+                // A refusal rolls back whatever the action wrote before it
+                // was refused (a grant's row, say): nothing but a whole
+                // action with its record is ever kept.
+                Err(e) => {
+                    refused = Some(e);
+                    Err(StoreError::Invalid(
+                        "the operator action was refused".to_owned().into(),
+                    ))
+                }
             }
-            Ok(())
-        })?;
-        match (outcome, refused) {
-            (Some(value), _) => Ok(value),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(Invalid::NothingDone.into()),
+        });
+        match (outcome, refused, result) {
+            (_, Some(e), _) => Err(e),
+            (Some(value), None, Ok(())) => Ok(value),
+            (_, None, Err(e)) => Err(e.into()),
+            (None, None, Ok(())) => Err(Invalid::NothingDone.into()),
         }
     }
 
@@ -518,6 +538,27 @@ impl Ledger {
             TicketStatus::Rejected
         };
         let result = self.decide_ticket(ticket, Operator::Key(&capture), status, policy);
+        let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
+        match (kept, result) {
+            (Some(statement), _) => Ok(statement),
+            (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(Invalid::NothingDone.into()),
+        }
+    }
+
+    /// The statement `public_key` would sign to revoke the grant now, read
+    /// as [`ticket_statement`](Self::ticket_statement) reads its own.
+    pub fn revoke_statement(
+        &self,
+        grant: &str,
+        public_key: &str,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Vec<u8>, OperatorError> {
+        let capture = Capture {
+            public_key: public_key.to_owned(),
+            statement: std::sync::Mutex::new(None),
+        };
+        let result = self.revoke(grant, Operator::Key(&capture), policy);
         let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
         match (kept, result) {
             (Some(statement), _) => Ok(statement),
@@ -738,6 +779,9 @@ impl Ledger {
                 }
                 (Operator::Name(by), None) => operator_name(by)?,
                 (Operator::Key(key), Some(p)) => grant_signer(key, p, &capability)?,
+                (Operator::Key(key), None) if key.only_reads() => {
+                    return Err(Invalid::NothingDone.into());
+                }
                 (Operator::Key(key), None) => key.key_name().to_owned(),
             };
             let mut grant = Grant {
@@ -885,6 +929,9 @@ impl Ledger {
                     (name, Some((payload.to_string(), s.policy_digest.clone())))
                 }
                 (None, Operator::Name(by)) => (operator_name(by)?, None),
+                (None, Operator::Key(key)) if key.only_reads() => {
+                    return Err(Invalid::NothingDone.into());
+                }
                 (None, Operator::Key(key)) => (key.key_name().to_owned(), None),
             };
             tx.update_grant(id, g.uses_left, Some(&by))?;

@@ -96,7 +96,8 @@ async function logout() {
   signingKey = null;
   me = null;
   shown = [];
-  $("tickets").replaceChildren();
+  for (const id of ["tickets", "grants", "decisions"]) $(id).replaceChildren();
+  $("chain").textContent = "";
   show("login");
 }
 
@@ -161,12 +162,65 @@ function render() {
   $("tickets").replaceChildren(...rows);
 }
 
+function renderGrants(grants) {
+  $("grants").replaceChildren(...grants.map((g) => {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "grant-row";
+    tr.dataset.grantId = g.id;
+    tr.append(cell(g.id), cell(g.state), cell(g.actor), cell(g.capability), cell(g.environment),
+      cell(g.caps), cell(g.uses_left ?? "no cap"), cell(g.expires_at), cell(g.granted_by));
+    const actions = document.createElement("td");
+    if (me?.can_sign && g.state === "active" && g.signed) {
+      const button = document.createElement("button");
+      button.textContent = "Revoke";
+      button.dataset.testid = "revoke";
+      button.addEventListener("click", () => revoke(g));
+      actions.append(button);
+    }
+    tr.append(actions);
+    return tr;
+  }));
+}
+
+function renderDecisions(decisions) {
+  $("decisions").replaceChildren(...decisions.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "decision-row";
+    tr.append(cell(d.seq), cell(d.time), cell(d.decision, `status-${d.decision}`), cell(d.actor),
+      cell(d.capability), cell(JSON.stringify(d.payload), "payload"),
+      cell(`${d.rule ?? "no rule"}: ${d.reason}`));
+    return tr;
+  }));
+}
+
+async function refreshOthers() {
+  const filters = new URLSearchParams({
+    decision: $("filter-decision").value,
+    actor: $("filter-actor").value,
+    capability: $("filter-capability").value,
+  });
+  const [{ grants }, { decisions }] = await Promise.all([
+    api("GET", "/api/grants"), api("GET", `/api/decisions?${filters}`)]);
+  renderGrants(grants);
+  renderDecisions(decisions);
+}
+
+// Verifying reads the whole chain: on request, not on every change.
+async function verifyChain() {
+  $("chain").textContent = "verifying…";
+  const chain = await api("GET", "/api/chain");
+  $("chain").textContent = chain.verified
+    ? `verified: ${chain.records} records, head ${chain.head}; Merkle tree of ${chain.tree_size}, root ${chain.tree_root}`
+    : `VERIFY FAILED: ${chain.fault}`;
+}
+
 async function refresh() {
   try {
     const { tickets } = await api("GET", "/api/tickets");
     shown = tickets;
     $("queue-error").textContent = "";
     render();
+    await refreshOthers();
   } catch (e) {
     if (e.status === 401) return logout();
     $("queue-error").textContent = e.message;
@@ -195,6 +249,26 @@ async function act(ticket, action) {
   await refresh();
 }
 
+// Revokes a signed grant: the statement names the grant and the record that
+// granted it; the page signs it only if it names the grant shown and this
+// operator.
+async function revoke(grant) {
+  $("queue-error").textContent = "";
+  try {
+    const { kind, parts } = await api("GET", `/api/grants/${encodeURIComponent(grant.id)}/statement`);
+    const part = (name) => (parts.find(([n]) => n === name) || [])[1];
+    if (kind !== "grant" || part("action") !== "revoke" || part("grant") !== grant.id
+      || part("signer") !== me.name) {
+      throw new Error("the statement to sign does not match the grant shown; nothing signed");
+    }
+    const signature = await sign(statement(kind, parts));
+    await api("POST", `/api/grants/${encodeURIComponent(grant.id)}/revoke`, { signature });
+  } catch (e) {
+    $("queue-error").textContent = `${grant.id}: ${e.message}`;
+  }
+  await refresh();
+}
+
 let events = null;
 function listen() {
   if (events) events.close();
@@ -205,6 +279,12 @@ function listen() {
 async function start() {
   $("login-submit").addEventListener("click", login);
   $("logout").addEventListener("click", logout);
+  $("verify").addEventListener("click", () => verifyChain().catch((e) => {
+    $("chain").textContent = e.message;
+  }));
+  for (const id of ["filter-decision", "filter-actor", "filter-capability"]) {
+    $(id).addEventListener("change", () => refreshOthers().catch(() => {}));
+  }
   setInterval(tick, 1000);
   try {
     const stored = await loadKey();

@@ -672,3 +672,103 @@ fn a_viewer_reads_and_cannot_sign() {
     assert_eq!(approve.status, 403);
     assert!(!agent.execute(&transfer("2500")).authorized, "still held");
 }
+
+/// Grants, decisions and the chain through the API: a signed grant is
+/// revoked by a signature over the ledger's statement (a tampered one is
+/// refused); decisions filter; the chain reports verified.
+#[test]
+fn grants_decisions_and_the_chain_through_the_api() {
+    let dir = TempDir::new("serve-grants");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let ops1 = key("ops1", 1);
+    agent
+        .grant(
+            "treasury-agent",
+            "payments.transfer",
+            "production",
+            &ops1,
+            Duration::from_secs(600),
+            capfence::GrantLimits::default(),
+        )
+        .unwrap();
+    assert!(
+        agent.execute(&transfer("2500")).authorized,
+        "the grant covers it"
+    );
+    assert!(agent.execute(&transfer("100")).authorized);
+    let server = serve(&state, &policy, &["--listen", "127.0.0.1:0"]).unwrap();
+    let addr = server.addr.as_str();
+    let origin = format!("http://{addr}");
+    let cookie = sign_in(addr, &ops1).unwrap();
+
+    let grants = http(addr, "GET", "/api/grants", &[("Cookie", &cookie)], "").json();
+    assert_eq!(grants["grants"][0]["id"], "G-1");
+    assert_eq!(grants["grants"][0]["state"], "active");
+    let made = http(
+        addr,
+        "GET",
+        "/api/grants/G-1/statement",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .json();
+    let parts: Vec<(String, String)> = serde_json::from_value(made["parts"].clone()).unwrap();
+    let sign = |parts: &[(String, String)]| {
+        let borrowed: Vec<(&str, &str)> = parts
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        ops1.sign(&statement("grant", &borrowed))
+    };
+    let post = |signature: String| {
+        http(
+            addr,
+            "POST",
+            "/api/grants/G-1/revoke",
+            &[("Cookie", &cookie), ("Origin", &origin)],
+            &serde_json::json!({ "signature": signature }).to_string(),
+        )
+    };
+    let mut tampered = parts.clone();
+    tampered[1].1 = "G-2".to_owned();
+    assert_eq!(post(sign(&tampered)).status, 409);
+    let revoked = post(sign(&parts));
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["revoked_by"], "ops1");
+    assert!(
+        !agent.execute(&transfer("2500")).authorized,
+        "revoked: held again"
+    );
+
+    let denied = http(
+        addr,
+        "GET",
+        "/api/decisions?decision=require_approval",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .json();
+    let list = denied["decisions"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["decision"], "require_approval");
+    let all = http(addr, "GET", "/api/decisions", &[("Cookie", &cookie)], "").json();
+    assert_eq!(
+        all["decisions"].as_array().unwrap().len(),
+        3,
+        "newest first"
+    );
+    assert_eq!(all["decisions"][0]["decision"], "require_approval");
+    let chain = http(addr, "GET", "/api/chain", &[("Cookie", &cookie)], "").json();
+    assert_eq!(chain["verified"], true);
+    assert_eq!(chain["records"], agent.verify().unwrap().0);
+    assert_eq!(
+        http(addr, "GET", "/api/chain", &[], "").status,
+        401,
+        "no session, no chain"
+    );
+}

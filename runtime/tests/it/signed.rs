@@ -753,3 +753,30 @@ fn a_presigned_approval_counts_only_over_the_ledgers_statement() {
     assert!(s.rt.execute(&transfer("20000")).authorized);
     s.rt.verify().unwrap();
 }
+
+/// A refused operator action keeps nothing it wrote before the refusal: a
+/// grant whose presigned signature does not verify leaves no grant row (the
+/// row is written before the statement that names its id is signed).
+#[test]
+fn a_refused_grant_leaves_no_row() {
+    use capfence::ledger::Presigned;
+    let s = setup("signed-refused-grant");
+    let before = s.rt.verify().unwrap().0;
+    let bogus = Presigned {
+        public_key: ops1().public_key(),
+        signature: ops1().sign(b"not the grant's statement"),
+    };
+    let refused_grant = s.rt.grant(
+        "treasury-agent",
+        "payments.transfer",
+        "production",
+        &bogus,
+        Duration::from_secs(60),
+        GrantLimits::default(),
+    );
+    refused(refused_grant, "does not verify");
+    assert!(s.rt.ledger().grants().unwrap().is_empty(), "no row kept");
+    assert_eq!(s.rt.verify().unwrap().0, before, "no record");
+    // And asking for a revoke statement of an unsigned grant revokes nothing.
+    assert!(s.rt.revoke_statement("G-1", &ops1().public_key()).is_err());
+}
