@@ -772,3 +772,211 @@ fn grants_decisions_and_the_chain_through_the_api() {
         "no session, no chain"
     );
 }
+
+/// Behind TLS: the console speaks HTTPS with the given certificate (checked
+/// by curl against the test CA), says so, marks its cookie Secure, and a
+/// plain-HTTP request to its port gets no answer. Certificates are made by
+/// the `openssl` command (present wherever PostgreSQL's packages are).
+#[test]
+fn the_console_serves_https_with_the_given_certificate() {
+    let dir = TempDir::new("serve-tls");
+    let ok = |c: &mut Command| {
+        c.current_dir(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let made = ok(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=capfence test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])) && ok(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "console.key",
+        "-out",
+        "console.csr",
+    ])) && {
+        std::fs::write(
+            dir.path().join("ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        ok(Command::new("openssl").args([
+            "x509",
+            "-req",
+            "-in",
+            "console.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "console.pem",
+        ]))
+    };
+    if !made {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this: no openssl command"
+        );
+        eprintln!("skipped: needs the openssl command");
+        return;
+    }
+    let policy = policy(dir.path());
+    let cert = dir.path().join("console.pem");
+    let key_file = dir.path().join("console.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .args([
+            "serve",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key_file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server {
+        addr: line
+            .trim()
+            .strip_prefix("listening on https://")
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_owned(),
+        child,
+    };
+    let port = server.addr.rsplit_once(':').unwrap().1.to_owned();
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(dir.path().join("ca.pem"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let me = curl(&["-i", &format!("https://localhost:{port}/api/me")]);
+    let text = String::from_utf8_lossy(&me.stdout);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let origin = format!("https://localhost:{port}");
+    let challenge = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Origin: {origin}"),
+        &format!("https://localhost:{port}/api/challenge"),
+    ]);
+    let challenge: serde_json::Value = serde_json::from_slice(&challenge.stdout).unwrap();
+    let challenge = challenge["challenge"].as_str().unwrap();
+    let ops1 = key("ops1", 1);
+    let body = serde_json::json!({
+        "challenge": challenge,
+        "public_key": ops1.public_key(),
+        "signature": ops1.sign(&capfence::serve::login_statement(challenge, &origin)),
+    });
+    let login = curl(&[
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        &format!("Origin: {origin}"),
+        "--data",
+        &body.to_string(),
+        &format!("https://localhost:{port}/api/login"),
+    ]);
+    let text = String::from_utf8_lossy(&login.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("httponly; samesite=strict; path=/; secure"),
+        "{text}"
+    );
+    // Plain HTTP to the TLS port: no HTTP answer.
+    let plain = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/api/me"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success() || plain.stdout.is_empty());
+}
+
+/// `--notify-format slack`: an incoming-webhook message, its text naming
+/// the event and ticket, a button linking to the ticket in the console.
+#[test]
+fn slack_notifications_carry_text_and_a_button_to_the_ticket() {
+    let dir = TempDir::new("serve-slack");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let hook = receiver(0);
+    let url = format!("http://{}/slack", hook.addr);
+    let _server = serve(
+        &state,
+        &policy,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--notify",
+            &url,
+            "--notify-format",
+            "slack",
+            "--public-url",
+            "https://console.example",
+        ],
+    )
+    .unwrap();
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while hook.got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (headers, body) = hook.got.lock().unwrap()[0].clone();
+    assert!(
+        !headers.contains_key("capfence-signature"),
+        "no secret, no signature"
+    );
+    let message: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains("ticket.opened") && text.contains("T-1"),
+        "{text}"
+    );
+    assert_eq!(
+        message["blocks"][1]["elements"][0]["url"],
+        "https://console.example/#T-1"
+    );
+}
