@@ -544,29 +544,52 @@ fn notifications_are_signed_retried_and_survive_a_restart() {
     assert!(json["url"].as_str().unwrap().ends_with("/#T-1"));
     assert!(json["reason"].as_str().unwrap().contains("amount > 500"));
 
-    // Down: a hold made now is sent once the console is back.
+    // Down: a hold made now is sent once the console is back. (Delivery is
+    // at least once: T-1's notice may come again if the console was
+    // stopped between the receiver's 200 and moving its cursor.)
     drop(server);
     assert!(!agent.execute(&transfer("700")).authorized);
     let _server = serve(&state, &policy, &args).unwrap();
-    let events = hook.events(|e| e.len() >= 2);
-    assert_eq!(events[1], ("ticket.opened".to_owned(), "T-2".to_owned()));
+    let distinct = |events: &[(String, String)]| {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in events {
+            if !out.contains(e) {
+                out.push(e.clone());
+            }
+        }
+        out
+    };
+    let events = hook.events(|e| distinct(e).len() >= 2);
+    assert_eq!(
+        distinct(&events)[1],
+        ("ticket.opened".to_owned(), "T-2".to_owned())
+    );
 
     agent.approve("T-2", &key("ops1", 1)).unwrap();
-    let events = hook.events(|e| e.len() >= 4);
+    let events = hook.events(|e| distinct(e).len() >= 4);
     assert_eq!(
-        events,
+        distinct(&events),
         [
             ("ticket.opened".to_owned(), "T-1".to_owned()),
             ("ticket.opened".to_owned(), "T-2".to_owned()),
             ("ticket.signed".to_owned(), "T-2".to_owned()),
             ("ticket.approved".to_owned(), "T-2".to_owned()),
         ],
-        "in order, none twice"
+        "in order"
+    );
+    let repeated = events.len() - 4;
+    assert!(
+        repeated <= 1 && events.iter().filter(|e| e.1 == "T-2").count() == 3,
+        "only the notice in flight at the restart may come twice: {events:?}"
     );
     // The agent's retry of a held call is not a new ticket.
     assert!(!agent.execute(&transfer("2500")).authorized);
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(hook.events(|_| true).len(), 4, "a retry opens nothing");
+    assert_eq!(
+        hook.events(|_| true).len(),
+        events.len(),
+        "a retry opens nothing"
+    );
 }
 
 /// The receiver-side check in docs/console.md, run as written (Python's
