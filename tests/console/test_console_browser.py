@@ -173,6 +173,8 @@ def test_the_console_end_to_end(setup):
     wait(browser, lambda: row(browser, first), "the held ticket")
     wait(browser, lambda: "2500" in row(browser, first).text, "the amount, exact")
     wait(browser, lambda: status(browser, first) == "pending", "pending")
+    opened = row(browser, first).find_element(By.CSS_SELECTOR, '[data-testid="ticket-opened"]')
+    assert opened.text.startswith("record 2, ") and len(opened.get_attribute("title")) == 64
 
     # A new hold appears without reloading.
     second = decide(setup, "700")["approval_id"]

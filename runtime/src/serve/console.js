@@ -140,8 +140,15 @@ function render() {
     tr.dataset.ticketId = t.id;
     const status = cell(t.status, `status-${t.status}`);
     status.dataset.testid = "ticket-status";
+    const id = cell(t.id);
+    const opened = document.createElement("div");
+    opened.className = "opened";
+    opened.dataset.testid = "ticket-opened";
+    opened.textContent = `record ${t.opened_seq}, ${t.opened_hash.slice(0, 16)}…`;
+    opened.title = t.opened_hash;
+    id.append(opened);
     tr.append(
-      cell(t.id), status, cell(t.actor), cell(t.capability), cell(t.environment), cell(t.risk),
+      id, status, cell(t.actor), cell(t.capability), cell(t.environment), cell(t.risk),
       cell(JSON.stringify(t.payload, null, 1), "payload"),
       cell(`${t.rule ?? ""}: ${t.reason}`),
       cell(`${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`),
