@@ -1003,3 +1003,40 @@ fn slack_notifications_carry_text_and_a_button_to_the_ticket() {
         "https://console.example/#T-1"
     );
 }
+
+/// A chain edited behind the ledger's back: the console's notifier checks
+/// the chain when it starts and sends `verify.failed` naming the record.
+#[test]
+fn an_edited_chain_sends_verify_failed() {
+    let dir = TempDir::new("serve-verify-failed");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(agent.execute(&transfer("100")).authorized);
+    assert!(!agent.execute(&transfer("2500")).authorized);
+    super::sql(&state)
+        .execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let hook = receiver(0);
+    let url = format!("http://{}/hook", hook.addr);
+    let _server = serve(
+        &state,
+        &policy,
+        &["--listen", "127.0.0.1:0", "--notify", &url],
+    )
+    .unwrap();
+    let events = hook.events(|e| !e.is_empty());
+    assert_eq!(events, [("verify.failed".to_owned(), String::new())]);
+    let body = hook.got.lock().unwrap()[0].1.clone();
+    let notice: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        notice["reason"].as_str().unwrap().contains("record 2"),
+        "{notice}"
+    );
+}
