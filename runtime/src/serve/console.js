@@ -127,10 +127,15 @@ function expiry(t) {
   return td;
 }
 
+// Expiry is not a chain event: when a countdown runs out, the list is read
+// again so the ticket shows as expired.
 function tick() {
+  let ran_out = false;
   for (const td of document.querySelectorAll("td.time-left")) {
     td.textContent = timeLeft(td.dataset.expiresAt);
+    ran_out ||= td.textContent === "expired";
   }
+  if (ran_out && me) refresh();
 }
 
 function render() {
