@@ -1040,3 +1040,41 @@ fn an_edited_chain_sends_verify_failed() {
         "{notice}"
     );
 }
+
+/// `ticket.expired`: a ticket left unapproved past its lifetime is sent once
+/// (the notifier driven through the library, on a runtime whose tickets
+/// live 300 ms).
+#[test]
+fn an_expired_ticket_is_notified_once() {
+    use capfence::serve::notify::{NotifyFormat, NotifyOptions, start};
+    let dir = TempDir::new("serve-expired");
+    let policy = policy(dir.path());
+    let rt = ActionRuntime::builder(&policy)
+        .state_dir(dir.path().join("state"))
+        .ticket_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hook = receiver(0);
+    start(
+        rt.clone(),
+        NotifyOptions {
+            urls: vec![format!("http://{}/hook", hook.addr)],
+            secret: None,
+            format: NotifyFormat::Json,
+            console_url: "https://console.example".to_owned(),
+        },
+    )
+    .unwrap();
+    assert!(!rt.execute(&transfer("2500")).authorized);
+    let events = hook.events(|e| e.len() >= 2);
+    assert_eq!(
+        events,
+        [
+            ("ticket.opened".to_owned(), "T-1".to_owned()),
+            ("ticket.expired".to_owned(), "T-1".to_owned()),
+        ]
+    );
+    // The notifier looks again every few seconds: still once.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(hook.events(|_| true).len(), 2);
+}
