@@ -513,6 +513,31 @@ fn parts(statement: &[u8]) -> Option<(String, Vec<(String, String)>)> {
     Some((kind.to_owned(), out))
 }
 
+/// The signed-in operator if they may sign; the answer otherwise.
+fn signer(app: &App, headers: &HeaderMap) -> Result<Who, Response<Body>> {
+    match session(app, headers) {
+        None => Err(signed_out()),
+        Some(who) if !who.can_sign => Err(error(StatusCode::FORBIDDEN, "a viewer does not sign")),
+        Some(who) => Ok(who),
+    }
+}
+
+/// A statement's parts, or why there is none.
+fn statement_answer(
+    made: Result<Result<Vec<u8>, OperatorError>, tokio::task::JoinError>,
+) -> Response<Body> {
+    match made {
+        Ok(Ok(bytes)) => match parts(&bytes) {
+            Some((kind, parts)) => {
+                json_response(StatusCode::OK, &json!({ "kind": kind, "parts": parts }))
+            }
+            None => error(StatusCode::INTERNAL_SERVER_ERROR, "unreadable statement"),
+        },
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
 fn refusal(e: &OperatorError) -> Response<Body> {
     let status = match e {
         OperatorError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -528,12 +553,10 @@ async fn statement(
     UrlPath(id): UrlPath<String>,
     Query(query): Query<StatementQuery>,
 ) -> Response<Body> {
-    let Some(who) = session(&app, &headers) else {
-        return signed_out();
+    let who = match signer(&app, &headers) {
+        Ok(who) => who,
+        Err(answer) => return answer,
     };
-    if !who.can_sign {
-        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
-    }
     let public = who.public_key;
     let approve = match query.action.as_str() {
         "approve" => true,
@@ -543,16 +566,7 @@ async fn statement(
     let rt = app.rt.clone();
     let made =
         tokio::task::spawn_blocking(move || rt.ticket_statement(&id, approve, &public)).await;
-    match made {
-        Ok(Ok(bytes)) => match parts(&bytes) {
-            Some((kind, parts)) => {
-                json_response(StatusCode::OK, &json!({ "kind": kind, "parts": parts }))
-            }
-            None => error(StatusCode::INTERNAL_SERVER_ERROR, "unreadable statement"),
-        },
-        Ok(Err(e)) => refusal(&e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
-    }
+    statement_answer(made)
 }
 
 #[derive(Deserialize)]
@@ -569,12 +583,10 @@ async fn act(
     if !same_origin(&app, &headers) {
         return error(StatusCode::FORBIDDEN, "cross-origin request");
     }
-    let Some(who) = session(&app, &headers) else {
-        return signed_out();
+    let who = match signer(&app, &headers) {
+        Ok(who) => who,
+        Err(answer) => return answer,
     };
-    if !who.can_sign {
-        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
-    }
     let public = who.public_key;
     let approve = match action.as_str() {
         "approve" => true,
@@ -727,24 +739,13 @@ async fn grant_statement(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Response<Body> {
-    let Some(who) = session(&app, &headers) else {
-        return signed_out();
+    let who = match signer(&app, &headers) {
+        Ok(who) => who,
+        Err(answer) => return answer,
     };
-    if !who.can_sign {
-        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
-    }
     let rt = app.rt.clone();
     let made = tokio::task::spawn_blocking(move || rt.revoke_statement(&id, &who.public_key)).await;
-    match made {
-        Ok(Ok(bytes)) => match parts(&bytes) {
-            Some((kind, parts)) => {
-                json_response(StatusCode::OK, &json!({ "kind": kind, "parts": parts }))
-            }
-            None => error(StatusCode::INTERNAL_SERVER_ERROR, "unreadable statement"),
-        },
-        Ok(Err(e)) => refusal(&e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
-    }
+    statement_answer(made)
 }
 
 async fn revoke(
@@ -756,12 +757,10 @@ async fn revoke(
     if !same_origin(&app, &headers) {
         return error(StatusCode::FORBIDDEN, "cross-origin request");
     }
-    let Some(who) = session(&app, &headers) else {
-        return signed_out();
+    let who = match signer(&app, &headers) {
+        Ok(who) => who,
+        Err(answer) => return answer,
     };
-    if !who.can_sign {
-        return error(StatusCode::FORBIDDEN, "a viewer does not sign");
-    }
     let Ok(signed) = serde_json::from_slice::<Signed>(&body) else {
         return error(StatusCode::BAD_REQUEST, "expected {signature}");
     };

@@ -104,6 +104,25 @@ impl Signer for Presigned {
     }
 }
 
+/// Runs `action` as `public_key` with a signer that keeps the statement it
+/// is asked to sign and refuses it: the statement, or the action's refusal.
+fn read_statement<T>(
+    public_key: &str,
+    action: impl FnOnce(Operator<'_>) -> Result<T, OperatorError>,
+) -> Result<Vec<u8>, OperatorError> {
+    let capture = Capture {
+        public_key: public_key.to_owned(),
+        statement: std::sync::Mutex::new(None),
+    };
+    let result = action(Operator::Key(&capture));
+    let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
+    match (kept, result) {
+        (Some(statement), _) => Ok(statement),
+        (None, Err(e)) => Err(e),
+        (None, Ok(_)) => Err(Invalid::NothingDone.into()),
+    }
+}
+
 /// A signer that keeps the statement it is asked to sign and refuses, so
 /// the action stops before anything is written.
 struct Capture {
@@ -528,22 +547,14 @@ impl Ledger {
         public_key: &str,
         policy: Option<&PolicyFacts>,
     ) -> Result<Vec<u8>, OperatorError> {
-        let capture = Capture {
-            public_key: public_key.to_owned(),
-            statement: std::sync::Mutex::new(None),
-        };
         let status = if approve {
             TicketStatus::Approved
         } else {
             TicketStatus::Rejected
         };
-        let result = self.decide_ticket(ticket, Operator::Key(&capture), status, policy);
-        let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
-        match (kept, result) {
-            (Some(statement), _) => Ok(statement),
-            (None, Err(e)) => Err(e),
-            (None, Ok(_)) => Err(Invalid::NothingDone.into()),
-        }
+        read_statement(public_key, |who| {
+            self.decide_ticket(ticket, who, status, policy)
+        })
     }
 
     /// The statement `public_key` would sign to revoke the grant now, read
@@ -554,17 +565,7 @@ impl Ledger {
         public_key: &str,
         policy: Option<&PolicyFacts>,
     ) -> Result<Vec<u8>, OperatorError> {
-        let capture = Capture {
-            public_key: public_key.to_owned(),
-            statement: std::sync::Mutex::new(None),
-        };
-        let result = self.revoke(grant, Operator::Key(&capture), policy);
-        let kept = capture.statement.lock().ok().and_then(|mut s| s.take());
-        match (kept, result) {
-            (Some(statement), _) => Ok(statement),
-            (None, Err(e)) => Err(e),
-            (None, Ok(_)) => Err(Invalid::NothingDone.into()),
-        }
+        read_statement(public_key, |who| self.revoke(grant, who, policy))
     }
 
     fn decide_ticket(
