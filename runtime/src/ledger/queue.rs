@@ -91,9 +91,21 @@ impl Ledger {
         policy: Option<Arc<PolicyFacts>>,
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
-        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let event_key = (decision.kind == DecisionKind::RequireApproval)
             .then(|| approvals::event_key(&event, decision.rule.as_deref(), digest));
+        // The rule's part of the verdict's detail (its conditions, its
+        // limits with this call's values) is built here, in the caller's
+        // thread, not in the batch's transaction, where every decision waits
+        // for the one before; the transaction adds only what it alone knows
+        // (window totals, the ticket or grant). A call decided on its
+        // windows gets its whole detail there.
+        let rule_part = windowed.is_none().then(|| {
+            let rule = policy
+                .as_deref()
+                .zip(decision.rule.as_deref())
+                .and_then(|(p, id)| p.rule(id));
+            VerdictDetail::of(&decision.cause, rule, &event, &[], &|_| None)
+        });
         let job = Job {
             capability: event.capability(),
             payload: canonical_payload(&event),
@@ -109,15 +121,28 @@ impl Ledger {
             turn: Mutex::new(Turn::Wait),
             wake: Condvar::new(),
         });
+        let result = self.queue_and_wait(job, &me);
+        result.map(|mut verdict| {
+            if let Some(part) = rule_part {
+                verdict.detail.add_rule_part(part);
+            }
+            verdict
+        })
+    }
+
+    /// Queues `job` and waits for its verdict, leading a batch when it is
+    /// this caller's turn.
+    fn queue_and_wait(&self, job: Job, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         {
             let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-            queue.pending.push((job, Arc::clone(&me)));
+            queue.pending.push((job, Arc::clone(me)));
             if queue.leader {
                 self.inner.gather.notify_one();
             } else {
                 queue.leader = true;
                 drop(queue);
-                return self.lead(&me);
+                return self.lead(me);
             }
         }
         let mut turn = me.turn.lock().map_err(|_| poisoned())?;
@@ -128,7 +153,7 @@ impl Ledger {
             Turn::Done(result) => *result,
             _ => {
                 drop(turn);
-                self.lead(&me)
+                self.lead(me)
             }
         }
     }
@@ -226,7 +251,9 @@ impl Ledger {
                         &w.windows,
                         &|win| on.oldest.get(&win.key()).copied(),
                     ),
-                    _ => VerdictDetail::of(&decision.cause, rule, &job.event, &[], &|_| None),
+                    // The rule's part is the caller's to add (`settle`):
+                    // built in its own thread, not in this transaction.
+                    _ => VerdictDetail::of(&decision.cause, None, &job.event, &[], &|_| None),
                 };
                 let verdict = match decision.kind {
                     DecisionKind::RequireApproval => resolve(

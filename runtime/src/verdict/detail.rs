@@ -191,6 +191,18 @@ impl VerdictDetail {
         detail
     }
 
+    /// Adds the rule's part (`rule`, `conditions`, `limits`) built from the
+    /// same decision elsewhere, when this detail is that rule's decision
+    /// and does not have it yet (a refusal in its place keeps none).
+    pub(crate) fn add_rule_part(&mut self, part: VerdictDetail) {
+        if self.cause == DetailCause::Rule && self.rule.is_none() && part.cause == DetailCause::Rule
+        {
+            self.rule = part.rule;
+            self.conditions = part.conditions;
+            self.limits = part.limits;
+        }
+    }
+
     /// A deny with nothing recorded.
     pub(crate) fn unrecorded() -> VerdictDetail {
         VerdictDetail {
