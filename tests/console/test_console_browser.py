@@ -151,34 +151,39 @@ def sign_out(setup):
 
 def test_the_console_end_to_end(setup):
     browser = setup["browser"]
-    held = decide(setup, "2500")
-    assert held["decision"] == "require_approval"
-    first = held["approval_id"]
+    waiting = decide(setup, "700")
+    assert waiting["decision"] == "require_approval"
+    second = waiting["approval_id"]
 
     # No session: the page shows the sign-in form and no payment data.
     browser.get(setup["url"])
     wait(browser, lambda: by_testid(browser, "login-key")[0].is_displayed(), "the sign-in form")
-    assert "2500" not in browser.page_source and "strategic-partner" not in browser.page_source
-    assert not row(browser, first)
+    assert "700" not in browser.page_source and "strategic-partner" not in browser.page_source
+    assert not row(browser, second)
 
     # A key the policy does not list cannot sign in.
     sign_in(setup, "mallory")
     wait(browser, lambda: "Not signed in" in browser.find_element(By.ID, "login-error").text,
          "the refusal")
     assert "not among the policy's approvers" in browser.find_element(By.ID, "login-error").text
-    assert not row(browser, first)
+    assert not row(browser, second)
 
-    # ops1 signs in and sees the held transfer, exact.
+    # ops1 signs in and sees the held transfer, exact, with the record that
+    # opened it.
     sign_in(setup, "ops1")
-    wait(browser, lambda: row(browser, first), "the held ticket")
-    wait(browser, lambda: "2500" in row(browser, first).text, "the amount, exact")
-    wait(browser, lambda: status(browser, first) == "pending", "pending")
-    opened = row(browser, first).find_element(By.CSS_SELECTOR, '[data-testid="ticket-opened"]')
+    wait(browser, lambda: row(browser, second), "the held ticket")
+    wait(browser, lambda: "700" in row(browser, second).text, "the amount, exact")
+    wait(browser, lambda: status(browser, second) == "pending", "pending")
+    opened = row(browser, second).find_element(By.CSS_SELECTOR, '[data-testid="ticket-opened"]')
     assert opened.text.startswith("record 2, ") and len(opened.get_attribute("title")) == 64
 
-    # A new hold appears without reloading.
-    second = decide(setup, "700")["approval_id"]
-    wait(browser, lambda: row(browser, second), "the new ticket, live")
+    # The agent's 2,500 transfer is held while ops1 watches: it appears
+    # without reloading.
+    held = decide(setup, "2500")
+    assert held["decision"] == "require_approval"
+    first = held["approval_id"]
+    wait(browser, lambda: row(browser, first), "the held 2,500, live")
+    wait(browser, lambda: "2500" in row(browser, first).text, "its amount, exact")
     if SHOT:
         browser.save_screenshot(SHOT)
 
