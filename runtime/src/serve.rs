@@ -538,6 +538,18 @@ fn statement_answer(
     }
 }
 
+/// An operator action's answer: `ok`'s JSON, or the refusal.
+fn action_answer<T>(
+    done: Result<Result<T, OperatorError>, tokio::task::JoinError>,
+    ok: impl FnOnce(T) -> serde_json::Value,
+) -> Response<Body> {
+    match done {
+        Ok(Ok(value)) => json_response(StatusCode::OK, &ok(value)),
+        Ok(Err(e)) => refusal(&e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
+    }
+}
+
 fn refusal(e: &OperatorError) -> Response<Body> {
     let status = match e {
         OperatorError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -609,19 +621,14 @@ async fn act(
         }
     })
     .await;
-    match done {
-        Ok(Ok(outcome)) => json_response(
-            StatusCode::OK,
-            &json!({
-                "id": crate::approvals::TicketId(outcome.ticket.id).to_string(),
-                "status": outcome.ticket.status.as_str(),
-                "approvals": outcome.approvals,
-                "needed": outcome.needed,
-            }),
-        ),
-        Ok(Err(e)) => refusal(&e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
-    }
+    action_answer(done, |outcome| {
+        json!({
+            "id": crate::approvals::TicketId(outcome.ticket.id).to_string(),
+            "status": outcome.ticket.status.as_str(),
+            "approvals": outcome.approvals,
+            "needed": outcome.needed,
+        })
+    })
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
@@ -775,17 +782,12 @@ async fn revoke(
         )
     })
     .await;
-    match done {
-        Ok(Ok(g)) => json_response(
-            StatusCode::OK,
-            &json!({
-                "id": crate::approvals::GrantId(g.id).to_string(),
-                "revoked_by": g.revoked_by,
-            }),
-        ),
-        Ok(Err(e)) => refusal(&e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the action failed"),
-    }
+    action_answer(done, |g| {
+        json!({
+            "id": crate::approvals::GrantId(g.id).to_string(),
+            "revoked_by": g.revoked_by,
+        })
+    })
 }
 
 /// The chain: verified now, its head, and its Merkle tree's size and root
