@@ -96,6 +96,7 @@ async function logout() {
   signingKey = null;
   me = null;
   shown = [];
+  rendered = "";
   for (const id of ["tickets", "grants", "decisions"]) $(id).replaceChildren();
   $("chain").textContent = "";
   show("login");
@@ -138,7 +139,14 @@ function tick() {
   if (ran_out && me) refresh();
 }
 
+// Rows are rebuilt only when what they show changed: a refresh that reads
+// the same list (the event stream's first message after sign-in, say) must
+// not replace the buttons under the operator's pointer mid-click.
+let rendered = "";
 function render() {
+  const key = JSON.stringify([me?.name, me?.can_sign, shown]);
+  if (key === rendered) return;
+  rendered = key;
   const rows = shown.map((t) => {
     const tr = document.createElement("tr");
     tr.dataset.testid = "ticket-row";
