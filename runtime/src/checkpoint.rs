@@ -234,6 +234,139 @@ impl Checkpoint {
     }
 }
 
+/// Why a ledger does not hold to a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldFault {
+    /// A signature of a listed key that does not verify.
+    #[error(transparent)]
+    Signature(#[from] CheckpointError),
+    /// No signature by a key the policy lists.
+    #[error("the checkpoint carries no signature by a key the policy lists")]
+    NoListedSigner,
+    /// The checkpoint is of another ledger.
+    #[error(
+        "the checkpoint (size {size}, root {root}) is of ledger {origin:?}, this ledger is {ours:?}"
+    )]
+    OtherLedger {
+        /// The checkpoint's size.
+        size: u64,
+        /// The checkpoint's root, hex.
+        root: String,
+        /// The checkpoint's origin line.
+        origin: String,
+        /// This ledger's origin line (empty: no records).
+        ours: String,
+    },
+    /// Fewer records than the checkpoint commits to.
+    #[error(
+        "the ledger holds {held} records, fewer than the checkpoint's size {size} (root {root}): \
+         it was rolled back or cut"
+    )]
+    RolledBack {
+        /// The records the ledger holds.
+        held: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The checkpoint's root, hex.
+        root: String,
+    },
+    /// The first `size` records hash to another root.
+    #[error(
+        "the ledger's first {size} records do not hash to the checkpoint's root {root}: its \
+         history was rewritten (a fork)"
+    )]
+    Forked {
+        /// The checkpoint's size.
+        size: u64,
+        /// The checkpoint's root, hex.
+        root: String,
+    },
+    /// The consistency proof from the checkpoint's tree to the ledger's
+    /// does not verify.
+    #[error(
+        "the ledger's tree of {held} records is not consistent with the checkpoint's (size \
+         {size}, root {root})"
+    )]
+    Inconsistent {
+        /// The records the ledger holds.
+        held: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The checkpoint's root, hex.
+        root: String,
+    },
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Holds `ledger` to `checkpoint`: signed by one of `keys` (name, public
+/// key: the policy's approvers and witnesses), of this ledger, and the
+/// ledger still holds the checkpoint's records with its root at its size,
+/// checked again by a consistency proof to the ledger's present tree. The
+/// names that signed, or the fault.
+pub fn hold(
+    ledger: &crate::Ledger,
+    checkpoint: &Checkpoint,
+    keys: &[(String, String)],
+) -> Result<Vec<String>, HoldFault> {
+    let signers = checkpoint.verified_by(keys)?;
+    if signers.is_empty() {
+        return Err(HoldFault::NoListedSigner);
+    }
+    let (origin, leaves) = ledger.tree()?;
+    let (size, root) = (checkpoint.size, checkpoint.root_hex());
+    if origin.as_deref() != Some(checkpoint.origin.as_str()) {
+        return Err(HoldFault::OtherLedger {
+            size,
+            root,
+            origin: checkpoint.origin.clone(),
+            ours: origin.unwrap_or_default(),
+        });
+    }
+    let held = leaves.len() as u64;
+    let Some(old) = usize::try_from(size).ok().and_then(|s| leaves.get(..s)) else {
+        return Err(HoldFault::RolledBack { held, size, root });
+    };
+    if merkle::root(old) != checkpoint.root {
+        return Err(HoldFault::Forked { size, root });
+    }
+    let new_root = merkle::root(&leaves);
+    let proof = merkle::consistency_proof(old.len(), &leaves).unwrap_or_default();
+    if !merkle::verify_consistency(size, held, &checkpoint.root, &new_root, &proof) {
+        return Err(HoldFault::Inconsistent { held, size, root });
+    }
+    Ok(signers)
+}
+
+/// The newest checkpoint in `dir` (the largest `checkpoint-<size>`, as
+/// [`Checkpoints`](crate::ledger::Checkpoints) names them): its path and
+/// text. `None` when the directory holds none.
+pub fn newest_in(dir: &std::path::Path) -> std::io::Result<Option<(std::path::PathBuf, String)>> {
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(size) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("checkpoint-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| size > *b) {
+            best = Some((size, entry.path()));
+        }
+    }
+    match best {
+        Some((_, path)) => {
+            let text = std::fs::read_to_string(&path)?;
+            Ok(Some((path, text)))
+        }
+        None => Ok(None),
+    }
+}
+
 fn key_bytes(public: &str) -> Option<[u8; 32]> {
     capfence_compiler::keys::public_key_bytes(public)
 }

@@ -29,7 +29,8 @@ use crate::clock::SharedClock;
 use crate::store::{Store, StoreError, Tx};
 
 pub use operator::{
-    Approval, Invalid, Operator, OperatorError, Presigned, Refusal, Signer, TicketOutcome,
+    Approval, GrantScope, Invalid, Operator, OperatorError, Presigned, Refusal, Signer,
+    TicketOutcome,
 };
 use queue::Queue;
 pub use views::TicketView;
@@ -203,6 +204,7 @@ impl Ledger {
     }
 
     /// A note kept beside the chain (a hint; decisions never rely on it).
+    #[cfg(feature = "serve")]
     pub(crate) fn note(&self, key: &str) -> Result<Option<String>, StoreError> {
         let mut value = None;
         self.inner.store.transaction(&mut |tx| {
@@ -213,6 +215,7 @@ impl Ledger {
     }
 
     /// Keeps a note (replacing one with the same key).
+    #[cfg(feature = "serve")]
     pub(crate) fn set_note(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner
             .store
@@ -220,6 +223,7 @@ impl Ledger {
     }
 
     /// The records citing a ticket or grant id, in order.
+    #[cfg(feature = "serve")]
     pub(crate) fn citing(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let mut records = Vec::new();
         self.inner.store.transaction(&mut |tx| {
@@ -286,16 +290,16 @@ impl Ledger {
         let origin = crate::checkpoint::origin_of(&first.hash);
         let note = crate::checkpoint::Checkpoint::signed(&origin, size, root, &cp.key).render();
         std::fs::create_dir_all(&cp.dir).map_err(|e| e.to_string())?;
+        // Written aside, then linked under its name (never replacing one):
+        // a reader (the console) sees a whole note or none.
         let file = cp.dir.join(format!("checkpoint-{size:012}"));
+        let staged = cp.dir.join(format!(".checkpoint-{size:012}.tmp"));
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&file)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        f.write_all(note.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let written = std::fs::File::create(&staged)
+            .and_then(|mut f| f.write_all(note.as_bytes()).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::hard_link(&staged, &file));
+        let _ = std::fs::remove_file(&staged);
+        written.map_err(|e| format!("{}: {e}", file.display()))?;
         Ok(size)
     }
 

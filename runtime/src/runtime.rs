@@ -516,6 +516,37 @@ impl ActionRuntime {
         )
     }
 
+    /// A grant that ends at `expires_at` (µs since the epoch), signed
+    /// elsewhere over the statement [`grant_statement`](Self::grant_statement)
+    /// gave (see [`Ledger::grant_at`](crate::Ledger::grant_at)).
+    pub fn grant_at<'a>(
+        &self,
+        scope: crate::ledger::GrantScope<'_>,
+        granted_by: impl Into<Operator<'a>>,
+        expires_at: i64,
+        limits: GrantLimits,
+    ) -> Result<Grant, OperatorError> {
+        self.ledger.grant_at(
+            scope,
+            granted_by.into(),
+            expires_at,
+            limits,
+            Some(&self.policy),
+        )
+    }
+
+    /// The statement `public_key` signs to make that grant now.
+    pub fn grant_statement(
+        &self,
+        scope: crate::ledger::GrantScope<'_>,
+        public_key: &str,
+        expires_at: i64,
+        limits: GrantLimits,
+    ) -> Result<Vec<u8>, OperatorError> {
+        self.ledger
+            .grant_statement(scope, public_key, expires_at, limits, Some(&self.policy))
+    }
+
     /// Approves a pending ticket, by an operator's name (refused where the
     /// policy lists approvers) or key (eligible for the ticket's rule). The
     /// ticket is approved once the rule's quorum of distinct approvers has
@@ -540,6 +571,15 @@ impl ActionRuntime {
         limit: usize,
     ) -> Result<Vec<crate::ledger::TicketView>, crate::store::StoreError> {
         self.ledger.ticket_views(Some(&self.policy), limit)
+    }
+
+    /// One ticket as its chain tells it (`None`: no such ticket, or a row
+    /// its chain does not vouch for).
+    pub fn ticket_view(
+        &self,
+        ticket: crate::approvals::TicketId,
+    ) -> Result<Option<crate::ledger::TicketView>, crate::store::StoreError> {
+        self.ledger.ticket_view(ticket, Some(&self.policy))
     }
 
     /// The statement `public_key` signs to approve (`approve`) or reject

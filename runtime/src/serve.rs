@@ -54,6 +54,18 @@ pub struct ServeOptions {
     /// Where to send notifications (none: no notifier runs). Its
     /// `console_url`, when empty, is this server's own address.
     pub notify: Option<notify::NotifyOptions>,
+    /// Where checkpoints are kept: the chain page shows the newest, held
+    /// to the ledger.
+    pub checkpoints: Option<CheckpointDir>,
+}
+
+/// A directory of signed checkpoints and the keys whose signatures count.
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    /// The directory (`checkpoint-<size>` files).
+    pub dir: PathBuf,
+    /// The policy's approvers and witnesses: name, public key.
+    pub keys: Vec<(String, String)>,
 }
 
 /// Why the console did not start.
@@ -103,6 +115,7 @@ struct App {
     viewers: HashMap<String, String>,
     challenges: Mutex<HashMap<String, Instant>>,
     sessions: Mutex<HashMap<String, Session>>,
+    checkpoints: Option<CheckpointDir>,
 }
 
 /// Serves the console until the process ends; `ready` is told the address
@@ -136,6 +149,7 @@ pub fn serve(
         viewers,
         challenges: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
+        checkpoints: options.checkpoints.clone(),
     });
     let mut router = Router::new();
     for (path, content_type, body) in ASSETS {
@@ -150,11 +164,13 @@ pub fn serve(
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/tickets", get(tickets))
+        .route("/api/tickets/{id}", get(ticket))
         .route("/api/tickets/{id}/statement", get(statement))
         .route("/api/tickets/{id}/{action}", post(act))
         .route("/api/events", get(events))
         .route("/api/decisions", get(decisions))
-        .route("/api/grants", get(grants))
+        .route("/api/grants", get(grants).post(create_grant))
+        .route("/api/grants/statement", post(new_grant_statement))
         .route("/api/grants/{id}/statement", get(grant_statement))
         .route("/api/grants/{id}/revoke", post(revoke))
         .route("/api/chain", get(chain))
@@ -448,9 +464,14 @@ async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
     }
 }
 
+/// A ticket as the page shows it. The event's fields are the opening
+/// record's (what the ticket's key binds); `payload_text` is the payload
+/// exactly as recorded (the page shows it and hashes it: a JSON number
+/// read by a browser would lose digits).
 fn ticket_json(v: &TicketView) -> serde_json::Value {
-    let payload = serde_json::from_str::<serde_json::Value>(&v.ticket.payload)
-        .unwrap_or_else(|_| json!(v.ticket.payload));
+    let r = &v.opened;
+    let payload =
+        serde_json::from_str::<serde_json::Value>(&r.payload).unwrap_or_else(|_| json!(r.payload));
     let status = if v.expired {
         "expired"
     } else {
@@ -459,20 +480,53 @@ fn ticket_json(v: &TicketView) -> serde_json::Value {
     json!({
         "id": crate::approvals::TicketId(v.ticket.id).to_string(),
         "status": status,
-        "actor": v.ticket.actor,
-        "capability": v.ticket.capability,
-        "environment": v.ticket.environment,
-        "risk": v.ticket.risk,
+        "actor": r.actor,
+        "capability": r.capability,
+        "environment": r.environment,
+        "risk": r.risk,
         "payload": payload,
-        "rule": v.ticket.rule,
-        "reason": v.reason,
+        "payload_text": r.payload,
+        "rule": r.rule,
+        "policy": r.policy_digest,
+        "reason": r.reason,
         "approvals": v.approvals,
         "needed": v.needed,
         "opened_at": crate::clock::rfc3339(v.ticket.created_at),
         "expires_at": crate::clock::rfc3339(v.expires_at),
-        "opened_seq": v.opened_seq,
-        "opened_hash": v.opened_hash,
+        "opened_seq": r.seq,
+        "opened_hash": r.hash,
     })
+}
+
+/// One ticket, with the whole record that opened it.
+async fn ticket(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response<Body> {
+    if session(&app, &headers).is_none() {
+        return signed_out();
+    }
+    let Some(id) = crate::approvals::TicketId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such ticket");
+    };
+    let rt = app.rt.clone();
+    let view = tokio::task::spawn_blocking(move || rt.ticket_view(id)).await;
+    match view {
+        Ok(Ok(Some(v))) => {
+            let mut body = ticket_json(&v);
+            if let Some(fields) = body.as_object_mut() {
+                let record = v.opened.to_json();
+                let text = serde_json::to_string_pretty(&record).unwrap_or_default();
+                fields.insert("opened_record".to_owned(), record);
+                fields.insert("opened_record_text".to_owned(), json!(text));
+            }
+            json_response(StatusCode::OK, &json!({ "ticket": body }))
+        }
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such ticket"),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"),
+    }
 }
 
 async fn tickets(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
@@ -520,6 +574,23 @@ fn signer(app: &App, headers: &HeaderMap) -> Result<Who, Response<Body>> {
         Some(who) if !who.can_sign => Err(error(StatusCode::FORBIDDEN, "a viewer does not sign")),
         Some(who) => Ok(who),
     }
+}
+
+/// A state-changing request: from the console's own page, by a signed-in
+/// approver, with a JSON body of the expected shape (`expected` names it).
+fn signed_request<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    expected: &str,
+) -> Result<(Who, T), Response<Body>> {
+    if !same_origin(app, headers) {
+        return Err(error(StatusCode::FORBIDDEN, "cross-origin request"));
+    }
+    let who = signer(app, headers)?;
+    let request = serde_json::from_slice::<T>(body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("expected {expected}")))?;
+    Ok((who, request))
 }
 
 /// A statement's parts, or why there is none.
@@ -592,22 +663,16 @@ async fn act(
     UrlPath((id, action)): UrlPath<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response<Body> {
-    if !same_origin(&app, &headers) {
-        return error(StatusCode::FORBIDDEN, "cross-origin request");
-    }
-    let who = match signer(&app, &headers) {
-        Ok(who) => who,
-        Err(answer) => return answer,
-    };
-    let public = who.public_key;
     let approve = match action.as_str() {
         "approve" => true,
         "reject" => false,
         _ => return error(StatusCode::NOT_FOUND, "no such action"),
     };
-    let Ok(signed) = serde_json::from_slice::<Signed>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "expected {signature}");
+    let (who, signed) = match signed_request::<Signed>(&app, &headers, &body, "{signature}") {
+        Ok(request) => request,
+        Err(answer) => return answer,
     };
+    let public = who.public_key;
     let rt = app.rt.clone();
     let done = tokio::task::spawn_blocking(move || {
         let presigned = Presigned {
@@ -693,7 +758,14 @@ async fn decisions(
         .filter(|r| wanted(&query.actor, r.actor.as_deref()))
         .filter(|r| wanted(&query.capability, r.capability.as_deref()))
         .take(100)
-        .map(crate::audit::AuditRecord::to_json)
+        .map(|r| {
+            let mut json = r.to_json();
+            if let Some(fields) = json.as_object_mut() {
+                // As recorded: a browser reading JSON numbers loses digits.
+                fields.insert("payload_text".to_owned(), json!(r.payload));
+            }
+            json
+        })
         .collect();
     json_response(StatusCode::OK, &json!({ "decisions": list }))
 }
@@ -703,7 +775,7 @@ async fn grants(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Bod
         return signed_out();
     }
     let rt = app.rt.clone();
-    let read = tokio::task::spawn_blocking(move || rt.ledger().grants()).await;
+    let read = tokio::task::spawn_blocking(move || rt.ledger().grant_views()).await;
     let now = crate::clock::Clock::now_micros(&crate::clock::SystemClock);
     match read {
         Ok(Ok(grants)) => {
@@ -761,15 +833,9 @@ async fn revoke(
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Response<Body> {
-    if !same_origin(&app, &headers) {
-        return error(StatusCode::FORBIDDEN, "cross-origin request");
-    }
-    let who = match signer(&app, &headers) {
-        Ok(who) => who,
+    let (who, signed) = match signed_request::<Signed>(&app, &headers, &body, "{signature}") {
+        Ok(request) => request,
         Err(answer) => return answer,
-    };
-    let Ok(signed) = serde_json::from_slice::<Signed>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "expected {signature}");
     };
     let rt = app.rt.clone();
     let done = tokio::task::spawn_blocking(move || {
@@ -790,20 +856,144 @@ async fn revoke(
     })
 }
 
-/// The chain: verified now, its head, and its Merkle tree's size and root
-/// (what a checkpoint signs).
+/// A grant as the page asks for it: whom, what, until when, within which
+/// caps (`field=value;…`, values exact) and how many uses.
+#[derive(Deserialize)]
+struct GrantRequest {
+    actor: String,
+    capability: String,
+    environment: String,
+    /// How long from now (asking for the statement).
+    duration_seconds: Option<u64>,
+    /// The expiry the statement named (making the grant), RFC 3339.
+    expires_at: Option<String>,
+    #[serde(default)]
+    caps: String,
+    uses: Option<u32>,
+    /// The signature over the statement (making the grant).
+    signature: Option<String>,
+}
+
+impl GrantRequest {
+    fn scope(&self) -> crate::ledger::GrantScope<'_> {
+        crate::ledger::GrantScope {
+            actor: &self.actor,
+            capability: &self.capability,
+            environment: &self.environment,
+        }
+    }
+
+    fn limits(&self) -> Result<crate::GrantLimits, Response<Body>> {
+        let caps = crate::approvals::parse_caps(self.caps.trim()).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "caps are `field=value` separated by `;`, each value an exact number",
+            )
+        })?;
+        Ok(crate::GrantLimits {
+            caps,
+            uses: self.uses,
+        })
+    }
+}
+
+/// The statement the signed-in approver signs to make a grant now: its id
+/// (the next), scope, caps, uses and expiry (whole seconds from now).
+async fn new_grant_statement(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    let (who, request) = match signed_request::<GrantRequest>(
+        &app,
+        &headers,
+        &body,
+        "{actor, capability, environment, duration_seconds, caps, uses}",
+    ) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let limits = match request.limits() {
+        Ok(limits) => limits,
+        Err(answer) => return answer,
+    };
+    let seconds = match request.duration_seconds {
+        Some(s) if s > 0 && s <= 366 * 24 * 3600 => s,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "duration_seconds: from 1 to 366 days in seconds",
+            );
+        }
+    };
+    let now = crate::clock::Clock::now_micros(&crate::clock::SystemClock);
+    let whole = now - now.rem_euclid(1_000_000);
+    let expires_at = whole.saturating_add(i64::try_from(seconds).unwrap_or(0) * 1_000_000);
+    let rt = app.rt.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        rt.grant_statement(request.scope(), &who.public_key, expires_at, limits)
+    })
+    .await;
+    statement_answer(made)
+}
+
+/// Makes a grant the page signed (see [`new_grant_statement`]).
+async fn create_grant(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    let expected = "{actor, capability, environment, expires_at, caps, uses, signature}";
+    let (who, request) = match signed_request::<GrantRequest>(&app, &headers, &body, expected) {
+        Ok((who, r)) if r.signature.is_some() && r.expires_at.is_some() => (who, r),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, &format!("expected {expected}")),
+        Err(answer) => return answer,
+    };
+    let limits = match request.limits() {
+        Ok(limits) => limits,
+        Err(answer) => return answer,
+    };
+    let Some(expires_at) = request
+        .expires_at
+        .as_deref()
+        .and_then(crate::clock::parse_rfc3339)
+    else {
+        return error(StatusCode::BAD_REQUEST, "expires_at: not an RFC 3339 time");
+    };
+    let rt = app.rt.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let presigned = Presigned {
+            public_key: who.public_key,
+            signature: request.signature.clone().unwrap_or_default(),
+        };
+        rt.grant_at(request.scope(), &presigned, expires_at, limits)
+    })
+    .await;
+    action_answer(done, |g| {
+        json!({
+            "id": crate::approvals::GrantId(g.id).to_string(),
+            "granted_by": g.granted_by,
+            "expires_at": crate::clock::rfc3339(g.expires_at),
+        })
+    })
+}
+
+/// The chain: verified now, its head, its Merkle tree's size and root
+/// (what a checkpoint signs), and the newest checkpoint held to it.
 async fn chain(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
     if session(&app, &headers).is_none() {
         return signed_out();
     }
     let rt = app.rt.clone();
+    let checkpoints = app.checkpoints.clone();
     let read = tokio::task::spawn_blocking(move || {
         let verified = rt.verify().map_err(|e| e.to_string());
         let tree = rt.ledger().tree_head().map_err(|e| e.to_string());
-        (verified, tree)
+        let checkpoint = checkpoints.map(|c| newest_checkpoint(rt.ledger(), &c));
+        (verified, tree, checkpoint)
     })
     .await;
-    let Ok((verified, tree)) = read else {
+    let Ok((verified, tree, checkpoint)) = read else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the read failed");
     };
     let (ok, records, head, fault) = match verified {
@@ -823,6 +1013,43 @@ async fn chain(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body
             "fault": fault,
             "tree_size": size,
             "tree_root": root,
+            "checkpoint": checkpoint,
         }),
     )
+}
+
+/// The newest checkpoint in the directory, held to the ledger: its file,
+/// size, root and signers, and whether the ledger is consistent with it
+/// (`fault` says why not).
+fn newest_checkpoint(ledger: &crate::Ledger, c: &CheckpointDir) -> serde_json::Value {
+    use crate::checkpoint::{self, Checkpoint};
+    let (file, text) = match checkpoint::newest_in(&c.dir) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return json!({ "dir": c.dir.display().to_string(), "file": null,
+                "consistent": null, "fault": "no checkpoint written yet" });
+        }
+        Err(e) => {
+            return json!({ "dir": c.dir.display().to_string(), "file": null,
+                "consistent": false, "fault": format!("cannot read the directory: {e}") });
+        }
+    };
+    let file_name = file.display().to_string();
+    let note = match Checkpoint::parse(&text) {
+        Ok(note) => note,
+        Err(e) => {
+            return json!({ "dir": c.dir.display().to_string(), "file": file_name,
+                "consistent": false, "fault": e.to_string() });
+        }
+    };
+    let held = checkpoint::hold(ledger, &note, &c.keys);
+    json!({
+        "dir": c.dir.display().to_string(),
+        "file": file_name,
+        "size": note.size,
+        "root": note.root_hex(),
+        "signed_by": held.as_ref().ok(),
+        "consistent": held.is_ok(),
+        "fault": held.as_ref().err().map(ToString::to_string),
+    })
 }

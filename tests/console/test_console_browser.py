@@ -65,8 +65,11 @@ def setup(tmp_path_factory):
         "  - capability: payments.transfer\n"
         "    amount_lte: 500\n"
     )
+    checkpoints = root / "checkpoints"
+    checkpoints.mkdir()
     server = subprocess.Popen(
-        [CAPFENCE, "--state", str(state), "serve", "--policy", str(policy), "--listen", "127.0.0.1:0"],
+        [CAPFENCE, "--state", str(state), "serve", "--policy", str(policy), "--listen", "127.0.0.1:0",
+         "--checkpoint-dir", str(checkpoints)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     line = server.stdout.readline().strip()
@@ -83,7 +86,8 @@ def setup(tmp_path_factory):
     os.environ["SE_OFFLINE"] = "true"
     browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
-        yield {"url": url, "state": state, "policy": policy, "keys": keys, "browser": browser}
+        yield {"url": url, "state": state, "policy": policy, "keys": keys, "browser": browser,
+               "checkpoints": checkpoints}
     finally:
         browser.quit()
         server.kill()
@@ -176,6 +180,7 @@ def test_the_console_end_to_end(setup):
     wait(browser, lambda: status(browser, second) == "pending", "pending")
     opened = row(browser, second).find_element(By.CSS_SELECTOR, '[data-testid="ticket-opened"]')
     assert opened.text.startswith("record 2, ") and len(opened.get_attribute("title")) == 64
+    opened_hash = opened.get_attribute("title")
 
     # The agent's 2,500 transfer is held while ops1 watches: it appears
     # without reloading.
@@ -223,8 +228,57 @@ def test_the_console_end_to_end(setup):
     browser.find_element(By.ID, "filter-decision").send_keys("deny")
     wait(browser, lambda: by_testid(browser, "decision-row")
          and all("deny" in r.text for r in by_testid(browser, "decision-row")), "the denials")
+    # A checkpoint signed by ops1 (kept apart from the ledger): the chain
+    # section shows it and that the ledger is consistent with it.
+    run("--state", str(setup["state"]), "audit", "checkpoint", "--key", str(setup["keys"]["ops1"][0]),
+        "--out", str(setup["checkpoints"] / "checkpoint-000000000001"))
     by_testid(browser, "verify")[0].click()
     wait(browser, lambda: by_testid(browser, "chain")[0].text.startswith("verified:"), "verified")
+    wait(browser, lambda: "consistent with it" in by_testid(browser, "checkpoint")[0].text
+         and "signed by ops1" in by_testid(browser, "checkpoint")[0].text, "the checkpoint held")
+
+    # The 700 ticket's own page: its fields and the record that opened it,
+    # with that record's hash.
+    row(browser, second).find_element(By.CSS_SELECTOR, '[data-testid="ticket-link"]').click()
+    wait(browser, lambda: by_testid(browser, "page-status")
+         and by_testid(browser, "page-status")[0].text == "rejected", "the ticket's page")
+    assert by_testid(browser, "page-hash")[0].text == opened_hash
+    assert f'"hash": "{opened_hash}"' in by_testid(browser, "page-record")[0].text
+    assert '"700"' in by_testid(browser, "page-payload")[0].text \
+        or ':700' in by_testid(browser, "page-payload")[0].text
+    by_testid(browser, "back")[0].click()
+    wait(browser, lambda: row(browser, second) and row(browser, second).is_displayed(), "the queue again")
+
+    # A grant made in the page, signed there with ops2's key: the agent's
+    # held 2,500 passes once within its cap.
+    for field, value in (("grant-actor", "treasury-agent"), ("grant-capability", "payments.transfer"),
+                         ("grant-environment", "production"), ("grant-caps", "amount=3000.00"),
+                         ("grant-uses", "1")):
+        by_testid(browser, field)[0].send_keys(value)
+    by_testid(browser, "grant-submit")[0].click()
+    grant_row = lambda gid: next((r for r in by_testid(browser, "grant-row")
+                                  if r.get_attribute("data-grant-id") == gid), None)
+    wait(browser, lambda: grant_row("G-1") and "active" in grant_row("G-1").text
+         and "amount=3000" in grant_row("G-1").text, "the grant, active")
+    assert decide(setup, "2500")["authorized"]
+    assert not decide(setup, "2500")["authorized"], "one use"
+    wait(browser, lambda: "used up" in grant_row("G-1").text, "the grant used up")
+
+    # A second grant, then revoked in the page: the agent is held again.
+    for field, value in (("grant-actor", "treasury-agent"), ("grant-capability", "payments.transfer"),
+                         ("grant-environment", "production")):
+        by_testid(browser, field)[0].send_keys(value)
+    by_testid(browser, "grant-submit")[0].click()
+    wait(browser, lambda: grant_row("G-2") and "active" in grant_row("G-2").text, "the second grant")
+    assert decide(setup, "900")["authorized"]
+    for _ in range(20):
+        try:
+            grant_row("G-2").find_element(By.CSS_SELECTOR, '[data-testid="revoke"]').click()
+            break
+        except (StaleElementReferenceException, AttributeError):
+            time.sleep(0.1)
+    wait(browser, lambda: "revoked" in grant_row("G-2").text, "the revocation")
+    assert not decide(setup, "900")["authorized"]
 
     verified = subprocess.run([CAPFENCE, "--state", str(setup["state"]), "verify"],
                               capture_output=True, text=True, timeout=60)

@@ -17,6 +17,27 @@ use crate::clock::rfc3339;
 use crate::signing::OperatorKey;
 use crate::store::{StoreError, Tx};
 
+/// Whom a grant is for: the actor, and the capability and environment it
+/// lets them through.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantScope<'a> {
+    /// The agent.
+    pub actor: &'a str,
+    /// `resource.action`.
+    pub capability: &'a str,
+    /// The environment.
+    pub environment: &'a str,
+}
+
+/// When a grant ends.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    /// This long after it is recorded.
+    After(Duration),
+    /// At this time, µs since the epoch (a signer elsewhere signed it).
+    At(i64),
+}
+
 /// Who carries out an operator action.
 #[derive(Clone, Copy)]
 pub enum Operator<'a> {
@@ -743,6 +764,63 @@ impl Ledger {
         limits: GrantLimits,
         policy: Option<&PolicyFacts>,
     ) -> Result<Grant, OperatorError> {
+        if duration.is_zero() {
+            return Err(Invalid::ZeroDuration.into());
+        }
+        let scope = GrantScope {
+            actor,
+            capability,
+            environment,
+        };
+        self.grant_until(scope, who, Expiry::After(duration), limits, policy)
+    }
+
+    /// A grant that ends at `expires_at` (µs since the epoch), as
+    /// [`grant`](Self::grant) otherwise: for a signer elsewhere, who signs
+    /// the statement [`grant_statement`](Self::grant_statement) gives for
+    /// the same expiry. The grant's id is in the statement: if another
+    /// grant took that id meanwhile, the signature no longer matches and
+    /// the grant is refused (read the statement again and sign anew).
+    pub fn grant_at(
+        &self,
+        scope: GrantScope<'_>,
+        who: Operator<'_>,
+        expires_at: i64,
+        limits: GrantLimits,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Grant, OperatorError> {
+        self.grant_until(scope, who, Expiry::At(expires_at), limits, policy)
+    }
+
+    /// The statement `public_key` would sign to make the grant
+    /// [`grant_at`](Self::grant_at) makes now, read as
+    /// [`ticket_statement`](Self::ticket_statement) reads its own.
+    pub fn grant_statement(
+        &self,
+        scope: GrantScope<'_>,
+        public_key: &str,
+        expires_at: i64,
+        limits: GrantLimits,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Vec<u8>, OperatorError> {
+        read_statement(public_key, |who| {
+            self.grant_until(scope, who, Expiry::At(expires_at), limits, policy)
+        })
+    }
+
+    fn grant_until(
+        &self,
+        scope: GrantScope<'_>,
+        who: Operator<'_>,
+        expiry: Expiry,
+        limits: GrantLimits,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Grant, OperatorError> {
+        let GrantScope {
+            actor,
+            capability,
+            environment,
+        } = scope;
         if let Operator::Name(by) = who {
             operator_name(by)?;
         }
@@ -759,13 +837,15 @@ impl Ledger {
             }
             .into());
         }
-        if duration.is_zero() {
-            return Err(Invalid::ZeroDuration.into());
-        }
         if let Some(p) = policy {
             approvals::check_caps(&p.facts, &capability, &limits.caps)?;
         }
         self.operator(|tx, now| {
+            let expires_at = match expiry {
+                Expiry::After(duration) => now.saturating_add(micros(duration)),
+                Expiry::At(at) if at > now => at,
+                Expiry::At(_) => return Err(Invalid::ZeroDuration.into()),
+            };
             let signed_policy = match policy {
                 Some(p) if p.signed() => Some(p),
                 Some(_) => None,
@@ -792,7 +872,7 @@ impl Ledger {
                 environment: environment.clone(),
                 granted_by: by.clone(),
                 created_at: now,
-                expires_at: now.saturating_add(micros(duration)),
+                expires_at,
                 caps: limits.caps.clone(),
                 uses_left: limits.uses,
                 revoked_by: None,

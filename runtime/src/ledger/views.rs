@@ -3,8 +3,9 @@
 //! record that opened it.
 
 use super::{Ledger, PolicyFacts, micros};
-use crate::approvals::{self, Ticket, TicketId, TicketStatus};
-use crate::store::StoreError;
+use crate::approvals::{self, Grant, GrantId, Ticket, TicketId, TicketStatus};
+use crate::audit::AuditRecord;
+use crate::store::{StoreError, Tx};
 
 /// A ticket as the chain tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +23,9 @@ pub struct TicketView {
     /// When it expires (µs since the epoch): the opening record's time
     /// plus the ticket lifetime.
     pub expires_at: i64,
-    /// The reason the opening decision gave (the rule, window totals).
-    pub reason: String,
-    /// The record that opened it.
-    pub opened_seq: u64,
-    /// Its hash.
-    pub opened_hash: String,
+    /// The chain record that opened it (its seq, hash, reason, and the
+    /// payload as recorded).
+    pub opened: AuditRecord,
 }
 
 impl Ledger {
@@ -45,47 +43,96 @@ impl Ledger {
         self.inner.store.transaction(&mut |tx| {
             views.clear();
             for ticket in &rows {
-                let label = TicketId(ticket.id).to_string();
-                let records = tx.records_citing(&label)?;
-                let Some(opened) = records.first() else {
-                    continue;
-                };
-                let digest = opened.policy_digest.clone().unwrap_or_default();
-                let rule = match policy {
-                    Some(p) if p.digest == digest => {
-                        ticket.rule.as_deref().and_then(|r| p.rule(r)).cloned()
-                    }
-                    _ => tx
-                        .note(&approvals::requirements_key(&digest))?
-                        .and_then(|n| approvals::parse_requirements(&n))
-                        .and_then(|facts| {
-                            facts
-                                .into_iter()
-                                .find(|f| Some(f.id.as_ref()) == ticket.rule.as_deref())
-                        }),
-                };
-                let Ok(chain) = approvals::chain_ticket(&records, rule.as_ref()) else {
-                    continue;
-                };
-                if chain.key != ticket.event_key {
-                    continue;
+                if let Some(view) = view_of(tx, ticket, policy, ttl, now)? {
+                    views.push(view);
                 }
-                let expires_at = chain.opened_at.saturating_add(ttl);
-                let status = chain.standing();
-                views.push(TicketView {
-                    ticket: ticket.clone(),
-                    status,
-                    expired: status == TicketStatus::Pending && expires_at <= now,
-                    approvals: chain.approvals.clone(),
-                    needed: rule.as_ref().map_or(1, |r| r.approvals),
-                    expires_at,
-                    reason: opened.reason.clone(),
-                    opened_seq: opened.seq,
-                    opened_hash: opened.hash.clone(),
-                });
             }
             Ok(())
         })?;
         Ok(views)
     }
+
+    /// One ticket as its chain tells it; `None` when there is no such
+    /// ticket or its chain does not vouch for its row.
+    pub fn ticket_view(
+        &self,
+        id: TicketId,
+        policy: Option<&PolicyFacts>,
+    ) -> Result<Option<TicketView>, StoreError> {
+        let ttl = micros(self.inner.ticket_ttl);
+        let now = self.inner.clock.now_micros();
+        let mut view = None;
+        self.inner.store.transaction(&mut |tx| {
+            view = match tx.ticket(id.0)? {
+                Some(ticket) => view_of(tx, &ticket, policy, ttl, now)?,
+                None => None,
+            };
+            Ok(())
+        })?;
+        Ok(view)
+    }
+}
+
+impl Ledger {
+    /// Every grant as its chain tells it (scope, limits, uses, revocation
+    /// and its verified signature), newest first. A grant whose chain does
+    /// not vouch for its row (a forged row) is left out.
+    pub fn grant_views(&self) -> Result<Vec<Grant>, StoreError> {
+        let rows = self.grants()?;
+        let mut views = Vec::with_capacity(rows.len());
+        self.inner.store.transaction(&mut |tx| {
+            views.clear();
+            for row in &rows {
+                let records = tx.records_citing(&GrantId(row.id).to_string())?;
+                if let Ok(grant) = approvals::chain_grant(row.id, &records) {
+                    views.push(grant);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(views)
+    }
+}
+
+fn view_of(
+    tx: &mut dyn Tx,
+    ticket: &Ticket,
+    policy: Option<&PolicyFacts>,
+    ttl: i64,
+    now: i64,
+) -> Result<Option<TicketView>, StoreError> {
+    let label = TicketId(ticket.id).to_string();
+    let mut records = tx.records_citing(&label)?;
+    let Some(opened) = records.first() else {
+        return Ok(None);
+    };
+    let digest = opened.policy_digest.clone().unwrap_or_default();
+    let rule = match policy {
+        Some(p) if p.digest == digest => ticket.rule.as_deref().and_then(|r| p.rule(r)).cloned(),
+        _ => tx
+            .note(&approvals::requirements_key(&digest))?
+            .and_then(|n| approvals::parse_requirements(&n))
+            .and_then(|facts| {
+                facts
+                    .into_iter()
+                    .find(|f| Some(f.id.as_ref()) == ticket.rule.as_deref())
+            }),
+    };
+    let Ok(chain) = approvals::chain_ticket(&records, rule.as_ref()) else {
+        return Ok(None);
+    };
+    if chain.key != ticket.event_key {
+        return Ok(None);
+    }
+    let expires_at = chain.opened_at.saturating_add(ttl);
+    let status = chain.standing();
+    Ok(Some(TicketView {
+        ticket: ticket.clone(),
+        status,
+        expired: status == TicketStatus::Pending && expires_at <= now,
+        approvals: chain.approvals.clone(),
+        needed: rule.as_ref().map_or(1, |r| r.approvals),
+        expires_at,
+        opened: records.swap_remove(0),
+    }))
 }

@@ -1,6 +1,6 @@
 // The operator console. Agent-supplied text (actors, payloads, reasons) is
 // only ever set as textContent, never parsed as HTML.
-import { statement, loginStatement, parseKeyFile, pkcs8 } from "/statement.js";
+import { statement, loginStatement, parseKeyFile, pkcs8, ticketKey, capsText } from "/statement.js";
 
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -56,12 +56,18 @@ async function sign(bytes) {
   return base64(await crypto.subtle.sign({ name: "Ed25519" }, signingKey, bytes));
 }
 
+// Which view shows: the sign-in form, or (signed in) the queue or one
+// ticket's page, by the address's fragment (`#ticket/T-3`).
 function show(view) {
-  $("login").hidden = view !== "login";
-  $("queue").hidden = view !== "queue";
-  $("logout").hidden = view !== "queue";
-  $("who").textContent = view === "queue" && me ? `signed in as ${me.name}` : "";
-  const readOnly = view === "queue" && me && me.read_only_because;
+  const signedIn = view !== "login";
+  const page = signedIn && /^#ticket\//.test(location.hash);
+  $("login").hidden = signedIn;
+  $("queue").hidden = !signedIn || page;
+  $("ticket-page").hidden = !page;
+  $("logout").hidden = !signedIn;
+  $("grant-form").hidden = !(signedIn && me?.can_sign);
+  $("who").textContent = signedIn && me ? `signed in as ${me.name}` : "";
+  const readOnly = signedIn && me && me.read_only_because;
   $("read-only").hidden = !readOnly;
   $("read-only").textContent = readOnly ? `Read-only: ${me.read_only_because}.` : "";
 }
@@ -153,7 +159,12 @@ function render() {
     tr.dataset.ticketId = t.id;
     const status = cell(t.status, `status-${t.status}`);
     status.dataset.testid = "ticket-status";
-    const id = cell(t.id);
+    const id = cell("");
+    const link = document.createElement("a");
+    link.href = `#ticket/${encodeURIComponent(t.id)}`;
+    link.textContent = t.id;
+    link.dataset.testid = "ticket-link";
+    id.append(link);
     const opened = document.createElement("div");
     opened.className = "opened";
     opened.dataset.testid = "ticket-opened";
@@ -162,24 +173,62 @@ function render() {
     id.append(opened);
     tr.append(
       id, status, cell(t.actor), cell(t.capability), cell(t.environment), cell(t.risk),
-      cell(JSON.stringify(t.payload, null, 1), "payload"),
+      cell(t.payload_text, "payload"),
       cell(`${t.rule ?? ""}: ${t.reason}`),
       cell(`${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`),
       expiry(t));
     const actions = document.createElement("td");
-    if (me?.can_sign && t.status === "pending" && !t.approvals.includes(me.name)) {
-      for (const action of ["approve", "reject"]) {
-        const button = document.createElement("button");
-        button.textContent = action === "approve" ? "Approve" : "Reject";
-        button.dataset.testid = action;
-        button.addEventListener("click", () => act(t, action));
-        actions.append(button);
-      }
-    }
+    actions.append(...buttons(t, ""));
     tr.append(actions);
     return tr;
   });
   $("tickets").replaceChildren(...rows);
+}
+
+// Approve and reject, for an approver who has not signed this ticket yet.
+function buttons(t, prefix) {
+  if (!(me?.can_sign && t.status === "pending" && !t.approvals.includes(me.name))) return [];
+  return ["approve", "reject"].map((action) => {
+    const button = document.createElement("button");
+    button.textContent = action === "approve" ? "Approve" : "Reject";
+    button.dataset.testid = `${prefix}${action}`;
+    button.addEventListener("click", () => act(t, action));
+    return button;
+  });
+}
+
+// One ticket's page: every field, the record that opened it (as the
+// server serialized it, numbers exact) and its hash.
+async function showTicket() {
+  const id = decodeURIComponent(location.hash.slice("#ticket/".length));
+  $("page-title").textContent = `Ticket ${id}`;
+  $("page-error").textContent = "";
+  try {
+    const { ticket: t } = await api("GET", `/api/tickets/${encodeURIComponent(id)}`);
+    const rows = [
+      ["Status", t.status, "page-status"], ["Actor", t.actor], ["Capability", t.capability],
+      ["Environment", t.environment], ["Risk", t.risk], ["Payload", t.payload_text, "page-payload"],
+      ["Rule", t.rule ?? "no rule"], ["Reason", t.reason],
+      ["Signed", `${t.approvals.length} of ${t.needed}${t.approvals.length ? ` (${t.approvals.join(", ")})` : ""}`],
+      ["Opened", t.opened_at], ["Expires", t.expires_at], ["Policy", t.policy],
+      ["Opening record", `${t.opened_seq}`], ["Its hash", t.opened_hash, "page-hash"]];
+    $("page-fields").replaceChildren(...rows.flatMap(([name, value, testid]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = name;
+      const dd = document.createElement("dd");
+      dd.textContent = value ?? "";
+      if (testid) dd.dataset.testid = testid;
+      return [dt, dd];
+    }));
+    $("page-record").textContent = t.opened_record_text;
+    $("page-actions").replaceChildren(...buttons(t, "page-"));
+  } catch (e) {
+    if (e.status === 401) return logout();
+    $("page-fields").replaceChildren();
+    $("page-record").textContent = "";
+    $("page-actions").replaceChildren();
+    $("page-error").textContent = `${id}: ${e.message}`;
+  }
 }
 
 function renderGrants(grants) {
@@ -207,7 +256,7 @@ function renderDecisions(decisions) {
     const tr = document.createElement("tr");
     tr.dataset.testid = "decision-row";
     tr.append(cell(d.seq), cell(d.time), cell(d.decision, `status-${d.decision}`), cell(d.actor),
-      cell(d.capability), cell(JSON.stringify(d.payload), "payload"),
+      cell(d.capability), cell(d.payload_text, "payload"),
       cell(`${d.rule ?? "no rule"}: ${d.reason}`));
     return tr;
   }));
@@ -232,9 +281,18 @@ async function verifyChain() {
   $("chain").textContent = chain.verified
     ? `verified: ${chain.records} records, head ${chain.head}; Merkle tree of ${chain.tree_size}, root ${chain.tree_root}`
     : `VERIFY FAILED: ${chain.fault}`;
+  const c = chain.checkpoint;
+  $("checkpoint").textContent = !c
+    ? "no checkpoint directory (capfence serve --checkpoint-dir DIR)"
+    : !c.file
+      ? `checkpoints in ${c.dir}: ${c.fault}`
+      : c.consistent
+        ? `last checkpoint ${c.file}: ${c.size} records, root ${c.root}, signed by ${c.signed_by.join(", ")}; the ledger is consistent with it`
+        : `CHECKPOINT FAILED ${c.file}: ${c.fault}`;
 }
 
 async function refresh() {
+  if (!$("ticket-page").hidden) return showTicket();
   try {
     const { tickets } = await api("GET", "/api/tickets");
     shown = tickets;
@@ -257,7 +315,13 @@ async function act(ticket, action) {
     const { kind, parts } = await api(
       "GET", `/api/tickets/${encodeURIComponent(ticket.id)}/statement?action=${action}`);
     const part = (name) => (parts.find(([n]) => n === name) || [])[1];
+    // The event key the page computes from the fields it shows: a server
+    // that showed one payload and asked for a signature over another's key
+    // gets no signature.
+    const key = await ticketKey([ticket.actor, ticket.capability, ticket.environment,
+      ticket.risk, ticket.payload_text, ticket.rule, ticket.policy]);
     const matches = kind === "ticket" && part("action") === action && part("ticket") === ticket.id
+      && part("event_key") === key && part("policy") === ticket.policy
       && part("opened") === ticket.opened_hash && Number(part("quorum")) === ticket.needed
       && part("expires_at") === ticket.expires_at && part("signer") === me.name;
     if (!matches) throw new Error("the statement to sign does not match the ticket shown; nothing signed");
@@ -289,6 +353,54 @@ async function revoke(grant) {
   await refresh();
 }
 
+// Grants from the page: the server says which statement the ledger will
+// check (the next grant id, the expiry it set); the page signs it only if
+// it names what the form asks for and this operator. If another grant takes
+// the id first, the ledger refuses the signature: read the statement again
+// and sign anew, once.
+async function grant(event) {
+  event.preventDefault();
+  $("queue-error").textContent = "";
+  try {
+    const minutes = Number($("grant-minutes").value);
+    if (!Number.isInteger(minutes) || minutes < 1) throw new Error("minutes: a whole number from 1");
+    const uses = $("grant-uses").value === "" ? null : Number($("grant-uses").value);
+    const ask = {
+      actor: $("grant-actor").value.trim(),
+      capability: $("grant-capability").value.trim().toLowerCase(),
+      environment: $("grant-environment").value.trim().toLowerCase(),
+      duration_seconds: minutes * 60,
+      caps: capsText($("grant-caps").value),
+      uses,
+    };
+    let made = null;
+    for (let attempt = 0; attempt < 2 && !made; attempt += 1) {
+      const asked = Date.now();
+      const { kind, parts } = await api("POST", "/api/grants/statement", ask);
+      const part = (name) => (parts.find(([n]) => n === name) || [])[1];
+      const expires = Date.parse(part("expires_at"));
+      const lifetime = expires - asked;
+      const matches = kind === "grant" && part("action") === "grant" && part("actor") === ask.actor
+        && part("capability") === ask.capability && part("environment") === ask.environment
+        && part("caps") === ask.caps && part("uses") === (uses === null ? "unlimited" : String(uses))
+        && part("signer") === me.name
+        && Math.abs(lifetime - ask.duration_seconds * 1000) < 120000;
+      if (!matches) throw new Error("the statement to sign does not match the grant asked for; nothing signed");
+      const signature = await sign(statement(kind, parts));
+      try {
+        made = await api("POST", "/api/grants", { ...ask, expires_at: part("expires_at"), signature });
+      } catch (e) {
+        if (attempt === 1 || e.status !== 409 || !/statement/.test(e.message)) throw e;
+      }
+    }
+    $("queue-error").textContent = "";
+    $("grant-form").reset();
+  } catch (e) {
+    $("queue-error").textContent = `grant: ${e.message}`;
+  }
+  await refresh();
+}
+
 let events = null;
 function listen() {
   if (events) events.close();
@@ -299,6 +411,13 @@ function listen() {
 async function start() {
   $("login-submit").addEventListener("click", login);
   $("logout").addEventListener("click", logout);
+  $("grant-form").addEventListener("submit", grant);
+  window.addEventListener("hashchange", () => {
+    if (!me) return;
+    show("queue");
+    rendered = "";
+    refresh();
+  });
   $("verify").addEventListener("click", () => verifyChain().catch((e) => {
     $("chain").textContent = e.message;
   }));

@@ -69,9 +69,12 @@ pub struct Notice {
 
 impl Notice {
     fn body(&self, options: &NotifyOptions) -> String {
+        // A ticket links to its own page in the console; a grant to the
+        // console (its list).
+        let base = options.console_url.trim_end_matches('/');
         let url = match &self.id {
-            Some(id) => format!("{}/#{id}", options.console_url.trim_end_matches('/')),
-            None => options.console_url.clone(),
+            Some(id) if id.starts_with("T-") => format!("{base}/#ticket/{id}"),
+            _ => format!("{base}/"),
         };
         match options.format {
             NotifyFormat::Json => json!({
@@ -284,11 +287,11 @@ fn expiries(rt: &ActionRuntime, options: &NotifyOptions, url: &str, key: &str) {
             &Notice {
                 event: "ticket.expired",
                 id: Some(id.clone()),
-                seq: v.opened_seq,
+                seq: v.opened.seq,
                 actor: v.ticket.actor.clone(),
                 capability: Some(v.ticket.capability.clone()),
                 rule: v.ticket.rule.clone(),
-                reason: format!("{id} expired unapproved: {}", v.reason),
+                reason: format!("{id} expired unapproved: {}", v.opened.reason),
             },
         );
         while ledger.set_note(key, &v.ticket.id.to_string()).is_err() {

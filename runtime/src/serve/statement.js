@@ -46,3 +46,37 @@ export function pkcs8(seed) {
   out.set(seed, prefix.length);
   return out;
 }
+
+// The key that binds a ticket to one exact event, computed as the Rust
+// `approvals::record_key` does: SHA-256 over "capfence-ticket-v2\n" and, for
+// each of actor, capability, environment, risk, payload (as recorded), rule
+// and policy digest, `length:value\n` (length in UTF-8 bytes), or "~\n" for
+// one that is absent. Lowercase hex.
+export async function ticketKey(parts) {
+  const encoder = new TextEncoder();
+  let text = "capfence-ticket-v2\n";
+  for (const part of parts) {
+    text += part === null || part === undefined
+      ? "~\n"
+      : `${encoder.encode(part).length}:${part}\n`;
+  }
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Grant caps as the ledger writes them in a statement: `field=value` pairs,
+// each value an exact decimal without needless zeros, sorted, joined by ";".
+// Input may separate pairs by ";" or ",". Throws on anything else.
+export function capsText(input) {
+  const pairs = input.split(/[;,]/).map((p) => p.trim()).filter((p) => p !== "");
+  return pairs.map((pair) => {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)=([+-]?)(\d+)(?:\.(\d+))?$/.exec(pair);
+    if (!match) throw new Error(`cap "${pair}" is not field=number`);
+    const [, field, sign, whole, fraction = ""] = match;
+    const digits = whole.replace(/^0+(?=\d)/, "");
+    const frac = fraction.replace(/0+$/, "");
+    const zero = /^0*$/.test(digits) && frac === "";
+    const value = `${sign === "-" && !zero ? "-" : ""}${digits}${frac ? `.${frac}` : ""}`;
+    return `${field}=${value}`;
+  }).sort().join(";");
+}

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use capfence::ActionRuntime;
 use capfence::signing::OperatorKey;
 
-use super::{TempDir, sql};
+use super::{TempDir, copy_dir, sql};
 
 fn ops1() -> OperatorKey {
     OperatorKey::from_seed("ops1", [1; 32]).unwrap()
@@ -72,14 +72,6 @@ fn text(o: &Output) -> String {
 fn checkpoint(state: &Path, key: &str, out: &str) {
     let o = capfence(state, &["audit", "checkpoint", "--key", key, "--out", out]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -109,6 +109,15 @@ pub fn transfer(amount: &str, destination: &str) -> ActionEvent {
     )
 }
 
+/// Copies a state directory's files (a backup, or its restore).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 /// Direct SQL access to a state directory's ledger.db, for tampering.
 pub fn sql(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("ledger.db")).unwrap()

@@ -365,14 +365,75 @@ fn the_pages_statement_bytes_are_the_ledgers() {
         ),
         ("grant", vec![("caps", ""), ("note", "line\nbreak:7:x")]),
     ];
+    // The ticket keys the page computes from what it shows: a held record
+    // with a non-ASCII payload, and one with no risk.
+    let dir = TempDir::new("statement-js-keys");
+    let policy = policy(dir.path());
+    let rt = ActionRuntime::builder(&policy)
+        .state_dir(dir.path().join("state"))
+        .build()
+        .unwrap();
+    let unicode = ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::High,
+        payload! {"amount" => "2500.000000000000000001".parse::<Decimal>().unwrap(),
+        "memo" => "zoë ✓ 出納\n\"x\""},
+    );
+    assert!(!rt.execute(&unicode).authorized);
+    let mut held = Vec::new();
+    rt.ledger()
+        .records_after(0, &mut |r| {
+            if r.decision.as_str() == "require_approval" {
+                held.push(r);
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    // Absent parts hash as "~": the same record without risk and rule.
+    let mut partial = held[0].clone();
+    partial.risk = None;
+    partial.rule = None;
+    held.push(partial);
+    let key_parts: Vec<serde_json::Value> = held
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.actor,
+                r.capability,
+                r.environment,
+                r.risk,
+                r.payload,
+                r.rule,
+                r.policy_digest
+            ])
+        })
+        .collect();
+    let caps_inputs = [
+        "amount=3000.00",
+        "amount=0100.50, fee=0.0",
+        "b=1;a=2",
+        "",
+        "amount=-0.000",
+    ];
     let module = concat!(env!("CARGO_MANIFEST_DIR"), "/src/serve/statement.js");
     let script = format!(
-        "import {{ statement, pkcs8, parseKeyFile }} from {module:?};\n\
+        "import {{ statement, pkcs8, parseKeyFile, ticketKey, capsText }} from {module:?};\n\
          const vectors = {};\n\
          for (const [kind, parts] of vectors) console.log(Buffer.from(statement(kind, parts)).toString('hex'));\n\
          const key = parseKeyFile(process.argv[1]);\n\
-         console.log(key.name, key.publicKey, Buffer.from(pkcs8(key.seed)).toString('hex'));\n",
-        serde_json::to_string(&vectors).unwrap()
+         console.log(key.name, key.publicKey, Buffer.from(pkcs8(key.seed)).toString('hex'));\n\
+         for (const parts of {}) console.log(await ticketKey(parts));\n\
+         for (const input of {}) console.log(JSON.stringify(capsText(input)));\n\
+         for (const bad of ['amount=1e3', 'amount', '1x=2', 'amount=1,5x']) {{\n\
+           try {{ capsText(bad); console.log('accepted', bad); }} catch {{ console.log('refused'); }}\n\
+         }}\n",
+        serde_json::to_string(&vectors).unwrap(),
+        serde_json::Value::Array(key_parts),
+        serde_json::to_string(&caps_inputs).unwrap(),
     );
     let key = key("ops1", 1);
     let dir = TempDir::new("statement-js");
@@ -417,6 +478,31 @@ fn the_pages_statement_bytes_are_the_ledgers() {
         "ops1's seed is 32 bytes of 1: {der}"
     );
     assert_eq!(der.len(), (16 + 32) * 2);
+    for r in &held {
+        assert_eq!(
+            lines.next(),
+            Some(capfence::approvals::record_key(r).as_str()),
+            "the page's ticket key of record {}",
+            r.seq
+        );
+    }
+    for input in caps_inputs {
+        let parsed: Vec<(String, Decimal)> = input
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| capfence::approvals::parse_cap(p).unwrap())
+            .collect();
+        let rust = capfence::approvals::caps_text(&parsed);
+        assert_eq!(
+            lines.next(),
+            Some(serde_json::to_string(&rust).unwrap().as_str()),
+            "caps {input:?}"
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(lines.next(), Some("refused"));
+    }
 }
 
 /// A webhook receiver: records each POST (headers, body); answers 500 to the
@@ -541,7 +627,7 @@ fn notifications_are_signed_retried_and_survive_a_restart() {
     assert_eq!(header, &expected, "HMAC-SHA256(secret, t.body)");
     assert!(v1.len() == 64);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(json["url"].as_str().unwrap().ends_with("/#T-1"));
+    assert!(json["url"].as_str().unwrap().ends_with("/#ticket/T-1"));
     assert!(json["reason"].as_str().unwrap().contains("amount > 500"));
 
     // Down: a hold made now is sent once the console is back. (Delivery is
@@ -1000,7 +1086,7 @@ fn slack_notifications_carry_text_and_a_button_to_the_ticket() {
     );
     assert_eq!(
         message["blocks"][1]["elements"][0]["url"],
-        "https://console.example/#T-1"
+        "https://console.example/#ticket/T-1"
     );
 }
 
@@ -1077,4 +1163,338 @@ fn an_expired_ticket_is_notified_once() {
     // The notifier looks again every few seconds: still once.
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(hook.events(|_| true).len(), 2);
+}
+
+/// A POST from the console's own page, in `cookie`'s session.
+fn post(addr: &str, cookie: &str, path: &str, body: &serde_json::Value) -> Reply {
+    let origin = format!("http://{addr}");
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Cookie", cookie),
+            ("Origin", &origin),
+            ("Content-Type", "application/json"),
+        ],
+        &body.to_string(),
+    )
+}
+
+/// The statement's parts as the page reads them, signed by `key`.
+fn signed_parts(key: &OperatorKey, made: &serde_json::Value) -> (Vec<(String, String)>, String) {
+    let parts: Vec<(String, String)> = serde_json::from_value(made["parts"].clone()).unwrap();
+    let borrowed: Vec<(&str, &str)> = parts
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let signature = key.sign(&statement(made["kind"].as_str().unwrap(), &borrowed));
+    (parts, signature)
+}
+
+fn part<'a>(parts: &'a [(String, String)], name: &str) -> &'a str {
+    parts
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {parts:?}"))
+}
+
+/// A grant made in the page: the server names the next grant id and the
+/// expiry; the approver's signature over exactly that statement makes it,
+/// and the agent's held transfer then passes within its cap and uses. A
+/// grant that took the id meanwhile, a changed cap, a past expiry, a viewer
+/// and a cross-origin request are each refused, and none records anything.
+#[test]
+fn a_grant_signed_in_the_page() {
+    let dir = TempDir::new("serve-grant");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    assert!(!agent.execute(&transfer("2500")).authorized, "held");
+    let server = serve(&state, &policy, &["--listen", "127.0.0.1:0"]).unwrap();
+    let addr = server.addr.as_str();
+    let ops1 = key("ops1", 1);
+    let cookie = sign_in(addr, &ops1).unwrap();
+    let ask = serde_json::json!({
+        "actor": "treasury-agent", "capability": "payments.transfer",
+        "environment": "production", "duration_seconds": 3600,
+        "caps": "amount=3000.00", "uses": 1,
+    });
+    let made = post(addr, &cookie, "/api/grants/statement", &ask);
+    assert_eq!(made.status, 200, "{}", made.body);
+    let made = made.json();
+    let (parts, signature) = signed_parts(&ops1, &made);
+    assert_eq!(made["kind"], "grant");
+    assert_eq!(part(&parts, "grant"), "G-1");
+    assert_eq!(part(&parts, "caps"), "amount=3000", "exact, normalized");
+    assert_eq!(part(&parts, "uses"), "1");
+    assert_eq!(part(&parts, "signer"), "ops1");
+    let expires = part(&parts, "expires_at").to_owned();
+    assert!(expires.ends_with(".000000Z"), "whole seconds: {expires}");
+    let records = agent.verify().unwrap().0;
+
+    let with = |changes: serde_json::Value| {
+        let mut body = ask.clone();
+        body["expires_at"] = serde_json::json!(expires);
+        body["signature"] = serde_json::json!(signature);
+        for (k, v) in changes.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    // A changed cap: the ledger's statement is not the one signed.
+    let tampered = post(
+        addr,
+        &cookie,
+        "/api/grants",
+        &with(serde_json::json!({"caps": "amount=30000"})),
+    );
+    assert_eq!(tampered.status, 409, "{}", tampered.body);
+    assert!(tampered.body.contains("statement"), "{}", tampered.body);
+    // Cross-origin: refused before anything is read.
+    let foreign = http(
+        addr,
+        "POST",
+        "/api/grants",
+        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        &with(serde_json::json!({})).to_string(),
+    );
+    assert_eq!(foreign.status, 403);
+    // A past expiry is no grant, whoever signed it.
+    let past = post(
+        addr,
+        &cookie,
+        "/api/grants",
+        &with(serde_json::json!({"expires_at": "2020-01-01T00:00:00.000000Z"})),
+    );
+    assert_eq!(past.status, 409, "{}", past.body);
+    assert_eq!(agent.verify().unwrap().0, records, "nothing recorded");
+    assert!(agent.ledger().grants().unwrap().is_empty());
+
+    // The statement as signed: G-1, and the held transfer passes once.
+    let granted = post(addr, &cookie, "/api/grants", &with(serde_json::json!({})));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.json()["id"], "G-1");
+    assert_eq!(granted.json()["expires_at"], expires.as_str());
+    assert!(
+        agent.execute(&transfer("2500")).authorized,
+        "within the cap"
+    );
+    assert!(!agent.execute(&transfer("2500")).authorized, "one use");
+    let g = &agent.ledger().grant_views().unwrap()[0];
+    assert_eq!(g.granted_by, "ops1");
+    assert_eq!(g.uses_left, Some(0));
+    assert!(g.signed.is_some(), "a signed grant");
+    let listed = http(addr, "GET", "/api/grants", &[("Cookie", &cookie)], "").json();
+    assert_eq!(
+        listed["grants"][0]["signed"], true,
+        "so the page offers Revoke"
+    );
+    assert_eq!(listed["grants"][0]["state"], "used up");
+
+    // Another grant takes the id between statement and signature: the
+    // signature names G-2, the grant would be G-3: refused.
+    let made = post(addr, &cookie, "/api/grants/statement", &ask).json();
+    let (parts, signature) = signed_parts(&ops1, &made);
+    assert_eq!(part(&parts, "grant"), "G-2");
+    agent
+        .grant(
+            "other-agent",
+            "payments.transfer",
+            "production",
+            &ops1,
+            Duration::from_secs(60),
+            capfence::GrantLimits::default(),
+        )
+        .unwrap();
+    let mut body = ask.clone();
+    body["expires_at"] = serde_json::json!(part(&parts, "expires_at"));
+    body["signature"] = serde_json::json!(signature);
+    let raced = post(addr, &cookie, "/api/grants", &body);
+    assert_eq!(raced.status, 409, "{}", raced.body);
+    assert_eq!(agent.ledger().grants().unwrap().len(), 2);
+
+    // Bad input is a 400 naming what is wrong, not a panic.
+    let bad = post(
+        addr,
+        &cookie,
+        "/api/grants/statement",
+        &serde_json::json!({"actor": "a", "capability": "payments.transfer",
+            "environment": "production", "duration_seconds": 60, "caps": "amount=1e999999"}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let bad = post(
+        addr,
+        &cookie,
+        "/api/grants/statement",
+        &serde_json::json!({"actor": "a", "capability": "payments.transfer",
+            "environment": "production", "duration_seconds": 0}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(agent.verify().is_ok());
+}
+
+/// A ticket's own page: the ticket, and the whole record that opened it,
+/// numbers exact as recorded; no session, no ticket; an unknown one is 404.
+#[test]
+fn a_tickets_page_shows_the_record_that_opened_it() {
+    let dir = TempDir::new("serve-ticket");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let agent = ActionRuntime::builder(&policy)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let held = agent.execute(&transfer("2500.000000000000000001"));
+    let ticket = held.approval_id.clone().unwrap();
+    let server = serve(&state, &policy, &["--listen", "127.0.0.1:0"]).unwrap();
+    let addr = server.addr.as_str();
+    let path = format!("/api/tickets/{ticket}");
+    assert_eq!(http(addr, "GET", &path, &[], "").status, 401);
+    let cookie = sign_in(addr, &key("ops2", 2)).unwrap();
+    let page = http(addr, "GET", &path, &[("Cookie", &cookie)], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let t = &page.json()["ticket"];
+    assert_eq!(t["id"], ticket.as_str());
+    assert_eq!(t["status"], "pending");
+    assert!(
+        t["payload_text"]
+            .as_str()
+            .unwrap()
+            .contains("2500.000000000000000001"),
+        "{t}"
+    );
+    let mut opened = None;
+    agent
+        .ledger()
+        .records_after(0, &mut |r| {
+            if r.approval_id.as_deref() == Some(ticket.as_str()) && opened.is_none() {
+                opened = Some(r);
+            }
+            true
+        })
+        .unwrap();
+    let opened = opened.unwrap();
+    assert_eq!(t["opened_hash"], opened.hash.as_str());
+    assert_eq!(t["opened_record"]["hash"], opened.hash.as_str());
+    assert_eq!(t["opened_record"]["seq"], opened.seq);
+    assert_eq!(t["policy"], opened.policy_digest.as_deref().unwrap());
+    assert!(
+        t["opened_record_text"]
+            .as_str()
+            .unwrap()
+            .contains("2500.000000000000000001")
+    );
+    assert_eq!(
+        http(addr, "GET", "/api/tickets/T-99", &[("Cookie", &cookie)], "").status,
+        404
+    );
+    assert_eq!(
+        http(
+            addr,
+            "GET",
+            "/api/tickets/nonsense",
+            &[("Cookie", &cookie)],
+            ""
+        )
+        .status,
+        404
+    );
+}
+
+/// The chain page's checkpoint: the newest in `--checkpoint-dir`, held to
+/// the ledger. A ledger restored from an older backup is reported as rolled
+/// back, naming the checkpoint's size and root.
+#[test]
+fn the_chain_page_holds_the_ledger_to_the_newest_checkpoint() {
+    let dir = TempDir::new("serve-checkpoint");
+    let policy = policy(dir.path());
+    let state = dir.path().join("state");
+    let backup = dir.path().join("backup");
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let ops1 = key("ops1", 1);
+    let key_file = dir.path().join("ops1.key");
+    ops1.write_new(&key_file).unwrap();
+    {
+        let agent = ActionRuntime::builder(&policy)
+            .state_dir(&state)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            assert!(agent.execute(&transfer("100")).authorized);
+        }
+    }
+    super::copy_dir(&state, &backup);
+    {
+        let agent = ActionRuntime::builder(&policy)
+            .state_dir(&state)
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            assert!(agent.execute(&transfer("100")).authorized);
+        }
+    }
+    let chain = |state: &Path, extra: &[&str]| {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = serve(state, &policy, &args).unwrap();
+        let cookie = sign_in(&server.addr, &ops1).unwrap();
+        http(
+            &server.addr,
+            "GET",
+            "/api/chain",
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .json()
+    };
+    let dir_arg = checkpoints.to_string_lossy().into_owned();
+    assert_eq!(chain(&state, &[])["checkpoint"], serde_json::Value::Null);
+    let none = chain(&state, &["--checkpoint-dir", &dir_arg]);
+    assert_eq!(none["checkpoint"]["fault"], "no checkpoint written yet");
+
+    // Two checkpoints: the newer (8 records) is the one shown.
+    let write = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_capfence"))
+            .arg("--state")
+            .arg(&state)
+            .args(["audit", "checkpoint", "--key"])
+            .arg(&key_file)
+            .arg("--out")
+            .arg(checkpoints.join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    write("checkpoint-000000000008");
+    std::fs::write(checkpoints.join("notes.txt"), "not a checkpoint").unwrap();
+    let good = chain(&state, &["--checkpoint-dir", &dir_arg]);
+    let c = &good["checkpoint"];
+    assert_eq!(c["consistent"], true, "{good}");
+    assert_eq!(c["size"], 8);
+    assert_eq!(c["signed_by"], serde_json::json!(["ops1"]));
+    assert_eq!(c["root"], good["tree_root"], "the tree is the checkpoint's");
+    assert!(
+        c["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("checkpoint-000000000008")
+    );
+
+    // The restored backup (4 records) verifies on its own, and is caught.
+    let restored = chain(&backup, &["--checkpoint-dir", &dir_arg]);
+    assert_eq!(restored["verified"], true);
+    let c = &restored["checkpoint"];
+    assert_eq!(c["consistent"], false, "{restored}");
+    let fault = c["fault"].as_str().unwrap();
+    assert!(
+        fault.contains("holds 4 records, fewer than the checkpoint's size 8")
+            && fault.contains("rolled back"),
+        "{fault}"
+    );
 }

@@ -66,6 +66,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             notify_secret_file,
             notify_format,
             public_url,
+            checkpoint_dir,
         } => commands::serve(
             &place,
             &policy,
@@ -77,6 +78,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 notify_secret_file,
                 slack: notify_format == "slack",
                 public_url,
+                checkpoint_dir,
             },
         ),
         Command::McpProxy {

@@ -76,6 +76,11 @@ pub enum Command {
         /// the address it listens on).
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
+        /// Show the newest checkpoint in DIR (`checkpoint-<size>`, as
+        /// `decide --checkpoint-dir` writes them) on the chain page, held to
+        /// the ledger.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
     },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).

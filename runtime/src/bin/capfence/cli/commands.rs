@@ -144,6 +144,7 @@ pub struct ServeArgs {
     pub notify_secret_file: Option<std::path::PathBuf>,
     pub slack: bool,
     pub public_url: Option<String>,
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 /// Serves the console until the process is stopped. Prints the address it
@@ -174,14 +175,21 @@ pub fn serve(place: &Place, policy: &Path, args: ServeArgs) -> Result<ExitCode, 
             return Err(format!("--notify {url}: not an http:// or https:// URL"));
         }
     }
-    let viewers = capfence_compiler::Policy::load(policy)
-        .map_err(|e| e.to_string())?
+    let loaded = capfence_compiler::Policy::load(policy).map_err(|e| e.to_string())?;
+    let checkpoints = args
+        .checkpoint_dir
+        .map(|dir| capfence::serve::CheckpointDir {
+            dir,
+            keys: super::tree::checkpoint_keys(&loaded),
+        });
+    let viewers = loaded
         .viewers
         .into_iter()
         .map(|v| (v.name, v.key))
         .collect();
     let options = capfence::serve::ServeOptions {
         viewers,
+        checkpoints,
         listen: args.listen,
         tls: args.tls,
         insecure_http: args.insecure_http,

@@ -8,7 +8,7 @@ use capfence_compiler::{
 use std::path::Path;
 use std::process::ExitCode;
 
-use capfence::checkpoint::{Checkpoint, CheckpointError};
+use capfence::checkpoint::{Checkpoint, CheckpointError, HoldFault};
 use capfence::merkle;
 use capfence::signing::OperatorKey;
 use capfence::{Ledger, Policy};
@@ -128,67 +128,42 @@ pub fn prove(place: &Place, seq: u64, checkpoint: Option<&Path>) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Holds the ledger to the checkpoint in `file`: signed by a key the policy
-/// lists (under `approvers:` or `witnesses:`), of this ledger, and the ledger still holds its records with its
-/// root at its size (checked again by a consistency proof to the ledger's
-/// present tree). `Ok(Err(fault))` is a finding.
+/// Holds the ledger to the checkpoint in `file` (see
+/// [`capfence::checkpoint::hold`]); prints who signed it. `Ok(Err(fault))`
+/// is a finding.
 pub fn hold_to(
     ledger: &Ledger,
     file: &Path,
     policy: &Policy,
 ) -> Result<Result<(), String>, Failure> {
     let checkpoint = read_checkpoint(file)?;
-    let keys: Vec<(String, String)> = policy
+    let keys = checkpoint_keys(policy);
+    let (size, root) = (checkpoint.size, checkpoint.root_hex());
+    match capfence::checkpoint::hold(ledger, &checkpoint, &keys) {
+        Ok(signers) => {
+            println!(
+                "checkpoint: consistent with {} (size {size}, root {root}, signed by {})",
+                file.display(),
+                signers.join(", ")
+            );
+            Ok(Ok(()))
+        }
+        Err(HoldFault::Store(e)) => Err(e.to_string()),
+        Err(HoldFault::NoListedSigner) => Ok(Err(format!(
+            "the checkpoint {} carries no signature by a key the policy lists",
+            file.display()
+        ))),
+        Err(fault) => Ok(Err(fault.to_string())),
+    }
+}
+
+/// The keys whose signatures on a checkpoint count: the policy's approvers
+/// and witnesses (name, public key).
+pub fn checkpoint_keys(policy: &Policy) -> Vec<(String, String)> {
+    policy
         .approvers
         .iter()
         .chain(&policy.witnesses)
         .map(|a| (a.name.clone(), a.key.clone()))
-        .collect();
-    let signers = match checkpoint.verified_by(&keys) {
-        Ok(signers) => signers,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    if signers.is_empty() {
-        return Ok(Err(format!(
-            "the checkpoint {} carries no signature by a key the policy lists",
-            file.display()
-        )));
-    }
-    let (origin, leaves) = ledger.tree().map_err(|e| e.to_string())?;
-    let (size, root) = (checkpoint.size, checkpoint.root_hex());
-    if origin.as_deref() != Some(checkpoint.origin.as_str()) {
-        return Ok(Err(format!(
-            "the checkpoint (size {size}, root {root}) is of ledger {:?}, this ledger is {:?}",
-            checkpoint.origin,
-            origin.unwrap_or_default()
-        )));
-    }
-    let n = leaves.len() as u64;
-    let Some(old) = usize::try_from(size).ok().and_then(|s| leaves.get(..s)) else {
-        return Ok(Err(format!(
-            "the ledger holds {n} records, fewer than the checkpoint's size {size} (root \
-             {root}): it was rolled back or cut"
-        )));
-    };
-    let old_root = merkle::root(old);
-    if old_root != checkpoint.root {
-        return Ok(Err(format!(
-            "the ledger's first {size} records do not hash to the checkpoint's root {root}: \
-             its history was rewritten (a fork)"
-        )));
-    }
-    let new_root = merkle::root(&leaves);
-    let proof = merkle::consistency_proof(old.len(), &leaves).unwrap_or_default();
-    if !merkle::verify_consistency(size, n, &checkpoint.root, &new_root, &proof) {
-        return Ok(Err(format!(
-            "the ledger's tree of {n} records is not consistent with the checkpoint's (size \
-             {size}, root {root})"
-        )));
-    }
-    println!(
-        "checkpoint: consistent with {} (size {size}, root {root}, signed by {})",
-        file.display(),
-        signers.join(", ")
-    );
-    Ok(Ok(()))
+        .collect()
 }
