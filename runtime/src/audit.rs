@@ -38,6 +38,9 @@ pub enum RecordKind {
     Propose,
     /// An approver signed a proposed policy change: `sign`.
     Sign,
+    /// What became of an authorized call: `outcome` (executed, with the
+    /// rail's reference and the amount sent, or failed, with the error).
+    Outcome,
 }
 
 impl RecordKind {
@@ -59,6 +62,7 @@ impl RecordKind {
             RecordKind::Activate => "activate",
             RecordKind::Propose => "propose",
             RecordKind::Sign => "sign",
+            RecordKind::Outcome => "outcome",
         }
     }
 
@@ -73,6 +77,7 @@ impl RecordKind {
             "activate" => RecordKind::Activate,
             "propose" => RecordKind::Propose,
             "sign" => RecordKind::Sign,
+            "outcome" => RecordKind::Outcome,
             other => RecordKind::Decision(DecisionKind::parse(other)?),
         })
     }

@@ -8,11 +8,13 @@
 //! transaction fails, every verdict in it is a deny naming the fault.
 
 mod operator;
+mod outcome;
 mod policy;
 mod proposal;
 mod queue;
 mod verify;
 mod views;
+pub use outcome::{Outcome, OutcomeError, decision_label, decision_of};
 pub use policy::{Activation, ActivePolicy, FIRST_USE};
 
 pub use proposal::{Impact, Proposal, Proposed, proposal_label};
@@ -419,9 +421,11 @@ impl Ledger {
 }
 
 /// Seals `record` onto the chain's head and appends it.
-fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<(), StoreError> {
+/// Seals `record` onto the chain's head and appends it: its seq.
+fn append(tx: &mut dyn Tx, mut record: AuditRecord) -> Result<u64, StoreError> {
     let (seq, prev) = tx.head()?;
     record.seq = seq + 1;
     record.seal(&prev);
-    tx.append(&record)
+    tx.append(&record)?;
+    Ok(record.seq)
 }

@@ -51,7 +51,7 @@ pub use capfence_compiler::policy::{Policy, Risk};
 pub use capfence_macros::{gate, gate_decision, policy};
 pub use decide::{Compiled, Decide};
 pub use gate::{Blocked, Context, PayloadValue};
-pub use ledger::{Ledger, OperatorError, Refusal, VerifyError};
+pub use ledger::{Ledger, OperatorError, Outcome, OutcomeError, Refusal, VerifyError};
 pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
 pub use signing::OperatorKey;

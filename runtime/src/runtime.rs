@@ -547,6 +547,25 @@ impl ActionRuntime {
             .grant_statement(scope, public_key, expires_at, limits, Some(&self.policy))
     }
 
+    /// Records what became of the authorized call whose decision is record
+    /// `seq` (its verdict's `seq`): executed, with the rail's reference and
+    /// the amount sent, or failed. From then on a failed call counts nothing
+    /// in this policy's velocity windows, and an executed one the amount it
+    /// sent. Refused for a record that is no authorized call, a call that
+    /// has its outcome, or a runtime whose policy is not the active one.
+    pub fn record_outcome(
+        &self,
+        seq: u64,
+        outcome: &crate::ledger::Outcome,
+    ) -> Result<crate::AuditRecord, crate::ledger::OutcomeError> {
+        self.ledger.record_outcome(
+            seq,
+            outcome,
+            self.decider.digest(),
+            self.windowed.as_deref(),
+        )
+    }
+
     /// Approves a pending ticket, by an operator's name (refused where the
     /// policy lists approvers) or key (eligible for the ticket's rule). The
     /// ticket is approved once the rule's quorum of distinct approvers has

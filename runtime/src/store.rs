@@ -350,6 +350,18 @@ mod sealed {
             group: &str,
             after: i64,
         ) -> Result<super::WindowTotal, StoreError>;
+        /// Changes what an authorized call made at `at` counts in `spec`'s
+        /// window for `group`, from `old` to `new` (an outcome: a failed
+        /// call counts nothing, an executed one the amount sent). `false`
+        /// when no row of that call is left.
+        fn adjust_window(
+            &mut self,
+            spec: &str,
+            group: &str,
+            at: i64,
+            old: rust_decimal::Decimal,
+            new: rust_decimal::Decimal,
+        ) -> Result<bool, StoreError>;
         /// Adds an authorized call's contribution to `spec`'s window for `group`.
         fn add_to_window(
             &mut self,

@@ -28,6 +28,10 @@ pub struct Verdict {
     /// Why, in fields: the rule's limits and the call's values, window
     /// totals, the ticket, the malformed field.
     pub detail: VerdictDetail,
+    /// The seq of the chain record of this decision (`None`: nothing was
+    /// recorded). An authorized call's outcome cites it
+    /// ([`ActionRuntime::record_outcome`](crate::ActionRuntime::record_outcome)).
+    pub seq: Option<u64>,
 }
 
 impl Verdict {
@@ -41,6 +45,7 @@ impl Verdict {
             rule: None,
             approval_id: None,
             detail: VerdictDetail::unrecorded(),
+            seq: None,
         }
     }
 
@@ -49,7 +54,7 @@ impl Verdict {
     /// (docs/cli.md has the JSON schema).
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.line()).unwrap_or_else(|_| {
-            r#"{"authorized":false,"decision":"deny","reason":"cannot encode verdict","rule":null,"approval_id":null,"detail":{"cause":"unrecorded"}}"#.to_owned()
+            r#"{"authorized":false,"decision":"deny","reason":"cannot encode verdict","rule":null,"approval_id":null,"seq":null,"detail":{"cause":"unrecorded"}}"#.to_owned()
         })
     }
 
@@ -62,6 +67,7 @@ impl Verdict {
                 "reason": "cannot encode verdict",
                 "rule": null,
                 "approval_id": null,
+                "seq": null,
                 "detail": {"cause": "unrecorded"},
             })
         })
@@ -74,6 +80,7 @@ impl Verdict {
             reason: &self.reason,
             rule: self.rule.as_deref(),
             approval_id: self.approval_id.as_deref(),
+            seq: self.seq,
             detail: &self.detail,
         }
     }
@@ -87,5 +94,6 @@ struct Line<'a> {
     reason: &'a str,
     rule: Option<&'a str>,
     approval_id: Option<&'a str>,
+    seq: Option<u64>,
     detail: &'a VerdictDetail,
 }

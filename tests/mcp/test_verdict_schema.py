@@ -86,13 +86,14 @@ def test_the_schema_refuses_what_it_must():
     # float amount, or an unknown cause fails it.
     good = {
         "authorized": False, "decision": "deny", "reason": "r", "rule": None,
-        "approval_id": None,
+        "approval_id": None, "seq": 3,
         "detail": {"cause": "default_deny", "rule": None, "conditions": [], "limits": [],
                    "windows": [], "malformed": None, "ticket": None, "grant": None},
     }
     valid_verdict(good)
     for broken in (
         {k: v for k, v in good.items() if k != "detail"},
+        {**good, "seq": 0},
         {**good, "detail": {**good["detail"], "cause": "vibes"}},
         {**good, "detail": {**good["detail"], "limits": [
             {"field": "amount", "op": ">", "limit": 10000.0, "value": "1"}]}},

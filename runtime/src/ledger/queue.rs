@@ -274,6 +274,7 @@ impl Ledger {
                         rule: decision.rule.clone(),
                         approval_id: None,
                         detail,
+                        seq: None,
                     },
                 };
                 if let (Some(w), true) = (&job.windowed, verdict.authorized) {
@@ -295,7 +296,8 @@ impl Ledger {
                     prev_hash: String::new(),
                     hash: String::new(),
                 };
-                append(tx, record)?;
+                let mut verdict = verdict;
+                verdict.seq = Some(append(tx, record)?);
                 verdicts.push(verdict);
             }
             head = Some(tx.head()?.0);
@@ -481,6 +483,7 @@ fn resolve(
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
                     detail,
+                    seq: None,
                 });
             }
             Some(c) if c.approved => {
@@ -494,6 +497,7 @@ fn resolve(
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
                     detail,
+                    seq: None,
                 });
             }
             Some(c) => {
@@ -540,6 +544,7 @@ fn resolve(
                     rule: decision.rule.clone(),
                     approval_id: Some(label),
                     detail,
+                    seq: None,
                 });
             }
         }
@@ -580,5 +585,6 @@ fn pending(decision: &Decision, label: String, detail: VerdictDetail) -> Verdict
         rule: decision.rule.clone(),
         approval_id: Some(label),
         detail,
+        seq: None,
     }
 }

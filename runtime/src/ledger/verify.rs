@@ -96,6 +96,19 @@ impl Ledger {
                             }
                         };
                         policies.observe(&record);
+                        if record.decision == RecordKind::Outcome
+                            && record
+                                .approval_id
+                                .as_deref()
+                                .and_then(super::decision_of)
+                                .is_none()
+                        {
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(VerifyError::Record(format!(
+                                "record {} is an outcome that cites no decision (`D-<seq>`)",
+                                record.seq
+                            )));
+                        }
                         if let Some(id) = view.approval_id {
                             cited.push(id, record);
                         }
@@ -195,6 +208,7 @@ impl Ledger {
         let fault = |text: String| Err(VerifyError::Approval(text));
         let mut tickets = std::collections::HashMap::new();
         let mut grants = std::collections::HashMap::new();
+        let mut outcomes: Vec<(u64, &Vec<AuditRecord>)> = Vec::new();
         // Every ticket and grant is replayed; the fault reported is the one
         // at the lowest seq, so the first bad record is the one named.
         let mut first: Option<(u64, String)> = None;
@@ -240,11 +254,48 @@ impl Ledger {
                 if let Err((seq, why)) = policies.replay_proposal(label, records) {
                     note(seq, format!("{label}: {why}"));
                 }
+            } else if let Some(decision) = super::decision_of(label) {
+                match outcome_fault(decision, records) {
+                    Some((seq, why)) => note(seq, why),
+                    None => outcomes.push((decision, records)),
+                }
             } else {
                 let seq = records.first().map_or(0, |r| r.seq);
                 note(
                     seq,
                     format!("record {seq} cites `{label}`, which is no ticket or grant"),
+                );
+            }
+        }
+        // Each outcome's call: an authorized one of the same actor and
+        // capability, before it.
+        let mut calls = Vec::with_capacity(outcomes.len());
+        self.inner.store.transaction(&mut |tx| {
+            calls.clear();
+            for (decision, _) in &outcomes {
+                calls.push(tx.record_at(*decision)?);
+            }
+            Ok(())
+        })?;
+        for ((decision, records), call) in outcomes.iter().zip(&calls) {
+            let Some(outcome) = records.first() else {
+                continue;
+            };
+            let fits = call.as_ref().is_some_and(|c| {
+                c.decision == RecordKind::ALLOW
+                    && c.seq < outcome.seq
+                    && c.actor == outcome.actor
+                    && c.capability == outcome.capability
+                    && c.environment == outcome.environment
+            });
+            if !fits {
+                note(
+                    outcome.seq,
+                    format!(
+                        "record {} is an outcome of record {decision}, which is no authorized \
+                         call of the same actor and capability before it",
+                        outcome.seq
+                    ),
                 );
             }
         }
@@ -299,6 +350,30 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// What is wrong with the records citing decision `decision` (`D-<seq>`):
+/// they must be one outcome record, readable. The fault's seq and text.
+fn outcome_fault(decision: u64, records: &[AuditRecord]) -> Option<(u64, String)> {
+    let first = records.first()?;
+    if let Some(second) = records.get(1) {
+        return Some((
+            second.seq,
+            format!(
+                "record {} is a second outcome of record {decision} (record {} was its outcome)",
+                second.seq, first.seq
+            ),
+        ));
+    }
+    if first.decision != RecordKind::Outcome {
+        return Some((
+            first.seq,
+            format!("record {} cites D-{decision} but is no outcome", first.seq),
+        ));
+    }
+    super::Outcome::of_record(first)
+        .err()
+        .map(|why| (first.seq, why))
 }
 
 /// The records that cite a ticket or grant, grouped by it, in order of the
@@ -452,7 +527,19 @@ impl Ledger {
         let snapshot = self.inner.store.rows()?;
         let mut all = Contributions::new();
         let mut current = Contributions::new();
-        for record in self.records()? {
+        let records = self.records()?;
+        // What became of each call by the snapshot: a failed call counts
+        // nothing, an executed one the amount sent.
+        let outcomes: std::collections::HashMap<u64, super::Outcome> = records
+            .iter()
+            .take_while(|r| r.seq <= snapshot.head)
+            .filter(|r| r.decision == crate::audit::RecordKind::Outcome)
+            .filter_map(|r| {
+                let seq = super::decision_of(r.approval_id.as_deref()?)?;
+                Some((seq, super::Outcome::of_record(r).ok()?))
+            })
+            .collect();
+        for record in records {
             if record.seq > snapshot.head {
                 break;
             }
@@ -464,6 +551,10 @@ impl Ledger {
             };
             for w in windows.iter().filter(|w| w.covers_event(&event)) {
                 if let (Some(group), Some(value)) = (w.group(&event), w.contribution(&event)) {
+                    let value = match outcomes.get(&record.seq) {
+                        Some(outcome) => super::outcome::counted(w, value, outcome),
+                        None => value,
+                    };
                     let key = (w.key(), group, value.normalize());
                     *all.entry(key.clone()).or_default() += 1;
                     if record.policy_digest.as_deref() == Some(digest) {
@@ -535,7 +626,7 @@ impl Ledger {
 }
 
 /// The event a decision record was made for.
-fn event_of(record: &AuditRecord) -> Option<capfence_compiler::Event> {
+pub(super) fn event_of(record: &AuditRecord) -> Option<capfence_compiler::Event> {
     let text = |v: &Option<String>| serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
     capfence_compiler::Event::from_json(&format!(
         "{{\"actor\":{},\"capability\":{},\"environment\":{},\"risk\":{},\"payload\":{}}}",

@@ -188,6 +188,34 @@ impl Tx for MemoryTx<'_> {
         Ok(super::WindowTotal { total, oldest })
     }
 
+    fn adjust_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        old: rust_decimal::Decimal,
+        new: rust_decimal::Decimal,
+    ) -> Result<bool, StoreError> {
+        let overflow = || StoreError::Invalid(format!("window total of {spec} overflows").into());
+        let delta = new.checked_sub(old).ok_or_else(overflow)?;
+        let mut found = false;
+        for w in self
+            .state
+            .windows
+            .iter_mut()
+            .filter(|w| w.spec == spec && w.group == group)
+        {
+            if !found && w.at >= at && w.value == old {
+                found = true;
+                w.value = new;
+            }
+            if found {
+                w.running = w.running.checked_add(delta).ok_or_else(overflow)?;
+            }
+        }
+        Ok(found)
+    }
+
     fn add_to_window(
         &mut self,
         spec: &str,

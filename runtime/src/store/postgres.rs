@@ -1008,6 +1008,17 @@ impl Tx for PgTx<'_, '_> {
         window::total(self, spec, group, after)
     }
 
+    fn adjust_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        old: Decimal,
+        new: Decimal,
+    ) -> Result<bool, StoreError> {
+        window::adjust(self, spec, group, at, old, new)
+    }
+
     fn add_to_window(
         &mut self,
         spec: &str,
@@ -1057,6 +1068,28 @@ fn decimal_text(d: Decimal) -> String {
 }
 
 impl WindowRows for PgTx<'_, '_> {
+    fn update_row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        n: i64,
+        value: Decimal,
+        running: Decimal,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE capfence.windows SET value = $4, running = $5 \
+             WHERE spec = $1 AND grp = $2 AND n = $3",
+            &[
+                &spec,
+                &group,
+                &n,
+                &decimal_text(value),
+                &decimal_text(running),
+            ],
+        )
+        .map(|_| ())
+    }
+
     fn head_cache(&mut self) -> &mut window::HeadCache {
         &mut self.window_heads
     }

@@ -685,6 +685,17 @@ impl Tx for SqliteTx<'_> {
         window::total(self, spec, group, after)
     }
 
+    fn adjust_window(
+        &mut self,
+        spec: &str,
+        group: &str,
+        at: i64,
+        old: Decimal,
+        new: Decimal,
+    ) -> Result<bool, StoreError> {
+        window::adjust(self, spec, group, at, old, new)
+    }
+
     fn add_to_window(
         &mut self,
         spec: &str,
@@ -727,6 +738,31 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl WindowRows for SqliteTx<'_> {
+    fn update_row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        n: i64,
+        value: Decimal,
+        running: Decimal,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE windows SET value = ?4, running = ?5 WHERE spec = ?1 AND grp = ?2 AND n = ?3",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    spec,
+                    group,
+                    n,
+                    value.normalize().to_string(),
+                    running.normalize().to_string()
+                ])
+            })
+            .map_err(classify)?;
+        Ok(())
+    }
+
     fn head_cache(&mut self) -> &mut window::HeadCache {
         &mut self.window_heads
     }

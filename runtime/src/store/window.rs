@@ -54,6 +54,15 @@ pub(crate) trait WindowRows {
         head: &WindowHead,
         value: Decimal,
     ) -> Result<(), StoreError>;
+    /// Rewrites row `n`'s value and running total.
+    fn update_row(
+        &mut self,
+        spec: &str,
+        group: &str,
+        n: i64,
+        value: Decimal,
+        running: Decimal,
+    ) -> Result<(), StoreError>;
     /// The transaction's cache of heads.
     fn head_cache(&mut self) -> &mut HeadCache;
 }
@@ -290,6 +299,63 @@ fn add_in(
     };
     rows.insert_row(spec, group, &head, value)?;
     put_head(rows, cache, spec, group, &head)
+}
+
+/// Changes what an authorized call counts: the group's first row stamped
+/// at or after `at` (the call's time; its row was never stamped earlier)
+/// whose value is `old` takes `new`, and the running totals from it on
+/// follow. Rows of one time and value are interchangeable for every window
+/// total, so which of them is changed does not matter. `false` when no
+/// such row is left (the call was never counted, or its group's rows are
+/// gone). Reads and rewrites the rows from that one to the group's last: an
+/// outcome reported soon after its call touches a row or two.
+pub(crate) fn adjust(
+    rows: &mut impl WindowRows,
+    spec: &str,
+    group: &str,
+    at: i64,
+    old: Decimal,
+    new: Decimal,
+) -> Result<bool, StoreError> {
+    with_cache(rows, |rows, cache| {
+        let Some(mut head) = head_of(rows, cache, spec, group)? else {
+            return Ok(false);
+        };
+        let delta = new.checked_sub(old).ok_or_else(|| overflow(spec))?;
+        let mut n = first_after(rows, spec, group, &head, at.saturating_sub(1))?.n;
+        let found = loop {
+            if n > head.last_n {
+                return Ok(false);
+            }
+            let (_, _, value) = rows.row(spec, group, n)?.ok_or_else(|| {
+                StoreError::Invalid(format!("window {spec} lacks row {n}").into())
+            })?;
+            if value == old {
+                break n;
+            }
+            n += 1;
+        };
+        for k in found..=head.last_n {
+            let (_, running, value) = rows.row(spec, group, k)?.ok_or_else(|| {
+                StoreError::Invalid(format!("window {spec} lacks row {k}").into())
+            })?;
+            let value = if k == found { new } else { value };
+            let running = running.checked_add(delta).ok_or_else(|| overflow(spec))?;
+            rows.update_row(spec, group, k, value, running)?;
+        }
+        head.running = head
+            .running
+            .checked_add(delta)
+            .ok_or_else(|| overflow(spec))?;
+        if found < head.start_n {
+            head.start_before = head
+                .start_before
+                .checked_add(delta)
+                .ok_or_else(|| overflow(spec))?;
+        }
+        put_head(rows, cache, spec, group, &head)?;
+        Ok(true)
+    })
 }
 
 /// A stored decimal.

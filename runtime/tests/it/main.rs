@@ -18,6 +18,7 @@ mod detail;
 mod faults;
 mod follow;
 mod forgery;
+mod outcome;
 mod policy;
 mod postgres;
 mod pytest;

@@ -820,3 +820,40 @@ fn a_postgres_follower_sees_every_record_once_across_a_restart() {
     let rt = runtime_on(&url, POLICY);
     super::follow::a_follower_sees_every_record_once(&["--store", &url], rt);
 }
+
+/// On PostgreSQL too, a failed call's outcome releases its room in the
+/// window, and an executed one counts what it sent; the rows verify.
+#[test]
+fn outcomes_recount_windows_on_postgres() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "outcomes");
+    let rt = runtime_on(&url, VELOCITY);
+    let first = rt.execute(&transfer("450", "acct-pg"));
+    assert!(first.authorized);
+    assert!(rt.execute(&transfer("450", "acct-pg")).authorized);
+    assert!(!rt.execute(&transfer("450", "acct-pg")).authorized);
+    rt.record_outcome(
+        first.seq.unwrap(),
+        &capfence::Outcome::Failed {
+            error: "rejected by the bank".to_owned(),
+        },
+    )
+    .unwrap();
+    let third = rt.execute(&transfer("450", "acct-pg"));
+    assert!(third.authorized, "{}", third.reason);
+    rt.record_outcome(
+        third.seq.unwrap(),
+        &capfence::Outcome::Executed {
+            reference: Some("PG-1".to_owned()),
+            amount: Some(capfence::Decimal::new(50, 0)),
+        },
+    )
+    .unwrap();
+    assert!(rt.execute(&transfer("500", "acct-pg")).authorized, "1,000");
+    assert!(!rt.execute(&transfer("0.01", "acct-pg")).authorized);
+    rt.verify().unwrap();
+    let windows = capfence::Policy::load(VELOCITY).unwrap().windows();
+    rt.ledger()
+        .verify_windows(&windows, &rt.policy_facts().digest)
+        .unwrap();
+}

@@ -101,6 +101,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         ),
         Command::Approvals(cmd) => operate::approvals(&place, cmd),
         Command::Keys(cmd) => operate::keys(cmd),
+        Command::Outcome {
+            seq,
+            outcome,
+            policy,
+            reference,
+            amount,
+            error,
+        } => commands::outcome(
+            &place,
+            &policy,
+            seq,
+            &outcome,
+            reference,
+            amount.as_deref(),
+            error,
+        ),
         Command::Verify {
             head,
             policy,

@@ -104,6 +104,28 @@ pub enum Command {
         #[arg(last = true, required = true)]
         server: Vec<std::ffi::OsString>,
     },
+    /// Record what became of an authorized call: `outcome SEQ executed
+    /// --reference ID [--amount X]` or `outcome SEQ failed --error TEXT`
+    /// (SEQ: the verdict's `seq`).
+    Outcome {
+        /// The decision's record (the verdict's `seq`).
+        seq: u64,
+        /// `executed` or `failed`.
+        #[arg(value_parser = ["executed", "failed"])]
+        outcome: String,
+        /// The policy in force: its velocity windows count what moved.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The payment rail's reference of the movement (executed).
+        #[arg(long, value_name = "ID", conflicts_with = "error")]
+        reference: Option<String>,
+        /// The amount actually sent, when it is not the decided one (executed; exact).
+        #[arg(long, value_name = "AMOUNT", conflicts_with = "error")]
+        amount: Option<String>,
+        /// What went wrong (failed).
+        #[arg(long, value_name = "TEXT")]
+        error: Option<String>,
+    },
     /// Operate approvals: tickets and grants.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),

@@ -72,6 +72,44 @@ pub fn mcp_proxy(
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// `outcome SEQ executed|failed`: exit 1 when the ledger refuses it.
+pub fn outcome(
+    place: &Place,
+    policy: &Path,
+    seq: u64,
+    kind: &str,
+    reference: Option<String>,
+    amount: Option<&str>,
+    error: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let outcome = match kind {
+        "executed" => capfence::Outcome::Executed {
+            reference,
+            amount: amount
+                .map(|a| {
+                    capfence_compiler::number::parse_exact(a)
+                        .ok_or_else(|| format!("--amount {a}: not an exact decimal number"))
+                })
+                .transpose()?,
+        },
+        _ => capfence::Outcome::Failed {
+            error: error.ok_or("a failed outcome needs --error TEXT")?,
+        },
+    };
+    let runtime = place.builder(policy).build().map_err(|e| e.to_string())?;
+    match runtime.record_outcome(seq, &outcome) {
+        Ok(record) => {
+            println!("recorded: {} (record {})", record.reason, record.seq);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(capfence::OutcomeError::Store(e)) => Err(e.to_string()),
+        Err(e) => {
+            println!("refused: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// `verify`: exit 1 naming the first bad record.
 pub fn verify(
     place: &Place,
