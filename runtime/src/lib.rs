@@ -32,6 +32,8 @@ pub mod gate;
 pub mod ledger;
 pub mod mcp;
 pub mod merkle;
+#[cfg(feature = "reconcile")]
+pub mod reconcile;
 pub mod runtime;
 #[cfg(feature = "serve")]
 pub mod serve;

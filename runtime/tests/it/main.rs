@@ -22,6 +22,7 @@ mod outcome;
 mod policy;
 mod postgres;
 mod pytest;
+mod reconcile;
 mod serve;
 mod signed;
 mod tamper;

@@ -149,6 +149,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Audit(AuditCommand::Prove { seq, checkpoint }) => {
             tree::prove(&place, seq, checkpoint.as_deref())
         }
+        Command::Audit(AuditCommand::Reconcile {
+            rail,
+            columns,
+            format,
+        }) => commands::reconcile(&place, &rail, &columns, format == "json"),
         Command::Policy(PolicyCommand::Show { text }) => operate::policy_show(&place, text),
         Command::Policy(PolicyCommand::Activate { target, by }) => {
             operate::policy_activate(&place, &target, by.as_deref())

@@ -336,6 +336,21 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
     },
+    /// Reconcile the ledger's executed calls with the payment rail's export
+    /// (CSV): movements with no executed call, executed calls with no
+    /// movement, pairs that differ. Exit 1 when any is found.
+    Reconcile {
+        /// The rail's export: CSV with a header.
+        #[arg(long, value_name = "FILE")]
+        rail: PathBuf,
+        /// Column names, where they are not `reference`, `amount`,
+        /// `destination`, `time`: `reference=txn_id,amount=value`.
+        #[arg(long, value_name = "MAP", default_value = "")]
+        columns: String,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 /// A grant's duration: the one duration syntax of the policy language

@@ -110,6 +110,55 @@ pub fn outcome(
     }
 }
 
+/// `audit reconcile --rail FILE`: exit 1 when anything does not match (or
+/// the chain does not verify).
+pub fn reconcile(
+    place: &Place,
+    rail: &Path,
+    columns: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    use capfence::reconcile::{self, Columns, ExecutedCalls};
+    let columns = Columns::default()
+        .parse_mapping(columns)
+        .map_err(|e| e.to_string())?;
+    let file =
+        std::fs::File::open(rail).map_err(|e| format!("cannot read {}: {e}", rail.display()))?;
+    let movements = reconcile::read_rail(
+        std::io::BufReader::new(file),
+        &rail.display().to_string(),
+        &columns,
+    )
+    .map_err(|e| e.to_string())?;
+    let ledger = place.ledger(true)?;
+    // Only a whole chain is worth reconciling against.
+    if let Err(e) = ledger.verify(None) {
+        println!("FAILED: the ledger does not verify: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    let mut calls = ExecutedCalls::default();
+    ledger
+        .records_after(0, &mut |r| {
+            calls.push(&r);
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    let report = reconcile::reconcile(&calls.calls, &movements);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", render::reconciliation(&report));
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// `verify`: exit 1 naming the first bad record.
 pub fn verify(
     place: &Place,

@@ -99,3 +99,71 @@ pub fn ticket_outcome(outcome: &TicketOutcome, approve: bool) -> String {
         )
     }
 }
+
+/// A reconciliation, for a terminal: each list with its entries, then a
+/// summary line (rail and ledger text escaped).
+pub fn reconciliation(report: &capfence::reconcile::Report) -> String {
+    use std::fmt::Write as _;
+    let e = |text: &str| escape_for_terminal(text).into_owned();
+    let call = |c: &capfence::reconcile::Executed| {
+        format!(
+            "record {} (outcome record {}): reference {}, amount {}, to {}",
+            c.seq,
+            c.outcome_seq,
+            c.reference.as_deref().map_or_else(|| "none".to_owned(), e),
+            c.amount
+                .map_or("unknown".to_owned(), |a| a.normalize().to_string()),
+            c.destination
+                .as_deref()
+                .map_or_else(|| "unknown".to_owned(), e),
+        )
+    };
+    let movement = |m: &capfence::reconcile::RailRow| {
+        format!(
+            "line {}: reference {}, amount {}, to {}, at {}",
+            m.line,
+            e(&m.reference),
+            m.amount.normalize(),
+            e(&m.destination),
+            e(&m.time)
+        )
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "movements on the rail with no executed call: {}",
+        report.unauthorized.len()
+    );
+    for m in &report.unauthorized {
+        let _ = writeln!(out, "  {}", movement(m));
+    }
+    let _ = writeln!(
+        out,
+        "executed calls with no movement on the rail: {}",
+        report.missing.len()
+    );
+    for c in &report.missing {
+        let _ = writeln!(out, "  {}", call(c));
+    }
+    let _ = writeln!(
+        out,
+        "movements that differ from their call: {}",
+        report.mismatched.len()
+    );
+    for m in &report.mismatched {
+        let _ = writeln!(
+            out,
+            "  {} differs: {}; {}",
+            m.differs.join(" and "),
+            movement(&m.movement),
+            call(&m.call)
+        );
+    }
+    let verdict = if report.is_clean() { "ok" } else { "FOUND" };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} movements, {} executed calls, {} matched",
+        report.rail_rows, report.executed, report.matched
+    );
+    out
+}
