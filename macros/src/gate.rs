@@ -318,7 +318,7 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     };
     let check = quote! {
         const _: &[u8] = ::core::include_bytes!(#track);
-        if let ::core::result::Result::Err(__capfence_blocked) = ::capfence::__private::#entry(
+        let __capfence_passage = match ::capfence::__private::#entry(
             #context,
             #resource,
             #action,
@@ -330,8 +330,11 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
                 payload
             },
         ) #wait {
-            #blocked
-        }
+            ::core::result::Result::Ok(__capfence_passage) => __capfence_passage,
+            ::core::result::Result::Err(__capfence_blocked) => {
+                #blocked
+            }
+        };
     };
     let ItemFn {
         attrs,
@@ -340,11 +343,41 @@ fn build(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         block,
     } = func;
     let stmts = &block.stmts;
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => quote! { #ty },
+        ReturnType::Default => quote! { () },
+    };
+    // The body runs once, inside a closure (an async block for an `async
+    // fn`) so that a `return` or `?` in it gives its result here: what it
+    // returned is recorded as the call's outcome (`Ok`: executed, with the
+    // reference a `capfence::RailReceipt` value gives; `Err`: failed), then
+    // returned unchanged.
+    let (body, finish) = if sig.asyncness.is_some() {
+        (
+            quote! { async move { #(#stmts)* }.await },
+            quote! { finish_async },
+        )
+    } else {
+        (
+            quote! { (move || -> #output { #(#stmts)* })() },
+            quote! { finish },
+        )
+    };
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
             #check
-            #(#stmts)*
+            let __capfence_result: #output = #body;
+            {
+                #[allow(unused_imports)]
+                use ::capfence::__private::{ErrorText as _, NoErrorText as _, NoReceipt as _, ReceiptParts as _};
+                __capfence_passage.#finish(
+                    &__capfence_result,
+                    |__capfence_value| (&::capfence::__private::Probe(__capfence_value)).receipt_parts(),
+                    |__capfence_error| (&::capfence::__private::Probe(__capfence_error)).error_text(),
+                ) #wait;
+            }
+            __capfence_result
         }
     })
 }

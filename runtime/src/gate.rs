@@ -334,7 +334,7 @@ impl Prepared {
     }
 
     /// Records the call (the durable commit: this waits).
-    fn settle(self) -> Result<Verdict, Blocked> {
+    fn settle(self) -> Result<Passage, Blocked> {
         let verdict = match self.decision {
             Ok(decision) => self.runtime.execute_decided(self.event, decision),
             Err(reason) => self
@@ -342,10 +342,216 @@ impl Prepared {
                 .deny_event(self.event, capfence_compiler::Decision::refused(reason)),
         };
         if verdict.authorized {
-            Ok(verdict)
+            Ok(Passage {
+                verdict,
+                runtime: self.runtime,
+            })
         } else {
             Err(Blocked { verdict })
         }
+    }
+}
+
+/// An authorized gated call on its way through the body: once the body has
+/// returned, [`finish`](Self::finish) records its outcome.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Passage {
+    /// The call's verdict (authorized).
+    pub verdict: Verdict,
+    runtime: ActionRuntime,
+}
+
+impl Passage {
+    /// Records what the body returned as the call's outcome: `Ok` is
+    /// `executed` (with the reference and amount `receipt` reads from the
+    /// value), `Err` is `failed` (with `error`'s text). The tool's result
+    /// is the tool's: an outcome that cannot be recorded is reported
+    /// (tracing), never turned into an error of the call.
+    pub fn finish<T, E>(
+        self,
+        result: &Result<T, E>,
+        receipt: impl FnOnce(&T) -> (Option<String>, Option<Decimal>),
+        error: impl FnOnce(&E) -> String,
+    ) {
+        let outcome = outcome_of(result, receipt, error);
+        self.record(&outcome);
+    }
+
+    /// [`finish`](Self::finish) for an `async fn`: the outcome's durable
+    /// commit runs on a thread of its own while the future waits, as the
+    /// decision's does.
+    pub fn finish_async<T, E>(
+        self,
+        result: &Result<T, E>,
+        receipt: impl FnOnce(&T) -> (Option<String>, Option<Decimal>),
+        error: impl FnOnce(&E) -> String,
+    ) -> Recording {
+        let outcome = outcome_of(result, receipt, error);
+        let shared: Arc<Mutex<(bool, Option<std::task::Waker>)>> = Arc::default();
+        let done = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("capfence-outcome".to_owned())
+            .spawn(move || {
+                self.record(&outcome);
+                let waker = done.lock().ok().and_then(|mut state| {
+                    state.0 = true;
+                    state.1.take()
+                });
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(target: "capfence::outcome", error = %e, "no thread to record the outcome");
+            if let Ok(mut state) = shared.lock() {
+                state.0 = true;
+            }
+        }
+        Recording { shared }
+    }
+
+    fn record(self, outcome: &crate::ledger::Outcome) {
+        let Some(seq) = self.verdict.seq else {
+            return;
+        };
+        if let Err(e) = self.runtime.record_outcome(seq, outcome) {
+            tracing::warn!(
+                target: "capfence::outcome",
+                seq,
+                error = %e,
+                "the gated call's outcome was not recorded"
+            );
+        }
+    }
+}
+
+/// A gated async call's outcome being recorded (see [`Passage::finish_async`]).
+#[doc(hidden)]
+pub struct Recording {
+    shared: Arc<Mutex<(bool, Option<std::task::Waker>)>>,
+}
+
+impl Future for Recording {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        match self.shared.lock() {
+            Ok(mut state) if !state.0 => {
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+/// The outcome a body's result tells: `Ok` executed, `Err` failed.
+fn outcome_of<T, E>(
+    result: &Result<T, E>,
+    receipt: impl FnOnce(&T) -> (Option<String>, Option<Decimal>),
+    error: impl FnOnce(&E) -> String,
+) -> crate::ledger::Outcome {
+    {
+        match result {
+            Ok(value) => {
+                let (reference, amount) = receipt(value);
+                crate::ledger::Outcome::Executed {
+                    reference: reference.filter(|r| fit_text(r).as_deref() == Some(r.as_str())),
+                    amount: amount.filter(|a| !a.is_sign_negative() || a.is_zero()),
+                }
+            }
+            Err(e) => crate::ledger::Outcome::Failed {
+                error: fit_text(&error(e))
+                    .unwrap_or_else(|| "the tool returned an error".to_owned()),
+            },
+        }
+    }
+}
+
+/// `text` as an outcome keeps it: control characters as spaces, at most
+/// 2,000 characters; `None` when nothing is left.
+fn fit_text(text: &str) -> Option<String> {
+    let fitted: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(2000)
+        .collect();
+    (!fitted.trim().is_empty()).then_some(fitted)
+}
+
+/// What a tool's successful result tells the ledger about the movement it
+/// made: the payment rail's reference, and the amount sent when it may
+/// differ from the one decided. Implement it for the value a gated payment
+/// tool returns, and the gate records both in the call's `executed`
+/// outcome (`capfence audit reconcile` matches the rail's export by the
+/// reference). A value without it is recorded as executed, no reference.
+pub trait RailReceipt {
+    /// The rail's id of the movement (a bank transaction id).
+    fn reference(&self) -> Option<String>;
+    /// The amount actually sent, if it is not the decided one.
+    fn amount_sent(&self) -> Option<Decimal> {
+        None
+    }
+}
+
+/// Reads a gated tool's result for its outcome (generated code: picks
+/// [`RailReceipt`] and `Display` where the type has them).
+#[doc(hidden)]
+pub struct Probe<'a, T: ?Sized>(pub &'a T);
+
+/// A result that is a [`RailReceipt`].
+#[doc(hidden)]
+pub trait ReceiptParts {
+    /// Its reference and amount sent.
+    fn receipt_parts(&self) -> (Option<String>, Option<Decimal>);
+}
+
+impl<T: RailReceipt + ?Sized> ReceiptParts for Probe<'_, T> {
+    fn receipt_parts(&self) -> (Option<String>, Option<Decimal>) {
+        (self.0.reference(), self.0.amount_sent())
+    }
+}
+
+/// Any other result: no reference.
+#[doc(hidden)]
+pub trait NoReceipt {
+    /// Nothing.
+    fn receipt_parts(&self) -> (Option<String>, Option<Decimal>);
+}
+
+impl<T: ?Sized> NoReceipt for &Probe<'_, T> {
+    fn receipt_parts(&self) -> (Option<String>, Option<Decimal>) {
+        (None, None)
+    }
+}
+
+/// An error that displays.
+#[doc(hidden)]
+pub trait ErrorText {
+    /// Its text.
+    fn error_text(&self) -> String;
+}
+
+impl<T: fmt::Display + ?Sized> ErrorText for Probe<'_, T> {
+    fn error_text(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// Any other error: its type's name.
+#[doc(hidden)]
+pub trait NoErrorText {
+    /// `the tool returned an error (TYPE)`.
+    fn error_text(&self) -> String;
+}
+
+impl<T: ?Sized> NoErrorText for &Probe<'_, T> {
+    fn error_text(&self) -> String {
+        format!(
+            "the tool returned an error ({})",
+            std::any::type_name::<T>()
+        )
     }
 }
 
@@ -364,7 +570,7 @@ pub fn gate(
     digest: &str,
     decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
     payload: impl FnOnce() -> BTreeMap<String, Value>,
-) -> Result<Verdict, Blocked> {
+) -> Result<Passage, Blocked> {
     Prepared::new(context, resource, action, digest, decide, payload)?.settle()
 }
 
@@ -422,7 +628,7 @@ pub fn gate_async(
 
 #[derive(Default)]
 struct SettlingState {
-    result: Option<Result<Verdict, Blocked>>,
+    result: Option<Result<Passage, Blocked>>,
     waker: Option<std::task::Waker>,
 }
 
@@ -433,7 +639,7 @@ pub struct Settling {
 }
 
 impl Future for Settling {
-    type Output = Result<Verdict, Blocked>;
+    type Output = Result<Passage, Blocked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let Ok(mut state) = self.shared.lock() else {

@@ -52,7 +52,7 @@ pub use capfence_compiler::event::{Event, EventRisk, Value};
 pub use capfence_compiler::policy::{Policy, Risk};
 pub use capfence_macros::{gate, gate_decision, policy};
 pub use decide::{Compiled, Decide};
-pub use gate::{Blocked, Context, PayloadValue};
+pub use gate::{Blocked, Context, PayloadValue, RailReceipt};
 pub use ledger::{Ledger, OperatorError, Outcome, OutcomeError, Refusal, VerifyError};
 pub use runtime::{ActionRuntime, RuntimeBuilder, RuntimeError};
 pub use rust_decimal::Decimal;
@@ -68,7 +68,10 @@ pub use verdict::{
 pub mod __private {
     pub use crate::decide::seal_for_generated::Sealed;
     pub use crate::decide::{Compiled, Decide};
-    pub use crate::gate::{Context, PayloadValue, Settling, gate, gate_async};
+    pub use crate::gate::{
+        Context, ErrorText, NoErrorText, NoReceipt, Passage, PayloadValue, Probe, ReceiptParts,
+        Recording, Settling, gate, gate_async,
+    };
     pub use capfence_compiler::compiled::{
         Arg, CompiledDecision, GateContext, MISSING_NUM, MISSING_SYM, NumSlot, RiskSlot, SlotState,
         SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,

@@ -66,7 +66,7 @@ fn runtime(name: &str) -> (ActionRuntime, std::path::PathBuf) {
     )
 }
 
-fn block_on<F: Future>(future: F) -> F::Output {
+pub fn block_on<F: Future>(future: F) -> F::Output {
     struct Noop;
     impl Wake for Noop {
         fn wake(self: Arc<Self>) {}
@@ -168,7 +168,9 @@ fn the_agent_tools_example_runs() {
         "7. strategic partner payment ($2,500.00): REQUIRE_APPROVAL",
         "8. retry after approval: ALLOWED -> [BANK GATEWAY] sent $2500.00 to strategic-partner-456",
         "9. replay of the same approval: REQUIRE_APPROVAL",
-        "audit chain verified: 11 records",
+        // 11 decisions and operator records, and the outcomes of the 4 calls
+        // that ran.
+        "audit chain verified: 15 records",
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }

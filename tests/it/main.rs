@@ -13,6 +13,7 @@ mod demo;
 mod differential;
 mod fuzz_replay;
 mod gate;
+mod gate_outcome;
 mod gate_typed;
 mod hardening;
 mod sealed;
@@ -31,5 +32,7 @@ pub fn calls(rt: &capfence::ActionRuntime) -> Vec<capfence::AuditRecord> {
             .iter()
             .all(|r| r.decision != capfence::RecordKind::Activate)
     );
+    // The calls: an authorized call's outcome is a record of its own.
+    records.retain(|r| r.decision != capfence::RecordKind::Outcome);
     records
 }

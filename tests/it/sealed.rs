@@ -55,6 +55,7 @@ fn gated_allow(
         |_| Some(claimed),
         || payload(amount, destination),
     )
+    .map(|passage| passage.verdict)
 }
 
 #[test]
