@@ -160,6 +160,10 @@ struct PyVerdict {
     approval_id: Option<String>,
     #[pyo3(get)]
     rule: Option<String>,
+    /// The decision's chain record (`None`: nothing was recorded); an
+    /// authorized call's outcome cites it.
+    #[pyo3(get)]
+    seq: Option<u64>,
     /// The detail as JSON (docs/cli.md's schema); `detail` reads it.
     detail_json: String,
 }
@@ -199,6 +203,7 @@ impl From<Verdict> for PyVerdict {
             reason: v.reason,
             approval_id: v.approval_id,
             rule: v.rule,
+            seq: v.seq,
             detail_json,
         }
     }
@@ -293,6 +298,18 @@ fn operator_error(e: capfence::OperatorError) -> PyErr {
     }
 }
 
+fn outcome_error(e: capfence::OutcomeError) -> PyErr {
+    use capfence::OutcomeError as E;
+    match &e {
+        E::NoSuchRecord(_) => NotFound::new_err(e.to_string()),
+        E::NotAuthorized { .. } | E::AlreadyRecorded { .. } | E::NotActive { .. } => {
+            InvalidState::new_err(e.to_string())
+        }
+        E::Invalid(_) => InvalidArgument::new_err(e.to_string()),
+        E::Store(s) => storage_error(s),
+    }
+}
+
 fn verify_error(e: capfence::VerifyError) -> PyErr {
     match &e {
         capfence::VerifyError::Store(s) => storage_error(s),
@@ -363,6 +380,61 @@ impl PyRuntime {
         py.detach(|| self.runtime.reject(ticket, by))
             .map(|_| ())
             .map_err(operator_error)
+    }
+
+    /// Records what became of the authorized call whose verdict had `seq`:
+    /// `outcome="executed"` (with the rail's `reference` and the `amount`
+    /// sent when it is not the decided one: int, Decimal or numeric str) or
+    /// `"failed"` (with `error`). Returns the outcome record's seq. A failed
+    /// call releases what it held in velocity windows.
+    #[pyo3(signature = (seq, outcome, *, reference = None, amount = None, error = None))]
+    fn record_outcome(
+        &self,
+        py: Python<'_>,
+        seq: u64,
+        outcome: &str,
+        reference: Option<String>,
+        amount: Option<Bound<'_, PyAny>>,
+        error: Option<String>,
+    ) -> PyResult<u64> {
+        let outcome = match outcome {
+            "executed" => {
+                if error.is_some() {
+                    return Err(PyValueError::new_err("an executed outcome has no error"));
+                }
+                let amount = match amount {
+                    Some(a) if a.is_instance_of::<pyo3::types::PyFloat>() => {
+                        return Err(PyValueError::new_err(
+                            "the amount sent must be exact: an int, a Decimal or a numeric str, not a float",
+                        ));
+                    }
+                    Some(a) => Some(to_value(&a)?.as_number().ok_or_else(|| {
+                        PyValueError::new_err(
+                            "the amount sent must be an exact number (int, Decimal or numeric str)",
+                        )
+                    })?),
+                    None => None,
+                };
+                capfence::Outcome::Executed { reference, amount }
+            }
+            "failed" => match (error, reference, amount) {
+                (Some(error), None, None) => capfence::Outcome::Failed { error },
+                (None, _, _) => return Err(PyValueError::new_err("a failed outcome needs error=")),
+                _ => {
+                    return Err(PyValueError::new_err(
+                        "a failed outcome has no reference or amount",
+                    ));
+                }
+            },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "outcome is \"executed\" or \"failed\", not {other:?}"
+                )));
+            }
+        };
+        py.detach(|| self.runtime.record_outcome(seq, &outcome))
+            .map(|record| record.seq)
+            .map_err(outcome_error)
     }
 
     /// Revokes a grant (`G-…`) as `by`.

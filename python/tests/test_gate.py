@@ -84,7 +84,7 @@ def test_an_allowed_call_runs_and_a_refused_one_never_does(rt):
         assert held.value.ticket.startswith("T-")
     assert SENT == [(120, "vendor-corp-123")]
     # Every decision is on the chain: one allow, one deny, one held.
-    assert rt.verify()[0] == 3 + 1  # and the policy's activation
+    assert rt.verify()[0] == 3 + 1 + 1  # the policy's activation, and the allowed call's outcome
 
 
 def test_an_approved_ticket_lets_the_same_call_through_once(rt):
@@ -348,7 +348,7 @@ def test_a_keyword_that_shadows_a_positional_only_parameter_is_refused(rt):
         transfer_positional(100.0, "vendor-corp-123", memo="rent")
     assert SENT == [(100.0, "vendor-corp-123", {"memo": "rent"})]
     # The refused call was not decided: one record, the allowed one.
-    assert rt.verify()[0] == 1 + 1  # and the policy's activation
+    assert rt.verify()[0] == 1 + 1 + 1  # the activation, and the allowed call's outcome
 
 
 def test_values_are_read_from_their_data_not_their_methods(rt):

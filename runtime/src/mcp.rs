@@ -25,7 +25,7 @@
 //! away, the server's stdin is closed and the server is stopped; a store fault
 //! denies, as everywhere.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -265,8 +265,9 @@ impl Proxy {
                 environment: self.options.environment.clone(),
                 risk: self.options.risk,
             });
+            let runtime = self.runtime.clone();
             std::thread::spawn(move || {
-                relay_server(server_out, &out, &pending, hide.as_ref());
+                relay_server(server_out, &out, &pending, hide.as_ref(), &runtime);
                 let _ = ended.send(End::Server);
             });
         }
@@ -347,7 +348,9 @@ impl Proxy {
                     );
                     continue;
                 }
-            } else if is_tool_call(&message) {
+            }
+            let mut call = None;
+            if is_tool_call(&message) {
                 let verdict = self.decide_call(message.get("params"));
                 if !verdict.authorized {
                     // A call sent as a notification has no id to answer:
@@ -357,10 +360,11 @@ impl Proxy {
                     }
                     continue;
                 }
+                call = verdict.seq;
             }
             if let Some(id) = request_id(&message) {
                 let lists = message.get("method").and_then(Json::as_str) == Some("tools/list");
-                pending.open(id, lists);
+                pending.open(id, lists, call);
             }
             // The server gets this proxy's own serialization of what it
             // decided, never the client's bytes.
@@ -379,32 +383,107 @@ enum End {
 }
 
 /// Requests forwarded to the server and not yet answered; the `tools/list`
-/// ones among them.
+/// ones among them, and the authorized tool calls with their decision's
+/// record (whose outcome the answer tells).
 #[derive(Default)]
 struct Pending {
-    ids: Mutex<(HashSet<String>, HashSet<String>)>,
+    ids: Mutex<PendingIds>,
+}
+
+#[derive(Default)]
+struct PendingIds {
+    all: HashSet<String>,
+    lists: HashSet<String>,
+    calls: HashMap<String, u64>,
+}
+
+/// What a closed request was.
+struct Closed {
+    lists_tools: bool,
+    call: Option<u64>,
 }
 
 impl Pending {
-    fn open(&self, id: String, lists_tools: bool) {
+    fn open(&self, id: String, lists_tools: bool, call: Option<u64>) {
         let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         if lists_tools {
-            ids.1.insert(id.clone());
+            ids.lists.insert(id.clone());
         }
-        ids.0.insert(id);
+        if let Some(seq) = call {
+            ids.calls.insert(id.clone(), seq);
+        }
+        ids.all.insert(id);
     }
 
-    /// Closes `id`; whether it was a `tools/list`.
-    fn close(&self, id: &str) -> bool {
+    /// Closes `id`; `None` when it was not pending.
+    fn close(&self, id: &str) -> Option<Closed> {
         let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.0.remove(id);
-        ids.1.remove(id)
+        if !ids.all.remove(id) {
+            return None;
+        }
+        Some(Closed {
+            lists_tools: ids.lists.remove(id),
+            call: ids.calls.remove(id),
+        })
     }
 
     fn drain(&self) -> Vec<String> {
         let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.1.clear();
-        ids.0.drain().collect()
+        ids.lists.clear();
+        ids.calls.clear();
+        ids.all.drain().collect()
+    }
+}
+
+/// What a tool call's answer says became of it: a JSON-RPC error or a
+/// result with `isError` is `failed` (with the error's message or the
+/// result's text); any other result is `executed`, with the rail's
+/// reference and the amount sent when the result's `structuredContent`
+/// carries `reference` (a string) and `amount_sent` (an exact number or
+/// numeric string).
+fn outcome_of_answer(message: &Json) -> crate::ledger::Outcome {
+    use crate::ledger::Outcome;
+    let text = |value: Option<&Json>| -> Option<String> {
+        let fitted: String = value?
+            .as_str()?
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(2000)
+            .collect();
+        (!fitted.trim().is_empty()).then_some(fitted)
+    };
+    if let Some(error) = message.get("error") {
+        return Outcome::Failed {
+            error: text(error.get("message"))
+                .unwrap_or_else(|| "the MCP server answered with an error".to_owned()),
+        };
+    }
+    let result = message.get("result");
+    if result
+        .and_then(|r| r.get("isError"))
+        .and_then(Json::as_bool)
+        == Some(true)
+    {
+        let said = result
+            .and_then(|r| r.get("content"))
+            .and_then(Json::as_array)
+            .and_then(|c| c.iter().find_map(|part| text(part.get("text"))));
+        return Outcome::Failed {
+            error: said.unwrap_or_else(|| "the tool reported an error".to_owned()),
+        };
+    }
+    let structured = result.and_then(|r| r.get("structuredContent"));
+    let amount = structured
+        .and_then(|s| s.get("amount_sent"))
+        .and_then(|a| match a {
+            Json::Number(n) => capfence_compiler::number::parse_exact(&n.to_string()),
+            Json::String(s) => capfence_compiler::number::parse_exact(s),
+            _ => None,
+        })
+        .filter(|a| !a.is_sign_negative() || a.is_zero());
+    Outcome::Executed {
+        reference: text(structured.and_then(|s| s.get("reference"))),
+        amount,
     }
 }
 
@@ -439,7 +518,13 @@ impl Hide {
     }
 }
 
-fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Pending, hide: Option<&Hide>) {
+fn relay_server(
+    server_out: impl Read,
+    out: &ClientOut,
+    pending: &Pending,
+    hide: Option<&Hide>,
+    runtime: &ActionRuntime,
+) {
     let mut reader = BufReader::new(server_out);
     let mut line = Vec::new();
     loop {
@@ -451,14 +536,29 @@ fn relay_server(server_out: impl Read, out: &ClientOut, pending: &Pending, hide:
         let mut filtered = None;
         if let Ok(message) = serde_json::from_slice::<Json>(&line)
             && let Some(id) = response_id(&message)
-            && pending.close(&id)
-            && let Some(hide) = hide
+            && let Some(closed) = pending.close(&id)
         {
-            filtered = hide.filter(message).map(|m| {
-                let mut text = m.to_string().into_bytes();
-                text.push(b'\n');
-                text
-            });
+            // An authorized call's answer is its outcome, recorded before
+            // the agent sees it (its next call then counts what moved).
+            if let Some(seq) = closed.call
+                && let Err(e) = runtime.record_outcome(seq, &outcome_of_answer(&message))
+            {
+                tracing::warn!(
+                    target: "capfence::outcome",
+                    seq,
+                    error = %e,
+                    "the tool call's outcome was not recorded"
+                );
+            }
+            if closed.lists_tools
+                && let Some(hide) = hide
+            {
+                filtered = hide.filter(message).map(|m| {
+                    let mut text = m.to_string().into_bytes();
+                    text.push(b'\n');
+                    text
+                });
+            }
         }
         // The server's bytes pass unchanged, line end included.
         if !send_bytes(out, filtered.as_deref().unwrap_or(&line)) {

@@ -7,6 +7,7 @@ import sys
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 LEDGER = sys.argv[1]
@@ -19,6 +20,22 @@ def transfer_funds(amount: float, destination: str) -> str:
     with open(LEDGER, "a", encoding="utf-8") as out:
         out.write(f"{amount} {destination}\n")
     return f"[BANK GATEWAY] transferred ${amount:.2f} to {destination}"
+
+
+class Payment(BaseModel):
+    reference: str
+    amount_sent: str
+
+
+@app.tool()
+def pay(amount: float, destination: str) -> Payment:
+    """Pays through the rail and returns its receipt (structured content);
+    an account the bank closed is an error."""
+    if destination == "closed-acct":
+        raise ToolError("the bank says: account closed")
+    with open(LEDGER, "a", encoding="utf-8") as out:
+        out.write(f"{amount} {destination}\n")
+    return Payment(reference=f"RAIL-{int(amount)}", amount_sent=f"{amount - 0.5:.2f}")
 
 
 @app.tool()

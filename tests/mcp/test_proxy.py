@@ -66,7 +66,9 @@ def test_the_case_study_through_the_proxy(tmp_path):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 names = sorted(t.name for t in (await session.list_tools()).tools)
-                assert names == ["confirm_vendor", "crash", "read_balance", "transfer_funds", "wipe_ledger"]
+                assert names == [
+                    "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds", "wipe_ledger",
+                ]
 
                 # Scenario 1: a safe automated transfer goes through.
                 safe = await session.call_tool(
@@ -129,6 +131,40 @@ def test_the_case_study_through_the_proxy(tmp_path):
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_the_answer_is_the_calls_outcome(tmp_path):
+    """An authorized call's answer is recorded as its outcome before the
+    agent sees it: a result is executed (with the rail reference and amount
+    sent from its structured content), an error result is failed."""
+    state, ledger = tmp_path / "state", tmp_path / "bank.txt"
+
+    async def session():
+        async with stdio_client(proxied(state, ledger)) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                paid = await session.call_tool("pay", {"amount": 100.0, "destination": "vendor-corp-123"})
+                assert not paid.is_error, text_of(paid)
+                closed = await session.call_tool("pay", {"amount": 200.0, "destination": "closed-acct"})
+                assert closed.is_error and "account closed" in text_of(closed)
+                refused = await session.call_tool("pay", {"amount": 20000.0, "destination": "x"})
+                assert refused.is_error and text_of(refused).startswith("CapFence deny")
+
+    asyncio.run(session())
+    log = capfence(state, "audit", "log", "--json")
+    records = [json.loads(line) for line in log.stdout.splitlines()]
+    outcomes = [r for r in records if r["kind"] == "outcome"]
+    assert [o["payload"]["outcome"] for o in outcomes] == ["executed", "failed"], outcomes
+    assert outcomes[0]["payload"]["reference"] == "RAIL-100"
+    assert outcomes[0]["payload"]["amount"] == "99.5"
+    assert "account closed" in outcomes[1]["payload"]["error"]
+    # Each follows its own allowed call; the refused one has none.
+    by_seq = {r["seq"]: r for r in records}
+    for o in outcomes:
+        call = by_seq[int(o["approval_id"].removeprefix("D-"))]
+        assert call["decision"] == "allow" and call["seq"] < o["seq"]
+    verified = capfence(state, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_hide_denied_drops_the_tools_no_input_can_pass(tmp_path):
     async def listed(*extra):
         params = proxied(tmp_path / "state", tmp_path / "bank.txt", *extra)
@@ -138,8 +174,12 @@ def test_hide_denied_drops_the_tools_no_input_can_pass(tmp_path):
                 return sorted(t.name for t in (await session.list_tools()).tools)
 
     # wipe_ledger (ledger.wipe) has no allow or require_approval rule.
-    assert asyncio.run(listed("--hide-denied")) == ["confirm_vendor", "crash", "read_balance", "transfer_funds"]
-    assert asyncio.run(listed()) == ["confirm_vendor", "crash", "read_balance", "transfer_funds", "wipe_ledger"]
+    assert asyncio.run(listed("--hide-denied")) == [
+        "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds",
+    ]
+    assert asyncio.run(listed()) == [
+        "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds", "wipe_ledger",
+    ]
 
 
 def test_requests_and_notifications_from_the_server_reach_the_client(tmp_path):

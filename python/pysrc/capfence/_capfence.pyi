@@ -40,6 +40,9 @@ class Verdict:
     reason: str
     approval_id: Optional[str]
     rule: Optional[str]
+    # The decision's chain record (None: nothing was recorded); an
+    # authorized call's outcome cites it (`ActionRuntime.record_outcome`).
+    seq: Optional[int]
     # Why, in fields (docs/cli.md, "Verdict detail"): cause, rule, conditions,
     # limits, windows, malformed, ticket, grant. Decimals are strings.
     detail: Dict[str, Any]
@@ -76,6 +79,20 @@ class ActionRuntime:
     def approve(self, ticket: str, by: str) -> None: ...
     def reject(self, ticket: str, by: str) -> None: ...
     def revoke(self, grant: str, by: str) -> None: ...
+    # What became of the authorized call whose verdict had `seq`:
+    # "executed" (reference=, amount= when not the decided one: int,
+    # Decimal or numeric str) or "failed" (error=). Returns the outcome
+    # record's seq. NotFound, InvalidState (not authorized, already has its
+    # outcome), InvalidArgument, StorageError.
+    def record_outcome(
+        self,
+        seq: int,
+        outcome: str,
+        *,
+        reference: Optional[str] = None,
+        amount: Optional[Union[int, Decimal, str]] = None,
+        error: Optional[str] = None,
+    ) -> int: ...
     def approve_with_key(self, ticket: str, key: OperatorKey) -> TicketOutcome: ...
     def reject_with_key(self, ticket: str, key: OperatorKey) -> TicketOutcome: ...
     def revoke_with_key(self, grant: str, key: OperatorKey) -> None: ...

@@ -14,6 +14,7 @@ import contextvars
 import decimal
 import functools
 import inspect
+import logging
 from typing import Any, Callable, Optional, TypeVar
 
 from ._capfence import ActionEvent, ActionRuntime, CapFenceError, Verdict
@@ -148,6 +149,59 @@ def _split(capability: str) -> tuple[str, str]:
     return resource, action
 
 
+_LOG = logging.getLogger("capfence.outcome")
+
+
+def _receipt(value: Any) -> tuple[Optional[str], Any]:
+    """The rail reference and amount sent a tool's return value gives: its
+    `rail_reference` and `amount_sent` attributes (or methods), the Python
+    counterpart of Rust's `capfence::RailReceipt`. Anything else: none."""
+
+    def read(name: str) -> Any:
+        found = getattr(value, name, None)
+        return found() if callable(found) else found
+
+    try:
+        reference = read("rail_reference")
+        amount = read("amount_sent")
+    except Exception:  # a property that raises: no receipt, the tool's result stands
+        return None, None
+    if not isinstance(reference, str) or not reference.strip():
+        reference = None
+    if isinstance(amount, bool) or not isinstance(amount, (int, decimal.Decimal, str)):
+        amount = None
+    return reference, amount
+
+
+def _fitted(text: str) -> str:
+    """An error as an outcome keeps it: control characters as spaces, at
+    most 2,000 characters."""
+    cleaned = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)[:2000]
+    return cleaned if cleaned.strip() else "the tool raised an exception"
+
+
+def _record(runtime: ActionRuntime, verdict: Verdict, result: Any, raised: Optional[BaseException]) -> None:
+    """Records the call's outcome; a fault is logged, never raised: the
+    tool's result (or exception) is the caller's."""
+    if verdict.seq is None:
+        return
+    try:
+        if raised is not None:
+            runtime.record_outcome(
+                verdict.seq, "failed", error=_fitted(f"{type(raised).__name__}: {raised}")
+            )
+        else:
+            reference, amount = _receipt(result)
+            try:
+                runtime.record_outcome(verdict.seq, "executed", reference=reference, amount=amount)
+            except (ValueError, CapFenceError):
+                # A reference or amount the ledger cannot keep: the call
+                # still ran; record it without them.
+                runtime.record_outcome(verdict.seq, "executed")
+    except Exception as e:  # noqa: BLE001 - reported, never raised
+        _LOG.warning("the outcome of record %s was not recorded: %s", verdict.seq, e)
+
+
 def gate(capability: str) -> Callable[[F], F]:
     """Gates a tool function on `capability` (`"payments.transfer"`).
 
@@ -156,6 +210,11 @@ def gate(capability: str) -> Callable[[F], F]:
     as a list) are the payload. Allowed: the body runs. Otherwise
     `Blocked`. Works on `def` and `async def` functions; an async call waits
     for the durable commit in a worker thread, not on the event loop.
+
+    What the body returns or raises is the call's outcome: a return is
+    recorded as executed (with `rail_reference` / `amount_sent` of the
+    returned value, when it has them), an exception as failed; then the value
+    is returned, or the exception raised, unchanged.
     """
     resource, action = _split(capability)
 
@@ -227,17 +286,24 @@ def gate(capability: str) -> Callable[[F], F]:
             )
             return context, event, bound.args, bound.kwargs
 
-        def settle(verdict: Verdict) -> None:
+        def settle(verdict: Verdict) -> Verdict:
             if not verdict.authorized:
                 raise Blocked(capability, verdict)
+            return verdict
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def gated_async(*args: Any, **kwargs: Any) -> Any:
                 context, event, args, kwargs = decided_call(args, kwargs)
-                settle(await asyncio.to_thread(context.runtime.execute, event))
-                return await fn(*args, **kwargs)
+                verdict = settle(await asyncio.to_thread(context.runtime.execute, event))
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as e:
+                    await asyncio.to_thread(_record, context.runtime, verdict, None, e)
+                    raise
+                await asyncio.to_thread(_record, context.runtime, verdict, result, None)
+                return result
 
             gated: Callable[..., Any] = gated_async
         else:
@@ -245,8 +311,14 @@ def gate(capability: str) -> Callable[[F], F]:
             @functools.wraps(fn)
             def gated_sync(*args: Any, **kwargs: Any) -> Any:
                 context, event, args, kwargs = decided_call(args, kwargs)
-                settle(context.runtime.execute(event))
-                return fn(*args, **kwargs)
+                verdict = settle(context.runtime.execute(event))
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as e:
+                    _record(context.runtime, verdict, None, e)
+                    raise
+                _record(context.runtime, verdict, result, None)
+                return result
 
             gated = gated_sync
         gated.__capfence_capability__ = capability  # type: ignore[attr-defined]
