@@ -337,17 +337,17 @@ impl Proxy {
             }
             // A batch carrying a tool call would reach the server undecided
             // (MCP no longer has batches): refused whole.
-            if let Some(batch) = message.as_array() {
-                if batch.iter().any(is_tool_call) {
-                    send(
-                        out,
-                        &invalid(
-                            None,
-                            "a batch with tools/call is not relayed: send each call alone",
-                        ),
-                    );
-                    continue;
-                }
+            if let Some(batch) = message.as_array()
+                && batch.iter().any(is_tool_call)
+            {
+                send(
+                    out,
+                    &invalid(
+                        None,
+                        "a batch with tools/call is not relayed: send each call alone",
+                    ),
+                );
+                continue;
             }
             let mut call = None;
             if is_tool_call(&message) {
