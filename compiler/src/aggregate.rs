@@ -24,7 +24,18 @@ pub struct Window {
     pub resource: Option<Name>,
     /// The rule's action segment (`None`: `*`).
     pub action: Option<Name>,
+    /// For a `new:` aggregate, the fields whose values must be new (the
+    /// group is `per` and these): its total is the number of earlier
+    /// authorized calls of the group recorded in the window and before its
+    /// `cooling`, the call itself not counted. Empty: a sum or a count.
+    pub new: Cow<'static, [Name]>,
+    /// A `new:` aggregate's cooling period in seconds: calls this recent do
+    /// not yet make a value known.
+    pub cooling: u64,
 }
+
+/// A `new:` aggregate's window when the rule names none: all history.
+pub const ALL_HISTORY: u64 = u64::MAX;
 
 /// The windows of a generated table (read once when a runtime is built,
 /// never while deciding).
@@ -35,20 +46,48 @@ impl Window {
     /// evaluators: `@sum(amount)/86400s/actor,destination/payments.transfer`.
     pub fn key(&self) -> String {
         let what = match &self.field {
+            _ if self.is_new() => {
+                format!("known({})/cooling {}s", self.new.join(","), self.cooling)
+            }
             Some(f) => format!("sum({f})"),
             None => "calls".to_owned(),
         };
+        let seconds = if self.seconds == ALL_HISTORY {
+            "all".to_owned()
+        } else {
+            format!("{}s", self.seconds)
+        };
         format!(
-            "@{what}/{}s/{}/{}.{}",
-            self.seconds,
+            "@{what}/{seconds}/{}/{}.{}",
             self.per.join(","),
             self.resource.as_deref().unwrap_or("*"),
             self.action.as_deref().unwrap_or("*")
         )
     }
 
+    /// Whether this is a `new:` aggregate.
+    pub fn is_new(&self) -> bool {
+        !self.new.is_empty()
+    }
+
+    /// Every field whose values make the group: `per`, then a `new:`
+    /// aggregate's value fields.
+    pub fn group_fields(&self) -> impl Iterator<Item = &Name> {
+        self.per.iter().chain(self.new.iter())
+    }
+
     /// The aggregate in words: `sum of amount over 24h per actor, destination`.
     pub fn describe(&self) -> String {
+        if self.is_new() {
+            let mut text = format!("{} new per {}", self.new.join(", "), self.per.join(", "));
+            if self.seconds != ALL_HISTORY {
+                text.push_str(&format!(" over {}", duration_text(self.seconds)));
+            }
+            if self.cooling > 0 {
+                text.push_str(&format!(", cooling {}", duration_text(self.cooling)));
+            }
+            return text;
+        }
         let what = match &self.field {
             Some(f) => format!("sum of {f}"),
             None => "calls".to_owned(),
@@ -60,9 +99,15 @@ impl Window {
         )
     }
 
+    /// `seconds` in microseconds (saturating: all history reaches back to
+    /// the first record).
+    pub fn micros_of(seconds: u64) -> i64 {
+        i64::try_from(u128::from(seconds) * 1_000_000).unwrap_or(i64::MAX)
+    }
+
     /// The window's length in microseconds.
     pub fn micros(&self) -> i64 {
-        i64::try_from(u128::from(self.seconds) * 1_000_000).unwrap_or(i64::MAX)
+        Self::micros_of(self.seconds)
     }
 
     /// Whether calls of `resource.action` count in this window.

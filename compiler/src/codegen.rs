@@ -821,6 +821,8 @@ impl Plan<'_> {
             let (field, resource, action) = (opt(&w.field), opt(&w.resource), opt(&w.action));
             let seconds = w.seconds;
             let per = w.per.iter().map(|p| p.as_ref());
+            let new = w.new.iter().map(|p| p.as_ref());
+            let cooling = w.cooling;
             quote! {
                 #p::Window {
                     field: #field,
@@ -828,6 +830,8 @@ impl Plan<'_> {
                     per: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#per)),*]),
                     resource: #resource,
                     action: #action,
+                    new: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#new)),*]),
+                    cooling: #cooling,
                 }
             }
         });

@@ -182,10 +182,12 @@ const TOP_KEYS: [&str; 11] = [
     "require_approval",
     "allow",
 ];
-const RULE_KEYS: [&str; 19] = [
+const RULE_KEYS: [&str; 21] = [
     "id",
     "window",
     "per",
+    "new",
+    "cooling",
     "calls_gt",
     "calls_gte",
     "approvals",
@@ -567,6 +569,55 @@ impl Loader<'_> {
                 format!(
                     "`window: {text}` is not a duration: a whole number and one unit, s, m, h \
                      or d (`30m`, `24h`, `7d`), at most 366d"
+                ),
+            )
+        })
+    }
+
+    /// `new: destination` or `new: [destination, memo]`: payload field
+    /// names, each once.
+    fn new_fields(&self, node: &Node) -> Result<Vec<String>, LoadError> {
+        let names = self.strings(node, "new")?;
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let ok = matches!(Field::from_name(&name), Field::Payload(ref base)
+                if is_field_name(base) && !base.contains('.'));
+            if !ok || out.contains(&name) {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    node.location,
+                    Some("new"),
+                    if ok {
+                        format!("`new` lists `{name}` twice")
+                    } else {
+                        format!("`new`: `{name}` is not a payload field name (`new: destination`)")
+                    },
+                ));
+            }
+            out.push(name);
+        }
+        if out.is_empty() {
+            return Err(self.error(
+                LoadErrorKind::Window,
+                node.location,
+                Some("new"),
+                "`new` names no field (`new: destination`)".to_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `cooling: 72h`, as a window's length.
+    fn cooling_length(&self, node: &Node) -> Result<u64, LoadError> {
+        let text = self.string(node, "cooling")?;
+        crate::aggregate::parse_duration(&text).ok_or_else(|| {
+            self.error(
+                LoadErrorKind::Window,
+                node.location,
+                Some("cooling"),
+                format!(
+                    "`cooling: {text}` is not a duration: a whole number and one unit, s, m, h \
+                     or d (`72h`, `3d`), at most 366d"
                 ),
             )
         })
@@ -1060,10 +1111,14 @@ impl Loader<'_> {
         let mut id = None;
         let mut window_node = None;
         let mut per_node = None;
+        let mut new_node = None;
+        let mut cooling_node = None;
         for (key, value) in entries {
             match self.key_text(key)? {
                 "window" => window_node = Some((key.location, value)),
                 "per" => per_node = Some(value),
+                "new" => new_node = Some(value),
+                "cooling" => cooling_node = Some((key.location, value)),
                 _ => {}
             }
             if self.key_text(key)? == "id" {
@@ -1094,7 +1149,7 @@ impl Loader<'_> {
                 continue;
             }
             match key {
-                "id" | "window" | "per" => {}
+                "id" | "window" | "per" | "new" | "cooling" => {}
                 "approvals" => {
                     approvals = Some((self.approvals(tier, key, value)?, value.location))
                 }
@@ -1145,19 +1200,67 @@ impl Loader<'_> {
             ));
         };
         let mut windows = Vec::new();
+        let new_fields = new_node.map(|n| self.new_fields(n)).transpose()?;
+        let cooling = match (cooling_node, &new_fields) {
+            (Some((_, value)), Some(_)) => self.cooling_length(value)?,
+            (Some((at, _)), None) => {
+                return Err(self.error(
+                    LoadErrorKind::Window,
+                    at,
+                    Some("cooling"),
+                    format!("rule {id} has `cooling` but no `new` for it to apply to"),
+                ));
+            }
+            (None, _) => 0,
+        };
+        let (resource, action) = match &capability {
+            CapabilityPattern::Segments { resource, action } => (resource.clone(), action.clone()),
+            CapabilityPattern::Any => (None, None),
+        };
+        if let Some(fields) = new_fields {
+            let seconds = match window_node {
+                Some((_, value)) => self.window_length(value)?,
+                None => crate::aggregate::ALL_HISTORY,
+            };
+            let per = match per_node {
+                Some(node) => self.per_fields(node)?,
+                None => vec!["actor".to_owned()],
+            };
+            let window = crate::aggregate::Window {
+                field: None,
+                seconds,
+                per: per.iter().map(|p| p.clone().into()).collect(),
+                resource: resource.clone().map(Into::into),
+                action: action.clone().map(Into::into),
+                new: fields.into_iter().map(Into::into).collect(),
+                cooling,
+            };
+            // The aggregate counts earlier calls that carried these values:
+            // none (less than one) is new.
+            let test = Test::Number {
+                field: Field::Payload(window.key()),
+                op: CmpOp::Lt,
+                value: rust_decimal::Decimal::ONE,
+            };
+            let at = new_node.map_or(node.location, |n| n.location);
+            conditions.push(condition("new", at, Expr::Test(test), window.describe()));
+            windows.push(window);
+        }
         if velocity.is_empty() {
-            if let Some((at, _)) = window_node {
+            // With `new`, `window` and `per` are its own.
+            let for_new = !windows.is_empty();
+            if let Some((at, _)) = window_node.filter(|_| !for_new) {
                 return Err(self.error(
                     LoadErrorKind::Window,
                     at,
                     Some("window"),
                     format!(
                         "rule {id} has a `window` but no `<field>_sum_gt`/`calls_gt`-style \
-                         condition for it to apply to"
+                         condition (or `new`) for it to apply to"
                     ),
                 ));
             }
-            if let Some(value) = per_node {
+            if let Some(value) = per_node.filter(|_| !for_new) {
                 return Err(self.error(
                     LoadErrorKind::Window,
                     value.location,
@@ -1184,12 +1287,6 @@ impl Loader<'_> {
                 Some(node) => self.per_fields(node)?,
                 None => vec!["actor".to_owned()],
             };
-            let (resource, action) = match &capability {
-                CapabilityPattern::Segments { resource, action } => {
-                    (resource.clone(), action.clone())
-                }
-                CapabilityPattern::Any => (None, None),
-            };
             for (key, at, field, op, value) in velocity {
                 let window = crate::aggregate::Window {
                     field: field.map(|f| f.to_owned().into()),
@@ -1197,6 +1294,8 @@ impl Loader<'_> {
                     per: per.iter().map(|p| p.clone().into()).collect(),
                     resource: resource.clone().map(Into::into),
                     action: action.clone().map(Into::into),
+                    new: std::borrow::Cow::Borrowed(&[]),
+                    cooling: 0,
                 };
                 let (number, written) = self.threshold(key, value)?;
                 let text = format!("{} {} {written}", window.describe(), op.symbol());

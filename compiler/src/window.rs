@@ -35,7 +35,7 @@ impl Window {
     /// aggregate missing (malformed: deny).
     pub fn group(&self, event: &Event) -> Option<String> {
         let mut out = String::new();
-        for name in self.per.iter() {
+        for name in self.group_fields() {
             let value = match name.as_ref() {
                 "actor" => event.actor.as_deref(),
                 "environment" => event.environment.as_deref(),
@@ -54,15 +54,20 @@ impl Window {
     /// value for a sum (`None` when it has none).
     pub fn contribution(&self, event: &Event) -> Option<Decimal> {
         match &self.field {
+            _ if self.is_new() => Some(Decimal::ONE),
             None => Some(Decimal::ONE),
             Some(f) => event.payload.get(f.as_ref()).and_then(Value::as_number),
         }
     }
 }
 
-/// Sets each window's aggregate in `event`: `earlier(window, group)` (the
-/// total of the authorized calls in the window, from whatever holds the
-/// history) plus the event's own contribution. A window the event's
+/// Sets each window's aggregate in `event`. For a sum or a count:
+/// `earlier(window, group, window.seconds)` (the total of the authorized
+/// calls recorded in the last that many seconds, later ones included, from
+/// whatever holds the history) plus the event's own contribution. For a
+/// `new:` aggregate: the earlier calls of the group (its `per` values and
+/// the new values) in the window, less those within its cooling period;
+/// the call itself is not counted, so 0 means new. A window the event's
 /// capability is outside of is left out; one whose group or contribution
 /// the event lacks, or whose total overflows, is removed, so a rule that
 /// tests it finds it missing. Values the event itself carried under the
@@ -70,14 +75,22 @@ impl Window {
 pub fn augment(
     event: &Event,
     windows: &[Window],
-    earlier: &mut dyn FnMut(&Window, &str) -> Decimal,
+    earlier: &mut dyn FnMut(&Window, &str, u64) -> Decimal,
 ) -> Event {
     let mut out = event.clone();
     out.payload.retain(|k, _| !k.starts_with('@'));
     for w in windows.iter().filter(|w| w.covers_event(event)) {
         let total = w.group(event).and_then(|group| {
+            if w.is_new() {
+                let seen = earlier(w, &group, w.seconds);
+                if w.cooling == 0 {
+                    return Some(seen);
+                }
+                let recent = earlier(w, &group, w.cooling.min(w.seconds));
+                return seen.checked_sub(recent).map(|d| d.max(Decimal::ZERO));
+            }
             let own = w.contribution(event)?;
-            earlier(w, &group).checked_add(own)
+            earlier(w, &group, w.seconds).checked_add(own)
         });
         if let Some(total) = total {
             out.payload.insert(w.key(), Value::Number(total));
@@ -94,6 +107,17 @@ pub fn totals_text(windows: &[Window], augmented: &Event) -> Option<String> {
         .iter()
         .filter_map(|w| {
             let total = augmented.payload.get(&w.key())?.as_number()?;
+            if w.is_new() {
+                return Some(if total.is_zero() {
+                    format!("{}: new", w.describe())
+                } else {
+                    format!(
+                        "{}: known from {} earlier calls",
+                        w.describe(),
+                        total.normalize()
+                    )
+                });
+            }
             Some(format!(
                 "{}: {} with this call",
                 w.describe(),
@@ -147,8 +171,8 @@ impl History {
     /// recorded after `now` included, each call counted as recorded no
     /// earlier than the group's call before it (a clock that steps back
     /// never lets a call leave the window sooner).
-    pub fn total(&self, window: &Window, group: &str, now: i64) -> Decimal {
-        let after = now.saturating_sub(window.micros());
+    pub fn total(&self, window: &Window, group: &str, now: i64, seconds: u64) -> Decimal {
+        let after = now.saturating_sub(Window::micros_of(seconds));
         let mut latest = i64::MIN;
         let mut total = Decimal::ZERO;
         for (t, e) in &self.calls {
@@ -196,7 +220,9 @@ impl History {
 
     /// `event` with every window of `windows` filled in from this history, as of `now`.
     pub fn augment(&self, event: &Event, windows: &[Window], now: i64) -> Event {
-        augment(event, windows, &mut |w, group| self.total(w, group, now))
+        augment(event, windows, &mut |w, group, seconds| {
+            self.total(w, group, now, seconds)
+        })
     }
 }
 

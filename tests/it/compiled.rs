@@ -141,3 +141,43 @@ fn a_compiled_table_enforces_velocity_windows() {
     assert_eq!(outcomes, [true, true, false, false, false]);
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+/// The generated table of a policy with `new:` carries the same aggregate
+/// as the loaded policy, and the runtime holds the first payment to a new
+/// account on it.
+#[test]
+fn a_compiled_table_holds_the_first_payment_to_a_new_account() {
+    use capfence::{ActionEvent, Risk, payload};
+    static NEW_PAYEE: &dyn Decide = &capfence::policy!("policies/new_payee.yaml");
+    let reference = capfence::Policy::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/new_payee.yaml"
+    ))
+    .unwrap();
+    assert_eq!(NEW_PAYEE.windows(), reference.windows());
+    let state = std::env::temp_dir().join(format!(
+        "capfence-compiled-new-payee-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&state);
+    let rt = capfence::ActionRuntime::compiled_builder(NEW_PAYEE)
+        .state_dir(&state)
+        .build()
+        .unwrap();
+    let pay = ActionEvent::create(
+        "treasury-agent",
+        "transfer",
+        "payments",
+        "production",
+        Risk::Low,
+        payload! {"amount" => "120", "destination" => "vendor-77"},
+    );
+    let first = rt.execute(&pay);
+    assert_eq!(first.rule.as_deref(), Some("new-payee"));
+    rt.approve(first.approval_id.as_deref().unwrap(), "ops")
+        .unwrap();
+    assert!(rt.execute(&pay).authorized, "the approved first payment");
+    assert!(rt.execute(&pay).authorized, "known now");
+    rt.verify().unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+}

@@ -89,6 +89,23 @@ fn the_split_transfer_example_holds_the_call_that_crosses_the_cap() {
     assert_story(&text, &story);
 }
 
+#[test]
+fn the_new_payee_example_holds_the_first_payment_only() {
+    let exe = demo_binary().with_file_name("new_payee");
+    let out = Command::new(exe).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let story = [
+        "1. first payment to vendor-981 ($420.00): require_approval (T-1) — the first payment to a new account needs a human (destination new per actor: new)",
+        "2. the approved payment: allow (T-1)",
+        "outcome: executed, reference BANK-5501",
+        "3. next invoice to vendor-981 ($310.00): allow — allowed by allow[0]",
+        "4. injected payment to attacker-acct-1 ($9.99): require_approval (T-2)",
+        "Audit chain verified: 7 records.",
+    ];
+    assert_story(&text, &story);
+}
+
 /// Every line of `story` appears in `text`, in order.
 fn assert_story(text: &str, story: &[&str]) {
     let mut rest = text;

@@ -159,3 +159,12 @@ fn velocity_policy() {
         "policies/treasury_velocity.yaml",
     );
 }
+
+/// `new:` aggregates reach both evaluators as a number too (0: new).
+#[test]
+fn new_payee_policy() {
+    check(
+        &capfence::policy!("policies/new_payee.yaml"),
+        "policies/new_payee.yaml",
+    );
+}

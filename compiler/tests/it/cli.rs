@@ -339,3 +339,33 @@ fn every_printing_module_of_the_binaries_escapes() {
         }
     }
 }
+
+/// `eval` decides `new:` from the calls it has allowed so far: the first
+/// payment to an account is held, a history that paid it makes it known,
+/// and a value smuggled under the aggregate's reserved name decides nothing.
+#[test]
+fn eval_knows_the_accounts_its_history_paid() {
+    let dir = std::env::temp_dir().join(format!("capfence-new-history-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = "policies/new_payee.yaml";
+    let line = |destination: &str, extra: &str| {
+        format!(
+            "{{\"time\":\"2026-11-27T09:00:00Z\",\"actor\":\"a\",\"capability\":\"payments.transfer\",\"payload\":{{\"amount\":\"100\",\"destination\":\"{destination}\"{extra}}}}}\n"
+        )
+    };
+    let smuggled = ",\"@known(destination)/cooling 0s/all/actor/payments.transfer\":5";
+    let input = format!("{}{}", line("acct-1", ""), line("acct-2", smuggled));
+    let out = run(&["eval", policy], &input);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("\"require_approval\"").count(), 2, "{text}");
+    assert!(text.contains("destination new per actor"), "{text}");
+    let history = dir.join("paid.jsonl");
+    std::fs::write(&history, line("acct-1", "")).unwrap();
+    let out = run(
+        &["eval", policy, "--history", history.to_str().unwrap()],
+        &line("acct-1", ""),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"allow\""), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

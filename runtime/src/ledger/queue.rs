@@ -361,18 +361,21 @@ fn decide_on_windows(
     let mut fault = None;
     let mut oldest = HashMap::new();
     let augmented =
-        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group| match tx
-            .window_total(&win.key(), group, now.saturating_sub(win.micros()))
-        {
-            Ok(seen) => {
-                if let Some(at) = seen.oldest {
-                    oldest.insert(win.key(), at);
+        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group, seconds| {
+            let after = now.saturating_sub(capfence_compiler::window::Window::micros_of(seconds));
+            match tx.window_total(&win.key(), group, after) {
+                Ok(seen) => {
+                    // The oldest call the whole window counts (a `new:`
+                    // aggregate's cooling read is not its window).
+                    if let Some(at) = seen.oldest.filter(|_| seconds == win.seconds) {
+                        oldest.insert(win.key(), at);
+                    }
+                    seen.total
                 }
-                seen.total
-            }
-            Err(e) => {
-                fault = Some(e);
-                rust_decimal::Decimal::ZERO
+                Err(e) => {
+                    fault = Some(e);
+                    rust_decimal::Decimal::ZERO
+                }
             }
         });
     if let Some(e) = fault {

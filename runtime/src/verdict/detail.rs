@@ -165,6 +165,9 @@ impl VerdictDetail {
                 .and_then(Value::as_number)
                 .map(|n| n.normalize().to_string());
             match windows.iter().find(|w| w.key() == limit.field) {
+                // A `new:` condition is in `conditions` (and the reason says
+                // whether the value was new); it has no cap to free up.
+                Some(window) if window.is_new() => {}
                 Some(window) => {
                     let oldest_at = oldest(window);
                     detail.windows.push(WindowDetail {

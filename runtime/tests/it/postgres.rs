@@ -857,3 +857,25 @@ fn outcomes_recount_windows_on_postgres() {
         .verify_windows(&windows, &rt.policy_facts().digest)
         .unwrap();
 }
+
+/// `new:` on PostgreSQL: the first payment to an account is held, the
+/// approved retry makes it known, the next needs nobody; the rows verify.
+#[test]
+fn a_new_account_is_held_once_on_postgres() {
+    let Some(admin) = server() else { return };
+    let url = database(&admin, "newpayee");
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/new_payee.yaml");
+    let rt = runtime_on(&url, policy);
+    let first = rt.execute(&transfer("300", "acct-pg-new"));
+    assert_eq!(first.rule.as_deref(), Some("new-payee"));
+    rt.approve(first.approval_id.as_deref().unwrap(), "ops")
+        .unwrap();
+    assert!(rt.execute(&transfer("300", "acct-pg-new")).authorized);
+    assert!(rt.execute(&transfer("200", "acct-pg-new")).authorized);
+    assert!(!rt.execute(&transfer("200", "acct-pg-other")).authorized);
+    rt.verify().unwrap();
+    let windows = capfence::Policy::load(policy).unwrap().windows();
+    rt.ledger()
+        .verify_windows(&windows, &rt.policy_facts().digest)
+        .unwrap();
+}
