@@ -32,6 +32,10 @@ pub struct Window {
     /// A `new:` aggregate's cooling period in seconds: calls this recent do
     /// not yet make a value known.
     pub cooling: u64,
+    /// The group fields the policy lists under `unicode_fields`: their
+    /// values are compared as text after NFKC normalization; the others as
+    /// tokens folded to lowercase.
+    pub text: Cow<'static, [Name]>,
 }
 
 /// A `new:` aggregate's window when the rule names none: all history.

@@ -822,6 +822,7 @@ impl Plan<'_> {
             let seconds = w.seconds;
             let per = w.per.iter().map(|p| p.as_ref());
             let new = w.new.iter().map(|p| p.as_ref());
+            let text = w.text.iter().map(|p| p.as_ref());
             let cooling = w.cooling;
             quote! {
                 #p::Window {
@@ -832,6 +833,7 @@ impl Plan<'_> {
                     action: #action,
                     new: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#new)),*]),
                     cooling: #cooling,
+                    text: #p::Cow::Borrowed(&[#(#p::Cow::Borrowed(#text)),*]),
                 }
             }
         });

@@ -379,6 +379,13 @@ impl Loader<'_> {
         let unicode: Vec<String> = unicode_fields.into_iter().map(|(f, _)| f).collect();
         for rule in &mut rules {
             self.check_names(rule, &unicode)?;
+            for window in &mut rule.windows {
+                window.text = window
+                    .group_fields()
+                    .filter(|f| unicode.iter().any(|u| u == f.as_ref()))
+                    .cloned()
+                    .collect();
+            }
         }
         let field_types = self.field_types(&rules)?;
         let digest = hex::encode(Sha256::digest(self.source.as_bytes()));
@@ -1234,6 +1241,7 @@ impl Loader<'_> {
                 action: action.clone().map(Into::into),
                 new: fields.into_iter().map(Into::into).collect(),
                 cooling,
+                text: std::borrow::Cow::Borrowed(&[]),
             };
             // The aggregate counts earlier calls that carried these values:
             // none (less than one) is new.
@@ -1296,6 +1304,7 @@ impl Loader<'_> {
                     action: action.clone().map(Into::into),
                     new: std::borrow::Cow::Borrowed(&[]),
                     cooling: 0,
+                    text: std::borrow::Cow::Borrowed(&[]),
                 };
                 let (number, written) = self.threshold(key, value)?;
                 let text = format!("{} {} {written}", window.describe(), op.symbol());

@@ -28,9 +28,11 @@ impl Window {
         }
     }
 
-    /// The group `event` falls in: its `per` values, each a plain token,
-    /// folded to lowercase (so `Attacker-1` and `attacker-1` are one group),
-    /// length-prefixed. `None` when a value is missing or not a token: such a
+    /// The group `event` falls in: its `per` values (and a `new:`
+    /// aggregate's values), each a plain token folded to lowercase (so
+    /// `Attacker-1` and `attacker-1` are one group) or, for a field of the
+    /// policy's `unicode_fields`, acceptable text in NFKC form;
+    /// length-prefixed. `None` when a value is missing or neither: such a
     /// call cannot be counted, and a rule testing the window finds its
     /// aggregate missing (malformed: deny).
     pub fn group(&self, event: &Event) -> Option<String> {
@@ -41,10 +43,17 @@ impl Window {
                 "environment" => event.environment.as_deref(),
                 field => event.payload.get(field).and_then(Value::as_str),
             }?;
-            if !crate::token::is_token(value) {
-                return None;
-            }
-            let value = value.to_ascii_lowercase();
+            let value = if self.text.iter().any(|t| t == name) {
+                if !crate::token::is_text(value) {
+                    return None;
+                }
+                crate::token::nfkc(value)
+            } else {
+                if !crate::token::is_token(value) {
+                    return None;
+                }
+                value.to_ascii_lowercase()
+            };
             out.push_str(&format!("{}:{value};", value.len()));
         }
         Some(out)

@@ -181,3 +181,57 @@ fn new_needs_its_fields_and_cooling_needs_new() {
         assert!(e.contains(message), "{e}");
     }
 }
+
+/// A `unicode_fields` field is compared as text after NFKC: a decomposed
+/// "Müller" is the account the composed one paid; another script's
+/// look-alike is another account.
+#[test]
+fn unicode_values_compare_after_nfkc() {
+    let dir = TempDir::new("new-payee-unicode");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "unicode_fields: [beneficiary]
+require_approval:
+  - id: new-beneficiary
+    capability: payments.transfer
+    new: beneficiary
+allow:
+  - capability: payments.transfer
+    amount_lte: 500
+",
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let rt = runtime(&dir.path().join("state"), &policy, clock);
+    let pay = |beneficiary: &str| {
+        capfence::ActionEvent::create(
+            "treasury-agent",
+            "transfer",
+            "payments",
+            "production",
+            capfence::Risk::Low,
+            capfence::payload! {"amount" => capfence::Decimal::from(100), "beneficiary" => beneficiary},
+        )
+    };
+    let first = rt.execute(&pay("Müller GmbH"));
+    assert_eq!(first.rule.as_deref(), Some("new-beneficiary"));
+    rt.approve(first.approval_id.as_deref().unwrap(), "ops")
+        .unwrap();
+    assert!(rt.execute(&pay("Müller GmbH")).authorized);
+    assert!(
+        rt.execute(&pay("Mu\u{308}ller GmbH")).authorized,
+        "the same name, decomposed"
+    );
+    assert!(
+        !rt.execute(&pay("Мüller GmbH")).authorized,
+        "a Cyrillic М is another account"
+    );
+    assert!(
+        !rt.execute(&pay("Müller\u{200b} GmbH")).authorized,
+        "a hidden character is malformed"
+    );
+    rt.ledger()
+        .verify_windows(&windows(&policy), &rt.policy_facts().digest)
+        .unwrap();
+}
