@@ -35,6 +35,8 @@ use crate::ActionRuntime;
 use crate::ledger::{OperatorError, Presigned, TicketView};
 use crate::signing;
 
+pub mod agents;
+mod api;
 pub mod notify;
 mod stream;
 mod tls;
@@ -57,6 +59,9 @@ pub struct ServeOptions {
     /// Where checkpoints are kept: the chain page shows the newest, held
     /// to the ledger.
     pub checkpoints: Option<CheckpointDir>,
+    /// The agents that may call `POST /v1/decide` (none: every such call
+    /// is refused).
+    pub agents: agents::Agents,
 }
 
 /// A directory of signed checkpoints and the keys whose signatures count.
@@ -116,6 +121,9 @@ struct App {
     challenges: Mutex<HashMap<String, Instant>>,
     sessions: Mutex<HashMap<String, Session>>,
     checkpoints: Option<CheckpointDir>,
+    agents: agents::Agents,
+    metrics: api::Metrics,
+    notify_urls: Vec<String>,
 }
 
 /// Serves the console until the process ends; `ready` is told the address
@@ -150,6 +158,13 @@ pub fn serve(
         challenges: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         checkpoints: options.checkpoints.clone(),
+        agents: options.agents.clone(),
+        metrics: api::Metrics::new(),
+        notify_urls: options
+            .notify
+            .as_ref()
+            .map(|n| n.urls.clone())
+            .unwrap_or_default(),
     });
     let mut router = Router::new();
     for (path, content_type, body) in ASSETS {
@@ -174,6 +189,14 @@ pub fn serve(
         .route("/api/grants/{id}/statement", get(grant_statement))
         .route("/api/grants/{id}/revoke", post(revoke))
         .route("/api/chain", get(chain))
+        .route(
+            "/v1/decide",
+            post(api::decide).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)),
+        )
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
         .with_state(app);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -229,6 +252,15 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({ "error": message }))
+}
+
+/// `GET /v1/openapi.json`: the decision API's OpenAPI document.
+async fn openapi() -> Response<Body> {
+    respond(
+        StatusCode::OK,
+        "application/json",
+        include_str!("serve/openapi.json"),
+    )
 }
 
 /// The page and its files, embedded in the binary.

@@ -205,6 +205,25 @@ pub fn start(rt: ActionRuntime, options: NotifyOptions) -> Result<(), crate::sto
     Ok(())
 }
 
+/// How many chain records the slowest of `urls` has yet to be notified
+/// of: the head's seq less its cursor. `None` without URLs or when the
+/// ledger cannot be read.
+pub fn outbox_depth(rt: &ActionRuntime, urls: &[String]) -> Option<u64> {
+    let ledger = rt.ledger();
+    let head = ledger.head().ok()?.0;
+    urls.iter()
+        .map(|url| {
+            let cursor = ledger
+                .note(&cursor_key(url, "records"))
+                .ok()
+                .flatten()
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(0);
+            head.saturating_sub(cursor)
+        })
+        .max()
+}
+
 fn cursor_key(url: &str, what: &str) -> String {
     use sha2::Digest as _;
     let digest = hex::encode(sha2::Sha256::digest(url.as_bytes()));

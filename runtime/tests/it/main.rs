@@ -18,6 +18,7 @@ mod detail;
 mod faults;
 mod follow;
 mod forgery;
+mod http_api;
 mod new_payee;
 mod outcome;
 mod policy;

@@ -14,7 +14,7 @@ use clap::Parser;
 
 mod cli;
 
-use cli::args::{AuditCommand, Cli, Command, PolicyCommand};
+use cli::args::{AgentsCommand, AuditCommand, Cli, Command, PolicyCommand};
 use cli::{Failure, Place, commands, operate, tree};
 
 fn main() -> ExitCode {
@@ -67,6 +67,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             notify_format,
             public_url,
             checkpoint_dir,
+            agents,
         } => commands::serve(
             &place,
             &policy,
@@ -79,6 +80,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 slack: notify_format == "slack",
                 public_url,
                 checkpoint_dir,
+                agents,
             },
         ),
         Command::McpProxy {
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         ),
         Command::Approvals(cmd) => operate::approvals(&place, cmd),
         Command::Keys(cmd) => operate::keys(cmd),
+        Command::Agents(AgentsCommand::New { name }) => commands::new_agent(&name),
         Command::Outcome {
             seq,
             outcome,

@@ -81,6 +81,10 @@ pub enum Command {
         /// the ledger.
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
+        /// The agents that may call `POST /v1/decide` (`capfence agents
+        /// new` prints each line; mode 0600).
+        #[arg(long, value_name = "FILE")]
+        agents: Option<PathBuf>,
     },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).
@@ -152,6 +156,9 @@ pub enum Command {
     /// Make and inspect operator keys (Ed25519) that sign approvals.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Make agent identities for the HTTP decision API (`capfence serve --agents`).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -171,6 +178,17 @@ pub enum ApprovalsCommand {
     Grant(GrantArgs),
     /// Revoke a grant.
     Revoke(TicketArgs),
+}
+
+#[derive(Subcommand)]
+pub enum AgentsCommand {
+    /// Print a fresh token for agent NAME, alone on the first line (shown
+    /// once: give it to the agent), then the line to add to the agents file.
+    New {
+        /// The agent's name: the actor of every call it makes.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -232,6 +232,18 @@ pub struct ServeArgs {
     pub slack: bool,
     pub public_url: Option<String>,
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub agents: Option<std::path::PathBuf>,
+}
+
+/// `agents new --name NAME`: the token, then the agents-file line.
+pub fn new_agent(name: &str) -> Result<ExitCode, Failure> {
+    if !capfence_compiler::token::is_token(name) {
+        return Err(format!("--name {name}: not a plain token to name an agent"));
+    }
+    let (token, line) = capfence::serve::agents::new_agent(name).map_err(|e| e.to_string())?;
+    println!("{token}");
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the console until the process is stopped. Prints the address it
@@ -274,9 +286,14 @@ pub fn serve(place: &Place, policy: &Path, args: ServeArgs) -> Result<ExitCode, 
         .into_iter()
         .map(|v| (v.name, v.key))
         .collect();
+    let agents = match &args.agents {
+        Some(file) => capfence::serve::agents::Agents::load(file).map_err(|e| e.to_string())?,
+        None => capfence::serve::agents::Agents::default(),
+    };
     let options = capfence::serve::ServeOptions {
         viewers,
         checkpoints,
+        agents,
         listen: args.listen,
         tls: args.tls,
         insecure_http: args.insecure_http,

@@ -1,0 +1,310 @@
+//! The agents' door: `POST /v1/decide` with a bearer token, and the
+//! operations routes (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! The body is what `capfence decide` reads (one event, or a JSON array of
+//! events decided in order) and the answer what it prints (a verdict, or an
+//! array of them). The actor is the authenticated agent: an event naming
+//! another actor is denied and recorded under the agent's name; one naming
+//! none gets it. A request without a valid token is answered 401 and
+//! recorded as a refused request, without its body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::{App, error, respond};
+use crate::verdict::Verdict;
+
+/// The largest body `/v1/decide` reads (1 MiB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What `/metrics` reports.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<Vec<(String, String)>, Counter>,
+    latency: Histogram,
+    refused: Counter,
+    store_errors: Counter,
+    pending: Gauge,
+    outbox: Gauge,
+}
+
+impl Metrics {
+    pub(super) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("capfence");
+        let decisions = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions made through this server, by capability and decision",
+            decisions.clone(),
+        );
+        // 100 µs to about 26 s.
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "decision_seconds",
+            "Time from request to durable verdict (the ledger's commit included)",
+            latency.clone(),
+        );
+        let refused = Counter::default();
+        registry.register(
+            "unauthenticated_requests",
+            "Decision requests refused for a missing or unknown token",
+            refused.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Decisions denied because the ledger could not be written or read",
+            store_errors.clone(),
+        );
+        let pending = Gauge::default();
+        registry.register(
+            "pending_tickets",
+            "Tickets waiting for a human (of the newest 500)",
+            pending.clone(),
+        );
+        let outbox = Gauge::default();
+        registry.register(
+            "notification_outbox",
+            "Chain records not yet delivered to the slowest notification URL",
+            outbox.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            refused,
+            store_errors,
+            pending,
+            outbox,
+        }
+    }
+
+    fn count(&self, capability: Option<String>, verdict: &Verdict) {
+        let labels = vec![
+            (
+                "capability".to_owned(),
+                capability.unwrap_or_else(|| "unknown".to_owned()),
+            ),
+            ("decision".to_owned(), verdict.decision.as_str().to_owned()),
+        ];
+        self.decisions.get_or_create(&labels).inc();
+        if verdict.seq.is_none() {
+            self.store_errors.inc();
+        }
+    }
+}
+
+/// A request id: 16 random bytes in hex (empty without randomness).
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    hex::encode(bytes)
+}
+
+fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
+    if let Ok(value) = header::HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// `POST /v1/decide`.
+pub(super) async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    let id = request_id();
+    let started = Instant::now();
+    let agent = bearer(&headers).and_then(|t| app.agents.authenticate(t).cloned());
+    let rt = app.rt.clone();
+    let Some(agent) = agent else {
+        app.metrics.refused.inc();
+        let span_id = id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let span = tracing::info_span!("capfence_http", request_id = %span_id);
+            span.in_scope(|| {
+                rt.execute_unreadable(
+                    "denied: an HTTP decision request without a valid agent token (its body was \
+                     not read)",
+                )
+            })
+        })
+        .await;
+        let mut answer = error(
+            StatusCode::UNAUTHORIZED,
+            "a valid agent token is needed: Authorization: Bearer <token>",
+        );
+        answer.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return with_request_id(answer, &id);
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text.trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let batch = text.starts_with('[');
+    let events: Vec<String> = if batch {
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&text) {
+            Ok(items) => items.iter().map(|r| r.get().to_owned()).collect(),
+            // Not an array of JSON values: one unreadable request.
+            Err(_) => vec![text.clone()],
+        }
+    } else {
+        vec![text]
+    };
+    let span_id = id.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let span = tracing::info_span!("capfence_http", request_id = %span_id, agent = %agent.name);
+        span.in_scope(|| {
+            events
+                .iter()
+                .map(|text| decide_one(&rt, text, &agent.name))
+                .collect::<Vec<(Option<String>, Verdict)>>()
+        })
+    })
+    .await;
+    let Ok(verdicts) = decided else {
+        return with_request_id(
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed"),
+            &id,
+        );
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    for (capability, verdict) in &verdicts {
+        app.metrics.count(capability.clone(), verdict);
+        app.metrics.latency.observe(elapsed);
+    }
+    // The verdict lines `capfence decide` prints, fields in its order.
+    let lines: Vec<String> = verdicts.iter().map(|(_, v)| v.to_json()).collect();
+    let answer = if batch {
+        format!("[{}]", lines.join(","))
+    } else {
+        lines.concat()
+    };
+    with_request_id(respond(StatusCode::OK, "application/json", answer), &id)
+}
+
+/// One event's verdict, decided as `agent`; its capability for metrics.
+fn decide_one(rt: &crate::ActionRuntime, text: &str, agent: &str) -> (Option<String>, Verdict) {
+    let mut event = match capfence_compiler::Event::from_json(text) {
+        Ok(event) => event,
+        Err(e) => return (None, rt.execute_unreadable(&e.to_string())),
+    };
+    let capability = event.capability();
+    match event.actor.clone() {
+        Some(claimed) if claimed != agent => {
+            // Recorded under the agent that sent it, naming the claim.
+            event.actor = Some(agent.to_owned());
+            let reason =
+                format!("denied: actor {claimed} does not match the authenticated agent {agent}");
+            let verdict = rt.deny_event(event, capfence_compiler::Decision::refused(reason));
+            (capability, verdict)
+        }
+        _ => {
+            event.actor = Some(agent.to_owned());
+            (capability, rt.execute_event(&event))
+        }
+    }
+}
+
+/// `GET /healthz`: the process answers.
+pub(super) async fn healthz() -> Response<Body> {
+    respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
+}
+
+/// `GET /readyz`: the store answers and this server's policy is the
+/// ledger's active one (else 503, saying which).
+pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response<Body> {
+    let rt = app.rt.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let active = rt.ledger().active_policy().map_err(|e| e.to_string())?;
+        match active {
+            Some(a) if a.digest == rt.policy_digest() => Ok(()),
+            Some(a) => Err(format!(
+                "this server's policy {} is not the ledger's active policy {}",
+                rt.policy_digest(),
+                a.digest
+            )),
+            // A fresh ledger activates the first policy to decide.
+            None => Ok(()),
+        }
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => respond(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+        Ok(Err(why)) => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            format!("not ready: {why}\n"),
+        ),
+        Err(_) => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "not ready: the check failed\n",
+        ),
+    }
+}
+
+/// `GET /metrics`: OpenMetrics text.
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
+    let rt = app.rt.clone();
+    let urls = app.notify_urls.clone();
+    let gauges = tokio::task::spawn_blocking(move || {
+        let pending = rt.ticket_views(500).map(|views| {
+            views
+                .iter()
+                .filter(|v| v.status == crate::TicketStatus::Pending && !v.expired)
+                .count()
+        });
+        let outbox = super::notify::outbox_depth(&rt, &urls);
+        (pending, outbox)
+    })
+    .await;
+    if let Ok((pending, outbox)) = gauges {
+        if let Ok(n) = pending {
+            app.metrics
+                .pending
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = outbox {
+            app.metrics.outbox.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry).is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        );
+    }
+    respond(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        text,
+    )
+}

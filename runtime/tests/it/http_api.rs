@@ -1,0 +1,350 @@
+//! The agents' HTTP door of `capfence serve`: `POST /v1/decide` with a
+//! bearer token decides as the authenticated agent and no other; no token,
+//! no decision (and the refusal is recorded); `/healthz`, `/readyz`,
+//! `/metrics`.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::TempDir;
+
+const POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policies/fintech_policy.yaml"
+);
+
+fn capfence(state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A new agent: its token and its agents-file line.
+fn new_agent(state: &Path, name: &str) -> (String, String) {
+    let out = capfence(state, &["agents", "new", "--name", name]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let token = lines.next().unwrap().to_owned();
+    let line = lines.next().unwrap().to_owned();
+    assert!(lines.next().is_none());
+    (token, line)
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(state: &Path, policy: &str, agents: &Path) -> Result<Server, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
+        .arg("--state")
+        .arg(state)
+        .args([
+            "serve",
+            "--policy",
+            policy,
+            "--listen",
+            "127.0.0.1:0",
+            "--agents",
+        ])
+        .arg(agents)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.trim().strip_prefix("listening on http://") {
+        Some(addr) => Ok(Server {
+            addr: addr.to_owned(),
+            child,
+        }),
+        None => {
+            let _ = child.wait();
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            Err(err)
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // A body the server refuses early may not be read in full.
+    let _ = stream.write_all(body.as_bytes());
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap_or_default()
+        .get(9..12)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn write_agents(dir: &Path, lines: &[&str], mode: u32) -> std::path::PathBuf {
+    let path = dir.join("agents");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    path
+}
+
+#[test]
+fn an_agent_decides_as_itself_and_no_one_else() {
+    let dir = TempDir::new("http-api");
+    let state = dir.path().join("state");
+    let (token, line) = new_agent(&state, "treasury-agent");
+    let (other_token, _) = new_agent(&state, "reporting-agent");
+    // Hashes others can read are refused, naming the file.
+    let agents = write_agents(dir.path(), &[&line], 0o644);
+    let refused = serve(&state, POLICY, &agents).err().unwrap();
+    assert!(refused.contains("readable by others"), "{refused}");
+    let agents = write_agents(dir.path(), &["# the treasury's agents", &line], 0o600);
+    let server = serve(&state, POLICY, &agents).unwrap();
+    let addr = server.addr.as_str();
+    let event = |extra: &str| {
+        format!(
+            "{{{extra}\"capability\":\"payments.transfer\",\"environment\":\"production\",\"payload\":{{\"amount\":120,\"destination\":\"vendor-corp-123\"}}}}"
+        )
+    };
+
+    // No token, a wrong one, another server's agent: 401, recorded.
+    for token in [None, Some("cfa_wrong"), Some(other_token.as_str())] {
+        let reply = http(addr, "POST", "/v1/decide", token, &event(""));
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(reply.header("x-request-id").map(str::len), Some(32));
+    }
+    // The agent's own call: the actor is filled in.
+    let allowed = http(addr, "POST", "/v1/decide", Some(&token), &event(""));
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let verdict = allowed.json();
+    assert_eq!(verdict["authorized"], true, "{verdict}");
+    let seq = verdict["seq"].as_u64().unwrap();
+    // Naming another actor is denied, and recorded as the agent's.
+    let spoofed = http(
+        addr,
+        "POST",
+        "/v1/decide",
+        Some(&token),
+        &event("\"actor\":\"admin-agent\","),
+    )
+    .json();
+    assert_eq!(spoofed["decision"], "deny");
+    assert_eq!(
+        spoofed["reason"],
+        "denied: actor admin-agent does not match the authenticated agent treasury-agent"
+    );
+    // Naming itself is fine.
+    let named = http(
+        addr,
+        "POST",
+        "/v1/decide",
+        Some(&token),
+        &event("\"actor\":\"treasury-agent\","),
+    )
+    .json();
+    assert_eq!(named["authorized"], true);
+    // A batch: each in order, one answer each; a malformed one is denied.
+    let batch = format!("[{}, {{\"capability\": 7}}, {}]", event(""), event(""));
+    let answers = http(addr, "POST", "/v1/decide", Some(&token), &batch).json();
+    let decisions: Vec<&str> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "allow"]);
+    // The intake rules of `decide`: a key given twice is refused.
+    let twice =
+        "{\"capability\":\"payments.transfer\",\"payload\":{\"amount\":1,\"amount\":99999}}";
+    let dup = http(addr, "POST", "/v1/decide", Some(&token), twice).json();
+    assert_eq!(dup["decision"], "deny", "{dup}");
+    // Over a mebibyte: 413, nothing decided.
+    let big = format!(
+        "{{\"payload\":{{\"memo\":\"{}\"}}}}",
+        "x".repeat(1024 * 1024)
+    );
+    assert_eq!(
+        http(addr, "POST", "/v1/decide", Some(&token), &big).status,
+        413
+    );
+
+    // The chain: every decision, and the refusals, under the right actor.
+    drop(server);
+    let log = capfence(&state, &["audit", "log", "--json"]);
+    let records: Vec<serde_json::Value> = String::from_utf8(log.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let refusals = records
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("without a valid agent token")
+        })
+        .count();
+    assert_eq!(refusals, 3);
+    let call = records.iter().find(|r| r["seq"] == seq).unwrap();
+    assert_eq!(call["actor"], "treasury-agent");
+    let spoof = records
+        .iter()
+        .find(|r| r["reason"].as_str().unwrap().contains("admin-agent"))
+        .unwrap();
+    assert_eq!(spoof["actor"], "treasury-agent", "recorded as the sender");
+    assert_eq!(capfence(&state, &["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let dir = TempDir::new("http-ops");
+    let state = dir.path().join("state");
+    let (token, line) = new_agent(&state, "treasury-agent");
+    let agents = write_agents(dir.path(), &[&line], 0o600);
+    let server = serve(&state, POLICY, &agents).unwrap();
+    let addr = server.addr.as_str();
+    assert_eq!(http(addr, "GET", "/healthz", None, "").status, 200);
+    assert_eq!(http(addr, "GET", "/readyz", None, "").status, 200);
+    let pay = |amount: u32| {
+        format!(
+            "{{\"capability\":\"payments.transfer\",\"environment\":\"production\",\"payload\":{{\"amount\":{amount},\"destination\":\"vendor-corp-123\"}}}}"
+        )
+    };
+    for amount in [100, 200, 2500] {
+        assert_eq!(
+            http(addr, "POST", "/v1/decide", Some(&token), &pay(amount)).status,
+            200
+        );
+    }
+    http(addr, "POST", "/v1/decide", None, &pay(1));
+    let metrics = http(addr, "GET", "/metrics", None, "");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        metrics.headers
+    );
+    let text = metrics.body;
+    for line in [
+        "capfence_decisions_total{capability=\"payments.transfer\",decision=\"allow\"} 2",
+        "capfence_decisions_total{capability=\"payments.transfer\",decision=\"require_approval\"} 1",
+        "capfence_unauthenticated_requests_total 1",
+        "capfence_pending_tickets 1",
+        "capfence_decision_seconds_count 3",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+    drop(server);
+    // A server whose policy is not the ledger's active one is not ready.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "allow:\n  - capability: payments.read\n").unwrap();
+    let server = serve(&state, other.to_str().unwrap(), &agents).unwrap();
+    let ready = http(&server.addr, "GET", "/readyz", None, "");
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("is not the ledger's active policy"),
+        "{}",
+        ready.body
+    );
+}
+
+/// The OpenAPI document served is the decision API's: its Verdict schema
+/// is the one docs/cli.md gives (which tests/mcp/test_verdict_schema.py
+/// holds real verdicts to).
+#[test]
+fn the_openapi_document_carries_the_verdict_schema() {
+    let dir = TempDir::new("http-openapi");
+    let state = dir.path().join("state");
+    let (_, line) = new_agent(&state, "a");
+    let agents = write_agents(dir.path(), &[&line], 0o600);
+    let server = serve(&state, POLICY, &agents).unwrap();
+    let doc = http(&server.addr, "GET", "/v1/openapi.json", None, "").json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/decide"]["post"].is_object());
+    let cli =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+    let block = cli
+        .split("```json verdict-schema\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let mut documented: serde_json::Value = serde_json::from_str(block).unwrap();
+    documented.as_object_mut().unwrap().remove("$schema");
+    let mut served = doc["components"]["schemas"]["Verdict"].clone();
+    served.as_object_mut().unwrap().remove("$id");
+    assert_eq!(served, documented);
+}
