@@ -214,7 +214,7 @@ pub fn serve(
                 .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         }
         ready(bound, tls.is_some());
-        tls::accept_loop(listener, tls, router).await
+        tls::accept_loop(listener, tls, router, tls::stop_signal()).await
     })?;
     Ok(())
 }

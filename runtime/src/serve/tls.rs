@@ -38,15 +38,27 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until the listener fails; each is served on its own
-/// task (a connection that fails its handshake is dropped alone).
+/// How long a shutdown waits for the requests in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` completes; each is served on its
+/// own task (a connection that fails its handshake is dropped alone). Then
+/// no connection is accepted, each open one finishes the request it is in
+/// (its verdict durable and answered) and closes, for up to ten seconds.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
     loop {
-        let (socket, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (socket, _) = match accepted {
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: wait and go on.
             Err(_) => {
@@ -56,6 +68,7 @@ pub async fn accept_loop(
         };
         let service = TowerToHyperService::new(router.clone());
         let tls = tls.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let http = hyper::server::conn::http1::Builder::new();
             match tls {
@@ -66,13 +79,46 @@ pub async fn accept_loop(
                     )
                     .await;
                     if let Ok(Ok(stream)) = handshake {
-                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection).await;
                     }
                 }
                 None => {
-                    let _ = http.serve_connection(TokioIo::new(socket), service).await;
+                    let connection = http.serve_connection(TokioIo::new(socket), service);
+                    let _ = watcher.watch(connection).await;
                 }
             }
         });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {}
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // No signal handling: serve until killed.
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -348,3 +348,53 @@ fn the_openapi_document_carries_the_verdict_schema() {
     served.as_object_mut().unwrap().remove("$id");
     assert_eq!(served, documented);
 }
+
+/// SIGTERM: the request already in flight is finished (decided, recorded,
+/// answered), no new connection is taken, and the server exits 0.
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_takes_no_new_one() {
+    let dir = TempDir::new("http-sigterm");
+    let state = dir.path().join("state");
+    let (token, line) = new_agent(&state, "treasury-agent");
+    let agents = write_agents(dir.path(), &[&line], 0o600);
+    let mut server = serve(&state, POLICY, &agents).unwrap();
+    let addr = server.addr.clone();
+    let body = "{\"capability\":\"payments.transfer\",\"environment\":\"production\",\"payload\":{\"amount\":120,\"destination\":\"vendor-corp-123\"}}";
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (first, rest) = body.split_at(20);
+    write!(
+        stream,
+        "POST /v1/decide HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // No new connection is taken.
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "a connection accepted after SIGTERM"
+    );
+    // The request in flight is finished and answered.
+    stream.write_all(rest.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("\"authorized\":true"), "{raw}");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = capfence(&state, &["audit", "log", "--json"]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("\"decision\":\"allow\""));
+}
