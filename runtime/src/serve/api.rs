@@ -104,13 +104,19 @@ impl Metrics {
     }
 }
 
-/// A request id: 16 random bytes in hex (empty without randomness).
+/// A request id, 32 hex digits: this process's random prefix (drawn once)
+/// and a counter, so ids never repeat within a process and differ across
+/// restarts without a system call per request.
 fn request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        return String::new();
-    }
-    hex::encode(bytes)
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
 }
 
 fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
