@@ -193,6 +193,10 @@ pub fn serve(
             "/v1/decide",
             post(api::decide).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)),
         )
+        .route(
+            "/v1/outcome",
+            post(api::outcome).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)),
+        )
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

@@ -198,3 +198,28 @@ fn an_async_gated_tools_result_is_its_outcome() {
     rt.verify().unwrap();
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// A method whose result borrows from `self`: the body still compiles and
+/// runs as written inside the gate.
+struct Vault {
+    name: String,
+}
+
+impl Vault {
+    #[capfence::gate("payments.read")]
+    fn label(&self, ctx: &Context) -> Result<&str, PayError> {
+        Ok(self.name.as_str())
+    }
+}
+
+#[test]
+fn a_borrowed_result_passes_through() {
+    let (rt, state) = runtime("borrowed");
+    let ctx = Context::new(rt.clone(), "treasury-agent", "production");
+    let vault = Vault {
+        name: "ops-account".to_owned(),
+    };
+    assert_eq!(vault.label(&ctx).unwrap(), "ops-account");
+    assert_eq!(outcomes(&rt).len(), 1);
+    let _ = std::fs::remove_dir_all(&state);
+}

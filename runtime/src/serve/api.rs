@@ -215,6 +215,120 @@ pub(super) async fn decide(
     with_request_id(respond(StatusCode::OK, "application/json", answer), &id)
 }
 
+/// `POST /v1/outcome`'s body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeRequest {
+    seq: u64,
+    outcome: String,
+    reference: Option<String>,
+    amount: Option<String>,
+    error: Option<String>,
+}
+
+/// `POST /v1/outcome`: what became of one of the agent's own authorized
+/// calls (`{"seq", "outcome": "executed"|"failed", "reference", "amount",
+/// "error"}`). A call another agent made is refused (403), as is anything
+/// the ledger refuses (409: not authorized, already has its outcome).
+pub(super) async fn outcome(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response<Body> {
+    let id = request_id();
+    let Some(agent) = bearer(&headers).and_then(|t| app.agents.authenticate(t).cloned()) else {
+        app.metrics.refused.inc();
+        return with_request_id(
+            error(StatusCode::UNAUTHORIZED, "a valid agent token is needed"),
+            &id,
+        );
+    };
+    let request = match serde_json::from_slice::<OutcomeRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return with_request_id(
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{seq, outcome, reference, amount, error}}: {e}"),
+                ),
+                &id,
+            );
+        }
+    };
+    let outcome = match (request.outcome.as_str(), request.error) {
+        ("executed", None) => {
+            let amount = match request.amount.as_deref() {
+                None => None,
+                Some(text) => match capfence_compiler::number::parse_exact(text) {
+                    Some(a) => Some(a),
+                    None => {
+                        return with_request_id(
+                            error(StatusCode::BAD_REQUEST, "amount: not an exact decimal"),
+                            &id,
+                        );
+                    }
+                },
+            };
+            crate::ledger::Outcome::Executed {
+                reference: request.reference,
+                amount,
+            }
+        }
+        ("failed", Some(error_text)) if request.reference.is_none() && request.amount.is_none() => {
+            crate::ledger::Outcome::Failed { error: error_text }
+        }
+        _ => {
+            return with_request_id(
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "outcome is \"executed\" (reference, amount) or \"failed\" (error)",
+                ),
+                &id,
+            );
+        }
+    };
+    let rt = app.rt.clone();
+    let seq = request.seq;
+    let done = tokio::task::spawn_blocking(move || {
+        // Only the agent's own calls: read the decision's actor first (the
+        // ledger then checks the rest in the outcome's transaction).
+        let mut actor = None;
+        let read = rt.ledger().records_after(seq.saturating_sub(1), &mut |r| {
+            if r.seq == seq {
+                actor = Some(r.actor.clone());
+            }
+            false
+        });
+        match (read, actor) {
+            (Err(e), _) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+            (Ok(()), None) => Err((StatusCode::NOT_FOUND, format!("no record {seq}"))),
+            (Ok(()), Some(who)) if who.as_deref() != Some(agent.name.as_str()) => Err((
+                StatusCode::FORBIDDEN,
+                format!("record {seq} is not a call of agent {}", agent.name),
+            )),
+            (Ok(()), Some(_)) => rt.record_outcome(seq, &outcome).map_err(|e| {
+                let status = match e {
+                    crate::ledger::OutcomeError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    crate::ledger::OutcomeError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::CONFLICT,
+                };
+                (status, e.to_string())
+            }),
+        }
+    })
+    .await;
+    let answer = match done {
+        Ok(Ok(record)) => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({"seq": record.seq, "reason": record.reason}).to_string(),
+        ),
+        Ok(Err((status, message))) => error(status, &message),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the outcome failed"),
+    };
+    with_request_id(answer, &id)
+}
+
 /// One event's verdict, decided as `agent`; its capability for metrics.
 fn decide_one(rt: &crate::ActionRuntime, text: &str, agent: &str) -> (Option<String>, Verdict) {
     let mut event = match capfence_compiler::Event::from_json(text) {

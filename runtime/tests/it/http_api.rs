@@ -398,3 +398,49 @@ fn sigterm_finishes_the_request_in_flight_and_takes_no_new_one() {
     let log = capfence(&state, &["audit", "log", "--json"]);
     assert!(String::from_utf8_lossy(&log.stdout).contains("\"decision\":\"allow\""));
 }
+
+/// `POST /v1/outcome`: an agent reports what became of its own calls, once;
+/// another agent's call is not its to report.
+#[test]
+fn an_agent_reports_the_outcome_of_its_own_calls_only() {
+    let dir = TempDir::new("http-outcome");
+    let state = dir.path().join("state");
+    let (token, line) = new_agent(&state, "treasury-agent");
+    let (other, other_line) = new_agent(&state, "reporting-agent");
+    let agents = write_agents(dir.path(), &[&line, &other_line], 0o600);
+    let server = serve(&state, POLICY, &agents).unwrap();
+    let addr = server.addr.as_str();
+    let pay = "{\"capability\":\"payments.transfer\",\"environment\":\"production\",\"payload\":{\"amount\":120,\"destination\":\"vendor-corp-123\"}}";
+    let seq = http(addr, "POST", "/v1/decide", Some(&token), pay).json()["seq"]
+        .as_u64()
+        .unwrap();
+    let report =
+        |token: Option<&str>, body: String| http(addr, "POST", "/v1/outcome", token, &body);
+    let executed = format!(
+        "{{\"seq\":{seq},\"outcome\":\"executed\",\"reference\":\"BANK-1\",\"amount\":\"119.5\"}}"
+    );
+    assert_eq!(report(None, executed.clone()).status, 401);
+    let theirs = report(Some(&other), executed.clone());
+    assert_eq!(theirs.status, 403, "{}", theirs.body);
+    let bad = report(
+        Some(&token),
+        format!("{{\"seq\":{seq},\"outcome\":\"maybe\"}}"),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let inexact = report(
+        Some(&token),
+        format!("{{\"seq\":{seq},\"outcome\":\"executed\",\"amount\":\"1e9999\"}}"),
+    );
+    assert_eq!(inexact.status, 400);
+    let ok = report(Some(&token), executed.clone());
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.json()["reason"].as_str().unwrap().contains("BANK-1"));
+    let again = report(Some(&token), executed);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("already has its outcome"));
+    let missing = report(
+        Some(&token),
+        "{\"seq\":9999,\"outcome\":\"failed\",\"error\":\"x\"}".to_owned(),
+    );
+    assert_eq!(missing.status, 404);
+}
