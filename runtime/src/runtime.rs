@@ -339,6 +339,36 @@ impl ActionRuntime {
         })
     }
 
+    /// [`execute_event`](Self::execute_event) for an async caller (the
+    /// console's HTTP API): the same decision, record and verdict, awaited
+    /// without a thread per call; a batch this call leads is committed on a
+    /// blocking thread.
+    #[cfg(feature = "serve")]
+    pub async fn execute_event_async(&self, event: &Event) -> Verdict {
+        let started = std::time::Instant::now();
+        let windowed = self.windowed.as_ref().filter(|w| w.covers(event)).cloned();
+        let decision = match &windowed {
+            Some(_) => Decision::refused("decided on its window totals"),
+            None => self.decider.decide(event),
+        };
+        let result = self
+            .ledger
+            .settle_async(
+                event.clone(),
+                decision,
+                self.decider.digest(),
+                &self.source,
+                Some(Arc::clone(&self.policy)),
+                windowed,
+            )
+            .await
+            .map_err(RuntimeError::from);
+        trace_decision(event, &result, started.elapsed());
+        result.unwrap_or_else(|e| {
+            Verdict::deny(format!("denied: no audit record could be written ({e})"))
+        })
+    }
+
     /// Records a deny for input that could not be read as an event (a line
     /// that is not UTF-8, not JSON, too long): every input gets a verdict and
     /// a record. `reason` says what was wrong with it.

@@ -54,14 +54,58 @@ enum Turn {
 struct Waiter {
     turn: Mutex<Turn>,
     wake: Condvar,
+    /// An async caller's waker (set while its turn is `Wait`).
+    waker: Mutex<Option<std::task::Waker>>,
 }
 
 impl Waiter {
+    fn new() -> Waiter {
+        Waiter {
+            turn: Mutex::new(Turn::Wait),
+            wake: Condvar::new(),
+            waker: Mutex::new(None),
+        }
+    }
+
     fn set(&self, turn: Turn) {
         if let Ok(mut t) = self.turn.lock() {
             *t = turn;
+            // Woken under the turn's lock: a poll that saw `Wait` has its
+            // waker stored by then (it stores it under the same lock).
+            if let Some(waker) = self.waker.lock().ok().and_then(|mut w| w.take()) {
+                waker.wake();
+            }
         }
         self.wake.notify_one();
+    }
+}
+
+/// An async caller's wait for its turn to change from `Wait`.
+#[cfg(feature = "serve")]
+struct NextTurn<'a>(&'a Waiter);
+
+#[cfg(feature = "serve")]
+impl std::future::Future for NextTurn<'_> {
+    type Output = Turn;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Turn> {
+        let Ok(mut turn) = self.0.turn.lock() else {
+            return std::task::Poll::Ready(Turn::Done(Box::new(Err(StoreError::Io(
+                "audit queue lock poisoned".to_owned().into(),
+            )))));
+        };
+        match std::mem::replace(&mut *turn, Turn::Wait) {
+            Turn::Wait => {
+                if let Ok(mut waker) = self.0.waker.lock() {
+                    *waker = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+            other => std::task::Poll::Ready(other),
+        }
     }
 }
 
@@ -91,6 +135,82 @@ impl Ledger {
         policy: Option<Arc<PolicyFacts>>,
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
+        let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
+        let me = Arc::new(Waiter::new());
+        let result = self.queue_and_wait(job, &me);
+        result.map(|mut verdict| {
+            if let Some(part) = rule_part {
+                verdict.detail.add_rule_part(part);
+            }
+            verdict
+        })
+    }
+
+    /// [`settle`](Self::settle) for an async caller: it waits for its
+    /// verdict without a thread of its own; when its turn is to lead a
+    /// batch, the batch is committed on a blocking thread.
+    #[cfg(feature = "serve")]
+    pub(crate) async fn settle_async(
+        &self,
+        event: Event,
+        decision: Decision,
+        digest: &str,
+        source: &Arc<str>,
+        policy: Option<Arc<PolicyFacts>>,
+        windowed: Option<Arc<Windowed>>,
+    ) -> Result<Verdict, StoreError> {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
+        let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
+        let me = Arc::new(Waiter::new());
+        let lead_now = {
+            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+            queue.pending.push((job, Arc::clone(&me)));
+            if queue.leader {
+                self.inner.gather.notify_one();
+                false
+            } else {
+                queue.leader = true;
+                true
+            }
+        };
+        let turn = if lead_now {
+            Turn::Lead
+        } else {
+            NextTurn(&me).await
+        };
+        let result = match turn {
+            Turn::Done(result) => *result,
+            _ => {
+                let ledger = self.clone();
+                let leader = Arc::clone(&me);
+                tokio::task::spawn_blocking(move || ledger.lead(&leader))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Invalid(
+                            "the group commit's thread stopped".to_owned().into(),
+                        ))
+                    })
+            }
+        };
+        result.map(|mut verdict| {
+            if let Some(part) = rule_part {
+                verdict.detail.add_rule_part(part);
+            }
+            verdict
+        })
+    }
+}
+
+/// The job for a decision, and the rule's part of its verdict's detail.
+fn prepare(
+    event: Event,
+    decision: Decision,
+    digest: &str,
+    source: &Arc<str>,
+    policy: Option<Arc<PolicyFacts>>,
+    windowed: Option<Arc<Windowed>>,
+) -> (Job, Option<VerdictDetail>) {
+    {
         let event_key = (decision.kind == DecisionKind::RequireApproval)
             .then(|| approvals::event_key(&event, decision.rule.as_deref(), digest));
         // The rule's part of the verdict's detail (its conditions, its
@@ -117,19 +237,11 @@ impl Ledger {
             digest: digest.to_owned(),
             source: Arc::clone(source),
         };
-        let me = Arc::new(Waiter {
-            turn: Mutex::new(Turn::Wait),
-            wake: Condvar::new(),
-        });
-        let result = self.queue_and_wait(job, &me);
-        result.map(|mut verdict| {
-            if let Some(part) = rule_part {
-                verdict.detail.add_rule_part(part);
-            }
-            verdict
-        })
+        (job, rule_part)
     }
+}
 
+impl Ledger {
     /// Queues `job` and waits for its verdict, leading a batch when it is
     /// this caller's turn.
     fn queue_and_wait(&self, job: Job, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {

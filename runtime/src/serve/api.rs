@@ -183,23 +183,14 @@ pub(super) async fn decide(
     } else {
         vec![text]
     };
-    let span_id = id.clone();
-    let decided = tokio::task::spawn_blocking(move || {
-        let span = tracing::info_span!("capfence_http", request_id = %span_id, agent = %agent.name);
-        span.in_scope(|| {
-            events
-                .iter()
-                .map(|text| decide_one(&rt, text, &agent.name))
-                .collect::<Vec<(Option<String>, Verdict)>>()
-        })
-    })
-    .await;
-    let Ok(verdicts) = decided else {
-        return with_request_id(
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed"),
-            &id,
-        );
-    };
+    let span = tracing::info_span!("capfence_http", request_id = %id, agent = %agent.name);
+    let mut verdicts = Vec::with_capacity(events.len());
+    for text in &events {
+        let decided =
+            tracing::Instrument::instrument(decide_one(&rt, text, &agent.name), span.clone()).await;
+        verdicts.push(decided);
+    }
+
     let elapsed = started.elapsed().as_secs_f64();
     for (capability, verdict) in &verdicts {
         app.metrics.count(capability.clone(), verdict);
@@ -330,10 +321,23 @@ pub(super) async fn outcome(
 }
 
 /// One event's verdict, decided as `agent`; its capability for metrics.
-fn decide_one(rt: &crate::ActionRuntime, text: &str, agent: &str) -> (Option<String>, Verdict) {
+/// The usual call is awaited on the commit queue; the refusals (unreadable,
+/// another actor) are recorded on a blocking thread.
+async fn decide_one(
+    rt: &crate::ActionRuntime,
+    text: &str,
+    agent: &str,
+) -> (Option<String>, Verdict) {
     let mut event = match capfence_compiler::Event::from_json(text) {
         Ok(event) => event,
-        Err(e) => return (None, rt.execute_unreadable(&e.to_string())),
+        Err(e) => {
+            let reason = e.to_string();
+            let rt = rt.clone();
+            let verdict = tokio::task::spawn_blocking(move || rt.execute_unreadable(&reason))
+                .await
+                .unwrap_or_else(|_| Verdict::deny("denied: the decision's thread stopped"));
+            return (None, verdict);
+        }
     };
     let capability = event.capability();
     match event.actor.clone() {
@@ -342,12 +346,17 @@ fn decide_one(rt: &crate::ActionRuntime, text: &str, agent: &str) -> (Option<Str
             event.actor = Some(agent.to_owned());
             let reason =
                 format!("denied: actor {claimed} does not match the authenticated agent {agent}");
-            let verdict = rt.deny_event(event, capfence_compiler::Decision::refused(reason));
+            let rt = rt.clone();
+            let verdict = tokio::task::spawn_blocking(move || {
+                rt.deny_event(event, capfence_compiler::Decision::refused(reason))
+            })
+            .await
+            .unwrap_or_else(|_| Verdict::deny("denied: the decision's thread stopped"));
             (capability, verdict)
         }
         _ => {
             event.actor = Some(agent.to_owned());
-            (capability, rt.execute_event(&event))
+            (capability, rt.execute_event_async(&event).await)
         }
     }
 }

@@ -444,3 +444,64 @@ fn an_agent_reports_the_outcome_of_its_own_calls_only() {
     );
     assert_eq!(missing.status, 404);
 }
+
+/// HTTP requests (waiting on the commit queue as futures) and library
+/// callers (waiting on threads) share one ledger's group commit: every call
+/// gets its verdict, every verdict its record, the chain verifies.
+#[test]
+fn http_and_library_callers_share_the_group_commit() {
+    let dir = TempDir::new("http-mixed");
+    let runtime = capfence::ActionRuntime::builder(POLICY)
+        .state_dir(dir.path().join("state"))
+        .build()
+        .unwrap();
+    let (token, line) = capfence::serve::agents::new_agent("treasury-agent").unwrap();
+    let options = capfence::serve::ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        insecure_http: false,
+        viewers: Vec::new(),
+        notify: None,
+        checkpoints: None,
+        agents: capfence::serve::agents::Agents::parse(&line, "test").unwrap(),
+    };
+    let (ready, bound) = std::sync::mpsc::channel();
+    let served = runtime.clone();
+    std::thread::spawn(move || {
+        capfence::serve::serve(served, &options, |addr, _| {
+            let _ = ready.send(addr);
+        })
+        .unwrap();
+    });
+    let addr = bound.recv().unwrap().to_string();
+    let seqs = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for c in 0..8 {
+            let (addr, token, seqs) = (&addr, &token, &seqs);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let body = format!(
+                        "{{\"capability\":\"payments.transfer\",\"environment\":\"production\",\"payload\":{{\"amount\":{},\"destination\":\"vendor-corp-123\"}}}}",
+                        100 + c * 100 + i
+                    );
+                    let v = http(addr, "POST", "/v1/decide", Some(token), &body).json();
+                    seqs.lock().unwrap().push(v["seq"].as_u64().unwrap());
+                }
+            });
+        }
+        for _ in 0..4 {
+            let (runtime, seqs) = (&runtime, &seqs);
+            s.spawn(move || {
+                for _ in 0..25 {
+                    let v = runtime.execute(&super::transfer("120", "vendor-corp-123"));
+                    seqs.lock().unwrap().push(v.seq.unwrap());
+                }
+            });
+        }
+    });
+    let mut seqs = seqs.into_inner().unwrap();
+    seqs.sort_unstable();
+    // The policy's activation is record 1; then every call, once each.
+    assert_eq!(seqs, (2..=301).collect::<Vec<u64>>());
+    assert_eq!(runtime.verify().unwrap().0, 301);
+}
