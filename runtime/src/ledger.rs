@@ -37,6 +37,10 @@ pub use operator::{
 use queue::Queue;
 pub use views::TicketView;
 
+/// What [`Ledger::observe_commits`] is told: a transaction's duration and
+/// its number of decisions.
+pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
+
 /// A failure to verify the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -130,6 +134,9 @@ struct Inner {
     gather: Condvar,
     /// Checkpoints written as the chain grows, if asked for.
     checkpoints: std::sync::OnceLock<Checkpoints>,
+    /// Told how long each group commit's transaction took, and how many
+    /// decisions it held (`/metrics`).
+    commit_observer: std::sync::OnceLock<CommitObserver>,
 }
 
 /// Signed checkpoints written every `every` records to `dir`.
@@ -201,6 +208,7 @@ impl Ledger {
                 queue: Mutex::new(Queue::default()),
                 gather: Condvar::new(),
                 checkpoints: std::sync::OnceLock::new(),
+                commit_observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -252,6 +260,12 @@ impl Ledger {
             Ok(())
         })?;
         head.ok_or_else(|| StoreError::Io("no head".to_owned().into()))
+    }
+
+    /// Tells `observe` the duration of each group commit's transaction and
+    /// the number of decisions it held (the first observer set stays).
+    pub fn observe_commits(&self, observe: CommitObserver) {
+        let _ = self.inner.commit_observer.set(observe);
     }
 
     /// Writes a signed checkpoint every `checkpoints.every` records from

@@ -166,6 +166,10 @@ pub fn serve(
             .map(|n| n.urls.clone())
             .unwrap_or_default(),
     });
+    let commits = app.metrics.commits.clone();
+    app.rt
+        .ledger()
+        .observe_commits(Box::new(move |took, _| commits.observe(took.as_secs_f64())));
     let mut router = Router::new();
     for (path, content_type, body) in ASSETS {
         router = router.route(

@@ -295,7 +295,11 @@ impl Ledger {
         drop(queue);
 
         let jobs: Vec<&Job> = batch.iter().map(|(job, _)| job).collect();
+        let started = std::time::Instant::now();
         let (results, head) = self.commit_batch(&jobs);
+        if let Some(observe) = self.inner.commit_observer.get() {
+            observe(started.elapsed(), jobs.len());
+        }
         let mut mine = Err(StoreError::Invalid(
             "the leader's job was not in its batch".to_owned().into(),
         ));

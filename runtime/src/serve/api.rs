@@ -36,6 +36,8 @@ pub struct Metrics {
     store_errors: Counter,
     pending: Gauge,
     outbox: Gauge,
+    /// Group commits' transactions: their durations.
+    pub(super) commits: Histogram,
 }
 
 impl Metrics {
@@ -72,6 +74,12 @@ impl Metrics {
             "Tickets waiting for a human (of the newest 500)",
             pending.clone(),
         );
+        let commits = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "ledger_commit_seconds",
+            "Each group commit's transaction, from its first statement to its durable commit",
+            commits.clone(),
+        );
         let outbox = Gauge::default();
         registry.register(
             "notification_outbox",
@@ -86,6 +94,7 @@ impl Metrics {
             store_errors,
             pending,
             outbox,
+            commits,
         }
     }
 

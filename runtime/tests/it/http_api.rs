@@ -305,6 +305,7 @@ fn health_readiness_and_metrics() {
         "capfence_unauthenticated_requests_total 1",
         "capfence_pending_tickets 1",
         "capfence_decision_seconds_count 3",
+        "capfence_ledger_commit_seconds_count ",
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
