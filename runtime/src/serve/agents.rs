@@ -190,7 +190,7 @@ mod tests {
         assert!(agents.authenticate(&token[..token.len() - 1]).is_none());
         for (bad, message) in [
             ("a b: sha256:00", "not a plain token"),
-            ("agent sha256:00", "expected `name: sha256:<hex>`"),
+            ("agent", "expected `name: sha256:<hex>`"),
             ("agent: md5:00", "sha256:<64 hex"),
             ("agent: sha256:zz", "sha256:<64 hex"),
         ] {
