@@ -1,7 +1,8 @@
 //! `POST /v1/decide` over loopback, with 1, 8 and 32 keep-alive clients, on
 //! the embedded SQLite store, beside the same decisions through the library
 //! in the same run (same policy, same events, same number of callers, a
-//! fresh ledger each). Run: `cargo bench --bench http`.
+//! fresh ledger each), and `GET /healthz` with the same clients (the HTTP
+//! path's own cost). Run: `cargo bench --bench http`.
 
 #![allow(
     clippy::unwrap_used,
@@ -65,20 +66,25 @@ fn start_server(name: &str) -> (SocketAddr, String) {
     (bound.recv().unwrap(), token)
 }
 
-/// One keep-alive client: `count` requests, each answered before the next.
-fn client(addr: SocketAddr, token: &str, first: u64, count: u64) {
+/// One keep-alive client: `count` requests, each answered before the next
+/// (`GET /healthz` instead of a decision when `floor`: the HTTP path alone).
+fn client(addr: SocketAddr, token: &str, first: u64, count: u64, floor: bool) {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_nodelay(true).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     for i in first..first + count {
-        let body = body(i);
-        write!(
-            writer,
-            "POST /v1/decide HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        if floor {
+            write!(writer, "GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+        } else {
+            let body = body(i);
+            write!(
+                writer,
+                "POST /v1/decide HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
@@ -99,12 +105,12 @@ fn client(addr: SocketAddr, token: &str, first: u64, count: u64) {
     }
 }
 
-fn over_http(addr: SocketAddr, token: &str, clients: u64, iters: u64) -> Duration {
+fn over_http(addr: SocketAddr, token: &str, clients: u64, iters: u64, floor: bool) -> Duration {
     let per = iters.div_ceil(clients);
     let start = Instant::now();
     std::thread::scope(|s| {
         for c in 0..clients {
-            s.spawn(move || client(addr, token, c * 1_000_003, per));
+            s.spawn(move || client(addr, token, c * 1_000_003, per, floor));
         }
     });
     start
@@ -141,7 +147,12 @@ fn decide_over_http(c: &mut Criterion) {
     for clients in [1u64, 8, 32] {
         let (addr, token) = start_server(&format!("server-{clients}"));
         group.bench_function(format!("http/clients_{clients}"), |b| {
-            b.iter_custom(|iters| over_http(addr, &token, clients, iters));
+            b.iter_custom(|iters| over_http(addr, &token, clients, iters, false));
+        });
+        // The HTTP path alone, same clients, no decision: what the machine
+        // spends on requests and answers (the clients' share included).
+        group.bench_function(format!("healthz/clients_{clients}"), |b| {
+            b.iter_custom(|iters| over_http(addr, &token, clients, iters, true));
         });
         let dir = fresh_dir(&format!("library-{clients}"));
         let runtime = ActionRuntime::builder(POLICY)

@@ -5,6 +5,18 @@ import { statement, loginStatement, parseKeyFile, pkcs8, ticketKey, capsText } f
 const $ = (id) => document.getElementById(id);
 let me = null;
 let signingKey = null;
+// Which sign-in the page is on: a request that started under an earlier one
+// and comes back 401 (its session ended since) must not sign out the new one.
+let epoch = 0;
+
+// Signs out when a request of this sign-in (`started`) was refused 401.
+function signedOutIf(started, e) {
+  if (e.status === 401 && started === epoch) {
+    logout();
+    return true;
+  }
+  return e.status === 401;
+}
 let shown = [];
 
 // The signing key lives in IndexedDB as a non-extractable CryptoKey: the
@@ -73,6 +85,7 @@ function show(view) {
 }
 
 async function login() {
+  epoch += 1;
   $("login-error").textContent = "";
   try {
     const file = $("login-key").files[0];
@@ -97,6 +110,11 @@ async function login() {
 }
 
 async function logout() {
+  epoch += 1;
+  if (events) {
+    events.close();
+    events = null;
+  }
   await api("POST", "/api/logout").catch(() => {});
   await clearKey().catch(() => {});
   signingKey = null;
@@ -200,11 +218,13 @@ function buttons(t, prefix) {
 // One ticket's page: every field, the record that opened it (as the
 // server serialized it, numbers exact) and its hash.
 async function showTicket() {
+  const started = epoch;
   const id = decodeURIComponent(location.hash.slice("#ticket/".length));
   $("page-title").textContent = `Ticket ${id}`;
   $("page-error").textContent = "";
   try {
     const { ticket: t } = await api("GET", `/api/tickets/${encodeURIComponent(id)}`);
+    if (started !== epoch) return;
     const rows = [
       ["Status", t.status, "page-status"], ["Actor", t.actor], ["Capability", t.capability],
       ["Environment", t.environment], ["Risk", t.risk], ["Payload", t.payload_text, "page-payload"],
@@ -223,7 +243,7 @@ async function showTicket() {
     $("page-record").textContent = t.opened_record_text;
     $("page-actions").replaceChildren(...buttons(t, "page-"));
   } catch (e) {
-    if (e.status === 401) return logout();
+    if (signedOutIf(started, e)) return;
     $("page-fields").replaceChildren();
     $("page-record").textContent = "";
     $("page-actions").replaceChildren();
@@ -263,6 +283,7 @@ function renderDecisions(decisions) {
 }
 
 async function refreshOthers() {
+  const started = epoch;
   const filters = new URLSearchParams({
     decision: $("filter-decision").value,
     actor: $("filter-actor").value,
@@ -270,6 +291,7 @@ async function refreshOthers() {
   });
   const [{ grants }, { decisions }] = await Promise.all([
     api("GET", "/api/grants"), api("GET", `/api/decisions?${filters}`)]);
+  if (started !== epoch) return;
   renderGrants(grants);
   renderDecisions(decisions);
 }
@@ -293,14 +315,17 @@ async function verifyChain() {
 
 async function refresh() {
   if (!$("ticket-page").hidden) return showTicket();
+  const started = epoch;
   try {
     const { tickets } = await api("GET", "/api/tickets");
+    // Signed out (or in again) meanwhile: this answer is not the page's.
+    if (started !== epoch) return;
     shown = tickets;
     $("queue-error").textContent = "";
     render();
     await refreshOthers();
   } catch (e) {
-    if (e.status === 401) return logout();
+    if (signedOutIf(started, e)) return;
     $("queue-error").textContent = e.message;
   }
 }
