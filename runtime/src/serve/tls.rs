@@ -66,6 +66,8 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // Answers are small and each is awaited: no Nagle delay on them.
+        let _ = socket.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let tls = tls.clone();
         let watcher = graceful.watcher();
