@@ -55,6 +55,7 @@ fn start_server(name: &str) -> (SocketAddr, String) {
         notify: None,
         checkpoints: None,
         agents: Agents::parse(&line, "bench").unwrap(),
+        mcp: None,
     };
     let (ready, bound) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

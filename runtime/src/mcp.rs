@@ -44,7 +44,7 @@ use crate::verdict::Verdict;
 /// JSON-RPC: the line is not JSON.
 const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: the request could not be completed (here: the server exited).
-const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -97,14 +97,14 @@ fn send_bytes(out: &ClientOut, bytes: &[u8]) -> bool {
 }
 
 /// The id of a request (`method` and `id`), as its JSON text.
-fn request_id(message: &Json) -> Option<String> {
+pub(crate) fn request_id(message: &Json) -> Option<String> {
     let object = message.as_object()?;
     object.get("method")?;
     object.get("id").map(Json::to_string)
 }
 
 /// A response's id (`id` with `result` or `error`, no `method`).
-fn response_id(message: &Json) -> Option<String> {
+pub(crate) fn response_id(message: &Json) -> Option<String> {
     let object = message.as_object()?;
     if object.contains_key("method") {
         return None;
@@ -115,11 +115,28 @@ fn response_id(message: &Json) -> Option<String> {
     object.get("id").map(Json::to_string)
 }
 
-/// The proxy: the runtime that decides, the policy's tool map, the agent's
-/// identity.
-pub struct Proxy {
+/// Who makes a tool call: the actor, environment and risk of its event.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The agent.
+    pub actor: String,
+    /// The environment.
+    pub environment: String,
+    /// The risk.
+    pub risk: Risk,
+}
+
+/// Decides `tools/call` requests: the runtime that decides and the policy's
+/// tool map. Shared by the stdio proxy and `capfence serve`'s MCP gateway.
+#[derive(Clone)]
+pub struct ToolGate {
     runtime: ActionRuntime,
     policy: Arc<Policy>,
+}
+
+/// The proxy: the tool gate and the agent's identity.
+pub struct Proxy {
+    gate: ToolGate,
     options: ProxyOptions,
 }
 
@@ -128,18 +145,50 @@ impl Proxy {
     /// map comes from it).
     pub fn new(runtime: ActionRuntime, policy: Policy, options: ProxyOptions) -> Proxy {
         Proxy {
-            runtime,
-            policy: Arc::new(policy),
+            gate: ToolGate::new(runtime, Arc::new(policy)),
             options,
         }
     }
 
-    /// Decides one `tools/call` request: the verdict, already on the record.
-    /// A call that cannot be decided (no tool name, a tool without a
-    /// capability, arguments that are not an exact event) is denied and
-    /// recorded with the agent, environment and risk, the capability when
-    /// the tool has one, and the tool's name as the payload field `tool`.
+    /// Decides one `tools/call` request as the proxy's agent
+    /// ([`ToolGate::decide_call`]).
     pub fn decide_call(&self, params: Option<&Json>) -> Verdict {
+        self.gate.decide_call(&self.caller(), params)
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            actor: self.options.actor.clone(),
+            environment: self.options.environment.clone(),
+            risk: self.options.risk,
+        }
+    }
+}
+
+impl ToolGate {
+    /// A gate deciding with `runtime` on `policy` (the same file: the tool
+    /// map comes from it).
+    pub fn new(runtime: ActionRuntime, policy: Arc<Policy>) -> ToolGate {
+        ToolGate { runtime, policy }
+    }
+
+    /// The runtime that decides.
+    pub fn runtime(&self) -> &ActionRuntime {
+        &self.runtime
+    }
+
+    /// The capability a tool's calls exercise, if any.
+    pub fn capability(&self, tool: &str) -> Option<String> {
+        self.policy.tool_capability(tool)
+    }
+
+    /// Decides one `tools/call` request of `who`: the verdict, already on
+    /// the record. A call that cannot be decided (no tool name, a tool
+    /// without a capability, arguments that are not an exact event) is
+    /// denied and recorded with the agent, environment and risk, the
+    /// capability when the tool has one, and the tool's name as the payload
+    /// field `tool`.
+    pub fn decide_call(&self, who: &Caller, params: Option<&Json>) -> Verdict {
         let name = params.and_then(|p| p.get("name"));
         let Some(name) = name.and_then(Json::as_str) else {
             let reason = match name {
@@ -148,10 +197,11 @@ impl Proxy {
                     format!("malformed tools/call: the tool name is not a string ({other})")
                 }
             };
-            return self.refuse(None, None, "params.name", reason);
+            return self.refuse(who, None, None, "params.name", reason);
         };
         let Some(capability) = self.policy.tool_capability(name) else {
             return self.refuse(
+                who,
                 Some(name),
                 None,
                 "params.name",
@@ -167,15 +217,16 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| json!({}));
         let event = json!({
-            "actor": self.options.actor,
+            "actor": who.actor,
             "capability": capability,
-            "environment": self.options.environment,
-            "risk": self.options.risk.name(),
+            "environment": who.environment,
+            "risk": who.risk.name(),
             "payload": arguments,
         });
         match Event::from_json(&event.to_string()) {
             Ok(event) => self.runtime.execute_event(&event),
             Err(e) => self.refuse(
+                who,
                 Some(name),
                 Some(&capability),
                 "params.arguments",
@@ -191,6 +242,7 @@ impl Proxy {
     /// `field` of the request is at fault, `reason` says how.
     fn refuse(
         &self,
+        who: &Caller,
         tool: Option<&str>,
         capability: Option<&str>,
         field: &'static str,
@@ -202,11 +254,11 @@ impl Proxy {
                 (Some(r.to_owned()), Some(a.to_owned()))
             });
         let mut event = Event {
-            actor: Some(self.options.actor.clone()),
+            actor: Some(who.actor.clone()),
             resource,
             action,
-            environment: Some(self.options.environment.clone()),
-            risk: Some(capfence_compiler::event::EventRisk::from(self.options.risk)),
+            environment: Some(who.environment.clone()),
+            risk: Some(capfence_compiler::event::EventRisk::from(who.risk)),
             payload: std::collections::BTreeMap::new(),
         };
         if let Some(tool) = tool {
@@ -223,7 +275,9 @@ impl Proxy {
             ),
         )
     }
+}
 
+impl Proxy {
     /// Runs the proxy over `client_in` / `client_out` until one side ends.
     /// Returns the server's exit code (1 when it has none, 2 when it could not
     /// be started).
@@ -260,12 +314,12 @@ impl Proxy {
             let pending = Arc::clone(&pending);
             let ended = ended.clone();
             let hide = self.options.hide_denied.then(|| Hide {
-                policy: Arc::clone(&self.policy),
+                policy: Arc::clone(&self.gate.policy),
                 actor: self.options.actor.clone(),
                 environment: self.options.environment.clone(),
                 risk: self.options.risk,
             });
-            let runtime = self.runtime.clone();
+            let runtime = self.gate.runtime.clone();
             std::thread::spawn(move || {
                 relay_server(server_out, &out, &pending, hide.as_ref(), &runtime);
                 let _ = ended.send(End::Server);
@@ -441,7 +495,7 @@ impl Pending {
 /// reference and the amount sent when the result's `structuredContent`
 /// carries `reference` (a string) and `amount_sent` (an exact number or
 /// numeric string).
-fn outcome_of_answer(message: &Json) -> crate::ledger::Outcome {
+pub(crate) fn outcome_of_answer(message: &Json) -> crate::ledger::Outcome {
     use crate::ledger::Outcome;
     let text = |value: Option<&Json>| -> Option<String> {
         let fitted: String = value?
@@ -459,6 +513,19 @@ fn outcome_of_answer(message: &Json) -> crate::ledger::Outcome {
         };
     }
     let result = message.get("result");
+    // The server asks for more input first (MCP 2026-07-28): the tool has
+    // not run; the client's retry is another call, decided anew.
+    if result
+        .and_then(|r| r.get("resultType"))
+        .and_then(Json::as_str)
+        == Some("input_required")
+    {
+        return Outcome::Failed {
+            error: "the MCP server asked for more input (input_required): the tool did not run; \
+                    its retry is decided anew"
+                .to_owned(),
+        };
+    }
     if result
         .and_then(|r| r.get("isError"))
         .and_then(Json::as_bool)
@@ -641,14 +708,14 @@ fn stop(child: &mut Child, grace: Duration) -> i32 {
 }
 
 /// Whether a message is a `tools/call` (request or notification).
-fn is_tool_call(message: &Json) -> bool {
+pub(crate) fn is_tool_call(message: &Json) -> bool {
     message.get("method").and_then(Json::as_str) == Some("tools/call")
 }
 
 /// JSON-RPC: the message is not a valid request.
 const INVALID_REQUEST: i64 = -32600;
 
-fn invalid(id: Option<&Json>, why: &str) -> String {
+pub(crate) fn invalid(id: Option<&Json>, why: &str) -> String {
     json!({
         "jsonrpc": "2.0",
         "id": id.cloned().unwrap_or(Json::Null),
@@ -657,7 +724,7 @@ fn invalid(id: Option<&Json>, why: &str) -> String {
     .to_string()
 }
 
-fn parse_error(why: &str) -> String {
+pub(crate) fn parse_error(why: &str) -> String {
     json!({
         "jsonrpc": "2.0",
         "id": null,
@@ -667,7 +734,7 @@ fn parse_error(why: &str) -> String {
 }
 
 /// The tool result the client gets for a call that did not go through.
-fn refusal(id: &Json, verdict: &Verdict) -> Json {
+pub(crate) fn refusal(id: &Json, verdict: &Verdict) -> Json {
     let mut text = format!("CapFence {}: {}", verdict.decision.as_str(), verdict.reason);
     if let Some(ticket) = &verdict.approval_id {
         text.push_str(&format!(

@@ -37,6 +37,7 @@ use crate::signing;
 
 pub mod agents;
 mod api;
+pub mod mcp_http;
 pub mod notify;
 mod stream;
 mod tls;
@@ -62,6 +63,8 @@ pub struct ServeOptions {
     /// The agents that may call `POST /v1/decide` (none: every such call
     /// is refused).
     pub agents: agents::Agents,
+    /// The MCP servers fronted at `/mcp/NAME` (none: no such endpoint).
+    pub mcp: Option<mcp_http::McpOptions>,
 }
 
 /// A directory of signed checkpoints and the keys whose signatures count.
@@ -124,6 +127,7 @@ struct App {
     agents: agents::Agents,
     metrics: api::Metrics,
     notify_urls: Vec<String>,
+    mcp: Option<mcp_http::Gateways>,
 }
 
 /// Serves the console until the process ends; `ready` is told the address
@@ -145,6 +149,10 @@ pub fn serve(
         }
     }
     let notifier_runtime = rt.clone();
+    let mcp = options
+        .mcp
+        .as_ref()
+        .map(|m| mcp_http::Gateways::new(rt.clone(), m));
     let viewers = options
         .viewers
         .iter()
@@ -165,6 +173,7 @@ pub fn serve(
             .as_ref()
             .map(|n| n.urls.clone())
             .unwrap_or_default(),
+        mcp,
     });
     let commits = app.metrics.commits.clone();
     app.rt
@@ -200,6 +209,11 @@ pub fn serve(
         .route(
             "/v1/outcome",
             post(api::outcome).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)),
+        )
+        .route(
+            "/mcp/{name}",
+            axum::routing::any(mcp_http::endpoint)
+                .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)),
         )
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(api::healthz))

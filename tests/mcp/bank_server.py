@@ -1,6 +1,7 @@
 """A small MCP server for the proxy's tests, written with the official MCP
 Python SDK: a bank whose `transfer_funds` tool appends every transfer it
-executes to the file named on its command line."""
+executes to the file named on its command line. On stdio, or over
+streamable HTTP with `--http PORT`."""
 
 import os
 import sys
@@ -74,4 +75,8 @@ def crash() -> str:
 
 
 if __name__ == "__main__":
-    app.run()
+    # `bank_server.py LEDGER --http PORT`: streamable HTTP at /mcp.
+    if sys.argv[2:3] == ["--http"]:
+        app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[3]))
+    else:
+        app.run()

@@ -98,7 +98,7 @@ impl Metrics {
         }
     }
 
-    fn count(&self, capability: Option<String>, verdict: &Verdict) {
+    pub(super) fn count(&self, capability: Option<String>, verdict: &Verdict) {
         let labels = vec![
             (
                 "capability".to_owned(),
@@ -113,10 +113,17 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// One decision's time, request to durable verdict.
+    pub(super) fn observe(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
+}
+
 /// A request id, 32 hex digits: this process's random prefix (drawn once)
 /// and a counter, so ids never repeat within a process and differ across
 /// restarts without a system call per request.
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| {
@@ -128,7 +135,7 @@ fn request_id() -> String {
     format!("{prefix:016x}{n:016x}")
 }
 
-fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
+pub(super) fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
     if let Ok(value) = header::HeaderValue::from_str(id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -136,7 +143,7 @@ fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
 }
 
 /// The bearer token of a request.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -156,26 +163,17 @@ pub(super) async fn decide(
     let agent = bearer(&headers).and_then(|t| app.agents.authenticate(t).cloned());
     let rt = app.rt.clone();
     let Some(agent) = agent else {
-        app.metrics.refused.inc();
-        let span_id = id.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let span = tracing::info_span!("capfence_http", request_id = %span_id);
-            span.in_scope(|| {
-                rt.execute_unreadable(
+        let answer = tracing::Instrument::instrument(
+            unauthenticated(
+                &app,
+                Some(
                     "denied: an HTTP decision request without a valid agent token (its body was \
                      not read)",
-                )
-            })
-        })
+                ),
+            ),
+            tracing::info_span!("capfence_http", request_id = %id),
+        )
         .await;
-        let mut answer = error(
-            StatusCode::UNAUTHORIZED,
-            "a valid agent token is needed: Authorization: Bearer <token>",
-        );
-        answer.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
         return with_request_id(answer, &id);
     };
     let text = match std::str::from_utf8(&body) {
@@ -213,6 +211,29 @@ pub(super) async fn decide(
         lines.concat()
     };
     with_request_id(respond(StatusCode::OK, "application/json", answer), &id)
+}
+
+/// The answer to a request without a valid agent token: 401, counted, and
+/// recorded as a denied request (`record`, the reason) when it asked for a
+/// decision.
+pub(super) async fn unauthenticated(app: &App, record: Option<&'static str>) -> Response<Body> {
+    app.metrics.refused.inc();
+    if let Some(reason) = record {
+        let rt = app.rt.clone();
+        let span = tracing::Span::current();
+        let _ =
+            tokio::task::spawn_blocking(move || span.in_scope(|| rt.execute_unreadable(reason)))
+                .await;
+    }
+    let mut answer = error(
+        StatusCode::UNAUTHORIZED,
+        "a valid agent token is needed: Authorization: Bearer <token>",
+    );
+    answer.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    answer
 }
 
 /// `POST /v1/outcome`'s body.

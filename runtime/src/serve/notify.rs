@@ -403,7 +403,7 @@ fn post(url: &str, body: &str, signature: Option<&str>) -> Result<u16, String> {
 
 /// A TLS client trusting the platform's roots, certificate and host name
 /// verified.
-fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+pub(super) fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
     CONFIG

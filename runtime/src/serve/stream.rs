@@ -23,6 +23,26 @@ impl futures_core::Stream for Changes {
     }
 }
 
+/// A body of chunks sent on a channel (a relayed event stream).
+pub struct Chunks {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl Chunks {
+    /// The body of what `receiver` gets, until its senders are gone.
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Chunks {
+        Chunks { receiver }
+    }
+}
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx).map(|b| b.map(Ok))
+    }
+}
+
 /// Starts a watcher thread for one connection: it waits on the ledger (no
 /// busy loop: [`crate::store::Store::wait_for_records`]) and ends when the
 /// connection does.

@@ -457,24 +457,7 @@ fn http_and_library_callers_share_the_group_commit() {
         .build()
         .unwrap();
     let (token, line) = capfence::serve::agents::new_agent("treasury-agent").unwrap();
-    let options = capfence::serve::ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
-        insecure_http: false,
-        viewers: Vec::new(),
-        notify: None,
-        checkpoints: None,
-        agents: capfence::serve::agents::Agents::parse(&line, "test").unwrap(),
-    };
-    let (ready, bound) = std::sync::mpsc::channel();
-    let served = runtime.clone();
-    std::thread::spawn(move || {
-        capfence::serve::serve(served, &options, |addr, _| {
-            let _ = ready.send(addr);
-        })
-        .unwrap();
-    });
-    let addr = bound.recv().unwrap().to_string();
+    let addr = super::serve_in_process(&runtime, &line, None);
     let seqs = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for c in 0..8 {

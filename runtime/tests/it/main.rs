@@ -19,6 +19,7 @@ mod faults;
 mod follow;
 mod forgery;
 mod http_api;
+mod mcp_http;
 mod new_payee;
 mod outcome;
 mod policy;
@@ -44,6 +45,35 @@ pub const POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../policies/fintech_policy.yaml"
 );
+
+/// Serves `runtime` with `options` (`capfence serve` in this process) on a
+/// thread of its own; the address it listens on. An agent on `line` (an
+/// agents-file line) may call it; no console options.
+pub fn serve_in_process(
+    runtime: &ActionRuntime,
+    line: &str,
+    mcp: Option<capfence::serve::mcp_http::McpOptions>,
+) -> String {
+    let options = capfence::serve::ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        insecure_http: false,
+        viewers: Vec::new(),
+        notify: None,
+        checkpoints: None,
+        agents: capfence::serve::agents::Agents::parse(line, "test").unwrap(),
+        mcp,
+    };
+    let (ready, bound) = std::sync::mpsc::channel();
+    let served = runtime.clone();
+    std::thread::spawn(move || {
+        capfence::serve::serve(served, &options, |addr, _| {
+            let _ = ready.send(addr);
+        })
+        .unwrap();
+    });
+    bound.recv().unwrap().to_string()
+}
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -68,6 +68,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             public_url,
             checkpoint_dir,
             agents,
+            mcp,
+            mcp_environment,
+            mcp_risk,
         } => commands::serve(
             &place,
             &policy,
@@ -81,6 +84,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 public_url,
                 checkpoint_dir,
                 agents,
+                mcp,
+                mcp_environment,
+                mcp_risk,
             },
         ),
         Command::McpProxy {

@@ -85,6 +85,18 @@ pub enum Command {
         /// new` prints each line; mode 0600).
         #[arg(long, value_name = "FILE")]
         agents: Option<PathBuf>,
+        /// Front the MCP server at URL as `/mcp/NAME` (streamable HTTP;
+        /// repeatable): every tools/call is decided as the agent whose
+        /// token comes with it (docs/mcp.md).
+        #[arg(long, value_name = "NAME=URL")]
+        mcp: Vec<String>,
+        /// The environment of every call through `/mcp/NAME`.
+        #[arg(long, default_value = "production", requires = "mcp")]
+        mcp_environment: String,
+        /// The risk of every call through `/mcp/NAME` (low, medium, high,
+        /// critical).
+        #[arg(long, default_value = "low", value_parser = parse_risk, requires = "mcp")]
+        mcp_risk: capfence::Risk,
     },
     /// Run an MCP server behind CapFence: every tools/call is decided and
     /// recorded before the server sees it (`capfence mcp-proxy --policy P -- python server.py`).

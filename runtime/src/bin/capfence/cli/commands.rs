@@ -233,6 +233,9 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     pub checkpoint_dir: Option<std::path::PathBuf>,
     pub agents: Option<std::path::PathBuf>,
+    pub mcp: Vec<String>,
+    pub mcp_environment: String,
+    pub mcp_risk: capfence::Risk,
 }
 
 /// `agents new --name NAME`: the token, then the agents-file line.
@@ -283,14 +286,30 @@ pub fn serve(place: &Place, policy: &Path, args: ServeArgs) -> Result<ExitCode, 
         });
     let viewers = loaded
         .viewers
-        .into_iter()
-        .map(|v| (v.name, v.key))
+        .iter()
+        .map(|v| (v.name.clone(), v.key.clone()))
         .collect();
     let agents = match &args.agents {
         Some(file) => capfence::serve::agents::Agents::load(file).map_err(|e| e.to_string())?,
         None => capfence::serve::agents::Agents::default(),
     };
+    let upstreams = args
+        .mcp
+        .iter()
+        .map(|spec| capfence::serve::mcp_http::Upstream::parse(spec))
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut names = std::collections::HashSet::new();
+    if let Some(twice) = upstreams.iter().find(|u| !names.insert(u.name.as_str())) {
+        return Err(format!("--mcp {}: the name is given twice", twice.name));
+    }
+    let mcp = (!upstreams.is_empty()).then(|| capfence::serve::mcp_http::McpOptions {
+        upstreams,
+        policy: std::sync::Arc::new(loaded),
+        environment: args.mcp_environment,
+        risk: args.mcp_risk,
+    });
     let options = capfence::serve::ServeOptions {
+        mcp,
         viewers,
         checkpoints,
         agents,
