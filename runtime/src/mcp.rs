@@ -409,8 +409,8 @@ impl Proxy {
                 if !verdict.authorized {
                     // A call sent as a notification has no id to answer:
                     // refused and recorded, not forwarded.
-                    if let Some(id) = message.get("id") {
-                        send(out, &refusal(id, &verdict).to_string());
+                    if message.get("id").is_some() {
+                        send(out, &refusal(&message, &verdict).to_string());
                     }
                     continue;
                 }
@@ -733,8 +733,21 @@ pub(crate) fn parse_error(why: &str) -> String {
     .to_string()
 }
 
-/// The tool result the client gets for a call that did not go through.
-pub(crate) fn refusal(id: &Json, verdict: &Verdict) -> Json {
+/// Whether a request is of MCP 2026-07-28 or later: it carries the
+/// protocol version in its `_meta` envelope, and its results must say
+/// `resultType`.
+pub(crate) fn is_modern(message: &Json) -> bool {
+    message
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("io.modelcontextprotocol/protocolVersion"))
+        .is_some()
+}
+
+/// The tool result the client gets for a call (`request`) that did not go
+/// through.
+pub(crate) fn refusal(request: &Json, verdict: &Verdict) -> Json {
+    let id = request.get("id").cloned().unwrap_or(Json::Null);
     let mut text = format!("CapFence {}: {}", verdict.decision.as_str(), verdict.reason);
     if let Some(ticket) = &verdict.approval_id {
         text.push_str(&format!(
@@ -742,7 +755,7 @@ pub(crate) fn refusal(id: &Json, verdict: &Verdict) -> Json {
              call goes through once"
         ));
     }
-    json!({
+    let mut answer = json!({
         "jsonrpc": "2.0",
         "id": id,
         "result": {
@@ -752,7 +765,13 @@ pub(crate) fn refusal(id: &Json, verdict: &Verdict) -> Json {
             "structuredContent": verdict.to_value(),
             "isError": true,
         },
-    })
+    });
+    if is_modern(request)
+        && let Some(result) = answer.get_mut("result").and_then(Json::as_object_mut)
+    {
+        result.insert("resultType".to_owned(), json!("complete"));
+    }
+    answer
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ import sys
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 
 LEDGER = sys.argv[1]
 app = MCPServer("test-bank")
@@ -37,6 +39,19 @@ def pay(amount: float, destination: str) -> Payment:
     with open(LEDGER, "a", encoding="utf-8") as out:
         out.write(f"{amount} {destination}\n")
     return Payment(reference=f"RAIL-{int(amount)}", amount_sent=f"{amount - 0.5:.2f}")
+
+
+@app.tool()
+def routed_transfer(
+    amount: float,
+    destination: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Destination"})],
+) -> str:
+    """A transfer whose destination a modern (2026-07-28) client mirrors
+    into the `Mcp-Param-Destination` header, which the SDK's server holds
+    to the body."""
+    with open(LEDGER, "a", encoding="utf-8") as out:
+        out.write(f"{amount} {destination}\n")
+    return f"routed ${amount:.2f} to {destination}"
 
 
 @app.tool()

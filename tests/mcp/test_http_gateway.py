@@ -101,8 +101,10 @@ def gateway(tmp_path):
             p.wait()
 
 
-def client(gw, token, **callbacks):
-    """A session context: the SDK's streamable-HTTP client with a bearer token."""
+def client(gw, token, modern=False, **callbacks):
+    """A session context: the SDK's streamable-HTTP client with a bearer
+    token; `modern`: the 2026-07-28 protocol (`server/discover`, no session,
+    routing headers), else the initialize handshake."""
     http = httpx2.AsyncClient(
         headers={"Authorization": f"Bearer {token}"},
         timeout=httpx2.Timeout(30, read=60),
@@ -115,7 +117,10 @@ def client(gw, token, **callbacks):
             read, write = await self.transport.__aenter__()
             self.session = ClientSession(read, write, **callbacks)
             s = await self.session.__aenter__()
-            await s.initialize()
+            if modern:
+                await s.discover()
+            else:
+                await s.initialize()
             return s
 
         async def __aexit__(self, *exc):
@@ -230,6 +235,32 @@ def test_outcomes_and_server_requests_travel_the_event_streams(gateway):
     by_tool = [(o["payload"]["outcome"], o["payload"].get("reference")) for o in outcomes]
     assert by_tool == [("executed", None), ("executed", "RAIL-100"), ("failed", None)], outcomes
     assert outcomes[1]["payload"]["amount"] == "99.5"
+
+
+def test_the_modern_protocol_and_its_mirrored_headers(gateway):
+    """2026-07-28: each request carries its routing headers, and an argument
+    the tool's schema marks (routed_transfer's destination) travels in an
+    Mcp-Param-* header the SDK's server holds to the body. The gateway
+    rebuilds them from what it decided; the server accepts them."""
+    gw = gateway
+
+    async def session():
+        async with client(gw, gw["treasury"], modern=True) as s:
+            names = {t.name for t in (await s.list_tools()).tools}
+            assert "routed_transfer" in names
+            routed = await s.call_tool("routed_transfer", {"amount": 130.0, "destination": "vendor-corp-123"})
+            big = await s.call_tool("routed_transfer", {"amount": 13000.0, "destination": "vendor-corp-123"})
+            return routed, big
+
+    routed, big = asyncio.run(session())
+    assert not routed.is_error, text_of(routed)
+    assert text_of(routed) == "routed $130.00 to vendor-corp-123"
+    assert big.is_error and text_of(big).startswith("CapFence deny: ")
+    assert gw["ledger"].read_text() == "130.0 vendor-corp-123\n"
+    calls = [r for r in records(gw["state"]) if r["kind"] == "decision"]
+    assert [(r["actor"], r["decision"]) for r in calls] == [
+        ("treasury-agent", "allow"), ("treasury-agent", "deny"),
+    ]
 
 
 def raw(gw, token, body, session=None, extra=None):

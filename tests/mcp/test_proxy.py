@@ -67,7 +67,8 @@ def test_the_case_study_through_the_proxy(tmp_path):
                 await session.initialize()
                 names = sorted(t.name for t in (await session.list_tools()).tools)
                 assert names == [
-                    "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds", "wipe_ledger",
+                    "confirm_vendor", "crash", "pay", "read_balance", "routed_transfer", "transfer_funds",
+                    "wipe_ledger",
                 ]
 
                 # Scenario 1: a safe automated transfer goes through.
@@ -175,10 +176,11 @@ def test_hide_denied_drops_the_tools_no_input_can_pass(tmp_path):
 
     # wipe_ledger (ledger.wipe) has no allow or require_approval rule.
     assert asyncio.run(listed("--hide-denied")) == [
-        "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds",
+        "confirm_vendor", "crash", "pay", "read_balance", "routed_transfer", "transfer_funds",
     ]
     assert asyncio.run(listed()) == [
-        "confirm_vendor", "crash", "pay", "read_balance", "transfer_funds", "wipe_ledger",
+        "confirm_vendor", "crash", "pay", "read_balance", "routed_transfer", "transfer_funds",
+        "wipe_ledger",
     ]
 
 

@@ -8,10 +8,11 @@
 //! server receives is this gateway's own serialization of the message it
 //! decided, never the agent's bytes, and only the headers the transport
 //! needs: the routing headers a modern client mirrors from the body
-//! (`Mcp-Method`, `Mcp-Name`) are rebuilt from the decided message, and the
-//! agent's `Mcp-Param-*` headers are dropped (a server reading a header
-//! would read a second copy of the input, not the one decided). The agent's
-//! token never reaches the server.
+//! (`Mcp-Method`, `Mcp-Name`, and `Mcp-Param-*` for the arguments a tool's
+//! schema marks with `x-mcp-header`, learnt from the server's tool lists)
+//! are rebuilt from the decided message and the agent's own dropped: a
+//! server reading a header would otherwise read a second copy of the input,
+//! not the one decided. The agent's token never reaches the server.
 //!
 //! Everything else is relayed: other requests, notifications and
 //! responses, `GET` event streams and `DELETE`. Answers come back as the
@@ -122,6 +123,10 @@ pub struct McpOptions {
     pub risk: Risk,
 }
 
+/// An argument mirrored into a header: its path through the arguments and
+/// the header's token (`Mcp-Param-<token>`).
+type Marked = (Vec<String>, String);
+
 /// The gateways of one server.
 pub(super) struct Gateways {
     upstreams: HashMap<String, Upstream>,
@@ -135,6 +140,10 @@ pub(super) struct Gateways {
     /// (any of its event streams may carry the answer) or, without one,
     /// the request.
     pending: Mutex<HashMap<(String, String, String), u64>>,
+    /// The arguments each tool's input schema marks for an `Mcp-Param-*`
+    /// header (`x-mcp-header`), by gateway and tool, as the server's latest
+    /// tool list gave them: their path and the header's name.
+    mirrored: Mutex<HashMap<(String, String), Vec<Marked>>>,
 }
 
 impl Gateways {
@@ -150,6 +159,7 @@ impl Gateways {
             risk: options.risk,
             sessions: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            mirrored: Mutex::new(HashMap::new()),
         }
     }
 
@@ -159,6 +169,22 @@ impl Gateways {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(gateway.to_owned(), session.to_owned()))
             .cloned()
+    }
+
+    /// Keeps, from a tool list the server sent, which arguments of each
+    /// tool are mirrored into headers.
+    fn learn(&self, gateway: &str, tools: &[Json]) {
+        let mut mirrored = self.mirrored.lock().unwrap_or_else(PoisonError::into_inner);
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Json::as_str) else {
+                continue;
+            };
+            let mut marked = Vec::new();
+            if let Some(schema) = tool.get("inputSchema") {
+                marked_arguments(schema, &mut Vec::new(), &mut marked);
+            }
+            mirrored.insert((gateway.to_owned(), name.to_owned()), marked);
+        }
     }
 
     fn close(&self, gateway: &str, stream: &str, id: &str) -> Option<u64> {
@@ -301,7 +327,7 @@ impl Exchange<'_> {
             if !verdict.authorized {
                 // A call sent as a notification has no id to answer.
                 return match message.get("id") {
-                    Some(id) => rpc_answer(StatusCode::OK, &mcp::refusal(id, &verdict)),
+                    Some(_) => rpc_answer(StatusCode::OK, &mcp::refusal(&message, &verdict)),
                     None => empty(StatusCode::ACCEPTED),
                 };
             }
@@ -520,6 +546,11 @@ impl Exchange<'_> {
                     {
                         request = request.header("mcp-name", header_value(name));
                     }
+                    if method == "tools/call" {
+                        for (name, value) in self.mirrored_arguments(message) {
+                            request = request.header(name, value);
+                        }
+                    }
                 }
                 Body::from(mcp::wire(message))
             }
@@ -528,6 +559,40 @@ impl Exchange<'_> {
         request
             .body(body)
             .map_err(|e| format!("cannot relay the request: {e}"))
+    }
+
+    /// The `Mcp-Param-*` headers of a decided `tools/call`: each argument
+    /// the tool's schema marks, from the decided arguments (none for a tool
+    /// the server has not listed: a server that wants them refuses).
+    fn mirrored_arguments(&self, message: &Json) -> Vec<(String, String)> {
+        let params = message.get("params");
+        let Some(tool) = params.and_then(|p| p.get("name")).and_then(Json::as_str) else {
+            return Vec::new();
+        };
+        let arguments = params.and_then(|p| p.get("arguments"));
+        let mirrored = self
+            .gateways
+            .mirrored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(marked) = mirrored.get(&(self.upstream.name.clone(), tool.to_owned())) else {
+            return Vec::new();
+        };
+        marked
+            .iter()
+            .filter_map(|(path, token)| {
+                let value = path
+                    .iter()
+                    .try_fold(arguments?, |node, key| node.get(key))?;
+                let text = match value {
+                    Json::Bool(b) => b.to_string(),
+                    Json::String(s) => s.clone(),
+                    Json::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                Some((format!("mcp-param-{token}"), header_value(&text)))
+            })
+            .collect()
     }
 
     /// Binds a session id the server gave to this agent; false when another
@@ -613,6 +678,13 @@ impl Watch {
         let single = std::slice::from_ref(message);
         let messages = message.as_array().map_or(single, Vec::as_slice);
         for answer in messages {
+            if let Some(tools) = answer
+                .get("result")
+                .and_then(|r| r.get("tools"))
+                .and_then(Json::as_array)
+            {
+                gateways.learn(&self.gateway, tools);
+            }
             if let Some(id) = mcp::response_id(answer)
                 && let Some(seq) = gateways.close(&self.gateway, &self.stream, &id)
             {
@@ -655,6 +727,23 @@ async fn record(rt: crate::ActionRuntime, seq: u64, outcome: crate::ledger::Outc
             error = %e,
             "the tool call's outcome was not recorded"
         );
+    }
+}
+
+/// The properties of `schema` (reached through `properties` alone) that
+/// carry `x-mcp-header`: their path and the header's token.
+fn marked_arguments(schema: &Json, path: &mut Vec<String>, out: &mut Vec<Marked>) {
+    if !path.is_empty()
+        && let Some(token) = schema.get("x-mcp-header").and_then(Json::as_str)
+    {
+        out.push((path.clone(), token.to_owned()));
+    }
+    if let Some(properties) = schema.get("properties").and_then(Json::as_object) {
+        for (key, property) in properties {
+            path.push(key.clone());
+            marked_arguments(property, path, out);
+            path.pop();
+        }
     }
 }
 

@@ -82,8 +82,15 @@ fn recording_server() -> (String, Arc<Mutex<Vec<Received>>>, Sender<()>) {
                 // Held open until the test has looked at the ledger.
                 let _ = released.recv_timeout(Duration::from_secs(30));
             } else {
+                // A tool list marks transfer_funds' destination for an
+                // Mcp-Param-Destination header; anything else gets {}.
+                let result = if message["method"] == "tools/list" {
+                    "{\"tools\":[{\"name\":\"transfer_funds\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"amount\":{\"type\":\"number\"},\"destination\":{\"type\":\"string\",\"x-mcp-header\":\"Destination\"}}}}]}"
+                } else {
+                    "{}"
+                };
                 let answer = format!(
-                    "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{}}}}",
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result}}}",
                     message["id"]
                 );
                 let _ = write!(
@@ -176,8 +183,19 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     let (addr, token) = serve(&runtime, &bank);
     let bearer = format!("Bearer {token}");
 
+    // A modern client lists the tools first (the gateway learns which
+    // arguments are mirrored into headers).
+    let list = "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/list\",\"params\":{}}";
+    let (status, _) = post(
+        &addr,
+        "/mcp/bank",
+        &[("Authorization", &bearer), ("Mcp-Method", "tools/list")],
+        list,
+    );
+    assert_eq!(status, 200);
     // The agent's bytes: a bare \r between members, an amount past f64's
-    // precision, routing headers that name another tool and amount.
+    // precision, routing headers that name another tool, amount and
+    // destination than the body.
     let call = "{\"jsonrpc\":\"2.0\",\r\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"transfer_funds\",\"arguments\":{\"amount\":120.000000000000000001,  \"destination\":\"vendor-corp-123\"}}}";
     let (status, mut answer) = post(
         &addr,
@@ -187,6 +205,7 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
             ("Mcp-Method", "tools/call"),
             ("Mcp-Name", "read_balance"),
             ("Mcp-Param-Amount", "1"),
+            ("Mcp-Param-Destination", "attacker-999"),
             ("Mcp-Protocol-Version", "2026-07-28"),
         ],
         call,
@@ -214,8 +233,8 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     assert!(relayed.contains("\"isError\":false}}\r\n\r\n"), "{relayed}");
 
     let got = received.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "{got:?}");
-    let sent = &got[0];
+    assert_eq!(got.len(), 2, "{got:?}");
+    let sent = &got[1];
     // This gateway's serialization of the decided message: no \r, the
     // amount as its exact text.
     let decided: serde_json::Value = serde_json::from_str(call).unwrap();
@@ -227,6 +246,10 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     assert_eq!(sent.header("mcp-name").as_deref(), Some("transfer_funds"));
     assert_eq!(sent.header("mcp-method").as_deref(), Some("tools/call"));
     assert_eq!(sent.header("mcp-param-amount"), None);
+    assert_eq!(
+        sent.header("mcp-param-destination").as_deref(),
+        Some("vendor-corp-123")
+    );
     assert_eq!(sent.header("authorization"), None);
     assert_eq!(
         sent.header("mcp-protocol-version").as_deref(),
