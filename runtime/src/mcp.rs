@@ -403,6 +403,21 @@ impl Proxy {
                 );
                 continue;
             }
+            // An id already in flight: the server's one answer would be
+            // taken for either request (and a call's outcome read from
+            // another call's answer). Never forwarded.
+            if let Some(id) = request_id(&message)
+                && pending.holds(&id)
+            {
+                send(
+                    out,
+                    &invalid(
+                        message.get("id"),
+                        "a request with this id is already waiting for its answer",
+                    ),
+                );
+                continue;
+            }
             let mut call = None;
             if is_tool_call(&message) {
                 let verdict = self.decide_call(message.get("params"));
@@ -467,6 +482,14 @@ impl Pending {
             ids.calls.insert(id.clone(), seq);
         }
         ids.all.insert(id);
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .all
+            .contains(id)
     }
 
     /// Closes `id`; `None` when it was not pending.

@@ -279,6 +279,39 @@ def test_a_server_that_exits_answers_what_is_pending_and_ends_the_proxy(tmp_path
     assert proc.wait(timeout=30) == 3
 
 
+def test_a_call_under_an_id_still_in_flight_is_refused(tmp_path):
+    """Two calls under one id: the server's one answer would be taken for
+    either, and a call's outcome read from the other's answer (a failed
+    small call freeing the velocity room of a large one that moved). The
+    second is refused while the first waits (here: on an elicitation the
+    client never answers) and never reaches the server."""
+    state, ledger = tmp_path / "state", tmp_path / "bank.txt"
+    proc = raw_proxy(state, ledger)
+    try:
+        init = json.loads(INIT)
+        init["params"]["capabilities"] = {"elicitation": {}}
+        assert exchange(proc, json.dumps(init))["id"] == 1
+        proc.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        waits = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                 "params": {"name": "confirm_vendor", "arguments": {"vendor": "v"}}}
+        pays = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "transfer_funds", "arguments": {"amount": 10, "destination": "x"}}}
+        proc.stdin.write(json.dumps(waits) + "\n" + json.dumps(pays) + "\n")
+        proc.stdin.flush()
+        seen = []
+        while not any("error" in m for m in seen):
+            seen.append(json.loads(proc.stdout.readline()))
+        refused = next(m for m in seen if "error" in m)
+        assert refused["id"] == 5 and refused["error"]["code"] == -32600
+        assert "already waiting for its answer" in refused["error"]["message"]
+        assert not ledger.exists()
+        calls = [json.loads(l) for l in capfence(state, "audit", "log", "--json").stdout.splitlines()]
+        assert [c["capability"] for c in calls if c["kind"] == "decision"] == ["mcp.confirm_vendor"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 OVER_LIMIT = '"params":{"name":"transfer_funds","arguments":{"amount":15000,"destination":"attacker-1"}}'
 
 

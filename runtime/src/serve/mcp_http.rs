@@ -127,6 +127,9 @@ pub struct McpOptions {
 /// the header's token (`Mcp-Param-<token>`).
 type Marked = (Vec<String>, String);
 
+/// An awaited call: its gateway, its stream, its JSON-RPC id's text.
+type PendingKey = (String, String, String);
+
 /// The gateways of one server.
 pub(super) struct Gateways {
     upstreams: HashMap<String, Upstream>,
@@ -139,7 +142,8 @@ pub(super) struct Gateways {
     /// JSON-RPC id) → the decision's record. The stream is the session
     /// (any of its event streams may carry the answer) or, without one,
     /// the request.
-    pending: Mutex<HashMap<(String, String, String), u64>>,
+    /// Being decided: `None`.
+    pending: Mutex<HashMap<PendingKey, Option<u64>>>,
     /// The arguments each tool's input schema marks for an `Mcp-Param-*`
     /// header (`x-mcp-header`), by gateway and tool, as the server's latest
     /// tool list gave them: their path and the header's name.
@@ -187,11 +191,38 @@ impl Gateways {
         }
     }
 
+    /// Holds `key` for a call about to be decided; false when a call with
+    /// that id is already being decided or awaited there.
+    fn reserve(&self, key: &PendingKey) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.contains_key(key) {
+            return false;
+        }
+        pending.insert(key.clone(), None);
+        true
+    }
+
+    /// The reserved call was decided: awaited with its record when it goes
+    /// to the server (`Some`), else let go.
+    fn settle(&self, key: &PendingKey, seq: Option<u64>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match seq {
+            Some(seq) => {
+                pending.insert(key.clone(), Some(seq));
+            }
+            None => {
+                pending.remove(key);
+            }
+        }
+    }
+
+    /// The call `id` awaited on `stream` is answered: its record.
     fn close(&self, gateway: &str, stream: &str, id: &str) -> Option<u64> {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(gateway.to_owned(), stream.to_owned(), id.to_owned()))
+            .flatten()
     }
 }
 
@@ -323,7 +354,33 @@ impl Exchange<'_> {
         }
         let mut call = None;
         if mcp::is_tool_call(&message) {
+            // A call whose id is already awaited in this session: the
+            // server's one answer would be taken for either (and one call's
+            // outcome read from the other's answer).
+            let key = message.get("id").map(|id| {
+                (
+                    self.upstream.name.clone(),
+                    self.stream.clone(),
+                    id.to_string(),
+                )
+            });
+            if let Some(key) = &key
+                && !self.gateways.reserve(key)
+                && let Some(id) = message.get("id")
+            {
+                return rpc_text(
+                    StatusCode::BAD_REQUEST,
+                    mcp::invalid(
+                        Some(id),
+                        "a call with this id is already waiting for its answer",
+                    ),
+                );
+            }
             let verdict = self.decide(&message).await;
+            if let Some(key) = &key {
+                self.gateways
+                    .settle(key, verdict.authorized.then_some(verdict.seq).flatten());
+            }
             if !verdict.authorized {
                 // A call sent as a notification has no id to answer.
                 return match message.get("id") {
@@ -332,18 +389,9 @@ impl Exchange<'_> {
                 };
             }
             if let (Some(id), Some(seq)) = (message.get("id"), verdict.seq) {
-                let key = id.to_string();
-                self.gateways
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(
-                        (self.upstream.name.clone(), self.stream.clone(), key.clone()),
-                        seq,
-                    );
                 call = Some(Call {
                     id: id.clone(),
-                    key,
+                    key: id.to_string(),
                     seq,
                 });
             }

@@ -72,15 +72,25 @@ fn recording_server() -> (String, Arc<Mutex<Vec<Received>>>, Sender<()>) {
             let message: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             if message["method"] == "tools/call" {
                 let id = message["id"].to_string();
-                let events = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
-                     event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"paying\"}}}}\n\n\
-                     event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"paid\"}}],\r\ndata: \"structuredContent\":{{\"reference\":\"RAIL-{id}\",\"amount_sent\":\"119.5\"}},\"isError\":false}}}}\r\n\r\n"
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
+                      event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"paying\"}}\n\n",
                 );
-                let _ = stream.write_all(events.as_bytes());
+                let _ = stream.flush();
+                // A call to `hold` is answered once the test says so.
+                let hold = message["params"]["arguments"]["destination"] == "hold";
+                if hold {
+                    let _ = released.recv_timeout(Duration::from_secs(30));
+                }
+                let answer = format!(
+                    "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"paid\"}}],\r\ndata: \"structuredContent\":{{\"reference\":\"RAIL-{id}\",\"amount_sent\":\"119.5\"}},\"isError\":false}}}}\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes());
                 let _ = stream.flush();
                 // Held open until the test has looked at the ledger.
-                let _ = released.recv_timeout(Duration::from_secs(30));
+                if !hold {
+                    let _ = released.recv_timeout(Duration::from_secs(30));
+                }
             } else {
                 // A tool list marks transfer_funds' destination for an
                 // Mcp-Param-Destination header; anything else gets {}.
@@ -206,6 +216,7 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
             ("Mcp-Name", "read_balance"),
             ("Mcp-Param-Amount", "1"),
             ("Mcp-Param-Destination", "attacker-999"),
+            ("Mcp-Session-Id", "s-1"),
             ("Mcp-Protocol-Version", "2026-07-28"),
         ],
         call,
@@ -223,6 +234,7 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     let outcome: serde_json::Value = serde_json::from_str(&recorded[0].payload).unwrap();
     assert_eq!(outcome["reference"], "RAIL-7");
+
     assert_eq!(outcome["amount"], "119.5");
     release.send(()).unwrap();
     let mut rest = String::new();
@@ -232,8 +244,30 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     assert!(relayed.contains("\"data\":\"paying\""), "{relayed}");
     assert!(relayed.contains("\"isError\":false}}\r\n\r\n"), "{relayed}");
 
+    // A second call under an id still waiting for its answer would have its
+    // outcome read from the first one's: refused, never sent.
+    let held = "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"transfer_funds\",\"arguments\":{\"amount\":10,\"destination\":\"hold\"}}}";
+    let session = [
+        ("Authorization", bearer.as_str()),
+        ("Mcp-Session-Id", "s-1"),
+    ];
+    let (status, mut first) = post(&addr, "/mcp/bank", &session, held);
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &addr,
+        "/mcp/bank",
+        &session,
+        &held.replace("\"amount\":10", "\"amount\":400"),
+    );
+    assert_eq!(status, 400);
+    release.send(()).unwrap();
+    let mut answered = String::new();
+    first.read_to_string(&mut answered).unwrap();
+    assert!(answered.contains("RAIL-8"), "{answered}");
+    assert_eq!(outcomes(&runtime).len(), 2);
+
     let got = received.lock().unwrap().clone();
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
     let sent = &got[1];
     // This gateway's serialization of the decided message: no \r, the
     // amount as its exact text.
@@ -258,12 +292,12 @@ fn the_server_gets_the_decided_message_and_the_answer_is_recorded_before_it_is_r
     assert_eq!(sent.header("host").as_deref(), Some(bank.as_str()));
     assert!(sent.head.starts_with("POST /mcp HTTP/1.1"), "{}", sent.head);
 
-    // The decision is the agent's, on the exact amount.
+    // The first decision is the agent's, on the exact amount.
     let mut decision = None;
     runtime
         .ledger()
         .records_after(0, &mut |r| {
-            if matches!(r.decision, RecordKind::Decision(_)) {
+            if decision.is_none() && matches!(r.decision, RecordKind::Decision(_)) {
                 decision = Some(r);
             }
             true
