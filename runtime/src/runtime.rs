@@ -24,7 +24,7 @@ use crate::verdict::Verdict;
 /// relaxed atomic load when no subscriber listens.
 fn trace_decision(event: &Event, result: &Result<Verdict, RuntimeError>, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    let capability = event.capability().unwrap_or_default();
+    let capability = CapabilityOf(event);
     match result {
         Ok(verdict) => tracing::info!(
             target: "capfence::decision",
@@ -54,6 +54,19 @@ fn trace_decision(event: &Event, result: &Result<Verdict, RuntimeError>, latency
             payload = %payload,
             "decision payload"
         );
+    }
+}
+
+/// An event's capability (`resource.action`, empty when it names none),
+/// written only when a subscriber formats it.
+struct CapabilityOf<'a>(&'a Event);
+
+impl std::fmt::Display for CapabilityOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.0.resource, &self.0.action) {
+            (Some(resource), Some(action)) => write!(f, "{resource}.{action}"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -344,17 +357,28 @@ impl ActionRuntime {
     /// without a thread per call; a batch this call leads is committed on a
     /// blocking thread.
     #[cfg(feature = "serve")]
-    pub async fn execute_event_async(&self, event: &Event) -> Verdict {
+    pub async fn execute_event_async(&self, event: Event) -> Verdict {
         let started = std::time::Instant::now();
-        let windowed = self.windowed.as_ref().filter(|w| w.covers(event)).cloned();
+        let windowed = self.windowed.as_ref().filter(|w| w.covers(&event)).cloned();
         let decision = match &windowed {
             Some(_) => Decision::refused("decided on its window totals"),
-            None => self.decider.decide(event),
+            None => self.decider.decide(&event),
+        };
+        // The event goes to the ledger; the trace needs its capability (and
+        // the rest only at TRACE).
+        let traced = if tracing::enabled!(target: "capfence::decision", tracing::Level::TRACE) {
+            event.clone()
+        } else {
+            Event {
+                resource: event.resource.clone(),
+                action: event.action.clone(),
+                ..Event::default()
+            }
         };
         let result = self
             .ledger
             .settle_async(
-                event.clone(),
+                event,
                 decision,
                 self.decider.digest(),
                 &self.source,
@@ -363,7 +387,7 @@ impl ActionRuntime {
             )
             .await
             .map_err(RuntimeError::from);
-        trace_decision(event, &result, started.elapsed());
+        trace_decision(&traced, &result, started.elapsed());
         result.unwrap_or_else(|e| {
             Verdict::deny(format!("denied: no audit record could be written ({e})"))
         })

@@ -56,14 +56,18 @@ struct Waiter {
     wake: Condvar,
     /// An async caller's waker (set while its turn is `Wait`).
     waker: Mutex<Option<std::task::Waker>>,
+    /// An async caller: it has no thread to lead with; a committing thread
+    /// of the blocking pool settles its job.
+    asynchronous: bool,
 }
 
 impl Waiter {
-    fn new() -> Waiter {
+    fn new(asynchronous: bool) -> Waiter {
         Waiter {
             turn: Mutex::new(Turn::Wait),
             wake: Condvar::new(),
             waker: Mutex::new(None),
+            asynchronous,
         }
     }
 
@@ -136,7 +140,7 @@ impl Ledger {
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
         let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
-        let me = Arc::new(Waiter::new());
+        let me = Arc::new(Waiter::new(false));
         let result = self.queue_and_wait(job, &me);
         result.map(|mut verdict| {
             if let Some(part) = rule_part {
@@ -147,8 +151,11 @@ impl Ledger {
     }
 
     /// [`settle`](Self::settle) for an async caller: it waits for its
-    /// verdict without a thread of its own; when its turn is to lead a
-    /// batch, the batch is committed on a blocking thread.
+    /// verdict without a thread of its own. When its turn is to lead, a
+    /// thread of the blocking pool commits batch after batch while the
+    /// queue's next job is an async caller's (no hop back to the executor
+    /// and out again between batches), and hands the lead to a thread
+    /// caller's job, or gives it up when the queue is empty.
     #[cfg(feature = "serve")]
     pub(crate) async fn settle_async(
         &self,
@@ -161,7 +168,7 @@ impl Ledger {
     ) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
-        let me = Arc::new(Waiter::new());
+        let me = Arc::new(Waiter::new(true));
         let lead_now = {
             let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
             queue.pending.push((job, Arc::clone(&me)));
@@ -173,24 +180,22 @@ impl Ledger {
                 true
             }
         };
-        let turn = if lead_now {
+        let mut turn = if lead_now {
             Turn::Lead
         } else {
             NextTurn(&me).await
         };
+        if matches!(turn, Turn::Lead) {
+            let ledger = self.clone();
+            // Not awaited: this caller's verdict comes like every other's.
+            drop(tokio::task::spawn_blocking(move || ledger.lead_batches()));
+            turn = NextTurn(&me).await;
+        }
         let result = match turn {
             Turn::Done(result) => *result,
-            _ => {
-                let ledger = self.clone();
-                let leader = Arc::clone(&me);
-                tokio::task::spawn_blocking(move || ledger.lead(&leader))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Invalid(
-                            "the group commit's thread stopped".to_owned().into(),
-                        ))
-                    })
-            }
+            _ => Err(StoreError::Invalid(
+                "the group commit handed the lead twice".to_owned().into(),
+            )),
         };
         result.map(|mut verdict| {
             if let Some(part) = rule_part {
@@ -274,6 +279,80 @@ impl Ledger {
     /// hands out the verdicts, and passes leadership to the next queued job.
     fn lead(&self, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
+        let (batch, results, head) = self.commit_gathered()?;
+        let mut mine = Err(StoreError::Invalid(
+            "the leader's job was not in its batch".to_owned().into(),
+        ));
+        for ((_, waiter), result) in batch.iter().zip(results) {
+            if Arc::ptr_eq(waiter, me) {
+                mine = result;
+            } else {
+                waiter.set(Turn::Done(Box::new(result)));
+            }
+        }
+        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
+        match queue.pending.first() {
+            Some((_, next)) => next.set(Turn::Lead),
+            None => queue.leader = false,
+        }
+        drop(queue);
+        if let Some(head) = head {
+            self.checkpoint_if_due(head);
+        }
+        mine
+    }
+
+    /// Leads for async callers, on a thread of the blocking pool: commits
+    /// batch after batch, each caller's verdict handed to it, while the next
+    /// queued job is an async caller's; then passes the lead to a thread
+    /// caller's job (it leads on its own thread) or gives it up.
+    #[cfg(feature = "serve")]
+    fn lead_batches(&self) {
+        loop {
+            let Ok((batch, results, head)) = self.commit_gathered() else {
+                return;
+            };
+            for ((_, waiter), result) in batch.iter().zip(results) {
+                waiter.set(Turn::Done(Box::new(result)));
+            }
+            let go_on = match self.inner.queue.lock() {
+                Ok(mut queue) => match queue.pending.first() {
+                    Some((_, next)) if next.asynchronous => true,
+                    Some((_, next)) => {
+                        next.set(Turn::Lead);
+                        false
+                    }
+                    None => {
+                        queue.leader = false;
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            if let Some(head) = head {
+                self.checkpoint_if_due(head);
+            }
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Gathers the queued jobs (waiting briefly for as many callers as the
+    /// last batch had) and commits them in one transaction: the batch, each
+    /// job's verdict, and the chain's head after it.
+    #[allow(clippy::type_complexity)]
+    fn commit_gathered(
+        &self,
+    ) -> Result<
+        (
+            Vec<(Job, Arc<Waiter>)>,
+            Vec<Result<Verdict, StoreError>>,
+            Option<u64>,
+        ),
+        StoreError,
+    > {
+        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
         // Gather: wait briefly until as many callers as last time have
         // submitted, so one fsync serves them all. Alone, there is no wait.
@@ -300,26 +379,8 @@ impl Ledger {
         if let Some(observe) = self.inner.commit_observer.get() {
             observe(started.elapsed(), jobs.len());
         }
-        let mut mine = Err(StoreError::Invalid(
-            "the leader's job was not in its batch".to_owned().into(),
-        ));
-        for ((_, waiter), result) in batch.iter().zip(results) {
-            if Arc::ptr_eq(waiter, me) {
-                mine = result;
-            } else {
-                waiter.set(Turn::Done(Box::new(result)));
-            }
-        }
-        let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-        match queue.pending.first() {
-            Some((_, next)) => next.set(Turn::Lead),
-            None => queue.leader = false,
-        }
-        drop(queue);
-        if let Some(head) = head {
-            self.checkpoint_if_due(head);
-        }
-        mine
+        drop(jobs);
+        Ok((batch, results, head))
     }
 
     /// Commits a batch: each job's verdict, and the chain's head after it

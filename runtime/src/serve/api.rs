@@ -27,10 +27,29 @@ use crate::verdict::Verdict;
 /// The largest body `/v1/decide` reads (1 MiB).
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// A decision counter's labels: the capability (taken, not copied, from
+/// the call) and the decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(super) struct DecisionLabels {
+    capability: String,
+    decision: &'static str,
+}
+
+impl prometheus_client::encoding::EncodeLabelSet for DecisionLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel as _;
+        ("capability", self.capability.as_str()).encode(encoder.encode_label())?;
+        ("decision", self.decision).encode(encoder.encode_label())
+    }
+}
+
 /// What `/metrics` reports.
 pub struct Metrics {
     registry: Registry,
-    decisions: Family<Vec<(String, String)>, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
     latency: Histogram,
     refused: Counter,
     store_errors: Counter,
@@ -43,7 +62,7 @@ pub struct Metrics {
 impl Metrics {
     pub(super) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("capfence");
-        let decisions = Family::<Vec<(String, String)>, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
             "Decisions made through this server, by capability and decision",
@@ -99,13 +118,10 @@ impl Metrics {
     }
 
     pub(super) fn count(&self, capability: Option<String>, verdict: &Verdict) {
-        let labels = vec![
-            (
-                "capability".to_owned(),
-                capability.unwrap_or_else(|| "unknown".to_owned()),
-            ),
-            ("decision".to_owned(), verdict.decision.as_str().to_owned()),
-        ];
+        let labels = DecisionLabels {
+            capability: capability.unwrap_or_else(|| "unknown".to_owned()),
+            decision: verdict.decision.as_str(),
+        };
         self.decisions.get_or_create(&labels).inc();
         if verdict.seq.is_none() {
             self.store_errors.inc();
@@ -176,41 +192,61 @@ pub(super) async fn decide(
         .await;
         return with_request_id(answer, &id);
     };
-    let text = match std::str::from_utf8(&body) {
-        Ok(text) => text.trim().to_owned(),
-        Err(_) => String::new(),
-    };
+    let text = std::str::from_utf8(&body).map_or("", str::trim);
     let batch = text.starts_with('[');
-    let events: Vec<String> = if batch {
-        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&text) {
-            Ok(items) => items.iter().map(|r| r.get().to_owned()).collect(),
+    let events: Vec<&str> = if batch {
+        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text) {
+            Ok(items) => items.iter().map(|r| r.get()).collect(),
             // Not an array of JSON values: one unreadable request.
-            Err(_) => vec![text.clone()],
+            Err(_) => vec![text],
         }
     } else {
         vec![text]
     };
     let span = tracing::info_span!("capfence_http", request_id = %id, agent = %agent.name);
     let mut verdicts = Vec::with_capacity(events.len());
-    for text in &events {
+    for text in events {
         let decided =
             tracing::Instrument::instrument(decide_one(&rt, text, &agent.name), span.clone()).await;
         verdicts.push(decided);
     }
 
     let elapsed = started.elapsed().as_secs_f64();
-    for (capability, verdict) in &verdicts {
-        app.metrics.count(capability.clone(), verdict);
-        app.metrics.latency.observe(elapsed);
-    }
     // The verdict lines `capfence decide` prints, fields in its order.
-    let lines: Vec<String> = verdicts.iter().map(|(_, v)| v.to_json()).collect();
+    let lines: Vec<String> = verdicts
+        .into_iter()
+        .map(|(capability, verdict)| {
+            app.metrics.count(capability, &verdict);
+            app.metrics.latency.observe(elapsed);
+            verdict.to_json()
+        })
+        .collect();
     let answer = if batch {
         format!("[{}]", lines.join(","))
     } else {
         lines.concat()
     };
-    with_request_id(respond(StatusCode::OK, "application/json", answer), &id)
+    with_request_id(verdicts_answer(answer), &id)
+}
+
+/// A decision answer: JSON for a program, not a page (none of the console's
+/// page headers), never cached.
+fn verdicts_answer(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The answer to a request without a valid agent token: 401, counted, and
@@ -370,7 +406,7 @@ async fn decide_one(
         }
     };
     let capability = event.capability();
-    match event.actor.clone() {
+    match event.actor.take() {
         Some(claimed) if claimed != agent => {
             // Recorded under the agent that sent it, naming the claim.
             event.actor = Some(agent.to_owned());
@@ -386,7 +422,7 @@ async fn decide_one(
         }
         _ => {
             event.actor = Some(agent.to_owned());
-            (capability, rt.execute_event_async(&event).await)
+            (capability, rt.execute_event_async(event).await)
         }
     }
 }
