@@ -21,6 +21,11 @@ use capfence::serve::agents::{Agents, new_agent};
 use capfence::serve::{ServeOptions, serve};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The `capfence` binary's allocator: this process stands in for `capfence
+/// serve` (and the library callers share it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/fintech_policy.yaml");
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -74,18 +79,23 @@ fn client(addr: SocketAddr, token: &str, first: u64, count: u64, floor: bool) {
     stream.set_nodelay(true).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
+    let mut request = Vec::new();
     for i in first..first + count {
+        // Each request leaves in one write, as an HTTP client's do (a
+        // `write!` straight to the socket sends each formatted piece alone).
+        request.clear();
         if floor {
-            write!(writer, "GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+            request.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n");
         } else {
             let body = body(i);
             write!(
-                writer,
+                request,
                 "POST /v1/decide HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();
         }
+        writer.write_all(&request).unwrap();
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
