@@ -33,8 +33,16 @@ use crate::verdict::Verdict;
 /// # std::fs::remove_dir_all(&state).ok();
 /// # Ok::<(), capfence::RuntimeError>(())
 /// ```
+///
+/// A context is shared, not copied: cloning it (and making it the ambient
+/// one, and finding it there) allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
     runtime: ActionRuntime,
     actor: String,
     /// Lowercase, as event intake makes it.
@@ -54,38 +62,40 @@ impl Context {
         let environment = environment.to_ascii_lowercase();
         let fault = names_fault(None, None, Some(&environment), Some(actor), None);
         Context {
-            runtime,
-            actor: actor.to_owned(),
-            environment,
-            risk: Risk::Low,
-            fault,
+            inner: Arc::new(Inner {
+                runtime,
+                actor: actor.to_owned(),
+                environment,
+                risk: Risk::Low,
+                fault,
+            }),
         }
     }
 
     /// The same context with another risk level.
     pub fn with_risk(mut self, risk: Risk) -> Context {
-        self.risk = risk;
+        Arc::make_mut(&mut self.inner).risk = risk;
         self
     }
 
     /// The actor.
     pub fn actor(&self) -> &str {
-        &self.actor
+        &self.inner.actor
     }
 
     /// The environment (lowercase).
     pub fn environment(&self) -> &str {
-        &self.environment
+        &self.inner.environment
     }
 
     /// The risk level.
     pub fn risk(&self) -> Risk {
-        self.risk
+        self.inner.risk
     }
 
     /// The runtime.
     pub fn runtime(&self) -> &ActionRuntime {
-        &self.runtime
+        &self.inner.runtime
     }
 
     /// Runs `f` with this context as the ambient one (for gated functions that
@@ -119,16 +129,16 @@ impl Context {
 
 impl GateContext for Context {
     fn actor(&self) -> &str {
-        &self.actor
+        &self.inner.actor
     }
     fn environment(&self) -> &str {
-        &self.environment
+        &self.inner.environment
     }
     fn risk(&self) -> Risk {
-        self.risk
+        self.inner.risk
     }
     fn fault(&self) -> NameFault {
-        self.fault
+        self.inner.fault
     }
 }
 
@@ -308,7 +318,7 @@ impl Prepared {
                 }
             },
         };
-        let running = context.runtime.policy_digest();
+        let running = context.runtime().policy_digest();
         let decision = if running == digest {
             Ok(decide(context).map(CompiledDecision::to_decision))
         } else {
@@ -319,15 +329,15 @@ impl Prepared {
             ))
         };
         let mut event = Event::new(
-            &context.actor,
+            context.actor(),
             resource,
             action,
-            &context.environment,
-            context.risk.name(),
+            context.environment(),
+            context.risk().name(),
         );
         event.payload = payload();
         Ok(Prepared {
-            runtime: context.runtime.clone(),
+            runtime: context.runtime().clone(),
             event,
             decision,
         })
