@@ -365,6 +365,32 @@ fn verify(c: &mut Criterion) {
     group.bench_function("sqlite_1m_records", |b| {
         b.iter(|| runtime.verify().unwrap())
     });
+    // Its parts, one thread each: reading the rows alone, and reading with
+    // each record re-encoded, hashed and linked.
+    let store = capfence::store::sqlite::SqliteStore::open_checked(
+        &dir,
+        capfence::store::sqlite::SqliteOptions::default(),
+    )
+    .unwrap();
+    group.bench_function("sqlite_1m_read_only", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            capfence::store::Store::scan_views(&store, &mut |v| {
+                n += v.seq;
+                true
+            })
+            .unwrap();
+            n
+        })
+    });
+    group.bench_function("sqlite_1m_read_and_hash", |b| {
+        b.iter(|| {
+            let mut verifier = capfence::audit::Verifier::default();
+            capfence::store::Store::scan_views(&store, &mut |v| verifier.check_view(v).is_ok())
+                .unwrap();
+            verifier.finish().unwrap()
+        })
+    });
     if let Some(url) = postgres_database("verify") {
         copy_to_postgres(&runtime, &url);
         let on_postgres = ActionRuntime::builder(POLICY)

@@ -412,6 +412,18 @@ pub fn record_key(record: &AuditRecord) -> String {
     )
 }
 
+/// Whether two records hold the same event under the same rule and policy:
+/// the fields [`record_key`] hashes.
+fn same_event(a: &AuditRecord, b: &AuditRecord) -> bool {
+    a.actor == b.actor
+        && a.capability == b.capability
+        && a.environment == b.environment
+        && a.risk == b.risk
+        && a.payload == b.payload
+        && a.rule == b.rule
+        && a.policy_digest == b.policy_digest
+}
+
 fn key_of(
     actor: Option<&str>,
     capability: Option<&str>,
@@ -692,7 +704,11 @@ pub fn chain_ticket(
     for r in rest {
         let decided = t.approved || t.rejected_by.is_some();
         let fits = match r.decision {
-            RecordKind::REQUIRE_APPROVAL => !decided && record_key(r) == t.key,
+            // The key is a function of these fields: a record equal to the
+            // opening one in them has its key, unhashed.
+            RecordKind::REQUIRE_APPROVAL => {
+                !decided && (same_event(r, open) || record_key(r) == t.key)
+            }
             verb @ (RecordKind::Approve | RecordKind::Reject) if !decided => {
                 let signed = if r.policy_digest.is_some() {
                     if r.policy_digest.as_deref() != Some(t.policy_digest.as_str()) {

@@ -88,13 +88,22 @@ impl Ledger {
                             return Err(VerifyError::from(fault));
                         }
                         // Every record is one CapFence could have written.
-                        let record = match owned(&view) {
-                            Ok(record) => record,
+                        let kind = match kind_of(&view) {
+                            Ok(kind) => kind,
                             Err(fault) => {
                                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                                 return Err(fault);
                             }
                         };
+                        // Most records are decisions that cite nothing:
+                        // checked on their bytes, never copied.
+                        if view.approval_id.is_none()
+                            && !matches!(kind, RecordKind::Activate | RecordKind::Outcome)
+                        {
+                            policies.observe_kind(view.seq, kind, view.policy_digest);
+                            continue;
+                        }
+                        let record = owned(&view, kind);
                         policies.observe(&record);
                         if record.decision == RecordKind::Outcome
                             && record
@@ -401,22 +410,26 @@ impl Cited {
     }
 }
 
-/// A borrowed record, owned; `Err` names a `decision` that is neither a
-/// decision nor an operator action (nothing CapFence writes).
-fn owned(view: &crate::audit::RecordView<'_>) -> Result<AuditRecord, VerifyError> {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let opt = |b: Option<&[u8]>| b.map(text);
-    let decision = std::str::from_utf8(view.decision)
+/// A record's kind; `Err` names a `decision` that is neither a decision nor
+/// an operator action (nothing CapFence writes).
+fn kind_of(view: &crate::audit::RecordView<'_>) -> Result<RecordKind, VerifyError> {
+    std::str::from_utf8(view.decision)
         .ok()
-        .and_then(crate::audit::RecordKind::parse)
+        .and_then(RecordKind::parse)
         .ok_or_else(|| {
             VerifyError::Record(format!(
                 "record {}: its decision {:?} is neither a decision nor an operator action",
                 view.seq,
                 String::from_utf8_lossy(view.decision)
             ))
-        })?;
-    Ok(AuditRecord {
+        })
+}
+
+/// A borrowed record of kind `decision`, owned.
+fn owned(view: &crate::audit::RecordView<'_>, decision: RecordKind) -> AuditRecord {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let opt = |b: Option<&[u8]>| b.map(text);
+    AuditRecord {
         seq: view.seq,
         time: text(view.time),
         actor: opt(view.actor),
@@ -431,7 +444,7 @@ fn owned(view: &crate::audit::RecordView<'_>) -> Result<AuditRecord, VerifyError
         policy_digest: opt(view.policy_digest),
         prev_hash: text(view.prev_hash),
         hash: text(view.hash),
-    })
+    }
 }
 
 /// Where each of a record's 13 text fields lies in a chunk, if present.
@@ -693,20 +706,34 @@ impl Policies {
                 self.texts.insert(digest.clone(), text);
                 self.active = Some((record.seq, digest));
             }
-            RecordKind::Decision(kind) if kind != DecisionKind::Deny => {
-                if let Some((at, active)) = &self.active
-                    && record.policy_digest.as_deref() != Some(active.as_str())
-                {
-                    self.fault = Some(VerifyError::Record(format!(
-                        "record {}: {} under policy {}, but policy {active} was active (since \
-                         record {at})",
-                        record.seq,
-                        kind.as_str(),
-                        record.policy_digest.as_deref().unwrap_or("(none)")
-                    )));
-                }
-            }
-            _ => {}
+            kind => self.observe_kind(
+                record.seq,
+                kind,
+                record.policy_digest.as_deref().map(str::as_bytes),
+            ),
+        }
+    }
+
+    /// Observes a record that is not an activation: a decision that lets a
+    /// call through must name the active policy.
+    fn observe_kind(&mut self, seq: u64, kind: RecordKind, digest: Option<&[u8]>) {
+        if self.fault.is_some() {
+            return;
+        }
+        if let RecordKind::Decision(kind) = kind
+            && kind != DecisionKind::Deny
+            && let Some((at, active)) = &self.active
+            && digest != Some(active.as_bytes())
+        {
+            self.fault = Some(VerifyError::Record(format!(
+                "record {seq}: {} under policy {}, but policy {active} was active (since record \
+                 {at})",
+                kind.as_str(),
+                digest.map_or_else(
+                    || "(none)".to_owned(),
+                    |d| String::from_utf8_lossy(d).into_owned()
+                )
+            )));
         }
     }
 }
