@@ -73,57 +73,28 @@ impl Ledger {
         let rows = self.inner.store.rows()?;
         let verifier = head.map_or_else(Verifier::default, Verifier::with_head);
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let (scanned, checked) = std::thread::scope(|scope| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<Chunk>(4);
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Scanned>(4);
             let stop = &stop;
+            let rows = &rows;
+            // The checking thread also replays what the chain says and frees
+            // the records it copied: freed where they were made.
             let checker = scope.spawn(move || {
-                let mut verifier = verifier;
-                let mut cited = Cited::default();
-                let mut policies = Policies::default();
-                for chunk in receiver {
-                    for record in &chunk.records {
-                        let view = chunk.view(record);
-                        if let Err(fault) = verifier.check_view(&view) {
-                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                            return Err(VerifyError::from(fault));
-                        }
-                        // Every record is one CapFence could have written.
-                        let kind = match kind_of(&view) {
-                            Ok(kind) => kind,
-                            Err(fault) => {
-                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                                return Err(fault);
-                            }
-                        };
-                        // Most records are decisions that cite nothing:
-                        // checked on their bytes, never copied.
-                        if view.approval_id.is_none()
-                            && !matches!(kind, RecordKind::Activate | RecordKind::Outcome)
-                        {
-                            policies.observe_kind(view.seq, kind, view.policy_digest);
-                            continue;
-                        }
-                        let record = owned(&view, kind);
-                        policies.observe(&record);
-                        if record.decision == RecordKind::Outcome
-                            && record
-                                .approval_id
-                                .as_deref()
-                                .and_then(super::decision_of)
-                                .is_none()
-                        {
-                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                            return Err(VerifyError::Record(format!(
-                                "record {} is an outcome that cites no decision (`D-<seq>`)",
-                                record.seq
-                            )));
-                        }
-                        if let Some(id) = view.approval_id {
-                            cited.push(id, record);
-                        }
+                let (verifier, cited, policies) = match check_chunks(receiver, verifier, stop) {
+                    Ok(checked) => checked,
+                    Err(fault) => {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err(fault);
                     }
+                };
+                let head = verifier.finish()?;
+                // The chain is whole; now what it says about policies.
+                if let Some(fault) = policies.fault {
+                    return Err(fault);
                 }
-                Ok((verifier, cited, policies))
+                self.hold_active_note(&policies, head.0)?;
+                self.replay_approvals(&cited, rows, &policies)?;
+                Ok(head)
             });
             let mut chunk = Chunk::default();
             let scanned = self.inner.store.scan_views(&mut |view| {
@@ -132,27 +103,23 @@ impl Ledger {
                 }
                 chunk.push(view);
                 if chunk.records.len() >= Chunk::RECORDS {
-                    return sender.send(std::mem::take(&mut chunk)).is_ok();
+                    return sender
+                        .send(Scanned::Chunk(std::mem::take(&mut chunk)))
+                        .is_ok();
                 }
                 true
             });
             if !chunk.records.is_empty() {
-                let _ = sender.send(chunk);
+                let _ = sender.send(Scanned::Chunk(chunk));
             }
+            let _ = sender.send(Scanned::End(scanned));
             drop(sender);
-            (scanned, checker.join())
-        });
-        let (verifier, cited, policies) = checked
-            .map_err(|_| StoreError::Invalid("the verifying thread stopped".to_owned().into()))??;
-        scanned?;
-        let head = verifier.finish()?;
-        // The chain is whole; now what it says about policies.
-        if let Some(fault) = policies.fault {
-            return Err(fault);
-        }
-        self.hold_active_note(&policies, head.0)?;
-        self.replay_approvals(&cited, &rows, &policies)?;
-        Ok(head)
+            checker.join().map_err(|_| {
+                VerifyError::from(StoreError::Invalid(
+                    "the verifying thread stopped".to_owned().into(),
+                ))
+            })?
+        })
     }
 
     /// Holds the active-policy note to the chain: it must name the last
@@ -395,19 +362,88 @@ struct Cited {
 
 impl Cited {
     fn push(&mut self, id: &[u8], record: AuditRecord) {
-        let id = String::from_utf8_lossy(id).into_owned();
-        match self.index.get(&id) {
+        let id = String::from_utf8_lossy(id);
+        match self.index.get(id.as_ref()) {
             Some(&at) => {
                 if let Some((_, list)) = self.order.get_mut(at) {
                     list.push(record);
                 }
             }
             None => {
+                let id = id.into_owned();
                 self.index.insert(id.clone(), self.order.len());
                 self.order.push((id, vec![record]));
             }
         }
     }
+}
+
+/// What the reading thread sends the checking one: rows, then how the
+/// reading ended.
+enum Scanned {
+    Chunk(Chunk),
+    End(Result<(), StoreError>),
+}
+
+/// Checks every record the reading thread sends: hashes and links, kinds,
+/// the policies in force; copies the records that cite a ticket, grant,
+/// proposal or decision. A fault of the chain comes first, then a fault of
+/// the reading.
+fn check_chunks(
+    receiver: std::sync::mpsc::Receiver<Scanned>,
+    mut verifier: Verifier,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(Verifier, Cited, Policies), VerifyError> {
+    let mut cited = Cited::default();
+    let mut policies = Policies::default();
+    let mut ended = Err(StoreError::Invalid(
+        "the reading thread stopped".to_owned().into(),
+    ));
+    for message in receiver {
+        let chunk = match message {
+            Scanned::Chunk(chunk) => chunk,
+            Scanned::End(result) => {
+                ended = result;
+                break;
+            }
+        };
+        for record in &chunk.records {
+            let view = chunk.view(record);
+            verifier.check_view(&view)?;
+            // Every record is one CapFence could have written.
+            let kind = kind_of(&view)?;
+            // Most records are decisions that cite nothing: checked on
+            // their bytes, never copied.
+            if view.approval_id.is_none()
+                && !matches!(kind, RecordKind::Activate | RecordKind::Outcome)
+            {
+                policies.observe_kind(view.seq, kind, view.policy_digest);
+                continue;
+            }
+            let record = owned(&view, kind);
+            policies.observe(&record);
+            if record.decision == RecordKind::Outcome
+                && record
+                    .approval_id
+                    .as_deref()
+                    .and_then(super::decision_of)
+                    .is_none()
+            {
+                return Err(VerifyError::Record(format!(
+                    "record {} is an outcome that cites no decision (`D-<seq>`)",
+                    record.seq
+                )));
+            }
+            if let Some(id) = view.approval_id {
+                cited.push(id, record);
+            }
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+    }
+    ended?;
+    Ok((verifier, cited, policies))
 }
 
 /// A record's kind; `Err` names a `decision` that is neither a decision nor
