@@ -361,6 +361,35 @@ struct Cited {
 }
 
 impl Cited {
+    /// Whether `view` (a `require_approval` citing ticket `id`) holds the
+    /// event of the ticket's opening record, and every record cited so far
+    /// is a `require_approval`: the ticket is undecided, and the record fits
+    /// its replay without changing it.
+    fn recites_undecided_ticket(&self, id: &[u8], view: &crate::audit::RecordView<'_>) -> bool {
+        let Ok(id) = std::str::from_utf8(id) else {
+            return false;
+        };
+        if TicketId::from_label(id).is_none() {
+            return false;
+        }
+        let Some((_, records)) = self.index.get(id).and_then(|&at| self.order.get(at)) else {
+            return false;
+        };
+        let (Some(open), Some(last)) = (records.first(), records.last()) else {
+            return false;
+        };
+        let same = |a: Option<&[u8]>, b: &Option<String>| a == b.as_deref().map(str::as_bytes);
+        open.decision == RecordKind::REQUIRE_APPROVAL
+            && last.decision == RecordKind::REQUIRE_APPROVAL
+            && same(view.actor, &open.actor)
+            && same(view.capability, &open.capability)
+            && same(view.environment, &open.environment)
+            && same(view.risk, &open.risk)
+            && view.payload == open.payload.as_bytes()
+            && same(view.rule, &open.rule)
+            && same(view.policy_digest, &open.policy_digest)
+    }
+
     fn push(&mut self, id: &[u8], record: AuditRecord) {
         let id = String::from_utf8_lossy(id);
         match self.index.get(id.as_ref()) {
@@ -416,6 +445,17 @@ fn check_chunks(
             // their bytes, never copied.
             if view.approval_id.is_none()
                 && !matches!(kind, RecordKind::Activate | RecordKind::Outcome)
+            {
+                policies.observe_kind(view.seq, kind, view.policy_digest);
+                continue;
+            }
+            // A held call asked again, the same event while its ticket is
+            // still undecided: the replay could only find that it fits and
+            // changes nothing. Not copied (its policy is still observed).
+            if kind == RecordKind::REQUIRE_APPROVAL
+                && view
+                    .approval_id
+                    .is_some_and(|id| cited.recites_undecided_ticket(id, &view))
             {
                 policies.observe_kind(view.seq, kind, view.policy_digest);
                 continue;

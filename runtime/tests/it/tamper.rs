@@ -175,3 +175,67 @@ fn a_record_kind_capfence_never_writes_is_named() {
         "FAILED: record 4: its decision \"alow\" is neither a decision nor an operator action"
     );
 }
+
+/// `verify` copies a held call asked again only while its ticket is
+/// undecided (it changes nothing then). A writer with SQL access appends,
+/// re-sealed, the same held call twice after the ticket was approved (and
+/// twice before, legitimately): the first one after the approval is named.
+#[test]
+fn a_held_call_resealed_after_its_approval_is_named() {
+    let dir = TempDir::new("recite-after-approval");
+    let rt = runtime(dir.path());
+    let event = transfer("2500", "vendor-7");
+    let ticket = rt.execute(&event).approval_id.unwrap();
+    assert_eq!(
+        rt.execute(&event).approval_id.as_deref(),
+        Some(ticket.as_str())
+    );
+    rt.approve(&ticket, "ops@corp").unwrap();
+    drop(rt);
+    let records = runtime(dir.path()).ledger().records().unwrap();
+    let opening = records
+        .iter()
+        .find(|r| r.approval_id.as_deref() == Some(ticket.as_str()))
+        .unwrap()
+        .clone();
+    let conn = sql(dir.path());
+    let mut last = records.last().unwrap().clone();
+    for _ in 0..2 {
+        let mut forged = opening.clone();
+        forged.seq = last.seq + 1;
+        forged.time.clone_from(&last.time);
+        forged.prev_hash.clone_from(&last.hash);
+        forged.hash = String::from_utf8(forged.view().hash_hex(&mut Vec::new()).to_vec()).unwrap();
+        conn.execute(
+            "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, \
+             decision, rule, reason, approval_id, policy_digest, prev_hash, hash) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            rusqlite::params![
+                i64::try_from(forged.seq).unwrap(),
+                forged.time,
+                forged.actor,
+                forged.capability,
+                forged.environment,
+                forged.risk,
+                forged.payload,
+                forged.decision.as_str(),
+                forged.rule,
+                forged.reason,
+                forged.approval_id,
+                forged.policy_digest,
+                forged.prev_hash,
+                forged.hash
+            ],
+        )
+        .unwrap();
+        last = forged;
+    }
+    let first_forged = last.seq - 1;
+    let out = capfence(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("record {first_forged}")) && said.contains(&ticket),
+        "{said}"
+    );
+}
