@@ -817,6 +817,31 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_tells_the_calls_outcome() {
+        use crate::ledger::Outcome;
+        let answer = |text: &str| outcome_of_answer(&serde_json::from_str(text).unwrap());
+        assert!(matches!(
+            answer(r#"{"id":1,"result":{"resultType":"input_required","requestState":"s"}}"#),
+            Outcome::Failed { error } if error.contains("input_required")
+        ));
+        assert!(matches!(
+            answer(r#"{"id":1,"result":{"isError":true,"content":[{"type":"text","text":"no"}]}}"#),
+            Outcome::Failed { error } if error == "no"
+        ));
+        assert!(matches!(
+            answer(r#"{"id":1,"error":{"code":-1,"message":"down"}}"#),
+            Outcome::Failed { error } if error == "down"
+        ));
+        let Outcome::Executed { reference, amount } = answer(
+            r#"{"id":1,"result":{"resultType":"complete","structuredContent":{"reference":"R-1","amount_sent":"99.50"}}}"#,
+        ) else {
+            panic!("executed");
+        };
+        assert_eq!(reference.as_deref(), Some("R-1"));
+        assert_eq!(amount, capfence_compiler::number::parse_exact("99.5"));
+    }
+
+    #[test]
     fn hidden_line_ends_are_found_with_their_offset() {
         assert_eq!(hidden_line_end("{\"a\":\r1}"), Some((5, '\r')));
         assert_eq!(
