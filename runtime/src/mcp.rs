@@ -832,13 +832,14 @@ mod tests {
             answer(r#"{"id":1,"error":{"code":-1,"message":"down"}}"#),
             Outcome::Failed { error } if error == "down"
         ));
-        let Outcome::Executed { reference, amount } = answer(
+        let executed = answer(
             r#"{"id":1,"result":{"resultType":"complete","structuredContent":{"reference":"R-1","amount_sent":"99.50"}}}"#,
-        ) else {
-            panic!("executed");
-        };
-        assert_eq!(reference.as_deref(), Some("R-1"));
-        assert_eq!(amount, capfence_compiler::number::parse_exact("99.5"));
+        );
+        assert!(matches!(
+            executed,
+            Outcome::Executed { reference: Some(r), amount: Some(a) }
+                if r == "R-1" && Some(a) == capfence_compiler::number::parse_exact("99.5")
+        ));
     }
 
     #[test]
