@@ -57,7 +57,8 @@ struct Waiter {
     /// An async caller's waker (set while its turn is `Wait`).
     waker: Mutex<Option<std::task::Waker>>,
     /// An async caller: it has no thread to lead with; a committing thread
-    /// of the blocking pool settles its job.
+    /// of the blocking pool settles its job. (Only async callers read it.)
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     asynchronous: bool,
 }
 
