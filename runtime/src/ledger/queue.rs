@@ -142,13 +142,7 @@ impl Ledger {
     ) -> Result<Verdict, StoreError> {
         let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
         let me = Arc::new(Waiter::new(false));
-        let result = self.queue_and_wait(job, &me);
-        result.map(|mut verdict| {
-            if let Some(part) = rule_part {
-                verdict.detail.add_rule_part(part);
-            }
-            verdict
-        })
+        with_rule_part(self.queue_and_wait(job, &me), rule_part)
     }
 
     /// [`settle`](Self::settle) for an async caller: it waits for its
@@ -167,21 +161,9 @@ impl Ledger {
         policy: Option<Arc<PolicyFacts>>,
         windowed: Option<Arc<Windowed>>,
     ) -> Result<Verdict, StoreError> {
-        let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
         let (job, rule_part) = prepare(event, decision, digest, source, policy, windowed);
         let me = Arc::new(Waiter::new(true));
-        let lead_now = {
-            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-            queue.pending.push((job, Arc::clone(&me)));
-            if queue.leader {
-                self.inner.gather.notify_one();
-                false
-            } else {
-                queue.leader = true;
-                true
-            }
-        };
-        let mut turn = if lead_now {
+        let mut turn = if self.enqueue(job, &me)? {
             Turn::Lead
         } else {
             NextTurn(&me).await
@@ -198,13 +180,40 @@ impl Ledger {
                 "the group commit handed the lead twice".to_owned().into(),
             )),
         };
-        result.map(|mut verdict| {
-            if let Some(part) = rule_part {
-                verdict.detail.add_rule_part(part);
-            }
-            verdict
-        })
+        with_rule_part(result, rule_part)
     }
+
+    /// Queues `job` for `me`; true when `me` is to lead (no leader was
+    /// gathering or committing), else the leader is told a job came.
+    fn enqueue(&self, job: Job, me: &Arc<Waiter>) -> Result<bool, StoreError> {
+        let mut queue = self
+            .inner
+            .queue
+            .lock()
+            .map_err(|_| StoreError::Io("audit queue lock poisoned".to_owned().into()))?;
+        queue.pending.push((job, Arc::clone(me)));
+        if queue.leader {
+            self.inner.gather.notify_one();
+            Ok(false)
+        } else {
+            queue.leader = true;
+            Ok(true)
+        }
+    }
+}
+
+/// A settled verdict with the rule's part of its detail (built in the
+/// caller's thread) added.
+fn with_rule_part(
+    result: Result<Verdict, StoreError>,
+    rule_part: Option<VerdictDetail>,
+) -> Result<Verdict, StoreError> {
+    result.map(|mut verdict| {
+        if let Some(part) = rule_part {
+            verdict.detail.add_rule_part(part);
+        }
+        verdict
+    })
 }
 
 /// The job for a decision, and the rule's part of its verdict's detail.
@@ -252,16 +261,8 @@ impl Ledger {
     /// this caller's turn.
     fn queue_and_wait(&self, job: Job, me: &Arc<Waiter>) -> Result<Verdict, StoreError> {
         let poisoned = || StoreError::Io("audit queue lock poisoned".to_owned().into());
-        {
-            let mut queue = self.inner.queue.lock().map_err(|_| poisoned())?;
-            queue.pending.push((job, Arc::clone(me)));
-            if queue.leader {
-                self.inner.gather.notify_one();
-            } else {
-                queue.leader = true;
-                drop(queue);
-                return self.lead(me);
-            }
+        if self.enqueue(job, me)? {
+            return self.lead(me);
         }
         let mut turn = me.turn.lock().map_err(|_| poisoned())?;
         while matches!(*turn, Turn::Wait) {

@@ -3,13 +3,14 @@
 //! no decision (and the refusal is recorded); `/healthz`, `/readyz`,
 //! `/metrics`.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::TempDir;
+use super::serve::Server;
 
 const POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -37,56 +38,13 @@ fn new_agent(state: &Path, name: &str) -> (String, String) {
     (token, line)
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(state: &Path, policy: &str, agents: &Path) -> Result<Server, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
-        .arg("--state")
-        .arg(state)
-        .args([
-            "serve",
-            "--policy",
-            policy,
-            "--listen",
-            "127.0.0.1:0",
-            "--agents",
-        ])
-        .arg(agents)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    match line.trim().strip_prefix("listening on http://") {
-        Some(addr) => Ok(Server {
-            addr: addr.to_owned(),
-            child,
-        }),
-        None => {
-            let _ = child.wait();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            Err(err)
-        }
-    }
+    let agents = agents.to_str().unwrap();
+    super::serve::serve(
+        state,
+        Path::new(policy),
+        &["--listen", "127.0.0.1:0", "--agents", agents],
+    )
 }
 
 struct Reply {

@@ -55,9 +55,9 @@ fn transfer(amount: &str) -> ActionEvent {
     )
 }
 
-struct Server {
-    child: Child,
-    addr: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) addr: String,
 }
 
 impl Drop for Server {
@@ -67,7 +67,9 @@ impl Drop for Server {
     }
 }
 
-fn serve(state: &Path, policy: &Path, extra: &[&str]) -> Result<Server, String> {
+/// `capfence serve` as a child process with `extra` arguments: the server
+/// (killed on drop) once it listens, or what it wrote on stderr.
+pub(super) fn serve(state: &Path, policy: &Path, extra: &[&str]) -> Result<Server, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capfence"))
         .arg("--state")
         .arg(state)
