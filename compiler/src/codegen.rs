@@ -8,10 +8,13 @@
 //!   among the policy's thresholds for that field, and records which fields
 //!   are missing, ill typed or not tokens (and the first event name that is
 //!   not a token). Velocity window totals arrive as numbers like any other.
-//! - `decide_view(&CompiledView) -> CompiledDecision`: the decision. No heap,
-//!   no strings, no dynamic dispatch: each rule's condition is a `bool`
-//!   computed without short-circuits, the rules of a class are bits of a mask
-//!   in precedence order, and the lowest set bit decides.
+//! - `decide_view(&CompiledView) -> &'static CompiledDecision`: the decision.
+//!   No heap, no strings, no dynamic dispatch: each rule's condition is a
+//!   `bool` computed without short-circuits, the rules of a class are bits of
+//!   a mask in precedence order, and the lowest set bit picks the decision
+//!   from a static array (the last bit, always set, is the default deny). A
+//!   small policy masks its classes in instead of branching on the class
+//!   (see `MERGE_LIMIT`), so a well-formed event is decided without a branch.
 //!
 //! The same policy always gives the same tokens; the output carries the
 //! policy's SHA-256 digest. It decides exactly as [`Policy::decide`] does,
@@ -23,7 +26,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use rust_decimal::Decimal;
 
-use crate::eval::{Cause, DEFAULT_DENY_REASON, Fault};
+use crate::eval::{Cause, Fault};
 use crate::policy::{
     CapabilityPattern, CmpOp, DecisionKind, Expr, Field, FieldType, Policy, Rule, Test,
 };
@@ -219,10 +222,11 @@ fn fault_tokens(fault: &Fault) -> TokenStream {
     }
 }
 
-/// A decision of a malformed event as generated code writes it.
+/// A decision of a malformed event as generated code writes it: a
+/// `&'static CompiledDecision`.
 fn malformed_tokens(field: &Field, fault: Fault) -> TokenStream {
     let name = field.to_string();
-    decision_tokens(
+    let decision = decision_tokens(
         quote! { ::capfence::__private::DecisionKind::Deny },
         None,
         &fault.reason(&name),
@@ -230,10 +234,21 @@ fn malformed_tokens(field: &Field, fault: Fault) -> TokenStream {
             field: name.into(),
             fault,
         },
-    )
+    );
+    quote! {
+        {
+            static DECISION: ::capfence::__private::CompiledDecision = #decision;
+            &DECISION
+        }
+    }
 }
 
-/// A decision as generated code writes it.
+/// The default deny as generated code writes it: a `&'static CompiledDecision`.
+fn default_deny_tokens() -> TokenStream {
+    quote! { ::capfence::__private::default_deny() }
+}
+
+/// A decision's value as generated code writes it (for a static).
 fn decision_tokens(
     kind: TokenStream,
     rule: Option<&str>,
@@ -258,6 +273,12 @@ fn decision_tokens(
         ::capfence::__private::CompiledDecision { kind: #kind, rule: #rule, reason: #reason, cause: #cause }
     }
 }
+
+/// Policies whose classes have at most this many rules in all decide
+/// without a dispatch on the class: every rule's bit is computed and the
+/// classes are masked in. Beyond it, computing every class's conditions costs
+/// more than the one mispredicted jump it saves.
+const MERGE_LIMIT: usize = 32;
 
 /// Lists up to this long become a `match`; longer ones a binary search.
 const MATCH_LIMIT: usize = 32;
@@ -487,9 +508,9 @@ impl Plan<'_> {
         }
     }
 
-    fn class_fn(&self, id: usize, rules: &[usize]) -> TokenStream {
-        let name = format_ident!("class_{}", id);
-        // Malformed: the first tested field, in precedence order, that is bad.
+    /// The slots a class's rules test, in precedence order of first test:
+    /// `(slot, field, type)`.
+    fn tested(&self, rules: &[usize]) -> Vec<(usize, Field, FieldType)> {
         let mut order: Vec<(usize, Field, FieldType)> = Vec::new();
         for &r in rules {
             if let Some(rule) = self.policy.rules.get(r) {
@@ -501,6 +522,43 @@ impl Plan<'_> {
                 });
             }
         }
+        order
+    }
+
+    /// The bits of `rules`' conditions, rule `rules[j]` at bit `base + j`.
+    fn rule_bits(&self, rules: &[usize], base: usize) -> Vec<TokenStream> {
+        rules
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &r)| {
+                let rule = self.policy.rules.get(r)?;
+                let cond = self.rule_condition(rule);
+                let bit = Literal::u32_unsuffixed(u32::try_from(base + j).unwrap_or(63));
+                Some(quote! { ((#cond as u64) << #bit) })
+            })
+            .collect()
+    }
+
+    /// The decisions of `rules`, as values for a static array.
+    fn rule_decisions(&self, rules: &[usize]) -> Vec<TokenStream> {
+        rules
+            .iter()
+            .filter_map(|&r| {
+                let rule = self.policy.rules.get(r)?;
+                Some(decision_tokens(
+                    kind_tokens(rule.tier),
+                    Some(&rule.id),
+                    &rule.decision_reason(),
+                    Cause::Rule,
+                ))
+            })
+            .collect()
+    }
+
+    fn class_fn(&self, id: usize, rules: &[usize]) -> TokenStream {
+        let name = format_ident!("class_{}", id);
+        // Malformed: the first tested field, in precedence order, that is bad.
+        let order = self.tested(rules);
         let malformed = if order.is_empty() {
             quote! {}
         } else {
@@ -534,50 +592,95 @@ impl Plan<'_> {
                 }
             }
         };
-        // Rules as bits of 64-bit masks, precedence order; the lowest set bit decides.
-        let mut chunks = Vec::new();
-        for chunk in rules.chunks(64) {
-            let bits = chunk.iter().enumerate().filter_map(|(bit, &r)| {
-                let rule = self.policy.rules.get(r)?;
-                let cond = self.rule_condition(rule);
-                let bit = Literal::u32_unsuffixed(u32::try_from(bit).unwrap_or(63));
-                Some(quote! { ((#cond as u64) << #bit) })
-            });
-            let arms = chunk.iter().enumerate().filter_map(|(bit, &r)| {
-                let rule = self.policy.rules.get(r)?;
-                let bit = Literal::u32_unsuffixed(u32::try_from(bit).unwrap_or(63));
-                let decision = decision_tokens(
-                    kind_tokens(rule.tier),
-                    Some(&rule.id),
-                    &rule.decision_reason(),
-                    Cause::Rule,
-                );
-                Some(quote! { #bit => return #decision, })
-            });
-            chunks.push(quote! {
-                let m: u64 = #(#bits)|*;
-                if m != 0 {
-                    match m.trailing_zeros() {
-                        #(#arms)*
-                        _ => {}
+        // Rules as bits of 64-bit masks, precedence order; the lowest set bit
+        // picks the decision from a static array, without a branch. The last
+        // mask carries one more bit, always set: the default deny.
+        let chunks: Vec<&[usize]> = rules.chunks(63).collect();
+        let last = chunks.len().saturating_sub(1);
+        let mut picks = Vec::new();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let bits = self.rule_bits(chunk, 0);
+            let mut decisions = self.rule_decisions(chunk);
+            if n == last {
+                let default = Literal::u32_unsuffixed(u32::try_from(chunk.len()).unwrap_or(63));
+                decisions.push(quote! { ::capfence::__private::DEFAULT_DENY });
+                let len = decisions.len();
+                picks.push(quote! {
+                    static DECISIONS: [::capfence::__private::CompiledDecision; #len] = [#(#decisions),*];
+                    let m: u64 = #(#bits)|* | (1u64 << #default);
+                    ::capfence::__private::pick(&DECISIONS, m)
+                });
+            } else {
+                let len = decisions.len();
+                picks.push(quote! {
+                    {
+                        static DECISIONS: [::capfence::__private::CompiledDecision; #len] = [#(#decisions),*];
+                        let m: u64 = #(#bits)|*;
+                        if m != 0 {
+                            return ::capfence::__private::pick(&DECISIONS, m);
+                        }
                     }
-                }
-            });
+                });
+            }
         }
-        let default = decision_tokens(
-            quote! { ::capfence::__private::DecisionKind::Deny },
-            None,
-            DEFAULT_DENY_REASON,
-            Cause::DefaultDeny,
-        );
+        if chunks.is_empty() {
+            picks.push(default_deny_tokens());
+        }
         quote! {
             #[inline]
             #[allow(unused_variables, unused_parens, clippy::all)]
-            fn #name(v: &CompiledView) -> ::capfence::__private::CompiledDecision {
+            fn #name(v: &CompiledView) -> &'static ::capfence::__private::CompiledDecision {
                 #malformed
-                #(#chunks)*
-                #default
+                #(#picks)*
             }
+        }
+    }
+
+    /// Whether `decide_view` computes every class's rules at once (see
+    /// [`MERGE_LIMIT`]) instead of dispatching on the class.
+    fn merges(&self) -> bool {
+        let bits: usize = self.classes.iter().map(Vec::len).sum();
+        !self.classes.is_empty() && bits <= MERGE_LIMIT && self.slots.len() <= 64
+    }
+
+    /// `decide_view`'s body when every class's rules fit in one mask (see
+    /// [`MERGE_LIMIT`]): no dispatch on the class. Each class's rule bits are
+    /// computed and masked in by comparing the class, the default deny is
+    /// the last bit, and the lowest set bit picks the decision. One branch,
+    /// almost never taken: a name fault, or any slot not `Ok`, goes to
+    /// `undecided`, which decides as the class functions do.
+    fn merged_body(&self) -> TokenStream {
+        let p = quote! { ::capfence::__private };
+        // Any slot not `Ok`, or a name fault: the slow path, which dispatches
+        // on the class and decides as the class function does (a slot the
+        // class does not test is ignored there). One test of a few ORed
+        // bytes, almost never true for calls that are decided on their merits.
+        let states = (0..self.slots.len()).map(|s| {
+            let slot = format_ident!("f{}", s);
+            quote! { (v.#slot.state as u8) }
+        });
+        let mut terms = Vec::new();
+        let mut decisions = Vec::new();
+        let mut base = 0usize;
+        for (c, rules) in self.classes.iter().enumerate() {
+            let bits = self.rule_bits(rules, base);
+            decisions.extend(self.rule_decisions(rules));
+            base += rules.len();
+            let c = u32::try_from(c).unwrap_or(u32::MAX);
+            terms.push(quote! {
+                ((#(#bits)|*) & 0u64.wrapping_sub((v.class == #c) as u64))
+            });
+        }
+        decisions.push(quote! { #p::DEFAULT_DENY });
+        let len = decisions.len();
+        let default = Literal::u32_unsuffixed(u32::try_from(base).unwrap_or(63));
+        quote! {
+            if ((v.fault as u8) #(| #states)*) != 0 {
+                return undecided(v);
+            }
+            static DECISIONS: [#p::CompiledDecision; #len] = [#(#decisions),*];
+            let m: u64 = #(#terms)|* | (1u64 << #default);
+            #p::pick(&DECISIONS, m)
         }
     }
 
@@ -682,7 +785,7 @@ impl Plan<'_> {
             .iter()
             .any(|w| w.covers(call.resource, call.action));
         if windowed {
-            return quote! { ::core::option::Option::None::<#p::CompiledDecision> };
+            return quote! { ::core::option::Option::None::<&'static #p::CompiledDecision> };
         }
         let r = self
             .resources
@@ -705,12 +808,7 @@ impl Plan<'_> {
         let action_ok = crate::token::is_segment(call.action);
         let fault =
             quote! { #p::gate_fault(#resource_ok, #action_ok, #p::GateContext::fault(#ctx)) };
-        let default = decision_tokens(
-            quote! { #p::DecisionKind::Deny },
-            None,
-            DEFAULT_DENY_REASON,
-            Cause::DefaultDeny,
-        );
+        let default = default_deny_tokens();
         let Some(class) = class.and_then(|c| self.classes.get(c).map(|rules| (c, rules))) else {
             return quote! {
                 ::core::option::Option::Some(match #fault {
@@ -735,7 +833,7 @@ impl Plan<'_> {
                     pub struct CompiledView { #(#slot_fields)* }
                     #class_fn
                     #[inline]
-                    pub fn decide(fault: #p::NameFault, v: &CompiledView) -> #p::CompiledDecision {
+                    pub fn decide(fault: #p::NameFault, v: &CompiledView) -> &'static #p::CompiledDecision {
                         if fault != #p::NameFault::None {
                             return #p::name_fault_decision(fault);
                         }
@@ -765,12 +863,34 @@ impl Plan<'_> {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
             quote! { #id => #name(v), }
         });
-        let default = decision_tokens(
-            quote! { #p::DecisionKind::Deny },
-            None,
-            DEFAULT_DENY_REASON,
-            Cause::DefaultDeny,
-        );
+        let default = default_deny_tokens();
+        let dispatch = quote! {
+            match v.class {
+                #(#class_arms)*
+                _ => #default,
+            }
+        };
+        let named = quote! {
+            if v.fault != #p::NameFault::None {
+                return #p::name_fault_decision(v.fault);
+            }
+        };
+        let (undecided, decide_body) = if self.merges() {
+            let undecided = quote! {
+                /// An event the merged rules do not decide: a name that is
+                /// not a token, or a field that is missing, ill typed or not
+                /// a token (malformed if its class tests it).
+                #[cold]
+                #[inline(never)]
+                fn undecided(v: &CompiledView) -> &'static #p::CompiledDecision {
+                    #named
+                    #dispatch
+                }
+            };
+            (undecided, self.merged_body())
+        } else {
+            (quote! {}, quote! { #named #dispatch })
+        };
         let view_fn = self.view_fn();
         let facts = self.policy.rules.iter().map(|rule| {
             let f = rule.facts(&self.policy.approvers);
@@ -856,6 +976,8 @@ impl Plan<'_> {
 
             #(#class_fns)*
 
+            #undecided
+
             #[allow(unused_parens, clippy::all)]
             impl CompiledPolicy {
                 /// SHA-256 of the policy file this table was generated from.
@@ -868,14 +990,8 @@ impl Plan<'_> {
 
                 /// Decides a view: no allocation, no string handling.
                 #[inline]
-                pub fn decide_view(&self, v: &CompiledView) -> #p::CompiledDecision {
-                    if v.fault != #p::NameFault::None {
-                        return #p::name_fault_decision(v.fault);
-                    }
-                    match v.class {
-                        #(#class_arms)*
-                        _ => #default,
-                    }
+                pub fn decide_view(&self, v: &CompiledView) -> &'static #p::CompiledDecision {
+                    #decide_body
                 }
             }
 
@@ -910,7 +1026,7 @@ impl Plan<'_> {
                     CompiledPolicy::view(self, event)
                 }
 
-                fn decide_view(&self, view: &CompiledView) -> #p::CompiledDecision {
+                fn decide_view(&self, view: &CompiledView) -> &'static #p::CompiledDecision {
                     CompiledPolicy::decide_view(self, view)
                 }
             }

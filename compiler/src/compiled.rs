@@ -376,15 +376,58 @@ pub const MISSING_NUM: NumSlot = NumSlot {
     rank: 0,
 };
 
-/// The deny for a name fault.
-#[inline]
-pub fn name_fault_decision(fault: NameFault) -> CompiledDecision {
+const fn name_fault_deny(fault: NameFault) -> CompiledDecision {
     CompiledDecision {
         kind: DecisionKind::Deny,
         rule: None,
         reason: fault.reason(),
         cause: fault.cause(),
     }
+}
+
+/// The denies of the name faults, in `NameFault`'s order.
+static NAME_FAULT_DECISIONS: [CompiledDecision; 6] = [
+    name_fault_deny(NameFault::None),
+    name_fault_deny(NameFault::Resource),
+    name_fault_deny(NameFault::Action),
+    name_fault_deny(NameFault::Environment),
+    name_fault_deny(NameFault::Actor),
+    name_fault_deny(NameFault::Risk),
+];
+
+/// The deny for a name fault.
+#[inline]
+pub fn name_fault_decision(fault: NameFault) -> &'static CompiledDecision {
+    NAME_FAULT_DECISIONS
+        .get(fault as usize)
+        .unwrap_or(&DEFAULT_DENY_DECISION)
+}
+
+/// The default deny: no rule matches (a value, for generated statics; see
+/// [`default_deny`] for the reference).
+pub const DEFAULT_DENY: CompiledDecision = CompiledDecision {
+    kind: DecisionKind::Deny,
+    rule: None,
+    reason: crate::eval::DEFAULT_DENY_REASON,
+    cause: Cause::DefaultDeny,
+};
+
+static DEFAULT_DENY_DECISION: CompiledDecision = DEFAULT_DENY;
+
+/// The default deny, as tables hand decisions out.
+#[inline]
+pub fn default_deny() -> &'static CompiledDecision {
+    &DEFAULT_DENY_DECISION
+}
+
+/// The decision a rule mask picks: the one at its lowest set bit.
+/// Generated code sets a last bit for the default deny, so the bound check
+/// never fails (and the compiler usually proves it cannot).
+#[inline(always)]
+pub fn pick(decisions: &'static [CompiledDecision], mask: u64) -> &'static CompiledDecision {
+    decisions
+        .get(mask.trailing_zeros() as usize)
+        .unwrap_or(&DEFAULT_DENY_DECISION)
 }
 
 /// A symbol slot from a looked-up built-in name and its index function.
@@ -423,6 +466,8 @@ pub fn risk(value: Option<&crate::event::EventRisk>) -> RiskSlot {
 }
 
 /// A decision of a compiled table: everything `'static`, nothing allocated.
+/// Tables hand out `&'static CompiledDecision`s, references into their own
+/// static decision lists, so a decision costs a pointer, never a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledDecision {
     /// Allow, require approval, or deny.
@@ -437,12 +482,12 @@ pub struct CompiledDecision {
 
 impl CompiledDecision {
     /// The same decision in the reference evaluator's (owned) form.
-    pub fn to_decision(self) -> Decision {
+    pub fn to_decision(&self) -> Decision {
         Decision {
             kind: self.kind,
             rule: self.rule.map(str::to_owned),
             reason: self.reason.to_owned(),
-            cause: self.cause,
+            cause: self.cause.clone(),
         }
     }
 }

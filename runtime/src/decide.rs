@@ -88,5 +88,5 @@ pub trait Compiled: Decide {
     fn view(&self, event: &Event) -> Self::View;
 
     /// Decides a view: no allocation, no string handling.
-    fn decide_view(&self, view: &Self::View) -> CompiledDecision;
+    fn decide_view(&self, view: &Self::View) -> &'static CompiledDecision;
 }

@@ -297,7 +297,7 @@ impl Prepared {
         resource: &str,
         action: &str,
         digest: &str,
-        decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+        decide: impl FnOnce(&Context) -> Option<&'static CompiledDecision>,
         payload: impl FnOnce() -> BTreeMap<String, Value>,
     ) -> Result<Prepared, Blocked> {
         let ambient;
@@ -578,7 +578,7 @@ pub fn gate(
     resource: &str,
     action: &str,
     digest: &str,
-    decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+    decide: impl FnOnce(&Context) -> Option<&'static CompiledDecision>,
     payload: impl FnOnce() -> BTreeMap<String, Value>,
 ) -> Result<Passage, Blocked> {
     Prepared::new(context, resource, action, digest, decide, payload)?.settle()
@@ -594,7 +594,7 @@ pub fn gate_async(
     resource: &str,
     action: &str,
     digest: &str,
-    decide: impl FnOnce(&Context) -> Option<CompiledDecision>,
+    decide: impl FnOnce(&Context) -> Option<&'static CompiledDecision>,
     payload: impl FnOnce() -> BTreeMap<String, Value>,
 ) -> Settling {
     let shared: Arc<Mutex<SettlingState>> = Arc::default();

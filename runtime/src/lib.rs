@@ -73,9 +73,10 @@ pub mod __private {
         Recording, Settling, gate, gate_async,
     };
     pub use capfence_compiler::compiled::{
-        Arg, CompiledDecision, GateContext, MISSING_NUM, MISSING_SYM, NumSlot, RiskSlot, SlotState,
-        SymSlot, Thresholds, arg_num, arg_sym, arg_text, gate_fault, name_fault,
-        name_fault_decision, num, payload_sym, risk, risk_level, sym, text_sym,
+        Arg, CompiledDecision, DEFAULT_DENY, GateContext, MISSING_NUM, MISSING_SYM, NumSlot,
+        RiskSlot, SlotState, SymSlot, Thresholds, arg_num, arg_sym, arg_text, default_deny,
+        gate_fault, name_fault, name_fault_decision, num, payload_sym, pick, risk, risk_level, sym,
+        text_sym,
     };
     pub use capfence_compiler::eval::{Cause, Decision, DecisionKind, Fault, NameFault};
     pub use capfence_compiler::event::Event;

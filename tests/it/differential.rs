@@ -102,6 +102,26 @@ fn case_study_policy() {
     );
 }
 
+/// Beyond one mask per class and beyond the merged form: the table
+/// dispatches on the class and picks from two masks in a row.
+#[test]
+fn many_rules_policy() {
+    let table = capfence::policy!("tests/fixtures/policies/many_rules.yaml");
+    check(&table, "tests/fixtures/policies/many_rules.yaml");
+    // Rules of the second mask decide: the 65th and the 69th of the class.
+    let transfer = |amount: &str, destination: &str| {
+        let json = format!(
+            r#"{{"actor":"a","resource":"payments","action":"transfer","environment":"production","payload":{{"amount":{amount},"destination":"{destination}"}}}}"#
+        );
+        let event = capfence::Event::from_json(&json).unwrap();
+        table.decide_view(&table.view(&event)).rule
+    };
+    assert_eq!(transfer("665", "vendor-66"), Some("require_approval[65]"));
+    assert_eq!(transfer("640", "vendor-66"), Some("allow[0]"));
+    assert_eq!(transfer("655", "vendor-66"), None);
+    assert_eq!(transfer("15", "vendor-1"), Some("require_approval[0]"));
+}
+
 #[test]
 fn lists_policy() {
     check(

@@ -99,7 +99,7 @@ struct Call {
     args: [Typed; 4],
 }
 
-type Decider = fn(&Context, &[Typed; 4]) -> Option<CompiledDecision>;
+type Decider = fn(&Context, &[Typed; 4]) -> Option<&'static CompiledDecision>;
 
 /// Compares, for each capability, the gate's typed decision with the
 /// reference's decision of the event the gate would record.

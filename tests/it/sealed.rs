@@ -41,7 +41,7 @@ fn gated_allow(
     destination: &str,
 ) -> Result<capfence::Verdict, capfence::Blocked> {
     let ctx = Context::new(runtime.clone(), "treasury-agent", "production");
-    let claimed = CompiledDecision {
+    static CLAIMED: CompiledDecision = CompiledDecision {
         kind: DecisionKind::Allow,
         rule: Some("allow[0]"),
         reason: "allowed by allow[0]",
@@ -52,7 +52,7 @@ fn gated_allow(
         "payments",
         "transfer",
         runtime.policy_digest(),
-        |_| Some(claimed),
+        |_| Some(&CLAIMED),
         || payload(amount, destination),
     )
     .map(|passage| passage.verdict)
