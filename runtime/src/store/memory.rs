@@ -1,6 +1,7 @@
 //! A store in process memory: for tests and benchmarks, and for hosts that
 //! ship the chain elsewhere. Nothing survives the process.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{Store, StoreError, Tx};
@@ -10,6 +11,9 @@ use crate::audit::{AuditRecord, GENESIS};
 #[derive(Debug, Default, Clone)]
 struct State {
     records: Vec<AuditRecord>,
+    /// Where the committed records that cite each approval id are, in
+    /// `records` (kept for the committed state only, not for drafts).
+    citing: HashMap<String, Vec<usize>>,
     tickets: Vec<Ticket>,
     grants: Vec<Grant>,
     notes: std::collections::BTreeMap<String, String>,
@@ -34,6 +38,8 @@ struct MemoryTx<'s> {
     state: &'s mut State,
     /// The records committed before this transaction.
     committed: &'s [AuditRecord],
+    /// Where they cite each approval id.
+    citing: &'s HashMap<String, Vec<usize>>,
     /// How many records of `state` repeat the committed head.
     repeated: usize,
 }
@@ -58,11 +64,20 @@ impl Tx for MemoryTx<'_> {
 
     fn records_citing(&mut self, approval_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let mut first = true;
-        Ok(self
-            .committed
+        let committed = self
+            .citing
+            .get(approval_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&at| self.committed.get(at));
+        let drafted = self
+            .state
+            .records
             .iter()
-            .chain(self.state.records.iter().skip(self.repeated))
-            .filter(|r| r.approval_id.as_deref() == Some(approval_id))
+            .skip(self.repeated)
+            .filter(|r| r.approval_id.as_deref() == Some(approval_id));
+        Ok(committed
+            .chain(drafted)
             .filter(|r| {
                 std::mem::take(&mut first)
                     || r.decision != crate::audit::RecordKind::REQUIRE_APPROVAL
@@ -72,10 +87,15 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn record_at(&mut self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
+        // The chain is in seq order: a binary search over the committed part.
+        if let Ok(at) = self.committed.binary_search_by_key(&seq, |r| r.seq) {
+            return Ok(self.committed.get(at).cloned());
+        }
         Ok(self
-            .committed
+            .state
+            .records
             .iter()
-            .chain(self.state.records.iter().skip(self.repeated))
+            .skip(self.repeated)
             .find(|r| r.seq == seq)
             .cloned())
     }
@@ -271,6 +291,7 @@ impl crate::store::Writer for MemoryStore {
             .map_err(|_| StoreError::Io("memory store lock poisoned".to_owned().into()))?;
         let mut draft = State {
             records: Vec::new(),
+            citing: HashMap::new(),
             tickets: state.tickets.clone(),
             grants: state.grants.clone(),
             notes: state.notes.clone(),
@@ -283,9 +304,16 @@ impl crate::store::Writer for MemoryStore {
         work(&mut MemoryTx {
             state: &mut draft,
             committed: &state.records,
+            citing: &state.citing,
             repeated: kept,
         })?;
-        state.records.extend(draft.records.into_iter().skip(kept));
+        for record in draft.records.into_iter().skip(kept) {
+            if let Some(id) = &record.approval_id {
+                let at = state.records.len();
+                state.citing.entry(id.clone()).or_default().push(at);
+            }
+            state.records.push(record);
+        }
         state.tickets = draft.tickets;
         state.grants = draft.grants;
         state.notes = draft.notes;

@@ -245,4 +245,35 @@ fn the_memory_store_behaves_like_sqlite() {
     assert!(!rt.execute(&event).authorized);
     // Four decisions after the policy's activation.
     assert_eq!(rt.verify().unwrap().0, 5 + 1);
+
+    // Outcomes find their call by seq and their earlier outcome by label
+    // (the store's indexes, checked against what the chain holds).
+    let paid = rt.execute(&transfer("40", "vendor-7")).seq.unwrap();
+    let done = capfence::Outcome::Executed {
+        reference: Some("BANK-1".to_owned()),
+        amount: None,
+    };
+    let first = rt.record_outcome(paid, &done).unwrap();
+    for _ in 0..3 {
+        rt.execute(&transfer("41", "vendor-7"));
+    }
+    match rt.record_outcome(paid, &done) {
+        Err(capfence::OutcomeError::AlreadyRecorded { seq, at, .. }) => {
+            assert_eq!((seq, at), (paid, first.seq));
+        }
+        other => panic!("{other:?}"),
+    }
+    let latest = rt.execute(&transfer("42", "vendor-7")).seq.unwrap();
+    assert_eq!(
+        rt.record_outcome(latest, &done).unwrap().approval_id,
+        Some(format!("D-{latest}"))
+    );
+    assert!(matches!(
+        rt.record_outcome(latest + 10, &done),
+        Err(capfence::OutcomeError::NoSuchRecord(_))
+    ));
+    assert!(matches!(
+        rt.record_outcome(first.seq, &done),
+        Err(capfence::OutcomeError::NotAuthorized { .. })
+    ));
 }
