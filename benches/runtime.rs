@@ -15,6 +15,8 @@
 )]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use capfence::{ActionEvent, ActionRuntime, Decimal, Risk, payload};
@@ -188,12 +190,50 @@ fn durable_decisions(c: &mut Criterion) {
             .state_dir(&dir)
             .build()
             .unwrap();
+        let commits = Arc::new(CommitTally::default());
+        let tally = commits.clone();
+        runtime
+            .ledger()
+            .observe_commits(Box::new(move |took, jobs| tally.add(took, jobs)));
         group.bench_function(format!("threads_{threads}"), |b| {
             b.iter_custom(|iters| run_threads(&runtime, threads, iters));
         });
+        commits.report(&format!("durable_decisions/threads_{threads}"));
         let _ = std::fs::remove_dir_all(&dir);
     }
     group.finish();
+}
+
+/// The ledger's commits during a bench case: how many, how many decisions
+/// they carried, how long their transactions took (fsync included).
+#[derive(Default)]
+struct CommitTally {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl CommitTally {
+    fn add(&self, took: Duration, jobs: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn report(&self, case: &str) {
+        let commits = self.commits.load(Ordering::Relaxed);
+        if commits == 0 {
+            return;
+        }
+        let jobs = self.jobs.load(Ordering::Relaxed);
+        let nanos = self.nanos.load(Ordering::Relaxed);
+        println!(
+            "{case}: {commits} commits, {:.2} decisions a commit, {:.1} us a transaction",
+            jobs as f64 / commits as f64,
+            nanos as f64 / commits as f64 / 1000.0
+        );
+    }
 }
 
 /// A fresh database on the bench server, its URL; None (the PostgreSQL
@@ -215,6 +255,38 @@ fn postgres_database(name: &str) -> Option<String> {
     Some(format!("{base}/{db}"))
 }
 
+/// The PostgreSQL server's own floor: a transaction of 1 or 8 plain
+/// INSERTs of 300 bytes each (one COMMIT, the server's WAL flush), on the
+/// connection a ledger would use.
+fn postgres_floor(c: &mut Criterion) {
+    let Some(url) = postgres_database("floor") else {
+        return;
+    };
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE t (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    let insert = client.prepare("INSERT INTO t (body) VALUES ($1)").unwrap();
+    let body = "x".repeat(300);
+    let mut group = c.benchmark_group("postgres_floor");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for rows in [1u64, 8] {
+        group.throughput(Throughput::Elements(rows));
+        group.bench_function(format!("inserts_per_transaction_{rows}"), |b| {
+            b.iter(|| {
+                let mut tx = client.transaction().unwrap();
+                for _ in 0..rows {
+                    tx.execute(&insert, &[&body]).unwrap();
+                }
+                tx.commit().unwrap();
+            });
+        });
+    }
+    group.finish();
+}
+
 fn postgres_decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("postgres_decisions");
     group
@@ -229,9 +301,15 @@ fn postgres_decisions(c: &mut Criterion) {
             .store_url(&url)
             .build()
             .unwrap();
+        let commits = Arc::new(CommitTally::default());
+        let tally = commits.clone();
+        runtime
+            .ledger()
+            .observe_commits(Box::new(move |took, jobs| tally.add(took, jobs)));
         group.bench_function(format!("threads_{threads}"), |b| {
             b.iter_custom(|iters| run_threads(&runtime, threads, iters));
         });
+        commits.report(&format!("postgres_decisions/threads_{threads}"));
     }
     group.finish();
 }
@@ -410,6 +488,7 @@ criterion_group!(
     benches,
     sqlite_floor,
     durable_decisions,
+    postgres_floor,
     postgres_decisions,
     velocity_decisions,
     verify
