@@ -640,7 +640,7 @@ impl Plan<'_> {
     /// [`MERGE_LIMIT`]) instead of dispatching on the class.
     fn merges(&self) -> bool {
         let bits: usize = self.classes.iter().map(Vec::len).sum();
-        !self.classes.is_empty() && bits <= MERGE_LIMIT && self.slots.len() <= 64
+        !self.classes.is_empty() && bits <= MERGE_LIMIT
     }
 
     /// `decide_view`'s body when every class's rules fit in one mask (see
