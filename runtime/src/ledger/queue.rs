@@ -184,7 +184,9 @@ impl Ledger {
     }
 
     /// Queues `job` for `me`; true when `me` is to lead (no leader was
-    /// gathering or committing), else the leader is told a job came.
+    /// gathering or committing). A gathering leader is woken only once as
+    /// many jobs wait as it gathers for (each wake-up short of that would
+    /// only have it look and sleep again: a context switch for nothing).
     fn enqueue(&self, job: Job, me: &Arc<Waiter>) -> Result<bool, StoreError> {
         let mut queue = self
             .inner
@@ -193,7 +195,9 @@ impl Ledger {
             .map_err(|_| StoreError::Io("audit queue lock poisoned".to_owned().into()))?;
         queue.pending.push((job, Arc::clone(me)));
         if queue.leader {
-            self.inner.gather.notify_one();
+            if queue.pending.len() >= queue.last_batch {
+                self.inner.gather.notify_one();
+            }
             Ok(false)
         } else {
             queue.leader = true;
