@@ -157,6 +157,33 @@ pub fn sql(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("ledger.db")).unwrap()
 }
 
+/// Writes `r` into the ledger's audit table under its seq, as a writer with
+/// SQL access would (replacing a record already there).
+pub fn insert_record(db: &rusqlite::Connection, r: &capfence::AuditRecord) {
+    db.execute(
+        "INSERT OR REPLACE INTO audit (seq, time, actor, capability, environment, risk, payload, \
+         decision, rule, reason, approval_id, policy_digest, prev_hash, hash) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        rusqlite::params![
+            i64::try_from(r.seq).unwrap(),
+            r.time,
+            r.actor,
+            r.capability,
+            r.environment,
+            r.risk,
+            r.payload,
+            r.decision.as_str(),
+            r.rule,
+            r.reason,
+            r.approval_id,
+            r.policy_digest,
+            r.prev_hash,
+            r.hash
+        ],
+    )
+    .unwrap();
+}
+
 /// Runs `count` copies of this test binary's test `entry` (a worker whose
 /// body runs only when its environment variable is set), with `env`, all at
 /// once; each one's stdout. Panics, showing its output, if one fails.

@@ -13,7 +13,7 @@ use capfence::{
     TicketStatus, VerifyError,
 };
 
-use super::{TempDir, sql};
+use super::{TempDir, insert_record, sql};
 
 /// Operator keys from fixed seeds: ops1..ops3 are listed, mallory is not.
 fn key(name: &str, seed: u8) -> OperatorKey {
@@ -266,32 +266,7 @@ fn forge_append(state: &Path, mut record: AuditRecord) {
     record.seq = u64::try_from(seq).unwrap() + 1;
     record.prev_hash = prev.clone();
     record.hash = record.compute_hash();
-    insert(&db, &record);
-}
-
-fn insert(db: &rusqlite::Connection, r: &AuditRecord) {
-    db.execute(
-        "INSERT OR REPLACE INTO audit (seq, time, actor, capability, environment, risk, payload, \
-         decision, rule, reason, approval_id, policy_digest, prev_hash, hash) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        rusqlite::params![
-            i64::try_from(r.seq).unwrap(),
-            r.time,
-            r.actor,
-            r.capability,
-            r.environment,
-            r.risk,
-            r.payload,
-            r.decision.as_str(),
-            r.rule,
-            r.reason,
-            r.approval_id,
-            r.policy_digest,
-            r.prev_hash,
-            r.hash
-        ],
-    )
-    .unwrap();
+    insert_record(&db, &record);
 }
 
 /// The approve record of ticket `label`, as the ledger wrote it.
@@ -401,7 +376,7 @@ fn verify_names_the_record_whose_signature_fails() {
         r.prev_hash = prev.clone();
         r.hash = r.compute_hash();
         prev = r.hash.clone();
-        insert(&db, &r);
+        insert_record(&db, &r);
     }
     let err = s.rt.verify().unwrap_err();
     let text = err.to_string();

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use super::{TempDir, runtime, sql, transfer};
+use super::{TempDir, insert_record, runtime, sql, transfer};
 
 fn capfence(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_capfence"))
@@ -84,12 +84,7 @@ fn an_inserted_record_is_named() {
     forged.seq = 5;
     forged.prev_hash = prev.clone();
     forged.hash = forged.compute_hash();
-    conn.execute(
-        "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, decision, rule, reason, approval_id, policy_digest, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        rusqlite::params![5, forged.time, forged.actor, forged.capability, forged.environment, forged.risk, forged.payload, forged.decision.as_str(), forged.rule, forged.reason, forged.approval_id, forged.policy_digest, forged.prev_hash, forged.hash],
-    )
-    .unwrap();
+    insert_record(&conn, &forged);
     let out = capfence(dir.path(), &["verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -205,29 +200,8 @@ fn a_held_call_resealed_after_its_approval_is_named() {
         forged.seq = last.seq + 1;
         forged.time.clone_from(&last.time);
         forged.prev_hash.clone_from(&last.hash);
-        forged.hash = String::from_utf8(forged.view().hash_hex(&mut Vec::new()).to_vec()).unwrap();
-        conn.execute(
-            "INSERT INTO audit (seq, time, actor, capability, environment, risk, payload, \
-             decision, rule, reason, approval_id, policy_digest, prev_hash, hash) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            rusqlite::params![
-                i64::try_from(forged.seq).unwrap(),
-                forged.time,
-                forged.actor,
-                forged.capability,
-                forged.environment,
-                forged.risk,
-                forged.payload,
-                forged.decision.as_str(),
-                forged.rule,
-                forged.reason,
-                forged.approval_id,
-                forged.policy_digest,
-                forged.prev_hash,
-                forged.hash
-            ],
-        )
-        .unwrap();
+        forged.hash = forged.compute_hash();
+        insert_record(&conn, &forged);
         last = forged;
     }
     let first_forged = last.seq - 1;
