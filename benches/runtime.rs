@@ -142,9 +142,15 @@ fn velocity_decisions(c: &mut Criterion) {
                 .state_dir(&state)
                 .build()
                 .unwrap();
+            let commits = Arc::new(CommitTally::default());
+            let tally = commits.clone();
+            runtime
+                .ledger()
+                .observe_commits(Box::new(move |took, jobs| tally.add(took, jobs)));
             group.bench_function(format!("{name}/threads_{threads}"), |b| {
                 b.iter_custom(|iters| run_threads(&runtime, threads, iters));
             });
+            commits.report(&format!("velocity_decisions/{name}/threads_{threads}"));
             let _ = std::fs::remove_dir_all(&state);
         }
     }
