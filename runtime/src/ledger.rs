@@ -108,6 +108,9 @@ pub struct Windowed {
     pub decider: Arc<dyn crate::decide::Decide>,
     /// Every window the policy's rules test.
     pub windows: Vec<capfence_compiler::window::Window>,
+    /// Each window's key, in the order of `windows` (made once: a key is a
+    /// formatted string, and every windowed decision names its windows).
+    keys: Vec<String>,
 }
 
 impl std::fmt::Debug for Windowed {
@@ -119,6 +122,39 @@ impl std::fmt::Debug for Windowed {
 }
 
 impl Windowed {
+    /// The decider and the windows its rules test.
+    pub fn new(
+        decider: Arc<dyn crate::decide::Decide>,
+        windows: Vec<capfence_compiler::window::Window>,
+    ) -> Windowed {
+        let keys = windows
+            .iter()
+            .map(capfence_compiler::window::Window::key)
+            .collect();
+        Windowed {
+            decider,
+            windows,
+            keys,
+        }
+    }
+
+    /// Which of `windows` `win` is (by address: callers hand back the
+    /// windows they were given).
+    pub(crate) fn index_of(&self, win: &capfence_compiler::window::Window) -> Option<usize> {
+        self.windows.iter().position(|w| std::ptr::eq(w, win))
+    }
+
+    /// `win`'s key.
+    pub(crate) fn key_of(
+        &self,
+        win: &capfence_compiler::window::Window,
+    ) -> std::borrow::Cow<'_, str> {
+        match self.index_of(win).and_then(|i| self.keys.get(i)) {
+            Some(key) => std::borrow::Cow::Borrowed(key),
+            None => std::borrow::Cow::Owned(win.key()),
+        }
+    }
+
     /// Whether some window counts `event`'s calls.
     pub fn covers(&self, event: &capfence_compiler::Event) -> bool {
         self.windows.iter().any(|w| w.covers_event(event))

@@ -294,12 +294,7 @@ fn policy_facts(decider: &dyn Decide) -> Arc<PolicyFacts> {
 
 fn windowed(decider: &Arc<dyn Decide>) -> Option<Arc<Windowed>> {
     let windows = decider.windows();
-    (!windows.is_empty()).then(|| {
-        Arc::new(Windowed {
-            decider: Arc::clone(decider),
-            windows,
-        })
-    })
+    (!windows.is_empty()).then(|| Arc::new(Windowed::new(Arc::clone(decider), windows)))
 }
 
 impl ActionRuntime {

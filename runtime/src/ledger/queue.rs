@@ -3,7 +3,6 @@
 //! (approvals included) in one durable transaction, then hands every caller
 //! its verdict.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -432,7 +431,10 @@ impl Ledger {
                         rule,
                         &on.augmented,
                         &w.windows,
-                        &|win| on.oldest.get(&win.key()).copied(),
+                        &|win| {
+                            w.index_of(win)
+                                .and_then(|i| on.oldest.get(i).copied().flatten())
+                        },
                     ),
                     // The rule's part is the caller's to add (`settle`):
                     // built in its own thread, not in this transaction.
@@ -526,8 +528,8 @@ struct OnWindows {
     key: Option<String>,
     /// The event with each window's total (this call included).
     augmented: Event,
-    /// Each window's oldest counted call, by the window's key.
-    oldest: HashMap<String, i64>,
+    /// Each window's oldest counted call, in the order of the windows.
+    oldest: Vec<Option<i64>>,
 }
 
 /// Decides a job whose capability a velocity window covers, inside the
@@ -542,16 +544,18 @@ fn decide_on_windows(
     now: i64,
 ) -> Result<OnWindows, StoreError> {
     let mut fault = None;
-    let mut oldest = HashMap::new();
+    let mut oldest = vec![None; w.windows.len()];
     let augmented =
         capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group, seconds| {
             let after = now.saturating_sub(capfence_compiler::window::Window::micros_of(seconds));
-            match tx.window_total(&win.key(), group, after) {
+            match tx.window_total(&w.key_of(win), group, after) {
                 Ok(seen) => {
                     // The oldest call the whole window counts (a `new:`
                     // aggregate's cooling read is not its window).
-                    if let Some(at) = seen.oldest.filter(|_| seconds == win.seconds) {
-                        oldest.insert(win.key(), at);
+                    if let Some(at) = seen.oldest.filter(|_| seconds == win.seconds)
+                        && let Some(slot) = w.index_of(win).and_then(|i| oldest.get_mut(i))
+                    {
+                        *slot = Some(at);
                     }
                     seen.total
                 }
@@ -589,7 +593,7 @@ fn count_in_windows(
 ) -> Result<(), StoreError> {
     for win in w.windows.iter().filter(|win| win.covers_event(event)) {
         if let (Some(group), Some(value)) = (win.group(event), win.contribution(event)) {
-            tx.add_to_window(&win.key(), &group, now, value)?;
+            tx.add_to_window(&w.key_of(win), &group, now, value)?;
         }
     }
     Ok(())

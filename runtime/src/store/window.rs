@@ -261,6 +261,15 @@ fn first_after(
             lo = mid;
         }
     }
+    if hi == head.start_n {
+        // The head already holds the start it hints at (the usual case:
+        // the window's first row has not moved).
+        return Ok(Start {
+            n: hi,
+            at: head.start_at,
+            before: head.start_before,
+        });
+    }
     start_at_row(rows, spec, group, hi)
 }
 
