@@ -1,10 +1,13 @@
 //! One `tracing` event per decision, with the fields the docs promise;
 //! the payload only at TRACE.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Once;
 
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
 use super::{TempDir, runtime, transfer};
@@ -12,11 +15,25 @@ use super::{TempDir, runtime, transfer};
 /// One collected event: level, target, fields.
 type Seen = (Level, String, Vec<(String, String)>);
 
-/// Collects every event at or below `max`.
+/// What a test thread collects: every event at or below `max`.
 struct Collector {
     max: Level,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    seen: Vec<Seen>,
 }
+
+thread_local! {
+    /// This thread's collector, while `collect` runs.
+    static COLLECTOR: RefCell<Option<Collector>> = const { RefCell::new(None) };
+}
+
+/// The test binary's one subscriber, global: it hands each event to the
+/// collector of the thread that emits it, if that thread has one. A
+/// subscriber scoped to each test's thread is not enough: `tracing` caches
+/// each callsite's interest for every thread, and a callsite first reached
+/// by another test's thread while no collector is alive can keep "never"
+/// for good. This one answers "sometimes" for every callsite, so each event
+/// asks `enabled`, on the thread that emits it.
+struct Router;
 
 struct Fields(Vec<(String, String)>);
 
@@ -30,9 +47,21 @@ impl Visit for Fields {
     }
 }
 
-impl Subscriber for Collector {
+impl Subscriber for Router {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        *metadata.level() <= self.max
+        COLLECTOR.with(|c| {
+            c.borrow()
+                .as_ref()
+                .is_some_and(|c| *metadata.level() <= c.max)
+        })
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {
@@ -46,11 +75,15 @@ impl Subscriber for Collector {
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields(Vec::new());
         event.record(&mut fields);
-        self.seen.lock().unwrap().push((
-            *event.metadata().level(),
-            event.metadata().target().to_owned(),
-            fields.0,
-        ));
+        COLLECTOR.with(|c| {
+            if let Some(c) = c.borrow_mut().as_mut() {
+                c.seen.push((
+                    *event.metadata().level(),
+                    event.metadata().target().to_owned(),
+                    fields.0,
+                ));
+            }
+        });
     }
 
     fn enter(&self, _: &Id) {}
@@ -66,31 +99,30 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
 }
 
-/// Every event at or below `max` while `f` runs.
+/// Every event at or below `max` that this thread emits while `f` runs.
 fn collect(max: Level, f: impl FnOnce()) -> Vec<Seen> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector {
-        max,
-        seen: Arc::clone(&seen),
-    };
-    tracing::subscriber::with_default(collector, f);
-    seen.lock().unwrap().clone()
+    static ROUTER: Once = Once::new();
+    ROUTER.call_once(|| {
+        tracing::subscriber::set_global_default(Router).expect("the only global subscriber");
+    });
+    COLLECTOR.with(|c| {
+        *c.borrow_mut() = Some(Collector {
+            max,
+            seen: Vec::new(),
+        });
+    });
+    f();
+    COLLECTOR.with(|c| c.borrow_mut().take().map(|c| c.seen).unwrap_or_default())
 }
 
 #[test]
 fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
     let dir = TempDir::new("telemetry");
     let rt = runtime(dir.path());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector {
-        max: Level::INFO,
-        seen: Arc::clone(&seen),
-    };
-    tracing::subscriber::with_default(collector, || {
+    let events = collect(Level::INFO, || {
         rt.execute(&transfer("120", "vendor-7"));
         rt.execute(&transfer("2500", "vendor-7"));
     });
-    let events = seen.lock().unwrap().clone();
     let decisions: Vec<_> = events
         .iter()
         .filter(|(_, target, _)| target == "capfence::decision")
@@ -113,15 +145,9 @@ fn every_decision_is_one_info_event_and_the_payload_waits_for_trace() {
         "no payload value at INFO"
     );
 
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector {
-        max: Level::TRACE,
-        seen: Arc::clone(&seen),
-    };
-    tracing::subscriber::with_default(collector, || {
+    let events = collect(Level::TRACE, || {
         rt.execute(&transfer("130", "vendor-8"));
     });
-    let events = seen.lock().unwrap().clone();
     let payload = events
         .iter()
         .find(|(level, _, _)| *level == Level::TRACE)
