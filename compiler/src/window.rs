@@ -13,6 +13,8 @@
 //! generated table and the analysis then treat it as one more number, ranked
 //! against the rule's threshold.
 
+use std::borrow::Cow;
+
 use rust_decimal::Decimal;
 
 use crate::event::{Event, Value};
@@ -86,9 +88,34 @@ pub fn augment(
     windows: &[Window],
     earlier: &mut dyn FnMut(&Window, &str, u64) -> Decimal,
 ) -> Event {
+    augment_keyed(event, windows, &[], earlier)
+}
+
+/// `windows[i]`'s key: `keys[i]` when the caller made it beforehand, made
+/// here otherwise.
+fn key_at<'k>(windows: &[Window], keys: &'k [String], i: usize) -> Cow<'k, str> {
+    match (keys.get(i), windows.get(i)) {
+        (Some(key), _) => Cow::Borrowed(key.as_str()),
+        (None, Some(w)) => Cow::Owned(w.key()),
+        (None, None) => Cow::Borrowed(""),
+    }
+}
+
+/// [`augment`] with the windows' keys made beforehand (`keys[i]` is
+/// `windows[i].key()`; a key missing from `keys` is made here): for a
+/// caller that decides many events on the same windows.
+pub fn augment_keyed(
+    event: &Event,
+    windows: &[Window],
+    keys: &[String],
+    earlier: &mut dyn FnMut(&Window, &str, u64) -> Decimal,
+) -> Event {
     let mut out = event.clone();
     out.payload.retain(|k, _| !k.starts_with('@'));
-    for w in windows.iter().filter(|w| w.covers_event(event)) {
+    for (i, w) in windows.iter().enumerate() {
+        if !w.covers_event(event) {
+            continue;
+        }
         let total = w.group(event).and_then(|group| {
             if w.is_new() {
                 let seen = earlier(w, &group, w.seconds);
@@ -102,7 +129,8 @@ pub fn augment(
             earlier(w, &group, w.seconds).checked_add(own)
         });
         if let Some(total) = total {
-            out.payload.insert(w.key(), Value::Number(total));
+            out.payload
+                .insert(key_at(windows, keys, i).into_owned(), Value::Number(total));
         }
     }
     out
@@ -112,10 +140,20 @@ pub fn augment(
 /// `sum of amount over 24h per actor, destination: 1499.97 with this call`.
 /// `None` when it carries none.
 pub fn totals_text(windows: &[Window], augmented: &Event) -> Option<String> {
+    totals_text_keyed(windows, &[], augmented)
+}
+
+/// [`totals_text`] with the windows' keys made beforehand, as for
+/// [`augment_keyed`].
+pub fn totals_text_keyed(windows: &[Window], keys: &[String], augmented: &Event) -> Option<String> {
     let totals: Vec<String> = windows
         .iter()
-        .filter_map(|w| {
-            let total = augmented.payload.get(&w.key())?.as_number()?;
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let total = augmented
+                .payload
+                .get(key_at(windows, keys, i).as_ref())?
+                .as_number()?;
             if w.is_new() {
                 return Some(if total.is_zero() {
                     format!("{}: new", w.describe())
@@ -268,4 +306,66 @@ pub fn timed_event(line: &str) -> Result<(Option<i64>, Event), HistoryError> {
         Some(t) => Some(crate::time::parse_time(&t).ok_or(HistoryError::BadTime(t))?),
     };
     Ok((time, event))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::borrow::Cow;
+
+    use rust_decimal::Decimal;
+
+    use super::{Window, augment, augment_keyed, totals_text, totals_text_keyed};
+    use crate::event::Event;
+
+    fn window(field: Option<&'static str>, seconds: u64, per: &'static [&'static str]) -> Window {
+        Window {
+            field: field.map(Cow::Borrowed),
+            seconds,
+            per: per.iter().map(|p| Cow::Borrowed(*p)).collect(),
+            resource: Some(Cow::Borrowed("payments")),
+            action: Some(Cow::Borrowed("transfer")),
+            new: Cow::Borrowed(&[]),
+            cooling: 0,
+            text: Cow::Borrowed(&[]),
+        }
+    }
+
+    /// Keys made beforehand, all, some or none of them, give the event and
+    /// the reason text that keys made on the spot give; a key left out of
+    /// `keys` is made, never skipped (a skipped window would leave its total
+    /// missing, and a cap that tests it would not hold).
+    #[test]
+    fn keyed_windows_augment_as_the_plain_ones() {
+        let windows = vec![
+            window(Some("amount"), 86_400, &["actor", "destination"]),
+            window(None, 3_600, &["actor"]),
+        ];
+        let keys: Vec<String> = windows.iter().map(Window::key).collect();
+        let event = Event::from_json(
+            r#"{"actor": "agent-1", "capability": "payments.transfer",
+                "payload": {"amount": 120.5, "destination": "vendor-7", "@calls/3600s/actor/payments.transfer": 0}}"#,
+        )
+        .unwrap();
+        let mut earlier = |w: &Window, _: &str, _: u64| {
+            if w.field.is_some() {
+                Decimal::new(99_950, 2)
+            } else {
+                Decimal::from(4)
+            }
+        };
+        let plain = augment(&event, &windows, &mut earlier);
+        assert_eq!(plain.payload.len(), 4, "{:?}", plain.payload);
+        for made in [&keys[..], &keys[..1], &[]] {
+            let keyed = augment_keyed(&event, &windows, made, &mut earlier);
+            assert_eq!(keyed, plain);
+            assert_eq!(
+                totals_text_keyed(&windows, made, &keyed),
+                totals_text(&windows, &plain)
+            );
+        }
+        let text = totals_text(&windows, &plain).unwrap();
+        assert!(text.contains(": 1120 with this call"), "{text}");
+        assert!(text.contains(": 5 with this call"), "{text}");
+    }
 }

@@ -144,6 +144,11 @@ impl Windowed {
         self.windows.iter().position(|w| std::ptr::eq(w, win))
     }
 
+    /// Each window's key, in the order of `windows`.
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// `win`'s key.
     pub(crate) fn key_of(
         &self,

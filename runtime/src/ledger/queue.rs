@@ -242,7 +242,7 @@ fn prepare(
                 .as_deref()
                 .zip(decision.rule.as_deref())
                 .and_then(|(p, id)| p.rule(id));
-            VerdictDetail::of(&decision.cause, rule, &event, &[], &|_| None)
+            VerdictDetail::of(&decision.cause, rule, &event, &[], &[], &|_| None)
         });
         let job = Job {
             capability: event.capability(),
@@ -431,6 +431,7 @@ impl Ledger {
                         rule,
                         &on.augmented,
                         &w.windows,
+                        w.keys(),
                         &|win| {
                             w.index_of(win)
                                 .and_then(|i| on.oldest.get(i).copied().flatten())
@@ -438,7 +439,7 @@ impl Ledger {
                     ),
                     // The rule's part is the caller's to add (`settle`):
                     // built in its own thread, not in this transaction.
-                    _ => VerdictDetail::of(&decision.cause, None, &job.event, &[], &|_| None),
+                    _ => VerdictDetail::of(&decision.cause, None, &job.event, &[], &[], &|_| None),
                 };
                 let verdict = match decision.kind {
                     DecisionKind::RequireApproval => resolve(
@@ -545,8 +546,11 @@ fn decide_on_windows(
 ) -> Result<OnWindows, StoreError> {
     let mut fault = None;
     let mut oldest = vec![None; w.windows.len()];
-    let augmented =
-        capfence_compiler::window::augment(&job.event, &w.windows, &mut |win, group, seconds| {
+    let augmented = capfence_compiler::window::augment_keyed(
+        &job.event,
+        &w.windows,
+        w.keys(),
+        &mut |win, group, seconds| {
             let after = now.saturating_sub(capfence_compiler::window::Window::micros_of(seconds));
             match tx.window_total(&w.key_of(win), group, after) {
                 Ok(seen) => {
@@ -564,13 +568,15 @@ fn decide_on_windows(
                     rust_decimal::Decimal::ZERO
                 }
             }
-        });
+        },
+    );
     if let Some(e) = fault {
         return Err(e);
     }
     let mut decision = w.decider.decide(&augmented);
     if decision.kind != DecisionKind::Allow
-        && let Some(totals) = capfence_compiler::window::totals_text(&w.windows, &augmented)
+        && let Some(totals) =
+            capfence_compiler::window::totals_text_keyed(&w.windows, w.keys(), &augmented)
     {
         decision.reason = format!("{} ({totals})", decision.reason);
     }

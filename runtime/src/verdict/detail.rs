@@ -132,13 +132,15 @@ pub struct VerdictDetail {
 impl VerdictDetail {
     /// The detail of a decision: its cause, and for a rule, the rule's
     /// conditions and required comparisons with `event`'s values (an event
-    /// augmented with window totals gives those too, with `oldest(window)`
-    /// the oldest counted call's time in µs).
+    /// augmented with window totals gives those too, with `keys[i]` the key
+    /// of `windows[i]` (made here when missing) and `oldest(window)` the
+    /// oldest counted call's time in µs).
     pub(crate) fn of(
         cause: &Cause,
         rule: Option<&RuleFacts>,
         event: &Event,
         windows: &[Window],
+        keys: &[String],
         oldest: &dyn Fn(&Window) -> Option<i64>,
     ) -> VerdictDetail {
         let mut detail = VerdictDetail {
@@ -164,7 +166,14 @@ impl VerdictDetail {
                 .get(limit.field.as_ref())
                 .and_then(Value::as_number)
                 .map(|n| n.normalize().to_string());
-            match windows.iter().find(|w| w.key() == limit.field) {
+            let window = windows
+                .iter()
+                .enumerate()
+                .find(|(i, w)| match keys.get(*i) {
+                    Some(key) => *key == limit.field,
+                    None => w.key() == limit.field,
+                });
+            match window.map(|(_, w)| w) {
                 // A `new:` condition is in `conditions` (and the reason says
                 // whether the value was new); it has no cap to free up.
                 Some(window) if window.is_new() => {}
